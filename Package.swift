@@ -1,0 +1,79 @@
+// swift-tools-version:6.0
+// QKDNet: a trusted-node QKD network emulator. See docs/architecture.md for the layering.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "QKDNet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "qkd-node", targets: ["qkd-node"]),
+        .executable(name: "qkdctl", targets: ["qkdctl"]),
+        .executable(name: "qkd-bench", targets: ["qkd-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Layer 0: identifiers, seeded PRNG streams, clocks. No dependencies.
+        .target(name: "QKDCore", swiftSettings: strict),
+        // Layer 1: topology model, YAML parsing and validation.
+        .target(
+            name: "QKDTopology",
+            dependencies: ["QKDCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict),
+        // Layer 2: versioned envelope and control messages.
+        .target(name: "QKDWire", dependencies: ["QKDCore"], swiftSettings: strict),
+        // Layer 3: libzmq shim and transports.
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .target(name: "CQKDSystem"),
+        .target(
+            name: "QKDTransport",
+            dependencies: ["QKDCore", "QKDTopology", "QKDWire", "CZeroMQ"],
+            swiftSettings: strict),
+        // Layer 4: the node shell.
+        .target(
+            name: "QKDNode",
+            dependencies: [
+                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // Operations: run directories, spawning and stopping node processes, querying them.
+        .target(
+            name: "QKDLaunch",
+            dependencies: ["QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "qkd-node",
+            dependencies: [
+                "QKDNode", "QKDTopology", "CQKDSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "qkdctl",
+            dependencies: [
+                "QKDLaunch", "QKDTopology", "QKDWire", "QKDCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "qkd-bench",
+            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDTransport"],
+            swiftSettings: strict),
+        .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
+        .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),
+        .testTarget(name: "QKDWireTests", dependencies: ["QKDWire"]),
+        .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire"]),
+        .testTarget(
+            name: "QKDNodeTests",
+            dependencies: ["QKDNode", "QKDTransport", "QKDTopology", "QKDWire"]),
+        .testTarget(
+            name: "QKDIntegrationTests",
+            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire"]),
+    ]
+)

@@ -1,0 +1,27 @@
+#ifndef QKDNET_QKD_SYSTEM_H
+#define QKDNET_QKD_SYSTEM_H
+#include <sys/types.h>
+
+/// Spawns `path` with `argv` (NULL-terminated). Standard input is /dev/null; standard output
+/// and standard error are appended to `output_path` (created 0644). The child starts with an
+/// empty signal mask and default dispositions for SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGPIPE,
+/// whatever the spawning thread had blocked. With `new_session` != 0 the child leads its own
+/// session, so a terminal's Ctrl-C does not reach it.
+/// Returns 0 and stores the PID, or an errno value.
+int qkd_spawn(const char *path, char *const argv[], const char *output_path, int new_session,
+              pid_t *out_pid);
+
+/// Installs handlers for SIGTERM and SIGINT that record the request and make
+/// `qkd_stop_fd()` readable; ignores SIGPIPE. Returns 0 or an errno value.
+int qkd_install_stop_handlers(void);
+
+/// A file descriptor that becomes readable once a stop signal arrived (for zmq_poll).
+int qkd_stop_fd(void);
+
+/// The number of the stop signal received, or 0.
+int qkd_stop_signal(void);
+
+/// prctl(PR_SET_PDEATHSIG, sig): the calling process gets `sig` when its parent dies.
+int qkd_set_parent_death_signal(int sig);
+
+#endif

@@ -1,0 +1,244 @@
+import Foundation
+import QKDCore
+import QKDTopology
+import QKDTransport
+import QKDWire
+
+/// A network of node processes sharing one run directory: start it, find it again, ask its
+/// nodes how they are, stop it.
+public struct Network: Sendable {
+    public static let readinessMarker = "QKDNET READY"
+
+    public let layout: RunLayout
+    public let topology: Topology
+    public let manifest: NetworkManifest
+
+    public init(layout: RunLayout, topology: Topology, manifest: NetworkManifest) {
+        self.layout = layout
+        self.topology = topology
+        self.manifest = manifest
+    }
+
+    // MARK: Finding a network
+
+    /// Opens the network whose run directory is `runDir`.
+    public static func open(runDir: String) throws(LaunchError) -> Network {
+        let layout = RunLayout(root: absolute(runDir))
+        let manifest = try NetworkManifest.load(path: layout.networkPath)
+        do {
+            let topology = try TopologyParser.load(path: layout.topologyPath)
+            return Network(layout: layout, topology: topology, manifest: manifest)
+        } catch {
+            throw LaunchError(.invalidTopology, "\(error)")
+        }
+    }
+
+    /// The network in `runDir` if given; otherwise the one network under `base` (default
+    /// `.run/`) with live nodes, or, if none is live, the only one there is.
+    public static func discover(runDir: String?, base: String = ".run") throws(LaunchError) -> Network {
+        if let runDir { return try open(runDir: runDir) }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+        let candidates = entries.sorted().map { "\(base)/\($0)" }
+            .filter { FileManager.default.fileExists(atPath: "\($0)/network.json") }
+        guard !candidates.isEmpty else {
+            throw LaunchError(.noNetwork, "no network found under '\(absolute(base))': start one with 'make up' or pass --run-dir")
+        }
+        var live: [Network] = []
+        for dir in candidates {
+            if let network = try? open(runDir: dir), !network.livePIDs().isEmpty { live.append(network) }
+        }
+        if live.count == 1 { return live[0] }
+        if live.count > 1 {
+            throw LaunchError(.noNetwork, "several networks are running (\(live.map(\.layout.root).joined(separator: ", "))): pass --run-dir")
+        }
+        if candidates.count == 1 { return try open(runDir: candidates[0]) }
+        throw LaunchError(.noNetwork, "no network is running under '\(absolute(base))' (stopped: \(candidates.joined(separator: ", "))): pass --run-dir")
+    }
+
+    static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+
+    // MARK: Starting
+
+    /// Starts one process per node of the topology at `topologyPath` and returns once every
+    /// node printed its readiness line. On any failure every node started is stopped and the
+    /// error carries the output of the node that did not come up.
+    public static func up(topologyPath: String, runDir: String? = nil, binDirectory: String,
+                          readyTimeoutSeconds: Double = 60, extraNodeArguments: [String] = [])
+        throws(LaunchError) -> Network
+    {
+        let topology: Topology
+        do {
+            topology = try TopologyParser.load(path: topologyPath)
+        } catch {
+            throw LaunchError(.invalidTopology, "\(error)")
+        }
+        let layout = RunLayout(root: absolute(runDir ?? ".run/\(topology.name)"))
+        if let existing = try? open(runDir: layout.root), !existing.livePIDs().isEmpty {
+            throw LaunchError(.alreadyRunning, "network '\(existing.topology.name)' is already running in \(layout.root) (\(existing.livePIDs().count) nodes): stop it first with 'make down'")
+        }
+        if let problem = layout.validateEndpoints(for: topology) { throw LaunchError(.io, problem) }
+        let nodeBinary = binDirectory + "/qkd-node"
+        guard FileManager.default.isExecutableFile(atPath: nodeBinary) else {
+            throw LaunchError(.spawnFailed, "no qkd-node executable at '\(nodeBinary)': build first (swift build -c release)")
+        }
+        let fm = FileManager.default
+        do {
+            for dir in [layout.pidsDirectory, layout.logsDirectory, layout.socketsDirectory] {
+                try? fm.removeItem(atPath: dir)
+                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            }
+            try? fm.removeItem(atPath: layout.topologyPath)
+            try fm.copyItem(atPath: topologyPath, toPath: layout.topologyPath)
+        } catch {
+            throw LaunchError(.io, "cannot prepare run directory '\(layout.root)': \(error.localizedDescription)")
+        }
+        let manifest = NetworkManifest(topology: topology.name, topologySource: absolute(topologyPath),
+                                       runDirectory: layout.root, binDirectory: absolute(binDirectory),
+                                       startedAt: wallClockSeconds())
+        try manifest.save(path: layout.networkPath)
+        let network = Network(layout: layout, topology: topology, manifest: manifest)
+
+        var started: [NodeID: Int32] = [:]
+        do {
+            for node in topology.nodes {
+                started[node.id] = try network.startNode(node.id, extraArguments: extraNodeArguments)
+            }
+            try network.waitReady(started, timeoutSeconds: readyTimeoutSeconds)
+        } catch {
+            Processes.stop(Array(started.values))
+            network.removePIDFiles()
+            throw error
+        }
+        return network
+    }
+
+    /// Starts the process of one node (also used to restart a node) and records its PID.
+    public func startNode(_ id: NodeID, extraArguments: [String] = []) throws(LaunchError) -> Int32 {
+        guard topology.node(id) != nil else { throw LaunchError(.unknownNode, "node '\(id)' is not in topology '\(topology.name)'") }
+        let pid = try Processes.spawn(
+            executable: manifest.binDirectory + "/qkd-node",
+            arguments: ["--topology", layout.topologyPath, "--node", id.rawValue,
+                        "--run-dir", layout.root] + extraArguments,
+            outputPath: layout.outputPath(id))
+        do {
+            try "\(pid)\n".write(toFile: layout.pidPath(id), atomically: true, encoding: .utf8)
+        } catch {
+            kill(pid, SIGKILL)
+            throw LaunchError(.io, "cannot record PID of \(id) in '\(layout.pidPath(id))': \(error.localizedDescription)")
+        }
+        return pid
+    }
+
+    /// Waits until each of `nodes` has printed its readiness line since it was started.
+    /// Fails at once if one of them exits, or at the deadline, naming the node and quoting
+    /// its output and log.
+    public func waitReady(_ nodes: [NodeID: Int32], timeoutSeconds: Double) throws(LaunchError) {
+        var pending = nodes
+        let deadline = Date(timeIntervalSinceNow: timeoutSeconds)
+        while !pending.isEmpty {
+            for (id, pid) in pending {
+                if readinessLine(of: id, pid: pid) != nil {
+                    pending[id] = nil
+                } else if !Processes.isAlive(pid) {
+                    throw LaunchError(.notReady, "node \(id) (pid \(pid)) exited before it was ready\n\(diagnostics(id))")
+                }
+            }
+            if pending.isEmpty { break }
+            if Date() >= deadline {
+                let id = pending.keys.sorted().first!
+                throw LaunchError(.notReady, "\(pending.count) node(s) not ready after \(timeoutSeconds) s (first: \(id))\n\(diagnostics(id))")
+            }
+            usleep(20_000)
+        }
+    }
+
+    /// The readiness line node `id` printed while running as `pid`, if any.
+    public func readinessLine(of id: NodeID, pid: Int32) -> String? {
+        guard let text = try? String(contentsOfFile: layout.outputPath(id), encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").last {
+            $0.hasPrefix(Network.readinessMarker) && $0.contains(" pid=\(pid) ")
+        }.map(String.init)
+    }
+
+    /// The last lines of a node's output and log, for error messages.
+    public func diagnostics(_ id: NodeID, lines: Int = 20) -> String {
+        func tail(_ path: String) -> String {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "  (no file)" }
+            return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines)
+                .map { "  " + $0 }.joined(separator: "\n")
+        }
+        return "--- \(layout.outputPath(id)) ---\n\(tail(layout.outputPath(id)))\n--- \(layout.logPath(id)) ---\n\(tail(layout.logPath(id)))"
+    }
+
+    // MARK: PIDs
+
+    /// The recorded PID of `id`, whether or not it is alive.
+    public func recordedPID(_ id: NodeID) -> Int32? {
+        guard let text = try? String(contentsOfFile: layout.pidPath(id), encoding: .utf8) else { return nil }
+        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Recorded PIDs of nodes that are alive.
+    public func livePIDs() -> [NodeID: Int32] {
+        var result: [NodeID: Int32] = [:]
+        for node in topology.nodes {
+            if let pid = recordedPID(node.id), Processes.isAlive(pid) { result[node.id] = pid }
+        }
+        return result
+    }
+
+    func removePIDFiles() {
+        for node in topology.nodes { try? FileManager.default.removeItem(atPath: layout.pidPath(node.id)) }
+    }
+
+    // MARK: Stopping
+
+    /// Stops every recorded node (SIGTERM, then SIGKILL after `graceSeconds`) and removes
+    /// the PID records. Returns how many were running and which needed SIGKILL.
+    @discardableResult
+    public func down(graceSeconds: Double = 3) -> (stopped: Int, killed: [NodeID]) {
+        let live = livePIDs()
+        let killedPIDs = Set(Processes.stop(Array(live.values), graceSeconds: graceSeconds))
+        removePIDFiles()
+        return (live.count, live.filter { killedPIDs.contains($0.value) }.map(\.key).sorted())
+    }
+
+    // MARK: Status
+
+    public func controlEndpoints(_ nodes: [NodeID]? = nil) -> [(node: NodeID, endpoint: String)] {
+        let wanted = nodes.map(Set.init)
+        return topology.nodes.filter { wanted?.contains($0.id) ?? true }
+            .map { ($0.id, layout.controlEndpoint($0)) }
+    }
+
+    /// Asks every live node for its status and merges the answers.
+    public func status(timeoutMs: Int = 1500) -> NetworkStatus {
+        let live = livePIDs()
+        let replies = ControlClient.query(controlEndpoints(Array(live.keys)), request: ControlRequest(command: .status),
+                                          timeoutMs: timeoutMs)
+        var reports: [NodeID: NodeStatusReport] = [:]
+        for (id, reply) in replies { if let status = reply.status { reports[id] = status } }
+
+        let nodes = topology.nodes.map { node -> NetworkStatus.Node in
+            let report = reports[node.id]
+            let total = topology.links(of: node.id).count
+            return NetworkStatus.Node(
+                id: node.id.rawValue, role: node.role.rawValue, pid: live[node.id] ?? recordedPID(node.id),
+                state: report != nil && live[node.id] != nil ? "up" : "down", phase: report?.state,
+                uptimeSeconds: report?.uptimeSeconds,
+                linksUp: report?.links.filter { $0.state == "up" }.count ?? 0, linksTotal: total)
+        }
+        let links = topology.links.map { link -> NetworkStatus.Link in
+            func upAt(_ end: NodeID) -> Bool {
+                reports[end]?.links.contains { $0.id == link.name && $0.state == "up" } ?? false
+            }
+            return NetworkStatus.Link(id: link.name, a: link.a.rawValue, b: link.b.rawValue,
+                                      lengthKm: link.lengthKm,
+                                      state: upAt(link.a) && upAt(link.b) ? "up" : "down")
+        }
+        return NetworkStatus(topology: topology.name, runDirectory: layout.root, nodes: nodes, links: links,
+                             saes: topology.saes.map { .init(id: $0.id, node: $0.node.rawValue) })
+    }
+}

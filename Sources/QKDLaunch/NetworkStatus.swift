@@ -1,0 +1,55 @@
+/// What `qkdctl status --json` prints: the network as its nodes report it.
+public struct NetworkStatus: Codable, Equatable, Sendable {
+    public struct Node: Codable, Equatable, Sendable {
+        public var id: String
+        public var role: String
+        public var pid: Int32?
+        /// `up` (process alive and answering) or `down`.
+        public var state: String
+        /// What the node itself reports: `starting` (not every link connected yet), `up`, `stopping`.
+        public var phase: String?
+        public var uptimeSeconds: Double?
+        public var linksUp: Int
+        public var linksTotal: Int
+
+        enum CodingKeys: String, CodingKey {
+            case id, role, pid, state, phase
+            case uptimeSeconds = "uptime_s"
+            case linksUp = "links_up"
+            case linksTotal = "links_total"
+        }
+    }
+
+    public struct Link: Codable, Equatable, Sendable {
+        public var id: String
+        public var a: String
+        public var b: String
+        public var lengthKm: Double
+        /// `up` when both ends report it up, otherwise `down`.
+        public var state: String
+
+        enum CodingKeys: String, CodingKey {
+            case id, a, b, state
+            case lengthKm = "length_km"
+        }
+    }
+
+    public struct SAEEntry: Codable, Equatable, Sendable {
+        public var id: String
+        public var node: String
+    }
+
+    public var topology: String
+    public var runDirectory: String
+    public var nodes: [Node]
+    public var links: [Link]
+    public var saes: [SAEEntry]
+
+    enum CodingKeys: String, CodingKey {
+        case topology, nodes, links, saes
+        case runDirectory = "run_dir"
+    }
+
+    public var nodesUp: Int { nodes.filter { $0.state == "up" }.count }
+    public var linksUp: Int { links.filter { $0.state == "up" }.count }
+}

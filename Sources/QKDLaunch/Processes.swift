@@ -1,0 +1,83 @@
+import CQKDSystem
+import Foundation
+import QKDCore
+
+/// Spawning, probing and stopping node processes by PID. Never by name patterns.
+public enum Processes {
+    /// Starts `executable` with `arguments`, standard output and error appended to
+    /// `outputPath`, in a session of its own (so a terminal's Ctrl-C reaches only qkdctl).
+    public static func spawn(executable: String, arguments: [String], outputPath: String)
+        throws(LaunchError) -> Int32
+    {
+        let argv = ([executable] + arguments).map { strdup($0) }
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = (argv + [nil]).withUnsafeBufferPointer { buffer in
+            qkd_spawn(executable, buffer.baseAddress, outputPath, 1, &pid)
+        }
+        guard rc == 0 else {
+            throw LaunchError(.spawnFailed, "cannot start \(executable): \(String(cString: strerror(rc)))")
+        }
+        return pid
+    }
+
+    /// Whether `pid` is a live (not zombie) process whose program is `programName`.
+    public static func isAlive(_ pid: Int32, programName: String = "qkd-node") -> Bool {
+        guard pid > 0 else { return false }
+        reap(pid)
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")")
+        else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)...].first
+        if state == "Z" || state == "X" { return false }
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let argv0 = String(decoding: cmdline.prefix { $0 != 0 }, as: UTF8.self)
+        return URL(fileURLWithPath: argv0).lastPathComponent == programName
+    }
+
+    /// Collects the exit status of `pid` if it is our child and has exited.
+    public static func reap(_ pid: Int32) {
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, WNOHANG)
+    }
+
+    /// Sends SIGTERM to every live pid, waits up to `graceSeconds` for them to exit, then
+    /// sends SIGKILL to what is left and waits for that too. Returns the pids that needed
+    /// SIGKILL.
+    @discardableResult
+    public static func stop(_ pids: [Int32], graceSeconds: Double = 3, programName: String = "qkd-node")
+        -> [Int32]
+    {
+        let live = pids.filter { isAlive($0, programName: programName) }
+        for pid in live { kill(pid, SIGTERM) }
+        var remaining = waitForExit(live, seconds: graceSeconds, programName: programName)
+        for pid in remaining { kill(pid, SIGKILL) }
+        let killed = remaining
+        remaining = waitForExit(remaining, seconds: 5, programName: programName)
+        return killed
+    }
+
+    /// Waits until none of `pids` is alive or `seconds` pass; returns those still alive.
+    public static func waitForExit(_ pids: [Int32], seconds: Double, programName: String = "qkd-node")
+        -> [Int32]
+    {
+        var remaining = pids
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while true {
+            remaining = remaining.filter { isAlive($0, programName: programName) }
+            if remaining.isEmpty || Date() >= deadline { return remaining }
+            usleep(10_000)
+        }
+    }
+
+    /// Resident set size of `pid` in bytes (VmRSS), or nil.
+    public static func residentBytes(_ pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count >= 2, let kb = Int(fields[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,124 @@
+import QKDCore
+import QKDTopology
+import QKDWire
+
+/// Liveness of a node's links, as a pure state machine. A link is `up` while frames from
+/// the peer keep arriving (heartbeats every `heartbeatInterval`); it goes `down` when nothing
+/// arrived for `timeout`, or at once when the peer says goodbye.
+///
+/// Contract: `tick(at:)` MUST be called no later than `nextDeadline()`; instants passed in
+/// never decrease.
+public struct LinkMonitor: Sendable {
+    public struct Configuration: Sendable, Equatable {
+        public var heartbeatIntervalNs: UInt64
+        public var timeoutNs: UInt64
+
+        public init(heartbeatIntervalMs: UInt64 = 200, timeoutMs: UInt64 = 1000) {
+            heartbeatIntervalNs = heartbeatIntervalMs * 1_000_000
+            timeoutNs = timeoutMs * 1_000_000
+        }
+    }
+
+    public enum State: String, Sendable {
+        case up, down
+    }
+
+    public struct Record: Sendable, Equatable {
+        public let link: TopologyLink
+        public let peer: NodeID
+        public internal(set) var state: State = .down
+        public internal(set) var lastHeard: Instant?
+        public internal(set) var heartbeatsReceived: UInt64 = 0
+        public internal(set) var peerIncarnation: UInt64?
+        var nextHeartbeat: Instant
+    }
+
+    public enum Directive: Equatable, Sendable {
+        case sendHeartbeat(link: LinkIndex, to: NodeID)
+        case stateChanged(link: LinkIndex, state: State, reason: String)
+        case peerRestarted(link: LinkIndex, previous: UInt64, current: UInt64)
+    }
+
+    public let configuration: Configuration
+    public private(set) var records: [Record]
+    private var position: [LinkIndex: Int] = [:]
+
+    public init(node: NodeID, links: [TopologyLink], configuration: Configuration = .init(),
+                now: Instant) {
+        self.configuration = configuration
+        records = links.compactMap { link in
+            link.peer(of: node).map { Record(link: link, peer: $0, nextHeartbeat: now) }
+        }
+        for (i, record) in records.enumerated() { position[record.link.index] = i }
+    }
+
+    public func record(_ link: LinkIndex) -> Record? { position[link].map { records[$0] } }
+
+    public var linksUp: Int { records.filter { $0.state == .up }.count }
+
+    public var allUp: Bool { records.allSatisfy { $0.state == .up } }
+
+    /// Any authentic frame from the link's peer proves it alive; a heartbeat also carries
+    /// the peer's incarnation.
+    public mutating func received(link: LinkIndex, heartbeat: Heartbeat?, at now: Instant)
+        -> [Directive]
+    {
+        guard let i = position[link] else { return [] }
+        var directives: [Directive] = []
+        records[i].lastHeard = now
+        if let heartbeat {
+            records[i].heartbeatsReceived += 1
+            if let previous = records[i].peerIncarnation, previous != heartbeat.incarnation {
+                directives.append(.peerRestarted(link: link, previous: previous, current: heartbeat.incarnation))
+            }
+            records[i].peerIncarnation = heartbeat.incarnation
+        }
+        if records[i].state == .down {
+            records[i].state = .up
+            directives.append(.stateChanged(link: link, state: .up, reason: "frames from \(records[i].peer) arriving"))
+        }
+        return directives
+    }
+
+    /// The peer announced a graceful shutdown.
+    public mutating func goodbye(link: LinkIndex) -> [Directive] {
+        guard let i = position[link], records[i].state == .up else { return [] }
+        records[i].state = .down
+        return [.stateChanged(link: link, state: .down, reason: "\(records[i].peer) shut down")]
+    }
+
+    /// Sends due heartbeats and takes down links whose peer fell silent.
+    public mutating func tick(at now: Instant) -> [Directive] {
+        var directives: [Directive] = []
+        for i in records.indices {
+            if now >= records[i].nextHeartbeat {
+                directives.append(.sendHeartbeat(link: records[i].link.index, to: records[i].peer))
+                var next = records[i].nextHeartbeat.advanced(byNanoseconds: configuration.heartbeatIntervalNs)
+                if next <= now { next = now.advanced(byNanoseconds: configuration.heartbeatIntervalNs) }
+                records[i].nextHeartbeat = next
+            }
+            if records[i].state == .up, let heard = records[i].lastHeard,
+               now.nanoseconds(since: heard) >= configuration.timeoutNs
+            {
+                records[i].state = .down
+                let silentMs = now.nanoseconds(since: heard) / 1_000_000
+                directives.append(.stateChanged(link: records[i].link.index, state: .down,
+                                                reason: "no frame from \(records[i].peer) for \(silentMs) ms"))
+            }
+        }
+        return directives
+    }
+
+    /// The latest instant by which `tick(at:)` must run again.
+    public func nextDeadline() -> Instant? {
+        var deadline: Instant?
+        for record in records {
+            var candidate = record.nextHeartbeat
+            if record.state == .up, let heard = record.lastHeard {
+                candidate = min(candidate, heard.advanced(byNanoseconds: configuration.timeoutNs))
+            }
+            deadline = deadline.map { min($0, candidate) } ?? candidate
+        }
+        return deadline
+    }
+}

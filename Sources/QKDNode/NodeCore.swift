@@ -1,0 +1,278 @@
+import QKDCore
+import QKDTopology
+import QKDWire
+
+/// Everything a node decides, with no I/O: it takes transport events and the time, and
+/// returns directives for its shell. It validates every peer frame before acting on it
+/// (envelope codec, link membership, sender identity, payload shape) and counts rejects by
+/// reason; a rejected frame changes nothing else.
+public struct NodeCore: Sendable {
+    public struct Configuration: Sendable {
+        public var node: NodeID
+        public var topology: Topology
+        public var pid: Int32
+        public var incarnation: UInt64
+        public var monitor: LinkMonitor.Configuration
+        public var pingTimeoutNs: UInt64
+
+        public init(node: NodeID, topology: Topology, pid: Int32, incarnation: UInt64,
+                    monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000) {
+            self.node = node
+            self.topology = topology
+            self.pid = pid
+            self.incarnation = incarnation
+            self.monitor = monitor
+            self.pingTimeoutNs = pingTimeoutMs * 1_000_000
+        }
+    }
+
+    public enum Event: Sendable {
+        case peerFrame(from: NodeID, bytes: [UInt8])
+        case control(client: [UInt8], request: [UInt8])
+        case malformed(reason: String)
+        case stopRequested
+        case tick
+    }
+
+    public enum LogLevel: String, Sendable {
+        case debug, info, notice, warning, error
+    }
+
+    public enum Directive: Equatable, Sendable {
+        case send(frame: [UInt8], to: NodeID)
+        case reply(bytes: [UInt8], to: [UInt8])
+        case log(LogLevel, String, [String: String])
+        /// All links connected for the first time: print the readiness line.
+        case ready(linksUp: Int, linksTotal: Int)
+        /// Leave the event loop (after carrying out the directives before this one).
+        case stop
+    }
+
+    struct PendingPing: Sendable {
+        let client: [UInt8]
+        let link: TopologyLink
+        let peer: NodeID
+        var remaining: Int
+        var samples: [Double] = []
+        var lost = 0
+        var nonce: UInt64 = 0
+        var sentAt = Instant(nanoseconds: 0)
+    }
+
+    public let configuration: Configuration
+    public private(set) var monitor: LinkMonitor
+    public private(set) var rejected: [WireError.Code: UInt64] = [:]
+    public private(set) var isReady = false
+    public private(set) var isStopping = false
+    private let startedAt: Instant
+    private var sequences: [LinkIndex: UInt64] = [:]
+    private var ping: PendingPing?
+    private var nonces: Xoshiro256
+
+    public init(configuration: Configuration, now: Instant) {
+        self.configuration = configuration
+        self.startedAt = now
+        monitor = LinkMonitor(node: configuration.node, links: configuration.topology.links(of: configuration.node),
+                              configuration: configuration.monitor, now: now)
+        nonces = SeedTree(root: configuration.topology.seed)
+            .stream("node/\(configuration.node.rawValue)/ping/\(configuration.incarnation)")
+    }
+
+    /// Handles one event at `now`.
+    public mutating func handle(_ event: Event, at now: Instant) -> [Directive] {
+        switch event {
+        case .peerFrame(let sender, let bytes):
+            return peerFrame(from: sender, bytes: bytes, at: now)
+        case .control(let client, let request):
+            return control(client: client, request: request, at: now)
+        case .malformed(let reason):
+            rejected[.malformedPayload, default: 0] += 1
+            return [.log(.warning, "dropped malformed message", ["reason": reason])]
+        case .stopRequested:
+            return stop()
+        case .tick:
+            return tick(at: now)
+        }
+    }
+
+    /// The latest instant by which `.tick` must be handled.
+    public func nextDeadline() -> Instant? {
+        var deadline = monitor.nextDeadline()
+        if let ping {
+            let pingDeadline = ping.sentAt.advanced(byNanoseconds: configuration.pingTimeoutNs)
+            deadline = deadline.map { min($0, pingDeadline) } ?? pingDeadline
+        }
+        return deadline
+    }
+
+    // MARK: Peer frames
+
+    mutating func reject(_ error: WireError, from sender: NodeID) -> [Directive] {
+        rejected[error.code, default: 0] += 1
+        return [.log(.warning, "dropped frame", ["peer": sender.rawValue, "reason": error.description])]
+    }
+
+    mutating func peerFrame(from sender: NodeID, bytes: [UInt8], at now: Instant) -> [Directive] {
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.decode(bytes)
+        } catch {
+            return reject(error, from: sender)
+        }
+        guard let record = monitor.record(envelope.link) else {
+            return reject(WireError(.unknownLink, "link \(envelope.link) does not end at \(configuration.node)"), from: sender)
+        }
+        guard record.peer == sender else {
+            return reject(WireError(.unexpectedSender, "frame for link \(record.link.name) came from '\(sender)', expected '\(record.peer)'"), from: sender)
+        }
+        do {
+            switch envelope.kind {
+            case .heartbeat:
+                let heartbeat = try Heartbeat.decode(envelope.payload)
+                return monitor.received(link: envelope.link, heartbeat: heartbeat, at: now).map(translate)
+            case .goodbye:
+                return monitor.goodbye(link: envelope.link).map(translate)
+            case .ping:
+                let probe = try Probe.decode(envelope.payload)
+                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).map(translate)
+                out.append(.send(frame: frame(.pong, on: record, payload: probe.encoded()), to: sender))
+                return out
+            case .pong:
+                let probe = try Probe.decode(envelope.payload)
+                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).map(translate)
+                out += pong(probe, link: envelope.link, at: now)
+                return out
+            }
+        } catch {
+            return reject(error, from: sender)
+        }
+    }
+
+    func translate(_ directive: LinkMonitor.Directive) -> Directive {
+        switch directive {
+        case .sendHeartbeat(let link, let peer):
+            // Only reached through `tick`, which builds the frame itself.
+            return .log(.debug, "heartbeat", ["link": "\(link)", "peer": peer.rawValue])
+        case .stateChanged(let link, let state, let reason):
+            let name = configuration.topology.link(link)?.name ?? "\(link)"
+            return .log(state == .up ? .info : .warning, "link \(state.rawValue)", ["link.id": name, "reason": reason])
+        case .peerRestarted(let link, let previous, let current):
+            let name = configuration.topology.link(link)?.name ?? "\(link)"
+            return .log(.notice, "peer restarted", ["link.id": name, "previous": "\(previous)", "current": "\(current)"])
+        }
+    }
+
+    mutating func frame(_ kind: MessageKind, on record: LinkMonitor.Record, payload: [UInt8]) -> [UInt8] {
+        let sequence = sequences[record.link.index, default: 0]
+        sequences[record.link.index] = sequence &+ 1
+        return Envelope(kind: kind, link: record.link.index, sequence: sequence, payload: payload).encoded()
+    }
+
+    // MARK: Time
+
+    mutating func tick(at now: Instant) -> [Directive] {
+        var out: [Directive] = []
+        for directive in monitor.tick(at: now) {
+            if case .sendHeartbeat(let link, let peer) = directive, let record = monitor.record(link) {
+                out.append(.send(frame: frame(.heartbeat, on: record, payload: Heartbeat(incarnation: configuration.incarnation).encoded()), to: peer))
+            } else {
+                out.append(translate(directive))
+            }
+        }
+        if !isReady && monitor.allUp && !isStopping {
+            isReady = true
+            out.append(.ready(linksUp: monitor.linksUp, linksTotal: monitor.records.count))
+        }
+        if let pending = ping, now.nanoseconds(since: pending.sentAt) >= configuration.pingTimeoutNs {
+            ping!.lost += 1
+            out += nextPing(at: now)
+        }
+        return out
+    }
+
+    // MARK: Control
+
+    mutating func control(client: [UInt8], request bytes: [UInt8], at now: Instant) -> [Directive] {
+        let request: ControlRequest
+        do {
+            request = try ControlCodec.decode(ControlRequest.self, from: bytes)
+        } catch {
+            rejected[error.code, default: 0] += 1
+            return [.reply(bytes: ControlCodec.encode(ControlReply(error: error.message)), to: client)]
+        }
+        switch request.command {
+        case .status:
+            return [.reply(bytes: ControlCodec.encode(ControlReply(status: status(at: now))), to: client)]
+        case .shutdown:
+            return [.reply(bytes: ControlCodec.encode(ControlReply(ok: true)), to: client)] + stop()
+        case .ping:
+            return startPing(client: client, request: request, at: now)
+        }
+    }
+
+    public func status(at now: Instant) -> NodeStatusReport {
+        let links = monitor.records.map { record in
+            LinkStatusReport(
+                id: record.link.name, peer: record.peer.rawValue, state: record.state.rawValue,
+                heartbeatsReceived: record.heartbeatsReceived,
+                lastHeardMsAgo: record.lastHeard.map { Double(now.nanoseconds(since: $0)) / 1e6 },
+                peerIncarnation: record.peerIncarnation)
+        }
+        let state = isStopping ? "stopping" : (isReady ? "up" : "starting")
+        return NodeStatusReport(
+            id: configuration.node.rawValue, pid: configuration.pid, state: state,
+            uptimeSeconds: Double(now.nanoseconds(since: startedAt)) / 1e9,
+            incarnation: configuration.incarnation, links: links,
+            rejectedFrames: Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.rawValue, $0.value) }))
+    }
+
+    mutating func startPing(client: [UInt8], request: ControlRequest, at now: Instant) -> [Directive] {
+        func fail(_ message: String) -> [Directive] {
+            [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)]
+        }
+        guard ping == nil else { return fail("a ping is already running on this node") }
+        guard let name = request.link, let link = configuration.topology.link(named: name),
+              let peer = link.peer(of: configuration.node)
+        else { return fail("link '\(request.link ?? "")' does not end at \(configuration.node)") }
+        let count = request.count ?? 10
+        guard (1...100_000).contains(count) else { return fail("count \(count) is outside 1...100000") }
+        ping = PendingPing(client: client, link: link, peer: peer, remaining: count)
+        return nextPing(at: now)
+    }
+
+    mutating func nextPing(at now: Instant) -> [Directive] {
+        guard var pending = ping else { return [] }
+        if pending.remaining == 0 {
+            ping = nil
+            let report = PingReport(link: pending.link.name, roundTripsMicroseconds: pending.samples, lost: pending.lost)
+            return [.reply(bytes: ControlCodec.encode(ControlReply(ping: report)), to: pending.client)]
+        }
+        pending.remaining -= 1
+        pending.nonce = nonces.next()
+        pending.sentAt = now
+        ping = pending
+        guard let record = monitor.record(pending.link.index) else { return [] }
+        return [.send(frame: frame(.ping, on: record, payload: Probe(nonce: pending.nonce).encoded()), to: pending.peer)]
+    }
+
+    mutating func pong(_ probe: Probe, link: LinkIndex, at now: Instant) -> [Directive] {
+        guard let pending = ping, pending.link.index == link, pending.nonce == probe.nonce else {
+            return [.log(.debug, "stale pong ignored", ["link": "\(link)"])]
+        }
+        ping!.samples.append(Double(now.nanoseconds(since: pending.sentAt)) / 1000)
+        return nextPing(at: now)
+    }
+
+    // MARK: Shutdown
+
+    mutating func stop() -> [Directive] {
+        guard !isStopping else { return [] }
+        isStopping = true
+        var out: [Directive] = [.log(.notice, "shutting down", [:])]
+        for record in monitor.records {
+            out.append(.send(frame: frame(.goodbye, on: record, payload: []), to: record.peer))
+        }
+        out.append(.stop)
+        return out
+    }
+}

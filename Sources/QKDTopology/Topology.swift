@@ -1,0 +1,129 @@
+import QKDCore
+
+/// What a node is in the network. Every role runs the same KME software; the role tells
+/// users and routing what the site stands for.
+public enum NodeRole: String, Sendable, CaseIterable, Codable {
+    case metroCore = "metro-core"
+    case trustedRelay = "trusted-relay"
+    case groundStation = "ground-station"
+    case satellite
+}
+
+/// Where a node listens when it is reached over TCP rather than ipc:// in the run directory.
+/// The peer socket binds `port`, the control socket `port + 1`.
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public let host: String
+    public let port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { "\(host):\(port)" }
+}
+
+public struct TopologyNode: Hashable, Sendable {
+    public let id: NodeID
+    public let latitude: Double
+    public let longitude: Double
+    public let role: NodeRole
+    public let endpoint: Endpoint?
+
+    public init(id: NodeID, latitude: Double, longitude: Double, role: NodeRole,
+                endpoint: Endpoint? = nil) {
+        self.id = id
+        self.latitude = latitude
+        self.longitude = longitude
+        self.role = role
+        self.endpoint = endpoint
+    }
+}
+
+/// A fibre link between two nodes, with its physics resolved (defaults plus overrides).
+public struct TopologyLink: Hashable, Sendable {
+    public let index: LinkIndex
+    public let a: NodeID
+    public let b: NodeID
+    public let lengthKm: Double
+    public let physics: PhysicsParameters
+
+    public init(index: LinkIndex, a: NodeID, b: NodeID, lengthKm: Double,
+                physics: PhysicsParameters) {
+        self.index = index
+        self.a = a
+        self.b = b
+        self.lengthKm = lengthKm
+        self.physics = physics
+    }
+
+    /// The link's name, `a-b`, as users type it and as reports show it.
+    public var name: String { "\(a.rawValue)-\(b.rawValue)" }
+
+    /// The other end of the link as seen from `node`, or nil if `node` is not an end.
+    public func peer(of node: NodeID) -> NodeID? {
+        if node == a { return b }
+        if node == b { return a }
+        return nil
+    }
+}
+
+/// A secure application entity: an application endpoint attached to one node's KME.
+public struct SAE: Hashable, Sendable {
+    public let id: String
+    public let node: NodeID
+
+    public init(id: String, node: NodeID) {
+        self.id = id
+        self.node = node
+    }
+}
+
+/// A validated network description. Construct it with `TopologyParser`; every invariant the
+/// parser checks (unique ids, known link ends, physical ranges) holds for every instance.
+public struct Topology: Sendable {
+    public let name: String
+    public let seed: UInt64
+    /// Emulated seconds per wall second.
+    public let timeScale: Double
+    public let defaults: PhysicsParameters
+    public let nodes: [TopologyNode]
+    public let links: [TopologyLink]
+    public let saes: [SAE]
+
+    private let nodeIndex: [NodeID: Int]
+
+    public init(name: String, seed: UInt64, timeScale: Double, defaults: PhysicsParameters,
+                nodes: [TopologyNode], links: [TopologyLink], saes: [SAE]) {
+        self.name = name
+        self.seed = seed
+        self.timeScale = timeScale
+        self.defaults = defaults
+        self.nodes = nodes
+        self.links = links
+        self.saes = saes
+        var index: [NodeID: Int] = [:]
+        for (i, node) in nodes.enumerated() { index[node.id] = i }
+        self.nodeIndex = index
+    }
+
+    public func node(_ id: NodeID) -> TopologyNode? {
+        nodeIndex[id].map { nodes[$0] }
+    }
+
+    /// The links that end at `node`, in topology order.
+    public func links(of node: NodeID) -> [TopologyLink] {
+        links.filter { $0.a == node || $0.b == node }
+    }
+
+    public func link(_ index: LinkIndex) -> TopologyLink? {
+        let i = Int(index.rawValue)
+        return i < links.count ? links[i] : nil
+    }
+
+    /// Resolves a link as a user names it: `A-B` or `B-A`, where node ids may themselves
+    /// contain dashes. Returns nil when no link has that name.
+    public func link(named name: String) -> TopologyLink? {
+        links.first { $0.name == name || "\($0.b.rawValue)-\($0.a.rawValue)" == name }
+    }
+}

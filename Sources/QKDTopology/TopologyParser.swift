@@ -1,0 +1,417 @@
+import Foundation
+import QKDCore
+import Yams
+
+/// Parses and validates topology YAML (format: docs/topology-format.md). It collects every
+/// problem it can find rather than stopping at the first, and each names the file, the line
+/// and the field. Parsing is pure: `parse(_:file:)` reads no files; `load(path:)` reads one.
+public enum TopologyParser {
+    public static let topLevelKeys = ["name", "description", "seed", "time_scale", "defaults",
+                                      "nodes", "links", "saes"]
+    public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint"]
+    public static let linkKeys = ["a", "b", "length_km", "physics"]
+    public static let saeKeys = ["id", "node"]
+
+    /// Reads and parses the file at `path`.
+    public static func load(path: String) throws(TopologyValidationError) -> Topology {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw TopologyValidationError(errors: [TopologyError(
+                code: .unreadable, file: path, line: nil, column: nil, field: "",
+                message: "cannot read file: \(error.localizedDescription)")])
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses `text`; `file` is used only in error messages.
+    public static func parse(_ text: String, file: String) throws(TopologyValidationError)
+        -> Topology
+    {
+        var context = Context(file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw TopologyValidationError(errors: [context.syntaxError(error)])
+        }
+        guard let root, case .mapping(let top) = root else {
+            context.fail(.wrongType, root, "", "the document must be a mapping with 'nodes' and 'links'")
+            throw TopologyValidationError(errors: context.errors)
+        }
+        let topology = context.topology(from: top, node: root)
+        if let topology, context.errors.isEmpty { return topology }
+        throw TopologyValidationError(errors: context.errors)
+    }
+}
+
+/// The parser's working state: the file name and the problems found so far.
+private struct Context {
+    let file: String
+    var errors: [TopologyError] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func fail(_ code: TopologyError.Code, _ node: Node?, _ field: String,
+                       _ message: String) {
+        errors.append(TopologyError(code: code, file: file, line: node?.mark?.line,
+                                    column: node?.mark?.column, field: field, message: message))
+    }
+
+    func syntaxError(_ error: any Error) -> TopologyError {
+        var line: Int?
+        var column: Int?
+        var problem = "\(error)"
+        if let yamlError = error as? YamlError {
+            switch yamlError {
+            case .scanner(_, let p, let mark, _), .parser(_, let p, let mark, _),
+                 .composer(_, let p, let mark, _):
+                line = mark.line
+                column = mark.column
+                problem = p
+            case .duplicatedKeysInMapping(let duplicates, _):
+                problem = "duplicate key(s) \(duplicates.joined(separator: ", "))"
+            default:
+                break
+            }
+        }
+        return TopologyError(code: .syntax, file: file, line: line, column: column, field: "",
+                             message: "YAML syntax error: \(problem)")
+    }
+
+    // MARK: Typed field access
+
+    /// Reports keys of `mapping` not in `allowed`, suggesting the closest allowed key.
+    mutating func checkKeys(_ mapping: Node.Mapping, allowed: [String], path: String) {
+        for (key, _) in mapping {
+            guard let name = key.string else {
+                fail(.wrongType, key, path, "keys must be strings")
+                continue
+            }
+            if !allowed.contains(name) {
+                let field = path.isEmpty ? name : "\(path).\(name)"
+                var message = "unknown field '\(name)'"
+                if let guess = closest(to: name, in: allowed) { message += " (did you mean '\(guess)'?)" }
+                fail(.unknownField, key, field, message)
+            }
+        }
+    }
+
+    mutating func string(_ mapping: Node.Mapping, _ key: String, path: String,
+                         required: Bool, owner: Node) -> (String, Node)? {
+        guard let value = mapping[key] else {
+            if required { fail(.missingField, owner, join(path, key), "missing required field '\(key)'") }
+            return nil
+        }
+        guard case .scalar(let scalar) = value else {
+            fail(.wrongType, value, join(path, key), "must be a string")
+            return nil
+        }
+        return (scalar.string, value)
+    }
+
+    mutating func number(_ mapping: Node.Mapping, _ key: String, path: String, required: Bool,
+                         owner: Node) -> (Double, Node)? {
+        guard let value = mapping[key] else {
+            if required { fail(.missingField, owner, join(path, key), "missing required field '\(key)'") }
+            return nil
+        }
+        guard case .scalar = value, let number = value.float ?? value.int.map(Double.init) else {
+            fail(.wrongType, value, join(path, key), "must be a number, got '\(value.string ?? "a collection")'")
+            return nil
+        }
+        guard number.isFinite else {
+            fail(.invalidValue, value, join(path, key), "must be a finite number")
+            return nil
+        }
+        return (number, value)
+    }
+
+    mutating func sequence(_ mapping: Node.Mapping, _ key: String, required: Bool,
+                           owner: Node) -> [Node]? {
+        guard let value = mapping[key] else {
+            if required { fail(.missingField, owner, key, "missing required field '\(key)'") }
+            return nil
+        }
+        guard case .sequence(let items) = value else {
+            fail(.wrongType, value, key, "must be a list")
+            return nil
+        }
+        return Array(items)
+    }
+
+    // MARK: Sections
+
+    mutating func topology(from top: Node.Mapping, node root: Node) -> Topology? {
+        checkKeys(top, allowed: TopologyParser.topLevelKeys, path: "")
+
+        var name = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
+        if let (value, node) = string(top, "name", path: "", required: false, owner: root) {
+            if isValidIdentifier(value) { name = value } else {
+                fail(.invalidValue, node, "name", "'\(value)' must be 1-64 letters, digits, '.', '_' or '-'")
+            }
+        }
+
+        var seed: UInt64 = 0
+        if let value = top["seed"] {
+            if let parsed = value.string.flatMap({ UInt64($0) }) { seed = parsed } else {
+                fail(.invalidValue, value, "seed", "must be an integer in [0, 2^64 - 1], got '\(value.string ?? "a collection")'")
+            }
+        }
+
+        var timeScale = 1.0
+        if let (value, node) = number(top, "time_scale", path: "", required: false, owner: root) {
+            if value > 0 && value <= 1e6 { timeScale = value } else {
+                fail(.outOfRange, node, "time_scale", "\(value) is outside (0, 1000000]")
+            }
+        }
+
+        var defaults = PhysicsParameters()
+        if let value = top["defaults"] {
+            defaults = physics(value, base: PhysicsParameters(), path: "defaults")
+        }
+
+        let nodes = parseNodes(top, root: root)
+        let known = Set(nodes.map(\.id))
+        let links = parseLinks(top, root: root, known: known, defaults: defaults)
+        let saes = parseSAEs(top, known: known)
+        return Topology(name: name, seed: seed, timeScale: timeScale, defaults: defaults,
+                        nodes: nodes, links: links, saes: saes)
+    }
+
+    mutating func parseNodes(_ top: Node.Mapping, root: Node) -> [TopologyNode] {
+        guard let items = sequence(top, "nodes", required: true, owner: root) else { return [] }
+        if items.isEmpty { fail(.invalidValue, top["nodes"], "nodes", "must list at least one node") }
+        var nodes: [TopologyNode] = []
+        var firstSeen: [NodeID: Int] = [:]
+        var endpoints: [Endpoint: String] = [:]
+        for (i, item) in items.enumerated() {
+            let path = "nodes[\(i)]"
+            guard case .mapping(let map) = item else {
+                fail(.wrongType, item, path, "each node must be a mapping with id, lat, lon, role")
+                continue
+            }
+            checkKeys(map, allowed: TopologyParser.nodeKeys, path: path)
+            let id = string(map, "id", path: path, required: true, owner: item)
+            let lat = number(map, "lat", path: path, required: true, owner: item)
+            let lon = number(map, "lon", path: path, required: true, owner: item)
+            let role = string(map, "role", path: path, required: true, owner: item)
+            var ok = id != nil && lat != nil && lon != nil && role != nil
+            if let (value, node) = id, !isValidIdentifier(value) {
+                fail(.invalidValue, node, "\(path).id", "'\(value)' must be 1-64 letters, digits, '.', '_' or '-'")
+                ok = false
+            }
+            if let (value, node) = lat, !(-90...90).contains(value) {
+                fail(.outOfRange, node, "\(path).lat", "latitude \(value) is outside [-90, 90]")
+                ok = false
+            }
+            if let (value, node) = lon, !(-180...180).contains(value) {
+                fail(.outOfRange, node, "\(path).lon", "longitude \(value) is outside [-180, 180]")
+                ok = false
+            }
+            var parsedRole: NodeRole?
+            if let (value, node) = role {
+                parsedRole = NodeRole(rawValue: value)
+                if parsedRole == nil {
+                    let roles = NodeRole.allCases.map(\.rawValue).joined(separator: ", ")
+                    fail(.invalidValue, node, "\(path).role", "unknown role '\(value)' (one of: \(roles))")
+                    ok = false
+                }
+            }
+            var endpoint: Endpoint?
+            if let (value, node) = string(map, "endpoint", path: path, required: false, owner: item) {
+                endpoint = parseEndpoint(value)
+                if let endpoint {
+                    if let other = endpoints[endpoint] {
+                        fail(.duplicateID, node, "\(path).endpoint", "endpoint \(endpoint) is already used by node '\(other)'")
+                        ok = false
+                    } else {
+                        endpoints[endpoint] = id?.0 ?? "?"
+                    }
+                } else {
+                    fail(.invalidValue, node, "\(path).endpoint", "'\(value)' must be host:port with port in 1...65534 (control listens on port + 1)")
+                    ok = false
+                }
+            }
+            if let (value, node) = id {
+                let nodeID = NodeID(value)
+                if let first = firstSeen[nodeID] {
+                    fail(.duplicateID, node, "\(path).id", "duplicate node id '\(value)' (first defined at nodes[\(first)])")
+                    continue
+                }
+                firstSeen[nodeID] = i
+            }
+            guard ok, let id, let lat, let lon, let parsedRole else { continue }
+            nodes.append(TopologyNode(id: NodeID(id.0), latitude: lat.0, longitude: lon.0,
+                                      role: parsedRole, endpoint: endpoint))
+        }
+        return nodes
+    }
+
+    mutating func parseLinks(_ top: Node.Mapping, root: Node, known: Set<NodeID>,
+                             defaults: PhysicsParameters) -> [TopologyLink] {
+        guard let items = sequence(top, "links", required: true, owner: root) else { return [] }
+        var links: [TopologyLink] = []
+        var pairs: [Set<NodeID>: Int] = [:]
+        var names: [String: Int] = [:]
+        for (i, item) in items.enumerated() {
+            let path = "links[\(i)]"
+            guard case .mapping(let map) = item else {
+                fail(.wrongType, item, path, "each link must be a mapping with a, b, length_km")
+                continue
+            }
+            checkKeys(map, allowed: TopologyParser.linkKeys, path: path)
+            let a = string(map, "a", path: path, required: true, owner: item)
+            let b = string(map, "b", path: path, required: true, owner: item)
+            let length = number(map, "length_km", path: path, required: true, owner: item)
+            var ok = a != nil && b != nil && length != nil
+            for (end, key) in [(a, "a"), (b, "b")] {
+                if let (value, node) = end, !known.contains(NodeID(value)) {
+                    fail(.unknownNode, node, "\(path).\(key)", "unknown node '\(value)'")
+                    ok = false
+                }
+            }
+            if let (av, _) = a, let (bv, bNode) = b, av == bv {
+                fail(.selfLoop, bNode, path, "link connects node '\(av)' to itself")
+                ok = false
+            }
+            if let (value, node) = length, !(value > 0 && value <= 100_000) {
+                fail(.outOfRange, node, "\(path).length_km", "length \(value) km must be in (0, 100000]")
+                ok = false
+            }
+            var physics = defaults
+            if let overrides = map["physics"] {
+                physics = self.physics(overrides, base: defaults, path: "\(path).physics")
+            }
+            guard ok, let a, let b, let length else { continue }
+            let pair: Set<NodeID> = [NodeID(a.0), NodeID(b.0)]
+            if let first = pairs[pair] {
+                fail(.duplicateLink, item, path, "a link between '\(a.0)' and '\(b.0)' is already defined at links[\(first)]")
+                continue
+            }
+            let name = "\(a.0)-\(b.0)"
+            if let first = names[name] ?? names["\(b.0)-\(a.0)"] {
+                fail(.duplicateLink, item, path, "link name '\(name)' is ambiguous with links[\(first)]")
+                continue
+            }
+            pairs[pair] = i
+            names[name] = i
+            links.append(TopologyLink(index: LinkIndex(UInt32(links.count)), a: NodeID(a.0),
+                                      b: NodeID(b.0), lengthKm: length.0, physics: physics))
+        }
+        return links
+    }
+
+    mutating func parseSAEs(_ top: Node.Mapping, known: Set<NodeID>) -> [SAE] {
+        guard let value = top["saes"] else { return [] }
+        guard case .sequence(let items) = value else {
+            fail(.wrongType, value, "saes", "must be a list")
+            return []
+        }
+        var saes: [SAE] = []
+        var seen: [String: Int] = [:]
+        for (i, item) in items.enumerated() {
+            let path = "saes[\(i)]"
+            guard case .mapping(let map) = item else {
+                fail(.wrongType, item, path, "each SAE must be a mapping with id and node")
+                continue
+            }
+            checkKeys(map, allowed: TopologyParser.saeKeys, path: path)
+            guard let (id, idNode) = string(map, "id", path: path, required: true, owner: item),
+                  let (node, nodeNode) = string(map, "node", path: path, required: true, owner: item)
+            else { continue }
+            guard isValidIdentifier(id) else {
+                fail(.invalidValue, idNode, "\(path).id", "'\(id)' must be 1-64 letters, digits, '.', '_' or '-'")
+                continue
+            }
+            if let first = seen[id] {
+                fail(.duplicateID, idNode, "\(path).id", "duplicate SAE id '\(id)' (first defined at saes[\(first)])")
+                continue
+            }
+            guard known.contains(NodeID(node)) else {
+                fail(.unknownNode, nodeNode, "\(path).node", "unknown node '\(node)'")
+                continue
+            }
+            seen[id] = i
+            saes.append(SAE(id: id, node: NodeID(node)))
+        }
+        return saes
+    }
+
+    /// Applies the physics fields of `node` on top of `base`, checking each range and the
+    /// constraints between fields (ν < μ, probabilities summing to 1).
+    mutating func physics(_ node: Node, base: PhysicsParameters, path: String) -> PhysicsParameters {
+        guard case .mapping(let map) = node else {
+            fail(.wrongType, node, path, "must be a mapping of physics parameters")
+            return base
+        }
+        checkKeys(map, allowed: PhysicsParameters.allKeys, path: path)
+        var result = base
+        for field in PhysicsParameters.fields {
+            guard let (value, valueNode) = number(map, field.key, path: path, required: false, owner: node) else { continue }
+            if field.accepts(value) {
+                result[keyPath: field.keyPath] = value
+            } else {
+                fail(.outOfRange, valueNode, "\(path).\(field.key)",
+                     "\(value) is outside \(field.rangeDescription) (\(field.unit))")
+            }
+        }
+        if let value = map[PhysicsParameters.decoyStatesKey] {
+            if let flag = value.bool { result.decoyStates = flag } else {
+                fail(.wrongType, value, "\(path).\(PhysicsParameters.decoyStatesKey)", "must be true or false")
+            }
+        }
+        if result.decoyIntensity >= result.signalIntensity {
+            fail(.outOfRange, map["decoy_intensity"] ?? node, "\(path).decoy_intensity",
+                 "decoy intensity \(result.decoyIntensity) must be below signal intensity \(result.signalIntensity)")
+        }
+        let sum = result.signalProbability + result.decoyProbability + result.vacuumProbability
+        if abs(sum - 1) > 1e-9 {
+            fail(.invalidValue, node, path,
+                 "signal_probability + decoy_probability + vacuum_probability = \(sum), must be 1")
+        }
+        return result
+    }
+
+    // MARK: Helpers
+
+    func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    func isValidIdentifier(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 64 && s.unicodeScalars.allSatisfy {
+            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
+                || $0 == "-" || $0 == "_" || $0 == "."
+        }
+    }
+
+    func parseEndpoint(_ s: String) -> Endpoint? {
+        guard let colon = s.lastIndex(of: ":") else { return nil }
+        let host = String(s[..<colon])
+        guard !host.isEmpty, let port = Int(s[s.index(after: colon)...]), (1...65534).contains(port)
+        else { return nil }
+        return Endpoint(host: host, port: port)
+    }
+
+    /// The allowed key nearest to `name` by edit distance, if it is close enough to be a typo.
+    func closest(to name: String, in allowed: [String]) -> String? {
+        let scored = allowed.map { ($0, editDistance(Array(name), Array($0))) }
+        guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= max(2, name.count / 3)
+        else { return nil }
+        return best.0
+    }
+
+    func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty { return b.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+}

@@ -1,0 +1,58 @@
+import QKDCore
+import QKDTopology
+
+/// Where a running network keeps its files and which endpoints its nodes use. One run
+/// directory per network (by default `.run/<topology name>/`):
+///
+///     topology.yaml      the topology the nodes were started with (a copy)
+///     network.json       what qkdctl needs to find the network
+///     pids/<ID>.pid      each node's PID, written by the launcher
+///     logs/<ID>.log      each node's structured log
+///     logs/<ID>.out      each node's standard output and error (the readiness line)
+///     sock/<ID>.peer     ipc:// endpoint of the node's peer (ROUTER) socket
+///     sock/<ID>.ctl      ipc:// endpoint of the node's control socket
+public struct RunLayout: Sendable, Equatable {
+    /// Absolute path of the run directory.
+    public let root: String
+
+    /// The longest path a Unix-domain socket address holds (sockaddr_un.sun_path, less NUL).
+    public static let maxIPCPathLength = 107
+
+    public init(root: String) { self.root = root }
+
+    public var topologyPath: String { root + "/topology.yaml" }
+    public var networkPath: String { root + "/network.json" }
+    public var pidsDirectory: String { root + "/pids" }
+    public var logsDirectory: String { root + "/logs" }
+    public var socketsDirectory: String { root + "/sock" }
+
+    public func pidPath(_ node: NodeID) -> String { "\(pidsDirectory)/\(node.rawValue).pid" }
+    public func logPath(_ node: NodeID) -> String { "\(logsDirectory)/\(node.rawValue).log" }
+    public func outputPath(_ node: NodeID) -> String { "\(logsDirectory)/\(node.rawValue).out" }
+
+    /// The endpoint a node's peer socket binds and its neighbours connect to.
+    public func peerEndpoint(_ node: TopologyNode) -> String {
+        if let endpoint = node.endpoint { return "tcp://\(endpoint.host):\(endpoint.port)" }
+        return "ipc://\(socketsDirectory)/\(node.id.rawValue).peer"
+    }
+
+    /// The endpoint a node's control socket binds and qkdctl connects to.
+    public func controlEndpoint(_ node: TopologyNode) -> String {
+        if let endpoint = node.endpoint { return "tcp://\(endpoint.host):\(endpoint.port + 1)" }
+        return "ipc://\(socketsDirectory)/\(node.id.rawValue).ctl"
+    }
+
+    /// Checks that every ipc:// endpoint of `topology` fits in a socket address; returns a
+    /// message naming the run directory when one does not.
+    public func validateEndpoints(for topology: Topology) -> String? {
+        for node in topology.nodes where node.endpoint == nil {
+            for endpoint in [peerEndpoint(node), controlEndpoint(node)] {
+                let path = endpoint.dropFirst("ipc://".count)
+                if path.utf8.count > RunLayout.maxIPCPathLength {
+                    return "run directory '\(root)' is too deep: ipc socket path '\(path)' is \(path.utf8.count) bytes, the limit is \(RunLayout.maxIPCPathLength); choose a shorter --run-dir"
+                }
+            }
+        }
+        return nil
+    }
+}

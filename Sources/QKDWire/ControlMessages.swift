@@ -1,0 +1,136 @@
+import Foundation
+
+/// A request from qkdctl to one node's control socket (JSON).
+public struct ControlRequest: Codable, Equatable, Sendable {
+    public enum Command: String, Codable, Sendable {
+        /// Report the node's state and its links.
+        case status
+        /// Measure round trips to a neighbour over the link's peer channel.
+        case ping
+        /// Shut down gracefully (as SIGTERM does).
+        case shutdown
+    }
+
+    public var command: Command
+    /// For `ping`: the link, by name.
+    public var link: String?
+    /// For `ping`: how many sequential round trips (1...100000).
+    public var count: Int?
+
+    public init(command: Command, link: String? = nil, count: Int? = nil) {
+        self.command = command
+        self.link = link
+        self.count = count
+    }
+}
+
+/// One link as one of its ends sees it.
+public struct LinkStatusReport: Codable, Equatable, Sendable {
+    public var id: String
+    public var peer: String
+    /// `up` or `down`.
+    public var state: String
+    public var heartbeatsReceived: UInt64
+    /// Milliseconds since the last frame from the peer, nil if none ever arrived.
+    public var lastHeardMsAgo: Double?
+    public var peerIncarnation: UInt64?
+
+    public init(id: String, peer: String, state: String, heartbeatsReceived: UInt64,
+                lastHeardMsAgo: Double?, peerIncarnation: UInt64?) {
+        self.id = id
+        self.peer = peer
+        self.state = state
+        self.heartbeatsReceived = heartbeatsReceived
+        self.lastHeardMsAgo = lastHeardMsAgo
+        self.peerIncarnation = peerIncarnation
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, peer, state
+        case heartbeatsReceived = "heartbeats_received"
+        case lastHeardMsAgo = "last_heard_ms_ago"
+        case peerIncarnation = "peer_incarnation"
+    }
+}
+
+/// A node's answer to `status`.
+public struct NodeStatusReport: Codable, Equatable, Sendable {
+    public var id: String
+    public var pid: Int32
+    /// `starting`, `up` (all links connected at least once) or `stopping`.
+    public var state: String
+    public var uptimeSeconds: Double
+    public var incarnation: UInt64
+    public var links: [LinkStatusReport]
+    /// Rejected frames by reason (`WireError.Code` raw values).
+    public var rejectedFrames: [String: UInt64]
+
+    public init(id: String, pid: Int32, state: String, uptimeSeconds: Double, incarnation: UInt64,
+                links: [LinkStatusReport], rejectedFrames: [String: UInt64]) {
+        self.id = id
+        self.pid = pid
+        self.state = state
+        self.uptimeSeconds = uptimeSeconds
+        self.incarnation = incarnation
+        self.links = links
+        self.rejectedFrames = rejectedFrames
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, pid, state, incarnation, links
+        case uptimeSeconds = "uptime_s"
+        case rejectedFrames = "rejected_frames"
+    }
+}
+
+/// A node's answer to `ping`: each round trip in microseconds, in order.
+public struct PingReport: Codable, Equatable, Sendable {
+    public var link: String
+    public var roundTripsMicroseconds: [Double]
+    public var lost: Int
+
+    public init(link: String, roundTripsMicroseconds: [Double], lost: Int) {
+        self.link = link
+        self.roundTripsMicroseconds = roundTripsMicroseconds
+        self.lost = lost
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case link, lost
+        case roundTripsMicroseconds = "round_trips_us"
+    }
+}
+
+/// The envelope of every control reply: exactly one of the fields is set.
+public struct ControlReply: Codable, Equatable, Sendable {
+    public var status: NodeStatusReport?
+    public var ping: PingReport?
+    public var ok: Bool?
+    public var error: String?
+
+    public init(status: NodeStatusReport? = nil, ping: PingReport? = nil, ok: Bool? = nil,
+                error: String? = nil) {
+        self.status = status
+        self.ping = ping
+        self.ok = ok
+        self.error = error
+    }
+}
+
+/// JSON coding shared by nodes and qkdctl.
+public enum ControlCodec {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding these plain structs cannot fail.
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(WireError) -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw WireError(.malformedPayload, "control message is not a valid \(T.self): \(error)")
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import CQKDSystem
+import Foundation
+import Logging
+import QKDCore
+import QKDNode
+import QKDTopology
+import QKDTransport
+
+/// One city node of a QKDNet network: one OS process per node.
+@main
+struct QKDNodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qkd-node",
+        abstract: "Run one trusted node of a QKDNet network.",
+        discussion: """
+            Binds the node's peer and control endpoints, connects to every neighbour named by \
+            the topology, keeps a heartbeat on each link, prints one readiness line \
+            (QKDNET READY ...) when all its links are connected, logs to RUN_DIR/logs/ID.log, \
+            and shuts down gracefully on SIGTERM. Exit codes: 0 stopped, 1 runtime failure, \
+            2 bad configuration.
+            """)
+
+    @Option(help: "Topology file (YAML).")
+    var topology: String
+
+    @Option(help: "This node's id, as the topology names it.")
+    var node: String
+
+    @Option(name: .customLong("run-dir"), help: "The network's run directory.")
+    var runDir: String
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
+    var dieWithParent = false
+
+    func run() throws {
+        if dieWithParent { _ = qkd_set_parent_death_signal(SIGTERM) }
+        let topology: Topology
+        do {
+            topology = try TopologyParser.load(path: self.topology)
+        } catch {
+            fail(2, "\(error)")
+        }
+        guard let me = topology.node(NodeID(node)) else {
+            fail(2, "\(self.topology): node '\(node)' is not in the topology")
+        }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            fail(2, "--log-level: unknown level '\(logLevel)'")
+        }
+        let root = URL(fileURLWithPath: runDir).standardizedFileURL.path
+        let layout = RunLayout(root: root)
+        if let problem = layout.validateEndpoints(for: topology) { fail(2, problem) }
+        do {
+            for dir in [layout.logsDirectory, layout.socketsDirectory] {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            }
+        } catch {
+            fail(1, "cannot create run directory '\(root)': \(error.localizedDescription)")
+        }
+
+        let sink: LogSink
+        do { sink = try LogSink(path: layout.logPath(me.id)) } catch { fail(1, error.message) }
+        var logger = Logger(label: "qkd-node") { FileLogHandler(label: $0, sink: sink) }
+        logger.logLevel = level
+        logger[metadataKey: "node"] = "\(me.id)"
+
+        guard qkd_install_stop_handlers() == 0 else { fail(1, "cannot install signal handlers") }
+        let pid = getpid()
+        let incarnation = UInt64.random(in: 1...UInt64.max)
+        logger.notice("starting", metadata: [
+            "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)",
+            "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())",
+        ])
+
+        let neighbours = topology.links(of: me.id).compactMap { link -> (id: NodeID, endpoint: String)? in
+            guard let peer = link.peer(of: me.id), let peerNode = topology.node(peer) else { return nil }
+            return (peer, layout.peerEndpoint(peerNode))
+        }
+        let transport: ZMQNodeTransport
+        do {
+            transport = try ZMQNodeTransport(
+                node: me.id, peerEndpoint: layout.peerEndpoint(me),
+                controlEndpoint: layout.controlEndpoint(me), neighbours: neighbours,
+                stopFD: qkd_stop_fd())
+        } catch {
+            logger.error("cannot open transport", metadata: ["error": "\(error)"])
+            fail(1, "node \(me.id): cannot open transport: \(error)")
+        }
+
+        let clock = SystemClock()
+        let core = NodeCore(
+            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation),
+            now: clock.now())
+        let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger) { line in
+            writeLine(line, to: 1)
+        }
+        runtime.run()
+    }
+}
+
+func writeLine(_ line: String, to fd: Int32) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+}
+
+func fail(_ code: Int32, _ message: String) -> Never {
+    writeLine("qkd-node: error: \(message)", to: 2)
+    exit(code)
+}

@@ -1,0 +1,156 @@
+import ArgumentParser
+import CQKDSystem
+import Foundation
+import QKDCore
+import QKDLaunch
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start one qkd-node process per node and wait until all are ready.")
+
+    @Option(help: "Topology file.")
+    var topology: String
+
+    @Option(name: .customLong("run-dir"), help: "Run directory (default: .run/<topology name>).")
+    var runDir: String?
+
+    @Option(help: "Seconds to wait for every node to be ready.")
+    var timeout: Double = 90
+
+    func run() throws {
+        let started = Date()
+        let network: Network
+        do {
+            network = try Network.up(topologyPath: topology, runDir: runDir, binDirectory: binDirectory(),
+                                     readyTimeoutSeconds: timeout)
+        } catch {
+            throw CLIError(error.message)
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        print("network '\(network.topology.name)' up: \(network.topology.nodes.count) nodes, \(network.topology.links.count) links ready in \(String(format: "%.2f", elapsed)) s")
+        print("run directory: \(network.layout.root)  (seed \(network.topology.seed))")
+    }
+}
+
+struct Down: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop every node of the network by its recorded PID.")
+
+    @OptionGroup var options: NetworkOptions
+
+    func run() throws {
+        let network: Network
+        do {
+            network = try options.network()
+        } catch {
+            // Nothing to stop is not a failure for `make down`.
+            print("qkdctl down: \(error)")
+            return
+        }
+        let result = network.down()
+        var line = "network '\(network.topology.name)': stopped \(result.stopped) node(s)"
+        if !result.killed.isEmpty { line += "; SIGKILL needed for \(result.killed.map(\.rawValue).joined(separator: ", "))" }
+        print(line)
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a network, show the live view until Ctrl-C, then stop it.")
+
+    @Option(help: "Topology file.")
+    var topology: String
+
+    @Option(name: .customLong("run-dir"), help: "Run directory (default: .run/<topology name>).")
+    var runDir: String?
+
+    @Option(help: "Seconds between refreshes of the live view.")
+    var interval: Double = 1
+
+    func run() throws {
+        guard qkd_install_stop_handlers() == 0 else { throw CLIError("cannot install signal handlers") }
+        let network: Network
+        do {
+            network = try Network.up(topologyPath: topology, runDir: runDir, binDirectory: binDirectory())
+        } catch {
+            throw CLIError(error.message)
+        }
+        LiveView(network: network, interval: interval).run()
+        let result = network.down()
+        print("\nnetwork '\(network.topology.name)' stopped (\(result.stopped) nodes)")
+    }
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Live view of nodes and links, refreshed until Ctrl-C.")
+
+    @OptionGroup var options: NetworkOptions
+
+    @Option(help: "Seconds between refreshes.")
+    var interval: Double = 1
+
+    func run() throws {
+        guard qkd_install_stop_handlers() == 0 else { throw CLIError("cannot install signal handlers") }
+        LiveView(network: try options.network(), interval: interval).run()
+    }
+}
+
+struct NodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node", abstract: "Act on one node process.",
+        subcommands: [Kill.self, Start.self, Restart.self])
+
+    struct Kill: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "SIGKILL a node by its recorded PID (fault injection).")
+        @OptionGroup var options: NetworkOptions
+        @Argument(help: "Node id.") var id: String
+
+        func run() throws {
+            let network = try options.network()
+            guard let pid = network.recordedPID(NodeID(id)), Processes.isAlive(pid) else {
+                throw CLIError("node '\(id)' is not running")
+            }
+            kill(pid, SIGKILL)
+            _ = Processes.waitForExit([pid], seconds: 5)
+            print("killed \(id) (pid \(pid))")
+        }
+    }
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a node that is not running and wait until it is ready.")
+        @OptionGroup var options: NetworkOptions
+        @Argument(help: "Node id.") var id: String
+        @Option(help: "Seconds to wait for readiness.") var timeout: Double = 30
+
+        func run() throws {
+            try startNode(try options.network(), id: NodeID(id), timeout: timeout)
+        }
+    }
+
+    struct Restart: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a node gracefully (if running), start it again, wait until ready.")
+        @OptionGroup var options: NetworkOptions
+        @Argument(help: "Node id.") var id: String
+        @Option(help: "Seconds to wait for readiness.") var timeout: Double = 30
+
+        func run() throws {
+            let network = try options.network()
+            if let pid = network.recordedPID(NodeID(id)), Processes.isAlive(pid) {
+                Processes.stop([pid])
+            }
+            try startNode(network, id: NodeID(id), timeout: timeout)
+        }
+    }
+}
+
+func startNode(_ network: Network, id: NodeID, timeout: Double) throws {
+    if let pid = network.recordedPID(id), Processes.isAlive(pid) {
+        throw CLIError("node '\(id)' is already running (pid \(pid))")
+    }
+    do {
+        let pid = try network.startNode(id)
+        try network.waitReady([id: pid], timeoutSeconds: timeout)
+        print("started \(id) (pid \(pid))")
+    } catch {
+        throw CLIError(error.message)
+    }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import CQKDSystem
+import Foundation
+import QKDCore
+import QKDLaunch
+import QKDTopology
+import QKDWire
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Nodes and links of the running network.")
+
+    @OptionGroup var options: NetworkOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let status = try options.network().status()
+        if json { printJSON(status) } else { print(StatusTable.render(status)) }
+    }
+}
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure classical round trips over a link's peer channel (from its first end).")
+
+    @OptionGroup var options: NetworkOptions
+
+    @Option(help: "The link, as A-B.")
+    var link: String
+
+    @Option(help: "Sequential round trips.")
+    var count: Int = 100
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let network = try options.network()
+        guard let topologyLink = network.topology.link(named: link) else {
+            throw CLIError("no link named '\(link)' in topology '\(network.topology.name)'")
+        }
+        let request = ControlRequest(command: .ping, link: topologyLink.name, count: count)
+        let endpoints = network.controlEndpoints([topologyLink.a])
+        let reply = ControlClient.query(endpoints, request: request, timeoutMs: 5000 + count * 20)[topologyLink.a]
+        guard let reply else { throw CLIError("node \(topologyLink.a) did not answer") }
+        if let error = reply.error { throw CLIError("\(topologyLink.a): \(error)") }
+        guard let report = reply.ping else { throw CLIError("\(topologyLink.a): unexpected reply") }
+        if json { printJSON(report); return }
+        let sorted = report.roundTripsMicroseconds.sorted()
+        func pct(_ p: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))] }
+        print(String(format: "%@: %d round trips, %d lost; p50 %.1f µs, p90 %.1f µs, p99 %.1f µs, max %.1f µs",
+                     report.link, sorted.count, report.lost, pct(0.5), pct(0.9), pct(0.99), sorted.last ?? .nan))
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check topology files; print every problem with file, line and field.")
+
+    @Argument(help: "Topology files.")
+    var files: [String]
+
+    func run() throws {
+        var failed = 0
+        for file in files {
+            do {
+                let topology = try TopologyParser.load(path: file)
+                print("\(file): ok (\(topology.name): \(topology.nodes.count) nodes, \(topology.links.count) links, \(topology.saes.count) SAEs, seed \(topology.seed))")
+            } catch {
+                failed += 1
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+            }
+        }
+        if failed > 0 { throw ExitCode(2) }
+    }
+}
+
+/// Human-readable rendering of a network status.
+enum StatusTable {
+    static func render(_ status: NetworkStatus) -> String {
+        var rows = [["NODE", "ROLE", "PID", "STATE", "UPTIME", "LINKS"]]
+        for node in status.nodes {
+            rows.append([node.id, node.role, node.pid.map(String.init) ?? "-",
+                         node.state == "up" ? (node.phase == "up" ? "up" : "up (\(node.phase ?? "?"))") : "down",
+                         node.uptimeSeconds.map { formatDuration($0) } ?? "-",
+                         "\(node.linksUp)/\(node.linksTotal)"])
+        }
+        var out = table(rows)
+        let down = status.links.filter { $0.state != "up" }
+        out += "\n\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
+        if !down.isEmpty {
+            out += "\nlinks down: " + down.prefix(12).map(\.id).joined(separator: ", ") + (down.count > 12 ? ", …" : "")
+        }
+        return out
+    }
+
+    static func table(_ rows: [[String]]) -> String {
+        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    static func formatDuration(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(s % 60)s" }
+        return "\(s / 3600)h\((s % 3600) / 60)m"
+    }
+}
+
+/// The live view of `watch` and `run`: redraws the status every `interval` seconds until
+/// SIGINT or SIGTERM.
+struct LiveView {
+    let network: Network
+    let interval: Double
+
+    func run() {
+        let fd = qkd_stop_fd()
+        while qkd_stop_signal() == 0 {
+            let status = network.status()
+            let clock = DateFormatter.localizedString(from: Date(), dateStyle: .none, timeStyle: .medium)
+            print("\u{1B}[H\u{1B}[2J", terminator: "")
+            print("QKDNet — \(status.topology) — \(clock) — Ctrl-C to stop\n")
+            print(StatusTable.render(status))
+            fflush(nil)
+            var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&item, 1, Int32(interval * 1000))
+        }
+    }
+}
