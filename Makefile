@@ -1,0 +1,72 @@
+# QKDNet: make run (start the default network with a live view), make test (everything).
+# Every target installs what is missing first (Debian packages through apt-get).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+TOPOLOGY ?= Topologies/beijing-shanghai.yaml
+RUN_DIR ?=
+SWIFT ?= swift
+RELEASE_FLAGS := -c release --static-swift-stdlib
+# Debian packages the build and the tests need, and the command or file that shows each one.
+APT_PACKAGES := libzmq3-dev pkg-config python3
+
+RUN_DIR_ARG := $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
+RELEASE_BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
+
+.PHONY: help deps build release up down status run test bench lint check clean
+
+help:
+	@echo "make run        install, build, start $(TOPOLOGY) with a live view (Ctrl-C stops it)"
+	@echo "make test       install, build, run every test"
+	@echo "make up / down  start (TOPOLOGY=...) / stop a network in the background"
+	@echo "make status     qkdctl status of the running network"
+	@echo "make bench      benchmarks (release build), printing numbers"
+	@echo "make check      lint (strict build) + tests"
+
+deps:
+	@missing=""; \
+	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
+	pkg-config --exists libzmq 2>/dev/null || missing="$$missing libzmq3-dev"; \
+	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi; \
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi; \
+	command -v $(SWIFT) >/dev/null 2>&1 || { echo "error: swift is not on PATH (Swift 6.x toolchain required)"; exit 1; }
+
+build: deps
+	$(SWIFT) build --build-tests
+
+release: deps
+	$(SWIFT) build $(RELEASE_FLAGS)
+
+up: release
+	"$(RELEASE_BIN)/qkdctl" up --topology "$(TOPOLOGY)" $(RUN_DIR_ARG)
+
+down: release
+	"$(RELEASE_BIN)/qkdctl" down $(RUN_DIR_ARG)
+
+status: release
+	"$(RELEASE_BIN)/qkdctl" status $(RUN_DIR_ARG)
+
+# up + live view until Ctrl-C + down (qkdctl run traps SIGINT and stops the nodes).
+run: release
+	"$(RELEASE_BIN)/qkdctl" run --topology "$(TOPOLOGY)" $(RUN_DIR_ARG)
+
+test: build
+	$(SWIFT) test --skip-build
+
+bench: release
+	"$(RELEASE_BIN)/qkd-bench"
+
+lint: deps
+	$(SWIFT) build --build-tests -Xswiftc -warnings-as-errors --explicit-target-dependency-import-check error
+
+check: lint test
+
+clean:
+	rm -rf .build .run
