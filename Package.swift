@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),
         .testTarget(name: "QKDWireTests", dependencies: ["QKDWire"]),
-        .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire"]),
+        .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire", "QKDTopology", "CZeroMQ"]),
         .testTarget(
             name: "QKDNodeTests",
             dependencies: ["QKDNode", "QKDTransport", "QKDTopology", "QKDWire"]),

@@ -1,0 +1,63 @@
+import Foundation
+import QKDCore
+import QKDLaunch
+import QKDTopology
+import QKDWire
+import Testing
+
+/// Paths and helpers for tests that run real qkd-node processes.
+enum Harness {
+    static let repository = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    static func topology(_ name: String) -> String { "\(repository)/Topologies/\(name)" }
+
+    /// Where `swift build` put qkd-node: beside the test bundle, or QKDNET_BIN_DIR.
+    static var binDirectory: String {
+        if let dir = ProcessInfo.processInfo.environment["QKDNET_BIN_DIR"] { return dir }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // The test binary may sit inside a bundle directory.
+        while !FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("qkd-node").path), dir.path != "/" {
+            dir.deleteLastPathComponent()
+        }
+        return dir.path
+    }
+
+    static func runDirectory(_ label: String) -> String {
+        "/tmp/qkdnet-\(label)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// Starts a network; on failure the error already carries the failing node's log.
+    static func up(_ topologyFile: String, label: String) throws -> Network {
+        try Network.up(topologyPath: topology(topologyFile), runDir: runDirectory(label),
+                       binDirectory: binDirectory, readyTimeoutSeconds: 60)
+    }
+
+    /// Stops the network and prints every node's log tail if the test failed.
+    static func tearDown(_ network: Network) {
+        let result = network.down()
+        if !result.killed.isEmpty { print("nodes needing SIGKILL: \(result.killed)") }
+        try? FileManager.default.removeItem(atPath: network.layout.root)
+    }
+
+    static func dumpLogs(_ network: Network) {
+        for node in network.topology.nodes { print(network.diagnostics(node.id, lines: 15)) }
+    }
+
+    /// One node's own report.
+    static func report(_ network: Network, _ node: String, timeoutMs: Int = 1000) -> NodeStatusReport? {
+        ControlClient.query(network.controlEndpoints([NodeID(node)]), request: ControlRequest(command: .status),
+                            timeoutMs: timeoutMs)[NodeID(node)]?.status
+    }
+}
+
+/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
+func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date(timeIntervalSinceNow: seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
+}

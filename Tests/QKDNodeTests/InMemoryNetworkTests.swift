@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import QKDCore
+import QKDNode
+import QKDTopology
+import QKDTransport
+import QKDWire
+import Synchronization
+import Testing
+
+/// A whole network in one process over the in-memory transport: each node's runtime on its
+/// own thread, exactly as in qkd-node, without sockets.
+final class InProcessNetwork: Sendable {
+    let network = InMemoryNetwork()
+    let topology: Topology
+    let ready = Mutex<[String]>([])
+    let threads = Mutex<[Thread]>([])
+    let finished = Mutex<Int>(0)
+
+    init(topology: Topology) { self.topology = topology }
+
+    func start() {
+        for node in topology.nodes {
+            let core = NodeCore(configuration: .init(node: node.id, topology: topology, pid: 0, incarnation: 1),
+                                now: SystemClock().now())
+            let thread = Thread { [self] in
+                let transport = network.transport(for: node.id)
+                let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+                let runtime = NodeRuntime(core: core, transport: transport, clock: SystemClock(), logger: logger) { line in
+                    self.ready.withLock { $0.append(line) }
+                }
+                runtime.run()
+                self.finished.withLock { $0 += 1 }
+            }
+            thread.start()
+        }
+    }
+
+    func status(_ node: String) -> NodeStatusReport? {
+        let reply = network.control(ControlCodec.encode(ControlRequest(command: .status)), to: NodeID(node), timeoutMs: 2000)
+        return reply.flatMap { try? ControlCodec.decode(ControlReply.self, from: $0) }?.status
+    }
+
+    func stopAll() {
+        for node in topology.nodes { network.requestStop(node.id) }
+    }
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date(timeIntervalSinceNow: seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(10_000)
+    }
+    return condition()
+}
+
+@Suite(.serialized) struct InMemoryNetworkTests {
+    @Test func lineComesUpThenACutLinkGoesDownAndHeals() {
+        let net = InProcessNetwork(topology: lineTopology)
+        net.start()
+        defer {
+            net.stopAll()
+            _ = waitUntil(5) { net.finished.withLock { $0 } == 3 }
+        }
+        #expect(waitUntil(5) { net.ready.withLock { $0.count } == 3 })
+        #expect(net.ready.withLock { $0 }.contains { $0.hasPrefix("QKDNET READY node=B ") && $0.hasSuffix("links=2/2") })
+
+        net.network.cutLink(NodeID("B"), NodeID("C"))
+        #expect(waitUntil(5) { net.status("C")?.links.first?.state == "down" })
+        #expect(net.status("B")?.links.first { $0.id == "B-C" }?.state == "down")
+        #expect(net.status("A")?.links.first?.state == "up")
+
+        net.network.healLink(NodeID("B"), NodeID("C"))
+        #expect(waitUntil(5) { net.status("C")?.links.first?.state == "up" })
+    }
+
+    @Test func stopRequestEndsEveryRuntime() {
+        let net = InProcessNetwork(topology: lineTopology)
+        net.start()
+        #expect(waitUntil(5) { net.ready.withLock { $0.count } == 3 })
+        net.stopAll()
+        #expect(waitUntil(5) { net.finished.withLock { $0 } == 3 })
+    }
+}

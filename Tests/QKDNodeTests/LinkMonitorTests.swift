@@ -1,0 +1,161 @@
+import QKDCore
+import QKDNode
+import QKDTopology
+import QKDWire
+import Testing
+
+let lineTopology = try! TopologyParser.parse("""
+    name: t
+    nodes:
+      - { id: A, lat: 0, lon: 0, role: metro-core }
+      - { id: B, lat: 0, lon: 1, role: trusted-relay }
+      - { id: C, lat: 0, lon: 2, role: metro-core }
+    links:
+      - { a: A, b: B, length_km: 10 }
+      - { a: B, b: C, length_km: 10 }
+    """, file: "t.yaml")
+
+func ms(_ value: UInt64) -> Instant { Instant(nanoseconds: value * 1_000_000) }
+
+@Suite struct LinkMonitorTests {
+    @Test func linkComesUpOnFirstFrameAndGoesDownAfterSilence() {
+        var m = LinkMonitor(node: NodeID("B"), links: lineTopology.links, now: ms(0))
+        #expect(m.records.count == 2)
+        #expect(m.linksUp == 0)
+        let up = m.received(link: LinkIndex(0), heartbeat: Heartbeat(incarnation: 1), at: ms(10))
+        #expect(up.contains { if case .stateChanged(LinkIndex(0), .up, _) = $0 { true } else { false } })
+        #expect(m.record(LinkIndex(0))?.state == .up)
+        #expect(m.tick(at: ms(500)).allSatisfy { if case .stateChanged = $0 { false } else { true } })
+        let down = m.tick(at: ms(1010))
+        #expect(down.contains { if case .stateChanged(LinkIndex(0), .down, _) = $0 { true } else { false } })
+        #expect(m.record(LinkIndex(0))?.state == .down)
+    }
+
+    @Test func heartbeatsAreDueEveryInterval() {
+        var m = LinkMonitor(node: NodeID("A"), links: lineTopology.links, now: ms(0))
+        func beats(_ d: [LinkMonitor.Directive]) -> Int { d.filter { if case .sendHeartbeat = $0 { true } else { false } }.count }
+        #expect(beats(m.tick(at: ms(0))) == 1)
+        #expect(beats(m.tick(at: ms(150))) == 0)
+        #expect(m.nextDeadline() == ms(200))
+        #expect(beats(m.tick(at: ms(200))) == 1)
+        // A stall longer than several intervals yields one heartbeat, not a burst.
+        #expect(beats(m.tick(at: ms(5000))) == 1)
+    }
+
+    @Test func goodbyeTakesTheLinkDownAtOnceAndRestartIsNoticed() {
+        var m = LinkMonitor(node: NodeID("C"), links: lineTopology.links, now: ms(0))
+        _ = m.received(link: LinkIndex(1), heartbeat: Heartbeat(incarnation: 1), at: ms(1))
+        #expect(m.goodbye(link: LinkIndex(1)).count == 1)
+        #expect(m.record(LinkIndex(1))?.state == .down)
+        let back = m.received(link: LinkIndex(1), heartbeat: Heartbeat(incarnation: 2), at: ms(2))
+        #expect(back.contains(.peerRestarted(link: LinkIndex(1), previous: 1, current: 2)))
+        #expect(m.allUp)
+    }
+
+    @Test func framesOnForeignLinksChangeNothing() {
+        var m = LinkMonitor(node: NodeID("A"), links: lineTopology.links, now: ms(0))
+        #expect(m.received(link: LinkIndex(1), heartbeat: nil, at: ms(1)).isEmpty)
+        #expect(m.received(link: LinkIndex(9), heartbeat: nil, at: ms(1)).isEmpty)
+        #expect(m.linksUp == 0)
+    }
+}
+
+@Suite struct NodeCoreTests {
+    func core(_ node: String) -> NodeCore {
+        NodeCore(configuration: .init(node: NodeID(node), topology: lineTopology, pid: 1, incarnation: 99), now: ms(0))
+    }
+
+    func heartbeat(link: UInt32, sequence: UInt64 = 0) -> [UInt8] {
+        Envelope(kind: .heartbeat, link: LinkIndex(link), sequence: sequence, payload: Heartbeat(incarnation: 5).encoded()).encoded()
+    }
+
+    @Test func readyOnceWhenAllLinksAreUp() {
+        var b = core("B")
+        _ = b.handle(.peerFrame(from: NodeID("A"), bytes: heartbeat(link: 0)), at: ms(1))
+        #expect(!b.handle(.tick, at: ms(2)).contains(.ready(linksUp: 2, linksTotal: 2)))
+        _ = b.handle(.peerFrame(from: NodeID("C"), bytes: heartbeat(link: 1)), at: ms(3))
+        #expect(b.handle(.tick, at: ms(4)).contains(.ready(linksUp: 2, linksTotal: 2)))
+        #expect(!b.handle(.tick, at: ms(5)).contains(.ready(linksUp: 2, linksTotal: 2)))
+        #expect(b.isReady)
+    }
+
+    @Test func hostileFramesAreCountedAndChangeNothing() {
+        var b = core("B")
+        let before = b.monitor.records
+        let hostile: [(NodeID, [UInt8], WireError.Code)] = [
+            (NodeID("A"), [1, 2, 3], .truncated),
+            (NodeID("A"), Array(heartbeat(link: 0).dropLast()), .lengthMismatch),
+            (NodeID("C"), heartbeat(link: 0), .unexpectedSender),      // C claims A's link
+            (NodeID("A"), heartbeat(link: 7), .unknownLink),
+            (NodeID("A"), Envelope(kind: .heartbeat, link: LinkIndex(0), sequence: 0, payload: [1]).encoded(), .truncated),
+            (NodeID("A"), Envelope(kind: .ping, link: LinkIndex(0), sequence: 0, payload: [1, 2, 3, 4, 5, 6, 7, 8, 9]).encoded(), .malformedPayload),
+        ]
+        for (sender, bytes, code) in hostile {
+            let out = b.handle(.peerFrame(from: sender, bytes: bytes), at: ms(1))
+            #expect(out.count == 1, "\(code)")
+            guard case .log(.warning, _, let meta) = out.first else {
+                Issue.record("expected a warning for \(code), got \(out)")
+                continue
+            }
+            #expect(meta["reason"]?.hasPrefix(code.rawValue) == true, "\(code): \(meta)")
+        }
+        #expect(b.monitor.records == before)
+        #expect(b.rejected[.truncated] == 2)
+        #expect(b.rejected[.unexpectedSender] == 1)
+        #expect(b.rejected[.unknownLink] == 1)
+        #expect(b.rejected.values.reduce(0, +) == UInt64(hostile.count))
+        let status = b.status(at: ms(2))
+        #expect(status.rejectedFrames["truncated"] == 2)
+    }
+
+    @Test func pingAnswersWithPongAndPingerMeasuresRoundTrip() throws {
+        var a = core("A")
+        var b = core("B")
+        let request = ControlCodec.encode(ControlRequest(command: .ping, link: "A-B", count: 2))
+        var out = a.handle(.control(client: [7], request: request), at: ms(10))
+        for round in 0..<2 {
+            guard case .send(let ping, NodeID("B")) = out.first else {
+                Issue.record("round \(round): expected a ping to B, got \(out)")
+                return
+            }
+            let answer = b.handle(.peerFrame(from: NodeID("A"), bytes: ping), at: ms(11))
+            guard case .send(let pong, NodeID("A")) = answer.last else {
+                Issue.record("expected a pong, got \(answer)")
+                return
+            }
+            out = a.handle(.peerFrame(from: NodeID("B"), bytes: pong), at: ms([12, 15][round]))
+            out = out.filter { if case .log = $0 { false } else { true } }
+        }
+        guard case .reply(let bytes, [7]) = out.first else {
+            Issue.record("expected the ping report, got \(out)")
+            return
+        }
+        let report = try #require(try ControlCodec.decode(ControlReply.self, from: bytes).ping)
+        #expect(report.roundTripsMicroseconds == [2000, 3000])
+        #expect(report.lost == 0)
+    }
+
+    @Test func controlErrorsAreAnsweredNotFatal() throws {
+        var a = core("A")
+        for request in [Array("not json".utf8), ControlCodec.encode(ControlRequest(command: .ping, link: "B-C"))] {
+            let out = a.handle(.control(client: [1], request: request), at: ms(1))
+            guard case .reply(let bytes, [1]) = out.first else {
+                Issue.record("expected an error reply, got \(out)")
+                continue
+            }
+            #expect(try ControlCodec.decode(ControlReply.self, from: bytes).error != nil)
+        }
+    }
+
+    @Test func stopSaysGoodbyeOnEveryLinkThenStops() {
+        var b = core("B")
+        let out = b.handle(.stopRequested, at: ms(1))
+        let goodbyes = out.compactMap { directive -> NodeID? in
+            guard case .send(let frame, let peer) = directive, (try? Envelope.decode(frame))?.kind == .goodbye else { return nil }
+            return peer
+        }
+        #expect(Set(goodbyes) == [NodeID("A"), NodeID("C")])
+        #expect(out.last == .stop)
+        #expect(b.handle(.stopRequested, at: ms(2)).isEmpty)
+    }
+}
