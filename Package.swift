@@ -63,7 +63,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "qkd-bench",
-            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDTransport"],
+            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore"],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),

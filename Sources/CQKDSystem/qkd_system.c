@@ -82,3 +82,21 @@ int qkd_set_parent_death_signal(int sig) {
     if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0) != 0) return errno;
     return 0;
 }
+
+#include <pthread.h>
+#include <sched.h>
+
+int qkd_pin_thread_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int qkd_unpin_thread(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+    for (long i = 0; i < n && i < CPU_SETSIZE; i++) CPU_SET((int)i, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}

@@ -7,14 +7,17 @@ public struct NetworkManifest: Codable, Equatable, Sendable {
     public var runDirectory: String
     public var binDirectory: String
     public var startedAt: Double
+    /// Arguments every node of this network is started with (also on restart).
+    public var nodeArguments: [String]
 
     public init(topology: String, topologySource: String, runDirectory: String,
-                binDirectory: String, startedAt: Double) {
+                binDirectory: String, startedAt: Double, nodeArguments: [String]) {
         self.topology = topology
         self.topologySource = topologySource
         self.runDirectory = runDirectory
         self.binDirectory = binDirectory
         self.startedAt = startedAt
+        self.nodeArguments = nodeArguments
     }
 
     enum CodingKeys: String, CodingKey {
@@ -23,6 +26,7 @@ public struct NetworkManifest: Codable, Equatable, Sendable {
         case runDirectory = "run_dir"
         case binDirectory = "bin_dir"
         case startedAt = "started_at"
+        case nodeArguments = "node_arguments"
     }
 
     public static func load(path: String) throws(LaunchError) -> NetworkManifest {

@@ -55,7 +55,20 @@ public enum Processes {
         for pid in remaining { kill(pid, SIGKILL) }
         let killed = remaining
         remaining = waitForExit(remaining, seconds: 5, programName: programName)
+        waitUntilGone(live, seconds: 5)
         return killed
+    }
+
+    /// Waits until the process table no longer lists `pids`, not even as zombies: our own
+    /// children are reaped here; orphans are reaped by init, which may take a moment.
+    public static func waitUntilGone(_ pids: [Int32], seconds: Double) {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        var remaining = pids
+        while !remaining.isEmpty && Date() < deadline {
+            remaining.forEach { reap($0) }
+            remaining = remaining.filter { FileManager.default.fileExists(atPath: "/proc/\($0)") }
+            if !remaining.isEmpty { usleep(10_000) }
+        }
     }
 
     /// Waits until none of `pids` is alive or `seconds` pass; returns those still alive.

@@ -33,6 +33,9 @@ struct QKDNodeCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(name: .customLong("io-cpu"), help: "Pin the event loop and libzmq's I/O thread to this CPU ('none': no pinning).")
+    var ioCPU: String = "none"
+
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
 
@@ -67,12 +70,18 @@ struct QKDNodeCommand: ParsableCommand {
         logger.logLevel = level
         logger[metadataKey: "node"] = "\(me.id)"
 
+        if ioCPU != "none" {
+            guard let cpu = Int32(ioCPU), cpu >= 0 else { fail(2, "--io-cpu: expected a CPU number or 'none', got '\(ioCPU)'") }
+            // Threads created from here on (libzmq's I/O thread among them) inherit the pin.
+            let rc = qkd_pin_thread_to_cpu(cpu)
+            if rc != 0 { logger.warning("cannot pin to CPU", metadata: ["cpu": "\(cpu)", "errno": "\(rc)"]) }
+        }
         guard qkd_install_stop_handlers() == 0 else { fail(1, "cannot install signal handlers") }
         let pid = getpid()
         let incarnation = UInt64.random(in: 1...UInt64.max)
         logger.notice("starting", metadata: [
             "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)",
-            "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())",
+            "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)",
         ])
 
         let neighbours = topology.links(of: me.id).compactMap { link -> (id: NodeID, endpoint: String)? in

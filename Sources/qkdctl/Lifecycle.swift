@@ -17,12 +17,16 @@ struct Up: ParsableCommand {
     @Option(help: "Seconds to wait for every node to be ready.")
     var timeout: Double = 90
 
+    @Option(name: .customLong("io-cpu"), help: "CPU for every node's event loop, or 'none'.")
+    var ioCPU: String = Network.defaultIOCPU.map(String.init) ?? "none"
+
     func run() throws {
         let started = Date()
         let network: Network
+        guard ioCPU == "none" || Int(ioCPU) != nil else { throw CLIError("--io-cpu: expected a CPU number or 'none'") }
         do {
             network = try Network.up(topologyPath: topology, runDir: runDir, binDirectory: binDirectory(),
-                                     readyTimeoutSeconds: timeout)
+                                     readyTimeoutSeconds: timeout, ioCPU: Int(ioCPU))
         } catch {
             throw CLIError(error.message)
         }

@@ -1,0 +1,23 @@
+import Foundation
+
+/// `make bench`: every benchmark, numbers printed (and written to .run/bench.json).
+@main
+struct QKDBench {
+    static func main() {
+        let args = CommandLine.arguments.dropFirst()
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let binDirectory = URL(fileURLWithPath: exe).deletingLastPathComponent().path
+        let topologies = args.first { !$0.hasPrefix("-") } ?? "Topologies"
+        var report = BenchReport()
+        print("QKDNet benchmarks (\(ProcessInfo.processInfo.activeProcessorCount) cores); binaries: \(binDirectory)")
+        do {
+            try SpineBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory)
+        } catch {
+            FileHandle.standardError.write(Data("qkd-bench: \(error)\n".utf8))
+            exit(1)
+        }
+        try? FileManager.default.createDirectory(atPath: ".run", withIntermediateDirectories: true)
+        try? report.json().write(toFile: ".run/bench.json", atomically: true, encoding: .utf8)
+        print("written: .run/bench.json")
+    }
+}
