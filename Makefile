@@ -9,8 +9,6 @@ TOPOLOGY ?= Topologies/beijing-shanghai.yaml
 RUN_DIR ?=
 SWIFT ?= swift
 RELEASE_FLAGS := -c release --static-swift-stdlib
-# Debian packages the build and the tests need, and the command or file that shows each one.
-APT_PACKAGES := libzmq3-dev pkg-config python3
 
 RUN_DIR_ARG := $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
 RELEASE_BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)

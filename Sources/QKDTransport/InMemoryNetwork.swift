@@ -95,6 +95,7 @@ public final class InMemoryTransport: NodeTransport {
         self.node = node
     }
 
+    @discardableResult
     public func send(_ frame: [UInt8], to peer: NodeID) -> Bool {
         network.deliver(.peer(from: node, frame: frame), to: peer, from: node)
     }

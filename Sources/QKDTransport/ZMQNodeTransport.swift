@@ -39,6 +39,7 @@ public final class ZMQNodeTransport: NodeTransport {
         wakeFDs = stopFD.map { [$0] } ?? []
     }
 
+    @discardableResult
     public func send(_ frame: [UInt8], to peer: NodeID) -> Bool {
         guard let socket = outgoing[peer] else { return false }
         return socket.send([frame])
