@@ -25,6 +25,10 @@ let package = Package(
             name: "QKDTopology",
             dependencies: ["QKDCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
+        // Layer 1: source, channel, detector models and analytic key-rate formulas.
+        .target(name: "QKDPhysics", dependencies: ["QKDCore"], swiftSettings: strict),
+        // Layer 1: sifting, estimation, error correction, privacy amplification, as instances.
+        .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire"], swiftSettings: strict),
         // Layer 2: versioned envelope and control messages.
         .target(name: "QKDWire", dependencies: ["QKDCore"], swiftSettings: strict),
         // Layer 3: libzmq shim and transports.
@@ -57,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "qkdctl",
             dependencies: [
-                "QKDLaunch", "QKDTopology", "QKDWire", "QKDCore",
+                "QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -66,6 +70,7 @@ let package = Package(
             dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore"],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
+        .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire"]),
         .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),
         .testTarget(name: "QKDWireTests", dependencies: ["QKDWire"]),
         .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire", "QKDTopology", "CZeroMQ"]),

@@ -142,6 +142,10 @@ public struct NodeCore: Sendable {
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).map(translate)
                 out += pong(probe, link: envelope.link, at: now)
                 return out
+            case .quantumFrame, .siftAnnouncement, .siftReply, .estimationReveal, .estimationResult:
+                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).map(translate)
+                out += quantumLayer(envelope, from: record, at: now)
+                return out
             }
         } catch {
             return reject(error, from: sender)
@@ -166,6 +170,11 @@ public struct NodeCore: Sendable {
         let sequence = sequences[record.link.index, default: 0]
         sequences[record.link.index] = sequence &+ 1
         return Envelope(kind: kind, link: record.link.index, sequence: sequence, payload: payload).encoded()
+    }
+
+    /// Messages of the quantum layer: handed to the link's engine.
+    mutating func quantumLayer(_ envelope: Envelope, from record: LinkMonitor.Record, at now: Instant) -> [Directive] {
+        []
     }
 
     // MARK: Time

@@ -10,6 +10,16 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
     case pong = 3
     /// Sent by a node that is shutting down, so its peers mark the link down at once.
     case goodbye = 4
+    /// Photons of one frame in flight (`QuantumFrame`), on the link's quantum channel.
+    case quantumFrame = 16
+    /// Bob's click positions and bases (`SiftAnnouncement`).
+    case siftAnnouncement = 17
+    /// Alice's basis matches, pulse classes, class counts (`SiftReply`).
+    case siftReply = 18
+    /// Bob's bits at the positions revealed for estimation (`EstimationReveal`).
+    case estimationReveal = 19
+    /// The block's statistics (`EstimationResult`).
+    case estimationResult = 20
 }
 
 /// The envelope of every peer frame. Layout (big-endian), 20 header bytes then the payload:

@@ -1,0 +1,73 @@
+import QKDCore
+import QKDPhysics
+import QKDWire
+
+/// One link run in-process with the same instances and wire codecs the live nodes use:
+/// Alice's sender and Bob's receiver exchange encoded messages directly. Deterministic for a
+/// seed. Used by `qkdctl sim link`, tests and benchmarks.
+public struct LinkSimulation: Sendable {
+    public let physics: LinkPhysics
+    public let configuration: BB84Configuration
+    public let seed: UInt64
+
+    public init(physics: LinkPhysics, configuration: BB84Configuration, seed: UInt64) {
+        self.physics = physics
+        self.configuration = configuration
+        self.seed = seed
+    }
+
+    public struct Outcome: Sendable {
+        public var pulses: UInt64
+        public var statistics: BlockStatistics
+        public var estimates: Estimates
+        public var siftedBits: UInt64
+        /// Key bits left after removing the estimation sample, and how many differ between
+        /// Alice and Bob (known only to a simulation).
+        public var keyBits: Int
+        public var keyErrors: Int
+        public var blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
+    }
+
+    /// Runs `pulses` pulses (rounded up to whole frames); the last, partial block is closed
+    /// at the end so every sifted bit is accounted for. `keepBlocks` keeps the key blocks.
+    public func run(pulses: UInt64, keepBlocks: Bool = false) throws -> Outcome {
+        let seeds = SeedTree(root: seed).child("sim/link")
+        var alice = BB84Sender(configuration: configuration, seeds: seeds)
+        var bob = BB84Receiver(configuration: configuration, seeds: seeds, misalignment: physics.misalignment,
+                               darkCountProbability: physics.darkCountProbability)
+        let frames = (pulses + UInt64(configuration.pulsesPerFrame) - 1) / UInt64(configuration.pulsesPerFrame)
+        var total = BlockStatistics()
+        var blocks: [(SiftedBlock, SiftedBlock)] = []
+        var keyBits = 0, keyErrors = 0
+        for frameNumber in 0..<frames {
+            if frameNumber == frames - 1 {
+                // Close the last block at the last frame, whatever its size.
+                alice = alice.withBlockSize(0)
+            }
+            let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: physics.transmittance).encoded())
+            let announcement = try SiftAnnouncement.decode(bob.received(frame).encoded())
+            let reply = try SiftReply.decode(alice.received(announcement).encoded())
+            guard let reveal = try bob.received(reply) else { continue }
+            let (result, aliceBlock) = try alice.received(EstimationReveal.decode(reveal.encoded()))
+            let bobBlock = try bob.received(EstimationResult.decode(result.encoded()))
+            total = total + aliceBlock.statistics
+            keyBits += aliceBlock.key.count
+            keyErrors += aliceBlock.key.bits.hammingDistance(to: bobBlock.key.bits)
+            if keepBlocks { blocks.append((aliceBlock, bobBlock)) }
+        }
+        let estimates = total.estimates(source: configuration.source, ecEfficiency: physics.ecEfficiency,
+                                        siftingFactor: physics.siftingFactor)
+        return Outcome(pulses: frames * UInt64(configuration.pulsesPerFrame), statistics: total, estimates: estimates,
+                       siftedBits: total.sifted.reduce(0, +), keyBits: keyBits, keyErrors: keyErrors,
+                       blocks: blocks.map { (alice: $0.0, bob: $0.1) })
+    }
+}
+
+extension BB84Sender {
+    /// The same sender with another block-size threshold (used to close the final block).
+    func withBlockSize(_ bits: Int) -> BB84Sender {
+        var copy = self
+        copy.overrideBlockSize(bits)
+        return copy
+    }
+}

@@ -1,0 +1,166 @@
+import ArgumentParser
+import Foundation
+import QKDPhysics
+import QKDPostProcessing
+import QKDTopology
+
+struct Sim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a link in-process, with the same instances live nodes use.",
+        subcommands: [SimLink.self])
+}
+
+/// `qkdctl sim link`: one decoy-state BB84 link, deterministic for a seed.
+struct SimLink: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "link",
+        abstract: "Emulate one link for N pulses and compare what it measured with the analytic model.")
+
+    @Option(help: "Fibre length (km).") var distance: Double = 50
+    @Option(help: "Pulses to emulate (e.g. 1e10).") var pulses: String = "1e9"
+    @Option(help: "Root seed.") var seed: UInt64 = 1
+    @Option(help: "Fibre loss α (dB/km).") var alpha: Double = 0.2
+    @Option(name: .customLong("eta-bob"), help: "Detector efficiency × receiver transmittance.") var etaBob: Double = 0.10
+    @Option(help: "Background click probability Y0 per pulse.") var dark: Double = 1e-6
+    @Option(help: "Misalignment error e_d.") var misalignment: Double = 0.015
+    @Option(help: "Signal intensity μ.") var mu: Double = 0.5
+    @Option(help: "Decoy intensity ν.") var nu: Double = 0.1
+    @Option(name: .customLong("p-signal"), help: "Probability of a signal pulse.") var pSignal: Double = 0.7
+    @Option(name: .customLong("p-decoy"), help: "Probability of a decoy pulse (vacuum: the rest).") var pDecoy: Double = 0.15
+    @Flag(name: .customLong("no-decoy"), help: "Signal pulses only (GLLP without decoys).") var noDecoy = false
+    @Option(name: .customLong("ec-efficiency"), help: "Error-correction inefficiency f.") var ecEfficiency: Double = 1.16
+    @Option(name: .customLong("frame-pulses"), help: "Pulses per frame.") var framePulses: UInt32 = 1 << 26
+    @Option(name: .customLong("block-bits"), help: "Sifted signal bits per block.") var blockBits: Int = 1 << 20
+    @Option(name: .customLong("sample-fraction"), help: "Fraction of sifted signal bits revealed for estimation.") var sampleFraction: Double = 0.1
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard let n = Double(pulses), n >= 1, n <= 1e15 else { throw ValidationError("--pulses: expected a number in [1, 1e15], got '\(pulses)'") }
+        _ = n
+        guard distance >= 0 else { throw ValidationError("--distance must be ≥ 0") }
+        for (name, p) in [("--eta-bob", etaBob), ("--dark", dark), ("--misalignment", misalignment), ("--p-signal", pSignal), ("--p-decoy", pDecoy), ("--sample-fraction", sampleFraction)] {
+            guard (0...1).contains(p) else { throw ValidationError("\(name) must be in [0, 1], got \(p)") }
+        }
+        guard pSignal + pDecoy <= 1 + 1e-12, pSignal > 0 else { throw ValidationError("--p-signal + --p-decoy must be at most 1") }
+        guard nu < mu, nu >= 0, mu > 0 else { throw ValidationError("need 0 ≤ ν < μ") }
+        guard ecEfficiency >= 1 else { throw ValidationError("--ec-efficiency must be ≥ 1") }
+        guard framePulses > 0, blockBits > 0 else { throw ValidationError("--frame-pulses and --block-bits must be positive") }
+    }
+
+    func run() throws {
+        let physics = LinkPhysics(lengthKm: distance, lossDbPerKm: alpha, detectorEfficiency: etaBob, darkCountProbability: dark,
+                                  misalignment: misalignment, ecEfficiency: ecEfficiency, signalIntensity: mu, decoyIntensity: nu)
+        let source = SourceSettings(signal: mu, decoy: nu, signalProbability: pSignal, decoyProbability: pDecoy,
+                                    vacuumProbability: max(0, 1 - pSignal - pDecoy), decoyStates: !noDecoy)
+        let configuration = BB84Configuration(pulsesPerFrame: framePulses, blockSiftedSignalBits: blockBits,
+                                              sampleFraction: sampleFraction, source: source)
+        let started = Date()
+        let outcome = try LinkSimulation(physics: physics, configuration: configuration, seed: seed)
+            .run(pulses: UInt64(Double(pulses)!))
+        let report = SimLinkReport(physics: physics, source: source, seed: seed, outcome: outcome)
+        if json {
+            printJSON(report)
+        } else {
+            print(report.table)
+            print(String(format: "wall time %.2f s", Date().timeIntervalSince(started)))
+        }
+    }
+}
+
+/// The JSON `qkdctl sim link --json` prints. Deterministic for a seed: no wall-clock values.
+struct SimLinkReport: Encodable {
+    var seed: UInt64
+    var distanceKm: Double
+    var pulses: UInt64
+    var signalPulses: UInt64
+    var decoyStates: Bool
+    var gainSignal: Double
+    var qberSignal: Double
+    var gainDecoy: Double
+    var qberDecoy: Double
+    var y0: Double
+    var y1Lower: Double
+    var e1Upper: Double
+    var siftedBits: UInt64
+    var keyPerPulseEstimate: Double
+    var keyPerPulseModel: Double
+    var plobPerPulse: Double
+    var model: ModelValues
+    var keyBitsBeforeCorrection: Int
+    var keyErrorsBeforeCorrection: Int
+
+    struct ModelValues: Encodable {
+        var gainSignal: Double
+        var qberSignal: Double
+        var gainDecoy: Double
+        var qberDecoy: Double
+        var y1Lower: Double
+        var e1Upper: Double
+        var y1: Double
+        var e1: Double
+
+        enum CodingKeys: String, CodingKey {
+            case gainSignal = "gain_signal", qberSignal = "qber_signal", gainDecoy = "gain_decoy", qberDecoy = "qber_decoy"
+            case y1Lower = "y1_lower", e1Upper = "e1_upper", y1, e1
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case seed, pulses, y0, model
+        case distanceKm = "distance_km", signalPulses = "signal_pulses", decoyStates = "decoy_states"
+        case gainSignal = "gain_signal", qberSignal = "qber_signal", gainDecoy = "gain_decoy", qberDecoy = "qber_decoy"
+        case y1Lower = "y1_lower", e1Upper = "e1_upper", siftedBits = "sifted_bits"
+        case keyPerPulseEstimate = "key_per_pulse_estimate", keyPerPulseModel = "key_per_pulse_model"
+        case plobPerPulse = "plob_per_pulse"
+        case keyBitsBeforeCorrection = "key_bits_before_correction", keyErrorsBeforeCorrection = "key_errors_before_correction"
+    }
+
+    init(physics: LinkPhysics, source: SourceSettings, seed: UInt64, outcome: LinkSimulation.Outcome) {
+        let model = DecoyStateModel(physics)
+        let e = outcome.estimates
+        self.seed = seed
+        distanceKm = physics.lengthKm
+        pulses = outcome.pulses
+        signalPulses = outcome.statistics.pulses[0]
+        decoyStates = source.decoyStates
+        gainSignal = e.gainSignal
+        qberSignal = e.qberSignal
+        gainDecoy = e.gainDecoy
+        qberDecoy = e.qberDecoy
+        y0 = e.y0
+        y1Lower = e.y1Lower
+        e1Upper = e.e1Upper
+        siftedBits = outcome.siftedBits
+        keyPerPulseEstimate = e.keyPerSignalPulse
+        keyPerPulseModel = source.decoyStates ? model.keyRatePerPulse : model.keyRatePerPulseWithoutDecoys
+        plobPerPulse = model.plobBound
+        let bounds = model.asymptoticBounds
+        self.model = ModelValues(gainSignal: model.gain(physics.signalIntensity), qberSignal: model.errorRate(physics.signalIntensity),
+                                 gainDecoy: model.gain(physics.decoyIntensity), qberDecoy: model.errorRate(physics.decoyIntensity),
+                                 y1Lower: bounds.y1Lower, e1Upper: bounds.e1Upper, y1: model.singlePhotonYield, e1: model.singlePhotonError)
+        keyBitsBeforeCorrection = outcome.keyBits
+        keyErrorsBeforeCorrection = outcome.keyErrors
+    }
+
+    var table: String {
+        func row(_ name: String, _ measured: Double, _ modelValue: Double?) -> [String] {
+            let m = modelValue.map { String(format: "%.4e", $0) } ?? "-"
+            let dev = modelValue.map { $0 == 0 ? "-" : String(format: "%+.2f%%", (measured / $0 - 1) * 100) } ?? "-"
+            return [name, String(format: "%.4e", measured), m, dev]
+        }
+        let rows: [[String]] = [
+            ["quantity", "measured", "model", "deviation"],
+            row("gain signal Q_μ", gainSignal, model.gainSignal),
+            row("QBER signal E_μ", qberSignal, model.qberSignal),
+            row("gain decoy Q_ν", gainDecoy, decoyStates ? model.gainDecoy : nil),
+            row("QBER decoy E_ν", qberDecoy, decoyStates ? model.qberDecoy : nil),
+            row("Y0", y0, nil),
+            row("Y1 lower", y1Lower, decoyStates ? model.y1Lower : nil),
+            row("e1 upper", e1Upper, decoyStates ? model.e1Upper : nil),
+            row("key / signal pulse", keyPerPulseEstimate, keyPerPulseModel),
+            row("PLOB / channel use", plobPerPulse, nil),
+        ]
+        return "link \(distanceKm) km, \(pulses) pulses (\(signalPulses) signal), seed \(seed), sifted \(siftedBits) bits\n"
+            + StatusTable.table(rows)
+    }
+}
