@@ -3,6 +3,9 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+/// The physics and post-processing hot paths are optimised in debug builds too, so that the
+/// statistical tests (billions of emulated pulses) run in seconds under `swift test`.
+let hot: [SwiftSetting] = strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
 let package = Package(
     name: "QKDNet",
@@ -19,18 +22,18 @@ let package = Package(
     ],
     targets: [
         // Layer 0: identifiers, seeded PRNG streams, clocks. No dependencies.
-        .target(name: "QKDCore", swiftSettings: strict),
+        .target(name: "QKDCore", swiftSettings: hot),
         // Layer 1: topology model, YAML parsing and validation.
         .target(
             name: "QKDTopology",
             dependencies: ["QKDCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
         // Layer 1: source, channel, detector models and analytic key-rate formulas.
-        .target(name: "QKDPhysics", dependencies: ["QKDCore"], swiftSettings: strict),
+        .target(name: "QKDPhysics", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 1: sifting, estimation, error correction, privacy amplification, as instances.
-        .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire"], swiftSettings: strict),
+        .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire"], swiftSettings: hot),
         // Layer 2: versioned envelope and control messages.
-        .target(name: "QKDWire", dependencies: ["QKDCore"], swiftSettings: strict),
+        .target(name: "QKDWire", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 3: libzmq shim and transports.
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "CQKDSystem"),

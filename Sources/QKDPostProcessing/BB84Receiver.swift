@@ -7,7 +7,7 @@ import QKDWire
 public struct BB84Receiver: Sendable {
     public let configuration: BB84Configuration
     private var detector: ThresholdDetector
-    private var pending: [UInt64: DetectionBatch] = [:]
+    private var pending: [UInt64: (detections: DetectionBatch, pulses: UInt32)] = [:]
     private var block: BlockAccumulator
     private var closing: [UInt64: (BlockAccumulator, [Bool])] = [:]
     public private(set) var framesExpired = 0
@@ -27,7 +27,7 @@ public struct BB84Receiver: Sendable {
         }
         let arrivals = ArrivalBatch(offsets: frame.offsets, photons: frame.photons, states: frame.states)
         let detections = detector.detect(frameStart: frame.frameStart, pulses: frame.pulses, arrivals: arrivals)
-        pending[frame.frameIndex] = detections
+        pending[frame.frameIndex] = (detections, frame.pulses)
         if pending.count > configuration.maxPendingFrames, let oldest = pending.keys.min() {
             pending[oldest] = nil
             framesExpired += 1
@@ -37,13 +37,13 @@ public struct BB84Receiver: Sendable {
 
     /// Keeps the bits of matching bases; when the block closes, returns the reveal.
     public mutating func received(_ reply: SiftReply) throws(ProtocolError) -> EstimationReveal? {
-        guard let detections = pending.removeValue(forKey: reply.frameIndex) else {
+        guard let (detections, pulses) = pending.removeValue(forKey: reply.frameIndex) else {
             throw ProtocolError(.unknownRound, "sift reply for frame \(reply.frameIndex), which is not awaiting one")
         }
         guard reply.matches.count == detections.count, reply.classes.count == detections.count else {
             throw ProtocolError(.lengthMismatch, "frame \(reply.frameIndex): reply covers \(reply.matches.count) clicks, \(detections.count) were announced")
         }
-        guard reply.classCounts.count == 3, reply.classCounts.reduce(0, +) == UInt64(configuration.pulsesPerFrame) || configuration.pulsesPerFrame == 0 else {
+        guard reply.classCounts.count == 3, reply.classCounts.reduce(0, +) == UInt64(pulses) else {
             throw ProtocolError(.invalidValue, "frame \(reply.frameIndex): class counts do not add up to the frame's pulses")
         }
         block.add(frameCounts: reply.classCounts)

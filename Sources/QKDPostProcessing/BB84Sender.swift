@@ -34,16 +34,17 @@ public struct BB84Sender: Sendable {
 
     /// Emits the next frame into a channel of transmittance `t` (to the end of the first
     /// segment: Bob's detectors, or an interposer).
-    public mutating func nextFrame(transmittance t: Double) -> QuantumFrame {
+    public mutating func nextFrame(transmittance t: Double, pulses: UInt32? = nil) -> QuantumFrame {
         let index = nextFrameIndex
-        let (arrivals, record) = source.emit(frameStart: nextPulse, pulses: configuration.pulsesPerFrame, transmittance: t)
+        let count = pulses ?? configuration.pulsesPerFrame
+        let (arrivals, record) = source.emit(frameStart: nextPulse, pulses: count, transmittance: t)
         pending[index] = record
         if pending.count > configuration.maxPendingFrames, let oldest = pending.keys.min() {
             pending[oldest] = nil
             framesExpired += 1
         }
         nextFrameIndex += 1
-        nextPulse += UInt64(configuration.pulsesPerFrame)
+        nextPulse += UInt64(count)
         return QuantumFrame(frameIndex: index, frameStart: record.frameStart, pulses: record.pulses,
                             offsets: arrivals.offsets, photons: arrivals.photons, states: arrivals.states)
     }

@@ -10,10 +10,14 @@ public struct LinkSimulation: Sendable {
     public let configuration: BB84Configuration
     public let seed: UInt64
 
-    public init(physics: LinkPhysics, configuration: BB84Configuration, seed: UInt64) {
+    /// u_α of the statistical-fluctuation bounds in the final estimates.
+    public let standardDeviations: Double
+
+    public init(physics: LinkPhysics, configuration: BB84Configuration, seed: UInt64, standardDeviations: Double = 5) {
         self.physics = physics
         self.configuration = configuration
         self.seed = seed
+        self.standardDeviations = standardDeviations
     }
 
     public struct Outcome: Sendable {
@@ -28,7 +32,7 @@ public struct LinkSimulation: Sendable {
         public var blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
     }
 
-    /// Runs `pulses` pulses (rounded up to whole frames); the last, partial block is closed
+    /// Runs exactly `pulses` pulses (the last frame may be shorter); the last, partial block is closed
     /// at the end so every sifted bit is accounted for. `keepBlocks` keeps the key blocks.
     public func run(pulses: UInt64, keepBlocks: Bool = false) throws -> Outcome {
         let seeds = SeedTree(root: seed).child("sim/link")
@@ -44,7 +48,8 @@ public struct LinkSimulation: Sendable {
                 // Close the last block at the last frame, whatever its size.
                 alice = alice.withBlockSize(0)
             }
-            let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: physics.transmittance).encoded())
+            let size = UInt32(min(UInt64(configuration.pulsesPerFrame), pulses - frameNumber * UInt64(configuration.pulsesPerFrame)))
+            let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: physics.transmittance, pulses: size).encoded())
             let announcement = try SiftAnnouncement.decode(bob.received(frame).encoded())
             let reply = try SiftReply.decode(alice.received(announcement).encoded())
             guard let reveal = try bob.received(reply) else { continue }
@@ -56,8 +61,8 @@ public struct LinkSimulation: Sendable {
             if keepBlocks { blocks.append((aliceBlock, bobBlock)) }
         }
         let estimates = total.estimates(source: configuration.source, ecEfficiency: physics.ecEfficiency,
-                                        siftingFactor: physics.siftingFactor)
-        return Outcome(pulses: frames * UInt64(configuration.pulsesPerFrame), statistics: total, estimates: estimates,
+                                        siftingFactor: physics.siftingFactor, standardDeviations: standardDeviations)
+        return Outcome(pulses: pulses, statistics: total, estimates: estimates,
                        siftedBits: total.sifted.reduce(0, +), keyBits: keyBits, keyErrors: keyErrors,
                        blocks: blocks.map { (alice: $0.0, bob: $0.1) })
     }

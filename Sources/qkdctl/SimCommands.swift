@@ -32,6 +32,7 @@ struct SimLink: ParsableCommand {
     @Option(name: .customLong("frame-pulses"), help: "Pulses per frame.") var framePulses: UInt32 = 1 << 26
     @Option(name: .customLong("block-bits"), help: "Sifted signal bits per block.") var blockBits: Int = 1 << 20
     @Option(name: .customLong("sample-fraction"), help: "Fraction of sifted signal bits revealed for estimation.") var sampleFraction: Double = 0.1
+    @Option(help: "Standard deviations u_α of the statistical-fluctuation bounds (0: asymptotic).") var sigma: Double = 5
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -55,7 +56,8 @@ struct SimLink: ParsableCommand {
         let configuration = BB84Configuration(pulsesPerFrame: framePulses, blockSiftedSignalBits: blockBits,
                                               sampleFraction: sampleFraction, source: source)
         let started = Date()
-        let outcome = try LinkSimulation(physics: physics, configuration: configuration, seed: seed)
+        guard sigma >= 0 else { throw ValidationError("--sigma must be ≥ 0") }
+        let outcome = try LinkSimulation(physics: physics, configuration: configuration, seed: seed, standardDeviations: sigma)
             .run(pulses: UInt64(Double(pulses)!))
         let report = SimLinkReport(physics: physics, source: source, seed: seed, outcome: outcome)
         if json {
@@ -70,6 +72,7 @@ struct SimLink: ParsableCommand {
 /// The JSON `qkdctl sim link --json` prints. Deterministic for a seed: no wall-clock values.
 struct SimLinkReport: Encodable {
     var seed: UInt64
+    var sigma: Double
     var distanceKm: Double
     var pulses: UInt64
     var signalPulses: UInt64
@@ -106,7 +109,7 @@ struct SimLinkReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case seed, pulses, y0, model
+        case seed, sigma, pulses, y0, model
         case distanceKm = "distance_km", signalPulses = "signal_pulses", decoyStates = "decoy_states"
         case gainSignal = "gain_signal", qberSignal = "qber_signal", gainDecoy = "gain_decoy", qberDecoy = "qber_decoy"
         case y1Lower = "y1_lower", e1Upper = "e1_upper", siftedBits = "sifted_bits"
@@ -119,6 +122,7 @@ struct SimLinkReport: Encodable {
         let model = DecoyStateModel(physics)
         let e = outcome.estimates
         self.seed = seed
+        sigma = e.standardDeviations
         distanceKm = physics.lengthKm
         pulses = outcome.pulses
         signalPulses = outcome.statistics.pulses[0]
