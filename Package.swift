@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "QKDNode",
             dependencies: [
-                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem",
+                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDPhysics", "QKDPostProcessing",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -32,6 +32,8 @@ public struct NodeCore: Sendable {
         case malformed(reason: String)
         case stopRequested
         case tick
+        /// A quantum-layer message the worker wants sent to the link's peer.
+        case fromWorker(LinkIndex, MessageKind, [UInt8])
     }
 
     public enum LogLevel: String, Sendable {
@@ -46,6 +48,10 @@ public struct NodeCore: Sendable {
         case ready(linksUp: Int, linksTotal: Int)
         /// Leave the event loop (after carrying out the directives before this one).
         case stop
+        /// Hand this to the quantum worker.
+        case quantum(QuantumWorker.Input)
+        /// Answer a `pools` request with the worker's reports (the shell holds them).
+        case replyPools(to: [UInt8])
     }
 
     struct PendingPing: Sendable {
@@ -92,6 +98,9 @@ public struct NodeCore: Sendable {
             return stop()
         case .tick:
             return tick(at: now)
+        case .fromWorker(let link, let kind, let payload):
+            guard let record = monitor.record(link) else { return [] }
+            return [.send(frame: frame(kind, on: record, payload: payload), to: record.peer)]
         }
     }
 
@@ -129,21 +138,21 @@ public struct NodeCore: Sendable {
             switch envelope.kind {
             case .heartbeat:
                 let heartbeat = try Heartbeat.decode(envelope.payload)
-                return monitor.received(link: envelope.link, heartbeat: heartbeat, at: now).map(translate)
+                return monitor.received(link: envelope.link, heartbeat: heartbeat, at: now).flatMap(translate)
             case .goodbye:
-                return monitor.goodbye(link: envelope.link).map(translate)
+                return monitor.goodbye(link: envelope.link).flatMap(translate)
             case .ping:
                 let probe = try Probe.decode(envelope.payload)
-                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).map(translate)
+                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
                 out.append(.send(frame: frame(.pong, on: record, payload: probe.encoded()), to: sender))
                 return out
             case .pong:
                 let probe = try Probe.decode(envelope.payload)
-                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).map(translate)
+                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
                 out += pong(probe, link: envelope.link, at: now)
                 return out
             case .quantumFrame, .siftAnnouncement, .siftReply, .estimationReveal, .estimationResult:
-                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).map(translate)
+                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
                 out += quantumLayer(envelope, from: record, at: now)
                 return out
             }
@@ -152,17 +161,21 @@ public struct NodeCore: Sendable {
         }
     }
 
-    func translate(_ directive: LinkMonitor.Directive) -> Directive {
+    /// A link-monitor directive as node directives: a log line, and for state changes and
+    /// peer restarts the matching quantum-layer session change.
+    func translate(_ directive: LinkMonitor.Directive) -> [Directive] {
         switch directive {
         case .sendHeartbeat(let link, let peer):
             // Only reached through `tick`, which builds the frame itself.
-            return .log(.debug, "heartbeat", ["link": "\(link)", "peer": peer.rawValue])
+            return [.log(.debug, "heartbeat", ["link": "\(link)", "peer": peer.rawValue])]
         case .stateChanged(let link, let state, let reason):
             let name = configuration.topology.link(link)?.name ?? "\(link)"
-            return .log(state == .up ? .info : .warning, "link \(state.rawValue)", ["link.id": name, "reason": reason])
+            return [.log(state == .up ? .info : .warning, "link \(state.rawValue)", ["link.id": name, "reason": reason]),
+                    .quantum(state == .up ? .linkUp(link) : .linkDown(link))]
         case .peerRestarted(let link, let previous, let current):
             let name = configuration.topology.link(link)?.name ?? "\(link)"
-            return .log(.notice, "peer restarted", ["link.id": name, "previous": "\(previous)", "current": "\(current)"])
+            return [.log(.notice, "peer restarted", ["link.id": name, "previous": "\(previous)", "current": "\(current)"]),
+                    .quantum(.linkDown(link)), .quantum(.linkUp(link))]
         }
     }
 
@@ -172,9 +185,9 @@ public struct NodeCore: Sendable {
         return Envelope(kind: kind, link: record.link.index, sequence: sequence, payload: payload).encoded()
     }
 
-    /// Messages of the quantum layer: handed to the link's engine.
+    /// Messages of the quantum layer: handed to the link's engine on the worker.
     mutating func quantumLayer(_ envelope: Envelope, from record: LinkMonitor.Record, at now: Instant) -> [Directive] {
-        []
+        [.quantum(.message(envelope.link, envelope.kind, envelope.payload))]
     }
 
     // MARK: Time
@@ -185,7 +198,7 @@ public struct NodeCore: Sendable {
             if case .sendHeartbeat(let link, let peer) = directive, let record = monitor.record(link) {
                 out.append(.send(frame: frame(.heartbeat, on: record, payload: Heartbeat(incarnation: configuration.incarnation).encoded()), to: peer))
             } else {
-                out.append(translate(directive))
+                out += translate(directive)
             }
         }
         if !isReady && monitor.allUp && !isStopping {
@@ -216,6 +229,8 @@ public struct NodeCore: Sendable {
             return [.reply(bytes: ControlCodec.encode(ControlReply(ok: true)), to: client)] + stop()
         case .ping:
             return startPing(client: client, request: request, at: now)
+        case .pools:
+            return [.replyPools(to: client)]
         }
     }
 

@@ -1,6 +1,7 @@
 import Logging
 import QKDCore
 import QKDTransport
+import QKDWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,11 +14,15 @@ public final class NodeRuntime {
     private let clock: any QKDClock
     private var logger: Logger
     private let announceReady: (String) -> Void
+    private let worker: QuantumWorker?
     /// Longest wait in one poll, so a missed wake-up costs at most this much.
     private let maxWaitMs = 100
 
-    public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger,
+    /// With `quantum` true the node runs its links' quantum layer on a worker thread.
+    public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, quantum: Bool = true,
                 announceReady: @escaping (String) -> Void) {
+        worker = quantum ? QuantumWorker(node: core.configuration.node, topology: core.configuration.topology, clock: clock,
+                                         waker: transport.makeWaker()) : nil
         self.core = core
         self.transport = transport
         self.clock = clock
@@ -32,6 +37,7 @@ public final class NodeRuntime {
 
     /// Runs the event loop until a stop is requested, then closes the transport.
     public func run() {
+        worker?.start()
         var running = execute(core.handle(.tick, at: clock.now()))
         while running {
             let now = clock.now()
@@ -41,10 +47,15 @@ public final class NodeRuntime {
                 timeout = min(maxWaitMs, Int((ns + 999_999) / 1_000_000))
             }
             for event in transport.wait(timeoutMs: timeout) where running {
-                running = execute(core.handle(translate(event), at: clock.now()))
+                if event == .wake {
+                    running = drainWorker()
+                } else {
+                    running = execute(core.handle(translate(event), at: clock.now()))
+                }
             }
             if running { running = execute(core.handle(.tick, at: clock.now())) }
         }
+        worker?.stop()
         transport.close()
         logger.notice("stopped")
     }
@@ -55,7 +66,22 @@ public final class NodeRuntime {
         case .control(let client, let request): .control(client: client, request: request)
         case .malformed(let reason): .malformed(reason: reason)
         case .stopRequested: .stopRequested
+        case .wake: .tick
         }
+    }
+
+    /// Sends what the quantum worker queued and logs what it reported.
+    private func drainWorker() -> Bool {
+        guard let worker else { return true }
+        for output in worker.takeOutputs() {
+            switch output {
+            case .send(let link, let kind, let payload):
+                if !execute(core.handle(.fromWorker(link, kind, payload), at: clock.now())) { return false }
+            case .log(let level, let message, let metadata):
+                logger.log(level: level.swiftLog, "\(message)", metadata: metadata.mapValues { .string($0) })
+            }
+        }
+        return true
     }
 
     /// Carries out directives in order; returns false once one says stop.
@@ -75,6 +101,14 @@ public final class NodeRuntime {
                 announceReady(line)
             case .stop:
                 return false
+            case .quantum(let input):
+                worker?.submit(input)
+            case .replyPools(let client):
+                var reports = worker?.snapshot() ?? []
+                for i in reports.indices {
+                    reports[i].state = core.monitor.records.first { $0.link.name == reports[i].link }?.state.rawValue ?? "down"
+                }
+                transport.reply(ControlCodec.encode(ControlReply(pools: reports)), to: client)
             }
         }
         return true

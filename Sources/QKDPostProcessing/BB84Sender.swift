@@ -28,6 +28,9 @@ public struct BB84Sender: Sendable {
 
     public var pendingFrames: Int { pending.count }
 
+    /// Starts frame numbering at `index` (a new session's base) without emitting anything.
+    public mutating func skipFrames(to index: UInt64) { nextFrameIndex = index }
+
     /// Changes the block threshold from the next sifting answer on (both ends follow Alice's
     /// block flags, so only Alice needs it).
     public mutating func overrideBlockSize(_ bits: Int) { configuration.blockSiftedSignalBits = bits }

@@ -109,6 +109,8 @@ public final class InMemoryTransport: NodeTransport {
         network.receive(node, timeoutMs: timeoutMs)
     }
 
+    public func makeWaker() -> any Waker { InMemoryWaker(network: network, node: node) }
+
     /// Injects raw bytes as if `sender` had sent them (for hostile-frame tests).
     public func inject(_ frame: [UInt8], from sender: NodeID) {
         network.deliver(.peer(from: sender, frame: frame), to: node)

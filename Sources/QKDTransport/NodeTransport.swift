@@ -10,6 +10,8 @@ public enum TransportEvent: Equatable {
     case malformed(reason: String)
     /// The process was asked to stop (SIGTERM, SIGINT).
     case stopRequested
+    /// Another thread of this node has work for the event loop (see `Waker`).
+    case wake
 }
 
 /// A node's view of the network: send to a neighbour, answer a control client, wait for
@@ -25,6 +27,9 @@ public protocol NodeTransport: AnyObject {
 
     /// Returns what arrived, waiting at most `timeoutMs` for the first event.
     func wait(timeoutMs: Int) -> [TransportEvent]
+
+    /// A waker that interrupts `wait` from any thread.
+    func makeWaker() -> any Waker
 
     /// Releases every socket. No call may follow.
     func close()

@@ -13,6 +13,7 @@ public final class ZMQNodeTransport: NodeTransport {
     private let controlSocket: ZMQSocket
     private var outgoing: [NodeID: ZMQSocket] = [:]
     private let wakeFDs: [Int32]
+    private let waker = PipeWaker()
 
     /// Binds `peerEndpoint` and `controlEndpoint`, connects one DEALER per neighbour.
     /// `wakeFD` (optional) is polled too; when readable, `wait` reports `.stopRequested`.
@@ -36,8 +37,10 @@ public final class ZMQNodeTransport: NodeTransport {
             try dealer.connect(endpoint)
             outgoing[id] = dealer
         }
-        wakeFDs = stopFD.map { [$0] } ?? []
+        wakeFDs = [waker.readFD] + (stopFD.map { [$0] } ?? [])
     }
+
+    public func makeWaker() -> any Waker { waker }
 
     @discardableResult
     public func send(_ frame: [UInt8], to peer: NodeID) -> Bool {
@@ -52,7 +55,11 @@ public final class ZMQNodeTransport: NodeTransport {
     public func wait(timeoutMs: Int) -> [TransportEvent] {
         let ready = zmqPoll(sockets: [peerSocket, controlSocket], fds: wakeFDs, timeoutMs: timeoutMs)
         var events: [TransportEvent] = []
-        if ready.contains(2) { events.append(.stopRequested) }
+        if ready.contains(3) { events.append(.stopRequested) }
+        if ready.contains(2) {
+            waker.drain()
+            events.append(.wake)
+        }
         // Drain a bounded batch from each socket so neither starves the other.
         for _ in 0..<256 {
             guard let (parts, truncated) = peerSocket.receive(maxParts: 2) else { break }

@@ -9,6 +9,8 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         case ping
         /// Shut down gracefully (as SIGTERM does).
         case shutdown
+        /// Report every link end's quantum layer and key pool.
+        case pools
     }
 
     public var command: Command
@@ -101,17 +103,81 @@ public struct PingReport: Codable, Equatable, Sendable {
     }
 }
 
+/// One end of one link's quantum layer: what it emitted or measured, its latest estimates,
+/// and its emulated versus wall-clock time.
+public struct QuantumLinkReport: Codable, Sendable, Equatable {
+    public var link: String
+    public var role: String
+    /// The link's liveness as this end sees it: `up` or `down`.
+    public var state: String
+    public var session: UInt64
+    public var active: Bool
+    public var framesSent: UInt64
+    public var framesMeasured: UInt64
+    public var roundsDiscarded: UInt64
+    public var blocks: UInt64
+    public var siftedBitsTotal: UInt64
+    public var keyBitsSifted: UInt64
+    public var qber: Double?
+    public var gain: Double?
+    public var y1Lower: Double?
+    public var e1Upper: Double?
+    public var keyPerSignalPulse: Double?
+    /// Emulated seconds of source time covered so far.
+    public var emulatedSeconds: Double
+    /// Wall seconds the link has been running.
+    public var wallSeconds: Double
+    /// How far the emulated clock is behind wall time × time_scale (Alice's end).
+    public var lagSeconds: Double
+
+    public init(link: String, role: String, state: String, session: UInt64, active: Bool, framesSent: UInt64,
+                framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
+                keyBitsSifted: UInt64, qber: Double? = nil, gain: Double? = nil, y1Lower: Double? = nil,
+                e1Upper: Double? = nil, keyPerSignalPulse: Double? = nil, emulatedSeconds: Double, wallSeconds: Double,
+                lagSeconds: Double) {
+        self.link = link
+        self.role = role
+        self.state = state
+        self.session = session
+        self.active = active
+        self.framesSent = framesSent
+        self.framesMeasured = framesMeasured
+        self.roundsDiscarded = roundsDiscarded
+        self.blocks = blocks
+        self.siftedBitsTotal = siftedBitsTotal
+        self.keyBitsSifted = keyBitsSifted
+        self.qber = qber
+        self.gain = gain
+        self.y1Lower = y1Lower
+        self.e1Upper = e1Upper
+        self.keyPerSignalPulse = keyPerSignalPulse
+        self.emulatedSeconds = emulatedSeconds
+        self.wallSeconds = wallSeconds
+        self.lagSeconds = lagSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case link, role, state, session, active, blocks, qber, gain
+        case framesSent = "frames_sent", framesMeasured = "frames_measured", roundsDiscarded = "rounds_discarded"
+        case siftedBitsTotal = "sifted_bits_total", keyBitsSifted = "key_bits_sifted"
+        case y1Lower = "y1_lower", e1Upper = "e1_upper", keyPerSignalPulse = "key_per_signal_pulse"
+        case emulatedSeconds = "emulated_seconds", wallSeconds = "wall_seconds", lagSeconds = "lag_seconds"
+    }
+}
+
 /// The envelope of every control reply: exactly one of the fields is set.
 public struct ControlReply: Codable, Equatable, Sendable {
     public var status: NodeStatusReport?
     public var ping: PingReport?
+    public var pools: [QuantumLinkReport]?
     public var ok: Bool?
     public var error: String?
 
-    public init(status: NodeStatusReport? = nil, ping: PingReport? = nil, ok: Bool? = nil,
-                error: String? = nil) {
+    public init(status: NodeStatusReport? = nil, ping: PingReport? = nil, pools: [QuantumLinkReport]? = nil,
+                ok: Bool? = nil, error: String? = nil) {
         self.status = status
         self.ping = ping
+        self.pools = pools
         self.ok = ok
         self.error = error
     }

@@ -20,6 +20,29 @@ struct Status: ParsableCommand {
     }
 }
 
+struct Pools: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Per link: quantum layer state, QBER, gain, sifted key, emulated vs wall time.")
+
+    @OptionGroup var options: NetworkOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let pools = try options.network().pools()
+        if json { printJSON(pools); return }
+        var rows = [["LINK", "STATE", "QBER", "GAIN", "KEY/PULSE", "SIFTED BITS", "BLOCKS", "EMULATED", "WALL", "RATIO"]]
+        for l in pools.links {
+            rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
+                         l.gain.map { String(format: "%.3e", $0) } ?? "-", l.keyPerSignalPulse.map { String(format: "%.2e", $0) } ?? "-",
+                         String(l.siftedBitsTotal), String(l.blocks), String(format: "%.2fs", l.emulatedSeconds),
+                         String(format: "%.1fs", l.wallSeconds),
+                         l.wallSeconds > 0 ? String(format: "%.3f", l.emulatedSeconds / l.wallSeconds) : "-"])
+        }
+        print(StatusTable.table(rows))
+    }
+}
+
 struct Ping: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure classical round trips over a link's peer channel (from its first end).")

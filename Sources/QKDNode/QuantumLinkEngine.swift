@@ -1,0 +1,196 @@
+import QKDCore
+import QKDPhysics
+import QKDPostProcessing
+import QKDTopology
+import QKDWire
+
+/// One end of one link's quantum layer, as a pure instance. The link's `a` end is Alice (it
+/// emits frames, paced against the wall clock at `source_rate × time_scale`); the `b` end is
+/// Bob (it measures and announces). Every sifted block with its estimates is handed up as an
+/// effect. A new session starts when the link comes back or the peer restarts: the protocol
+/// state of the old one is dropped (its unfinished rounds are lost, never half-kept).
+public struct QuantumLinkEngine: Sendable {
+    public enum Role: String, Sendable { case alice, bob }
+
+    public enum Effect: Sendable {
+        case send(MessageKind, [UInt8])
+        case log(NodeCore.LogLevel, String, [String: String])
+        case block(SiftedBlock)
+    }
+
+    public typealias Report = QuantumLinkReport
+
+    public let link: TopologyLink
+    public let role: Role
+    public let physics: LinkPhysics
+    public let configuration: BB84Configuration
+    let seeds: SeedTree
+    let timeScale: Double
+    /// Frames Alice may have in flight before she waits for answers.
+    let window: Int
+    /// Frames older than this many wall nanoseconds without an answer are given up.
+    let roundTimeoutNs: UInt64
+
+    private var sender: BB84Sender?
+    private var receiver: BB84Receiver?
+    private var inFlight: [UInt64: Instant] = [:]
+    private(set) var report: Report
+    /// Wall instant and emulated pulse count where the current pacing period started.
+    private var paceStart: Instant
+    private var pulsesAtPaceStart: UInt64 = 0
+    private var pulsesEmitted: UInt64 = 0
+    private var wallBeforeSession: Double = 0
+    private var active = false
+
+    public init(link: TopologyLink, node: NodeID, topologySeed: UInt64, timeScale: Double, now: Instant,
+                framePulses: UInt32? = nil, blockBits: Int = 1 << 18, window: Int = 4, roundTimeoutMs: UInt64 = 3000) {
+        self.link = link
+        role = node == link.a ? .alice : .bob
+        let p = link.physics
+        physics = LinkPhysics(lengthKm: link.lengthKm, lossDbPerKm: p.lossDbPerKm, detectorEfficiency: p.detectorEfficiency,
+                              darkCountProbability: p.darkCountProbability, misalignment: p.misalignment,
+                              ecEfficiency: p.ecEfficiency, signalIntensity: p.signalIntensity, decoyIntensity: p.decoyIntensity)
+        let source = SourceSettings(signal: p.signalIntensity, decoy: p.decoyIntensity, signalProbability: p.signalProbability,
+                                    decoyProbability: p.decoyProbability, vacuumProbability: p.vacuumProbability,
+                                    decoyStates: p.decoyStates)
+        // 10 ms of emulated time per frame by default.
+        let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))
+        configuration = BB84Configuration(pulsesPerFrame: pulses, blockSiftedSignalBits: blockBits, sampleFraction: 0.1, source: source)
+        seeds = SeedTree(root: topologySeed).child("link/\(link.name)")
+        self.timeScale = timeScale
+        self.window = window
+        roundTimeoutNs = roundTimeoutMs * 1_000_000
+        paceStart = now
+        report = Report(link: link.name, role: role.rawValue, state: "down", session: 0, active: false, framesSent: 0, framesMeasured: 0,
+                        roundsDiscarded: 0, blocks: 0, siftedBitsTotal: 0, keyBitsSifted: 0, emulatedSeconds: 0, wallSeconds: 0,
+                        lagSeconds: 0)
+    }
+
+    /// Starts a session (the link is up). Alice's frame numbers carry the session in their
+    /// upper 32 bits so that late messages of an old session can never match a new round.
+    public mutating func start(session: UInt64, at now: Instant) {
+        let sessionSeeds = seeds.child("session/\(session)")
+        var s = BB84Sender(configuration: configuration, seeds: sessionSeeds)
+        s.skipFrames(to: session << 32)
+        sender = role == .alice ? s : nil
+        receiver = role == .bob ? BB84Receiver(configuration: configuration, seeds: sessionSeeds,
+                                               misalignment: physics.misalignment, darkCountProbability: physics.darkCountProbability) : nil
+        inFlight.removeAll()
+        report.session = session
+        paceStart = now
+        pulsesAtPaceStart = pulsesEmitted
+        active = true
+        report.active = true
+    }
+
+    /// Stops the session (the link is down): unfinished rounds are discarded.
+    public mutating func stop(at now: Instant) {
+        guard active else { return }
+        report.roundsDiscarded += UInt64(inFlight.count)
+        inFlight.removeAll()
+        wallBeforeSession += Double(now.nanoseconds(since: paceStart)) / 1e9
+        sender = nil
+        receiver = nil
+        active = false
+        report.active = false
+    }
+
+    /// Handles a quantum-layer message from the peer. A malformed or out-of-place message
+    /// discards its round only.
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant) -> [Effect] {
+        guard active else { return [] }
+        do {
+            switch (role, kind) {
+            case (.bob, .quantumFrame):
+                let frame = try QuantumFrame.decode(payload)
+                report.framesMeasured += 1
+                pulsesEmitted += UInt64(frame.pulses)
+                return [.send(.siftAnnouncement, try receiver!.received(frame).encoded())]
+            case (.alice, .siftAnnouncement):
+                let announcement = try SiftAnnouncement.decode(payload)
+                inFlight[announcement.frameIndex] = nil
+                return [.send(.siftReply, try sender!.received(announcement).encoded())]
+            case (.bob, .siftReply):
+                guard let reveal = try receiver!.received(SiftReply.decode(payload)) else { return [] }
+                return [.send(.estimationReveal, reveal.encoded())]
+            case (.alice, .estimationReveal):
+                let (result, block) = try sender!.received(EstimationReveal.decode(payload))
+                return [.send(.estimationResult, result.encoded())] + finished(block)
+            case (.bob, .estimationResult):
+                return finished(try receiver!.received(EstimationResult.decode(payload)))
+            default:
+                report.roundsDiscarded += 1
+                return [.log(.warning, "quantum-layer message not expected by \(role.rawValue)", ["link.id": link.name, "kind": "\(kind)"])]
+            }
+        } catch {
+            report.roundsDiscarded += 1
+            return [.log(.warning, "round discarded", ["link.id": link.name, "reason": "\(error)"])]
+        }
+    }
+
+    private mutating func finished(_ block: SiftedBlock) -> [Effect] {
+        let e = block.statistics.estimates(source: configuration.source, ecEfficiency: physics.ecEfficiency)
+        report.blocks += 1
+        report.siftedBitsTotal += block.statistics.sifted.reduce(0, +)
+        report.keyBitsSifted += UInt64(block.key.count)
+        report.qber = e.qberSignal
+        report.gain = e.gainSignal
+        report.y1Lower = e.y1Lower
+        report.e1Upper = e.e1Upper
+        report.keyPerSignalPulse = e.keyPerSignalPulse
+        return [.block(block),
+                .log(.info, "block sifted", ["link.id": link.name, "block": "\(block.index)", "sifted_bits": "\(block.key.count)",
+                                             "qber": "\(e.qberSignal)", "key_per_signal_pulse": "\(e.keyPerSignalPulse)"])]
+    }
+
+    /// Alice emits the frames the wall clock calls for (within the window) and gives up on
+    /// rounds that were never answered.
+    public mutating func tick(at now: Instant) -> [Effect] {
+        updateClock(now)
+        guard active, role == .alice, var s = sender else { return [] }
+        var effects: [Effect] = []
+        for (index, sent) in inFlight where now.nanoseconds(since: sent) > roundTimeoutNs {
+            inFlight[index] = nil
+            report.roundsDiscarded += 1
+        }
+        let due = dueFrames(at: now)
+        var emitted = 0
+        while emitted < due && inFlight.count < window {
+            let frame = s.nextFrame(transmittance: physics.transmittance)
+            inFlight[frame.frameIndex] = now
+            pulsesEmitted += UInt64(frame.pulses)
+            report.framesSent += 1
+            effects.append(.send(.quantumFrame, frame.encoded()))
+            emitted += 1
+        }
+        sender = s
+        updateClock(now)
+        return effects
+    }
+
+    /// Whole frames the wall clock allows beyond what was emitted in this pacing period.
+    private func dueFrames(at now: Instant) -> Int {
+        let wall = Double(now.nanoseconds(since: paceStart)) / 1e9
+        let target = wall * timeScale * link.physics.sourceRateHz
+        let done = Double(pulsesEmitted - pulsesAtPaceStart)
+        return max(0, Int((target - done) / Double(configuration.pulsesPerFrame)))
+    }
+
+    private mutating func updateClock(_ now: Instant) {
+        let sessionWall = active ? Double(now.nanoseconds(since: paceStart)) / 1e9 : 0
+        report.wallSeconds = wallBeforeSession + sessionWall
+        report.emulatedSeconds = Double(pulsesEmitted) / link.physics.sourceRateHz
+        if role == .alice {
+            report.lagSeconds = max(0, sessionWall * timeScale - Double(pulsesEmitted - pulsesAtPaceStart) / link.physics.sourceRateHz)
+        }
+    }
+
+    /// When Alice next needs to run: the next frame's due time (or soon, if she is behind).
+    public func nextDeadline(after now: Instant) -> Instant? {
+        guard active, role == .alice else { return nil }
+        let framePeriodNs = Double(configuration.pulsesPerFrame) / (link.physics.sourceRateHz * timeScale) * 1e9
+        return now.advanced(byNanoseconds: UInt64(max(1e6, min(framePeriodNs, 1e8))))
+    }
+
+    public var currentReport: Report { report }
+}
