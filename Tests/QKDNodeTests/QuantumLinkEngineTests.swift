@@ -1,0 +1,120 @@
+import QKDCore
+import QKDNode
+import QKDPostProcessing
+import QKDTopology
+import QKDWire
+import Testing
+
+/// Alice's and Bob's engines driven directly with a manual clock, messages passed by hand.
+@Suite struct QuantumLinkEngineTests {
+    static let topology = try! TopologyParser.parse("""
+        name: q
+        seed: 5
+        defaults: { source_rate_hz: 1.0e8 }
+        nodes:
+          - { id: A, lat: 0, lon: 0, role: metro-core }
+          - { id: B, lat: 0, lon: 1, role: metro-core }
+        links:
+          - { a: A, b: B, length_km: 20 }
+        """, file: "q.yaml")
+
+    func engines(at now: Instant) -> (QuantumLinkEngine, QuantumLinkEngine) {
+        let link = Self.topology.links[0]
+        return (QuantumLinkEngine(link: link, node: NodeID("A"), topologySeed: 5, timeScale: 1, now: now, blockBits: 20_000),
+                QuantumLinkEngine(link: link, node: NodeID("B"), topologySeed: 5, timeScale: 1, now: now, blockBits: 20_000))
+    }
+
+    /// Delivers every `.send` effect to the other engine until nothing is left; returns the
+    /// blocks each side finished.
+    func exchange(_ effects: [QuantumLinkEngine.Effect], from sender: inout QuantumLinkEngine, to receiver: inout QuantumLinkEngine,
+                  at now: Instant) -> (senderBlocks: [SiftedBlock], receiverBlocks: [SiftedBlock]) {
+        var queue: [(toReceiver: Bool, kind: MessageKind, payload: [UInt8])] = effects.compactMap {
+            if case .send(let k, let p) = $0 { (true, k, p) } else { nil }
+        }
+        var blocks: ([SiftedBlock], [SiftedBlock]) = ([], [])
+        while !queue.isEmpty {
+            let (toReceiver, kind, payload) = queue.removeFirst()
+            let out = toReceiver ? receiver.received(kind, payload, at: now) : sender.received(kind, payload, at: now)
+            for effect in out {
+                switch effect {
+                case .send(let k, let p): queue.append((!toReceiver, k, p))
+                case .block(let b): if toReceiver { blocks.1.append(b) } else { blocks.0.append(b) }
+                case .log: break
+                }
+            }
+        }
+        return blocks
+    }
+
+    @Test func aliceFollowsTheWallClockAndBothEndsFinishTheSameBlocks() {
+        let t0 = Instant(nanoseconds: 1_000_000_000)
+        var (alice, bob) = engines(at: t0)
+        #expect(alice.role == .alice && bob.role == .bob)
+        // Not started: nothing happens.
+        #expect(alice.tick(at: t0.advanced(byMilliseconds: 50)).isEmpty)
+        alice.start(session: 1, at: t0)
+        bob.start(session: 1, at: t0)
+        // 1e8 pulses/s and 1e6-pulse frames: 10 ms per frame. After 35 ms, 3 frames are due.
+        let first = alice.tick(at: t0.advanced(byMilliseconds: 35))
+        #expect(first.count == 3)
+        var aliceBlocks: [SiftedBlock] = [], bobBlocks: [SiftedBlock] = []
+        let r = exchange(first, from: &alice, to: &bob, at: t0.advanced(byMilliseconds: 35))
+        aliceBlocks += r.senderBlocks
+        bobBlocks += r.receiverBlocks
+        // The window (4 frames in flight) bounds a backlog: a long stall yields 4 frames, not 100.
+        let burst = alice.tick(at: t0.advanced(byMilliseconds: 1035))
+        #expect(burst.count == 4)
+        #expect(alice.currentReport.lagSeconds > 0.9, "a 1 s stall must show as lag, got \(alice.currentReport.lagSeconds)")
+        var now = t0.advanced(byMilliseconds: 1035)
+        var pending = burst
+        for _ in 0..<200 {
+            let r = exchange(pending, from: &alice, to: &bob, at: now)
+            aliceBlocks += r.senderBlocks
+            bobBlocks += r.receiverBlocks
+            now = now.advanced(byMilliseconds: 10)
+            pending = alice.tick(at: now)
+        }
+        #expect(aliceBlocks.count >= 2)
+        #expect(aliceBlocks.map(\.index) == bobBlocks.map(\.index))
+        for (a, b) in zip(aliceBlocks, bobBlocks) {
+            #expect(a.statistics == b.statistics)
+            #expect(a.key.count == b.key.count)
+            let qber = Double(a.key.bits.hammingDistance(to: b.key.bits)) / Double(a.key.count)
+            #expect(qber > 0.005 && qber < 0.03, "block \(a.index) QBER \(qber)")
+        }
+        // Four frames per 10 ms tick is 4x real time: the backlog is gone by the end.
+        #expect(alice.currentReport.lagSeconds < 0.02)
+        #expect(alice.currentReport.emulatedSeconds > 1.9)
+    }
+
+    @Test func aNewSessionDropsTheOldRoundsAndHostileMessagesDiscardOnlyTheirRound() {
+        let t0 = Instant(nanoseconds: 0)
+        var (alice, bob) = engines(at: t0)
+        alice.start(session: 1, at: t0)
+        bob.start(session: 1, at: t0)
+        let frames = alice.tick(at: t0.advanced(byMilliseconds: 20))
+        guard case .send(.quantumFrame, let payload) = frames.first else {
+            Issue.record("no frame")
+            return
+        }
+        // Bob measures, then Alice's session restarts before his announcement arrives.
+        let announcement = bob.received(.quantumFrame, payload, at: t0)
+        alice.stop(at: t0)
+        alice.start(session: 2, at: t0)
+        guard case .send(.siftAnnouncement, let a) = announcement.first else {
+            Issue.record("no announcement")
+            return
+        }
+        let stale = alice.received(.siftAnnouncement, a, at: t0)
+        #expect(stale.contains { if case .log(.warning, "round discarded", _) = $0 { true } else { false } })
+        // Garbage and misplaced messages: refused, counted, nothing sent back.
+        let before = bob.currentReport.roundsDiscarded
+        #expect(bob.received(.quantumFrame, [1, 2, 3], at: t0).allSatisfy { if case .send = $0 { false } else { true } })
+        #expect(bob.received(.siftAnnouncement, a, at: t0).allSatisfy { if case .send = $0 { false } else { true } })
+        #expect(bob.currentReport.roundsDiscarded == before + 2)
+        // The new session works.
+        let next = alice.tick(at: t0.advanced(byMilliseconds: 40))
+        #expect(!next.isEmpty)
+        #expect(alice.currentReport.session == 2)
+    }
+}
