@@ -13,7 +13,7 @@ RELEASE_FLAGS := -c release --static-swift-stdlib
 RUN_DIR_ARG := $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
 RELEASE_BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 
-.PHONY: help deps build release up down status run test bench lint check clean
+.PHONY: help deps build release up down status run test bench lint check clean plot
 
 help:
 	@echo "make run        install, build, start $(TOPOLOGY) with a live view (Ctrl-C stops it)"
@@ -68,3 +68,7 @@ check: lint test
 
 clean:
 	rm -rf .build .run
+
+# Key rate versus distance (docs/keyrate-vs-distance.svg) from qkdctl sim link.
+plot: release
+	python3 docs/tools/plot_keyrate.py "$(RELEASE_BIN)/qkdctl" docs/keyrate-vs-distance.svg

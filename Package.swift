@@ -70,7 +70,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "qkd-bench",
-            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore"],
+            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing"],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire"]),

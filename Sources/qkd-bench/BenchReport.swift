@@ -33,8 +33,8 @@ struct BenchReport {
 
     mutating func add(_ name: String, _ stats: Stats, unit: String, target: String) {
         entries.append(Entry(name: name, unit: unit, target: target, stats: stats))
-        print(String(format: "%-28@ n=%-5d p50 %10.3f  p90 %10.3f  p99 %10.3f  min %10.3f  max %10.3f  mean %10.3f %@   [%@]",
-                     name as NSString, stats.count, stats.p50, stats.p90, stats.p99, stats.min, stats.max, stats.mean,
+        print(String(format: "%@ n=%-5d p50 %10.3f  p90 %10.3f  p99 %10.3f  min %10.3f  max %10.3f  mean %10.3f %@   [%@]",
+                     name.padding(toLength: 34, withPad: " ", startingAt: 0) as NSString, stats.count, stats.p50, stats.p90, stats.p99, stats.min, stats.max, stats.mean,
                      unit as NSString, target as NSString))
         fflush(nil)
     }

@@ -11,7 +11,9 @@ struct QKDBench {
         var report = BenchReport()
         print("QKDNet benchmarks (\(ProcessInfo.processInfo.activeProcessorCount) cores); binaries: \(binDirectory)")
         do {
-            try SpineBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory)
+            let only = args.first { $0.hasPrefix("--only=") }.map { String($0.dropFirst(7)) }
+            if only == nil || only == "spine" { try SpineBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
+            if only == nil || only == "quantum" { try QuantumBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
         } catch {
             FileHandle.standardError.write(Data("qkd-bench: \(error)\n".utf8))
             exit(1)

@@ -4,7 +4,8 @@ import QKDLaunch
 import QKDWire
 
 /// Issue 2's numbers: start-up time of real networks, idle memory per node, classical round
-/// trip between neighbouring node processes over ipc://.
+/// trip between neighbouring node processes over ipc://. Nodes run with `--quantum off`, so
+/// these measure the spine alone; `QuantumBenchmarks` measures the loaded network.
 enum SpineBenchmarks {
     static func run(_ report: inout BenchReport, topologies: String, binDirectory: String) throws {
         let backbone = "\(topologies)/beijing-shanghai.yaml"
@@ -13,7 +14,8 @@ enum SpineBenchmarks {
         for i in 0..<3 {
             let dir = "/tmp/qkdnet-bench-\(getpid())-\(i)"
             let start = Date()
-            let network = try Network.up(topologyPath: backbone, runDir: dir, binDirectory: binDirectory)
+            let network = try Network.up(topologyPath: backbone, runDir: dir, binDirectory: binDirectory,
+                                         extraNodeArguments: ["--quantum", "off"])
             upTimes.append(Date().timeIntervalSince(start))
             if i < 2 { network.down(); try? FileManager.default.removeItem(atPath: dir) } else { lastNetwork = network }
         }
@@ -38,7 +40,8 @@ enum SpineBenchmarks {
 
         let meshDir = "/tmp/qkdnet-bench-\(getpid())-mesh"
         let start = Date()
-        let mesh = try Network.up(topologyPath: "\(topologies)/china-16-cities.yaml", runDir: meshDir, binDirectory: binDirectory)
+        let mesh = try Network.up(topologyPath: "\(topologies)/china-16-cities.yaml", runDir: meshDir, binDirectory: binDirectory,
+                                  extraNodeArguments: ["--quantum", "off"])
         report.add("spine.mesh_up_s", stats([Date().timeIntervalSince(start)]), unit: "s", target: "comes up (105 nodes)")
         mesh.down()
         try? FileManager.default.removeItem(atPath: meshDir)

@@ -36,6 +36,9 @@ struct QKDNodeCommand: ParsableCommand {
     @Option(name: .customLong("io-cpu"), help: "Pin the event loop and libzmq's I/O thread to this CPU ('none': no pinning).")
     var ioCPU: String = "none"
 
+    @Option(help: "Run the links' quantum layer: on, or off (classical spine only).")
+    var quantum: String = "on"
+
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
 
@@ -50,6 +53,7 @@ struct QKDNodeCommand: ParsableCommand {
         guard let me = topology.node(NodeID(node)) else {
             fail(2, "\(self.topology): node '\(node)' is not in the topology")
         }
+        guard quantum == "on" || quantum == "off" else { fail(2, "--quantum: expected on or off, got '\(quantum)'") }
         guard let level = Logger.Level(rawValue: logLevel) else {
             fail(2, "--log-level: unknown level '\(logLevel)'")
         }
@@ -103,7 +107,7 @@ struct QKDNodeCommand: ParsableCommand {
         let core = NodeCore(
             configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation),
             now: clock.now())
-        let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger) { line in
+        let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, quantum: quantum == "on") { line in
             writeLine(line, to: 1)
         }
         runtime.run()

@@ -34,8 +34,12 @@ func binDirectory() -> String {
     return URL(fileURLWithPath: exe).deletingLastPathComponent().path
 }
 
-func printJSON<T: Encodable>(_ value: T) {
+func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+    do {
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    } catch {
+        throw CLIError("cannot encode the JSON output: \(error)")
+    }
 }

@@ -61,7 +61,7 @@ struct SimLink: ParsableCommand {
             .run(pulses: UInt64(Double(pulses)!))
         let report = SimLinkReport(physics: physics, source: source, seed: seed, outcome: outcome)
         if json {
-            printJSON(report)
+            try printJSON(report)
         } else {
             print(report.table)
             print(String(format: "wall time %.2f s", Date().timeIntervalSince(started)))
@@ -87,7 +87,8 @@ struct SimLinkReport: Encodable {
     var siftedBits: UInt64
     var keyPerPulseEstimate: Double
     var keyPerPulseModel: Double
-    var plobPerPulse: Double
+    /// nil where the bound is unbounded (zero length).
+    var plobPerPulse: Double?
     var model: ModelValues
     var keyBitsBeforeCorrection: Int
     var keyErrorsBeforeCorrection: Int
@@ -137,7 +138,7 @@ struct SimLinkReport: Encodable {
         siftedBits = outcome.siftedBits
         keyPerPulseEstimate = e.keyPerSignalPulse
         keyPerPulseModel = source.decoyStates ? model.keyRatePerPulse : model.keyRatePerPulseWithoutDecoys
-        plobPerPulse = model.plobBound
+        plobPerPulse = model.plobBound.isFinite ? model.plobBound : nil
         let bounds = model.asymptoticBounds
         self.model = ModelValues(gainSignal: model.gain(physics.signalIntensity), qberSignal: model.errorRate(physics.signalIntensity),
                                  gainDecoy: model.gain(physics.decoyIntensity), qberDecoy: model.errorRate(physics.decoyIntensity),
@@ -162,7 +163,7 @@ struct SimLinkReport: Encodable {
             row("Y1 lower", y1Lower, decoyStates ? model.y1Lower : nil),
             row("e1 upper", e1Upper, decoyStates ? model.e1Upper : nil),
             row("key / signal pulse", keyPerPulseEstimate, keyPerPulseModel),
-            row("PLOB / channel use", plobPerPulse, nil),
+            row("PLOB / channel use", plobPerPulse ?? .infinity, nil),
         ]
         return "link \(distanceKm) km, \(pulses) pulses (\(signalPulses) signal), seed \(seed), sifted \(siftedBits) bits\n"
             + StatusTable.table(rows)

@@ -16,7 +16,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let status = try options.network().status()
-        if json { printJSON(status) } else { print(StatusTable.render(status)) }
+        if json { try printJSON(status) } else { print(StatusTable.render(status)) }
     }
 }
 
@@ -30,7 +30,7 @@ struct Pools: ParsableCommand {
 
     func run() throws {
         let pools = try options.network().pools()
-        if json { printJSON(pools); return }
+        if json { try printJSON(pools); return }
         var rows = [["LINK", "STATE", "QBER", "GAIN", "KEY/PULSE", "SIFTED BITS", "BLOCKS", "EMULATED", "WALL", "RATIO"]]
         for l in pools.links {
             rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
@@ -69,7 +69,7 @@ struct Ping: ParsableCommand {
         guard let reply else { throw CLIError("node \(topologyLink.a) did not answer") }
         if let error = reply.error { throw CLIError("\(topologyLink.a): \(error)") }
         guard let report = reply.ping else { throw CLIError("\(topologyLink.a): unexpected reply") }
-        if json { printJSON(report); return }
+        if json { try printJSON(report); return }
         let sorted = report.roundTripsMicroseconds.sorted()
         func pct(_ p: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))] }
         print(String(format: "%@: %d round trips, %d lost; p50 %.1f µs, p90 %.1f µs, p99 %.1f µs, max %.1f µs",
