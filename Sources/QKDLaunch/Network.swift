@@ -149,8 +149,17 @@ public struct Network: Sendable {
             for (id, pid) in pending {
                 if readinessLine(of: id, pid: pid) != nil {
                     pending[id] = nil
-                } else if !Processes.isAlive(pid) {
-                    throw LaunchError(.notReady, "node \(id) (pid \(pid)) exited before it was ready\n\(diagnostics(id))")
+                    continue
+                }
+                let ended: String?
+                switch Processes.childState(pid) {
+                case .running: ended = nil
+                case .exited(let code): ended = "exited with status \(code)"
+                case .signaled(let signal): ended = "was killed by signal \(signal)"
+                case .notChild: ended = Processes.isAlive(pid) ? nil : "exited"
+                }
+                if let ended {
+                    throw LaunchError(.notReady, "node \(id) (pid \(pid)) \(ended) before it was ready\n\(diagnostics(id))")
                 }
             }
             if pending.isEmpty { break }

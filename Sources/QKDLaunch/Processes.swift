@@ -36,6 +36,26 @@ public enum Processes {
         return URL(fileURLWithPath: argv0).lastPathComponent == programName
     }
 
+    /// What became of a process this one spawned.
+    public enum ChildState: Equatable, Sendable {
+        case running
+        case exited(Int32)
+        case signaled(Int32)
+        /// Not a child of this process (or already collected): ask `isAlive` instead.
+        case notChild
+    }
+
+    /// The state of our child `pid`, collecting it if it ended. Unlike `isAlive` this has no
+    /// window during exec, when /proc/PID/cmdline is briefly empty.
+    public static func childState(_ pid: Int32) -> ChildState {
+        var status: Int32 = 0
+        let rc = waitpid(pid, &status, WNOHANG)
+        if rc == 0 { return .running }
+        if rc != pid { return .notChild }
+        if status & 0x7F == 0 { return .exited((status >> 8) & 0xFF) }
+        return .signaled(status & 0x7F)
+    }
+
     /// Collects the exit status of `pid` if it is our child and has exited.
     public static func reap(_ pid: Int32) {
         var status: Int32 = 0
