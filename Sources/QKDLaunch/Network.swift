@@ -201,7 +201,7 @@ public struct Network: Sendable {
     public func livePIDs() -> [NodeID: Int32] {
         var result: [NodeID: Int32] = [:]
         for node in topology.nodes {
-            if let pid = recordedPID(node.id), Processes.isAlive(pid) { result[node.id] = pid }
+            if let pid = recordedPID(node.id), Processes.isRunning(pid) { result[node.id] = pid }
         }
         return result
     }

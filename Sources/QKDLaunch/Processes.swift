@@ -56,6 +56,16 @@ public enum Processes {
         return .signaled(status & 0x7F)
     }
 
+    /// Whether `pid` still runs: decided by `waitpid` for our own children (no exec-window
+    /// race), by `isAlive` for other processes.
+    public static func isRunning(_ pid: Int32, programName: String = "qkd-node") -> Bool {
+        switch childState(pid) {
+        case .running: return true
+        case .exited, .signaled: return false
+        case .notChild: return isAlive(pid, programName: programName)
+        }
+    }
+
     /// Collects the exit status of `pid` if it is our child and has exited.
     public static func reap(_ pid: Int32) {
         var status: Int32 = 0
@@ -69,7 +79,7 @@ public enum Processes {
     public static func stop(_ pids: [Int32], graceSeconds: Double = 3, programName: String = "qkd-node")
         -> [Int32]
     {
-        let live = pids.filter { isAlive($0, programName: programName) }
+        let live = pids.filter { isRunning($0, programName: programName) }
         for pid in live { kill(pid, SIGTERM) }
         var remaining = waitForExit(live, seconds: graceSeconds, programName: programName)
         for pid in remaining { kill(pid, SIGKILL) }
@@ -98,7 +108,7 @@ public enum Processes {
         var remaining = pids
         let deadline = Date(timeIntervalSinceNow: seconds)
         while true {
-            remaining = remaining.filter { isAlive($0, programName: programName) }
+            remaining = remaining.filter { isRunning($0, programName: programName) }
             if remaining.isEmpty || Date() >= deadline { return remaining }
             usleep(10_000)
         }

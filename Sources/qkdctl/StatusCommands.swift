@@ -133,8 +133,8 @@ enum StatusTable {
     }
 }
 
-/// The live view of `watch` and `run`: redraws the status every `interval` seconds until
-/// SIGINT or SIGTERM.
+/// The live view of `watch` and `run`: redraws nodes and links every `interval` seconds
+/// until SIGINT or SIGTERM.
 struct LiveView {
     let network: Network
     let interval: Double
@@ -143,13 +143,28 @@ struct LiveView {
         let fd = qkd_stop_fd()
         while qkd_stop_signal() == 0 {
             let status = network.status()
+            let pools = network.pools()
             let clock = DateFormatter.localizedString(from: Date(), dateStyle: .none, timeStyle: .medium)
-            print("\u{1B}[H\u{1B}[2J", terminator: "")
-            print("QKDNet — \(status.topology) — \(clock) — Ctrl-C to stop\n")
-            print(StatusTable.render(status))
+            var out = "\u{1B}[H\u{1B}[2J"
+            out += "QKDNet — \(status.topology) — \(clock) — Ctrl-C to stop\n"
+            out += "\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
+            let down = status.nodes.filter { $0.state != "up" }.map(\.id)
+            if !down.isEmpty { out += "; nodes down: " + down.joined(separator: ", ") }
+            out += "\n\n" + LiveView.linkTable(pools) + "\n"
+            print(out, terminator: "")
             fflush(nil)
             var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&item, 1, Int32(interval * 1000))
         }
+    }
+
+    static func linkTable(_ pools: PoolsStatus) -> String {
+        var rows = [["LINK", "STATE", "QBER", "KEY/PULSE", "SIFTED BITS", "BLOCKS", "EMULATED/WALL"]]
+        for l in pools.links {
+            rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
+                         l.keyPerSignalPulse.map { String(format: "%.2e", $0) } ?? "-", String(l.siftedBitsTotal), String(l.blocks),
+                         l.wallSeconds > 0 ? String(format: "%.2fs / %.0fs", l.emulatedSeconds, l.wallSeconds) : "-"])
+        }
+        return StatusTable.table(rows)
     }
 }
