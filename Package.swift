@@ -31,7 +31,9 @@ let package = Package(
         // Layer 1: source, channel, detector models and analytic key-rate formulas.
         .target(name: "QKDPhysics", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 1: sifting, estimation, error correction, privacy amplification, as instances.
-        .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire"], swiftSettings: hot),
+        .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire", "CQKDKernels"], swiftSettings: hot),
+        // Pure compute kernels in C (GF(2) polynomial multiplication for Toeplitz hashing).
+        .target(name: "CQKDKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Layer 2: versioned envelope and control messages.
         .target(name: "QKDWire", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 3: libzmq shim and transports.
@@ -73,6 +75,7 @@ let package = Package(
             dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing"],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
+        .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire"]),
         .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire"]),
         .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),
         .testTarget(name: "QKDWireTests", dependencies: ["QKDWire"]),

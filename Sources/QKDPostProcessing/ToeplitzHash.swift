@@ -1,0 +1,57 @@
+import CQKDKernels
+import QKDCore
+
+/// Privacy amplification by Toeplitz hashing, a 2-universal family (Carter & Wegman, JCSS 18,
+/// 143, 1979; Krawczyk, CRYPTO 1994): the m×n Toeplitz matrix T with T[i][j] = s[i − j + n − 1]
+/// is given by n + m − 1 seed bits s, and the output is y = T·x over GF(2). By the leftover hash
+/// lemma (Impagliazzo, Levin, Luby 1989) y is ε-close to uniform for an eavesdropper holding at
+/// most n − m − 2 log2(1/ε) bits of information about x.
+///
+/// Fast path: y_i is the coefficient of z^(i + n − 1) in S(z)·X(z), computed as one GF(2)[z]
+/// product by Karatsuba over carry-less multiplications (CQKDKernels); O(n^1.58) word operations.
+public enum ToeplitzHash {
+    /// y = T·x with T given by `seed` (exactly n + m − 1 bits).
+    public static func apply(seed: BitVector, input x: BitVector, outputBits m: Int) -> BitVector {
+        let n = x.count
+        precondition(m >= 0 && m <= n, "output length \(m) outside 0...\(n)")
+        precondition(seed.count == n + m - 1 || m == 0, "seed must have n + m − 1 = \(n + m - 1) bits, has \(seed.count)")
+        guard m > 0 else { return BitVector() }
+        var product = [UInt64](repeating: 0, count: seed.words.count + x.words.count)
+        seed.words.withUnsafeBufferPointer { s in
+            x.words.withUnsafeBufferPointer { xv in
+                product.withUnsafeMutableBufferPointer { out in
+                    qkd_gf2_multiply(s.baseAddress, s.count, xv.baseAddress, xv.count, out.baseAddress)
+                }
+            }
+        }
+        return extract(product, from: n - 1, count: m)
+    }
+
+    /// The same product computed bit by bit from the matrix definition (for tests).
+    public static func naive(seed: BitVector, input x: BitVector, outputBits m: Int) -> BitVector {
+        let n = x.count
+        var y = BitVector(count: m)
+        for i in 0..<m {
+            var bit: UInt8 = 0
+            for j in 0..<n where x[j] != 0 { bit ^= seed[i - j + n - 1] }
+            y[i] = bit
+        }
+        return y
+    }
+
+    /// Bits [from, from + count) of a word array.
+    static func extract(_ words: [UInt64], from: Int, count: Int) -> BitVector {
+        var out = [UInt64](repeating: 0, count: (count + 63) / 64)
+        let shift = UInt64(from & 63)
+        let base = from >> 6
+        for w in out.indices {
+            let lo = base + w < words.count ? words[base + w] : 0
+            let hi = base + w + 1 < words.count ? words[base + w + 1] : 0
+            out[w] = shift == 0 ? lo : (lo >> shift) | (hi << (64 - shift))
+        }
+        return BitVector(words: out, count: count)
+    }
+
+    /// Whether the hardware carry-less multiply is in use.
+    public static var usesHardwareCarrylessMultiply: Bool { qkd_gf2_uses_pclmul() == 1 }
+}
