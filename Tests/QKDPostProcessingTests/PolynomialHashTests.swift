@@ -1,0 +1,68 @@
+import QKDCore
+import QKDPostProcessing
+import Testing
+
+@Suite struct PolynomialHashTests {
+    /// Reference: plain modular arithmetic on 128-bit values, chunk by chunk.
+    func reference(_ bytes: [UInt8], key: UInt64) -> UInt64 {
+        let p = PolynomialHash.prime
+        var k = key % p
+        if k == 0 { k = 1 }
+        var chunks: [UInt64] = []
+        var bits = [UInt8]()
+        for b in bytes { for i in 0..<8 { bits.append((b >> UInt8(i)) & 1) } }
+        var i = 0
+        while i < bits.count {
+            var c: UInt64 = 0
+            for j in 0..<56 where i + j < bits.count { c |= UInt64(bits[i + j]) << UInt64(j) }
+            chunks.append(c)
+            i += 56
+        }
+        chunks.append(UInt64(bits.count))
+        var acc: UInt64 = 0
+        for c in chunks {
+            // (acc·k) mod p by 128-bit division (acc, k < p, so the quotient fits).
+            let (hi, lo) = acc.multipliedFullWidth(by: k)
+            let r = p.dividingFullWidth((hi, lo)).remainder
+            acc = (r + c) % p
+        }
+        return acc
+    }
+
+    @Test func matchesPlainModularArithmetic() {
+        var g = Xoshiro256(seed: 1)
+        for length in [0, 1, 6, 7, 8, 100, 1000] {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+            let key = g.next()
+            var h = PolynomialHash(key: key)
+            h.update(bytes)
+            #expect(h.finalize() == reference(bytes, key: key), "length \(length)")
+        }
+    }
+
+    @Test func bitVectorsAndBytesAgreeAndEveryFlipChangesTheHash() {
+        var g = Xoshiro256(seed: 9)
+        let v = randomBits(4000, &g)
+        var h = PolynomialHash(key: 12345)
+        h.update(v.bytes)
+        #expect(h.finalize() == PolynomialHash.hash(v, key: 12345))
+        let base = PolynomialHash.hash(v, key: 777)
+        for i in stride(from: 0, to: 4000, by: 37) {
+            var w = v
+            w.flip(i)
+            #expect(PolynomialHash.hash(w, key: 777) != base, "flip at \(i)")
+        }
+        // Length is part of the message: a trailing zero bit changes the hash.
+        var longer = v
+        longer.append(0)
+        #expect(PolynomialHash.hash(longer, key: 777) != base)
+    }
+
+    @Test func wegmanCarterTagsDependOnPadAndMessage() {
+        let d = PolynomialHash.hash(BitVector(bits: [1, 0, 1]), key: 42)
+        #expect(WegmanCarter.tag(d, pad: 1) != WegmanCarter.tag(d, pad: 2))
+        #expect(WegmanCarter.tag(d, pad: 5) < PolynomialHash.prime)
+        let e = PolynomialHash.hash(BitVector(bits: [1, 1, 1]), key: 42)
+        #expect(WegmanCarter.tag(d, pad: 5) != WegmanCarter.tag(e, pad: 5))
+    }
+}
