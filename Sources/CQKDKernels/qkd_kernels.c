@@ -2,6 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef QKD_KARATSUBA_THRESHOLD
+#define QKD_KARATSUBA_THRESHOLD 8
+#endif
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 __attribute__((target("pclmul,sse2")))
@@ -71,7 +75,7 @@ static void schoolbook(const uint64_t *a, const uint64_t *b, size_t n, uint64_t 
 /// out[0, 2n) = a[0, n) * b[0, n); scratch holds at least 4n + 64 words more than the
 /// recursion below needs (callers give 8n + 256).
 static void karatsuba(const uint64_t *a, const uint64_t *b, size_t n, uint64_t *out, uint64_t *scratch) {
-    if (n <= 24) { schoolbook(a, b, n, out); return; }
+    if (n <= QKD_KARATSUBA_THRESHOLD) { schoolbook(a, b, n, out); return; }
     size_t h = n / 2, hi = n - h;
     karatsuba(a, b, h, out, scratch);                    /* z0 -> out[0, 2h) */
     karatsuba(a + h, b + h, hi, out + 2 * h, scratch);   /* z2 -> out[2h, 2n) */
@@ -86,23 +90,28 @@ static void karatsuba(const uint64_t *a, const uint64_t *b, size_t n, uint64_t *
     for (size_t i = 0; i < 2 * hi; i++) out[h + i] ^= z1[i];
 }
 
+/* out[0, na + nb) ^= a * b, for any sizes: equal sizes go to Karatsuba; otherwise the longer
+   operand is cut into pieces the length of the shorter, and a shorter remainder recurses
+   with the roles swapped (so no piece is padded with zeros). */
+static void multiply_into(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, uint64_t *out,
+                          uint64_t *prod, uint64_t *scratch) {
+    if (na == 0 || nb == 0) return;
+    if (na < nb) { const uint64_t *t = a; a = b; b = t; size_t tn = na; na = nb; nb = tn; }
+    size_t off = 0;
+    for (; off + nb <= na; off += nb) {
+        karatsuba(a + off, b, nb, prod, scratch);
+        for (size_t i = 0; i < 2 * nb; i++) out[off + i] ^= prod[i];
+    }
+    if (off < na) multiply_into(a + off, na - off, b, nb, out + off, prod, scratch);
+}
+
 void qkd_gf2_multiply(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, uint64_t *out) {
     memset(out, 0, (na + nb) * sizeof(uint64_t));
     if (na == 0 || nb == 0) return;
-    if (na < nb) { const uint64_t *t = a; a = b; b = t; size_t tn = na; na = nb; nb = tn; }
-    /* a is the longer: multiply it chunk by chunk (nb words each) by b. */
-    uint64_t *chunk = calloc(nb, sizeof(uint64_t));
-    uint64_t *prod = malloc(2 * nb * sizeof(uint64_t));
-    uint64_t *scratch = malloc((8 * nb + 256) * sizeof(uint64_t));
-    for (size_t off = 0; off < na; off += nb) {
-        size_t len = na - off < nb ? na - off : nb;
-        memcpy(chunk, a + off, len * sizeof(uint64_t));
-        if (len < nb) memset(chunk + len, 0, (nb - len) * sizeof(uint64_t));
-        karatsuba(chunk, b, nb, prod, scratch);
-        size_t limit = na + nb - off < 2 * nb ? na + nb - off : 2 * nb;
-        for (size_t i = 0; i < limit; i++) out[off + i] ^= prod[i];
-    }
-    free(chunk);
+    size_t m = na < nb ? nb : na;
+    uint64_t *prod = malloc(2 * m * sizeof(uint64_t));
+    uint64_t *scratch = malloc((8 * m + 256) * sizeof(uint64_t));
+    multiply_into(a, na, b, nb, out, prod, scratch);
     free(prod);
     free(scratch);
 }
