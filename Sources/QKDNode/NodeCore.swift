@@ -151,7 +151,8 @@ public struct NodeCore: Sendable {
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
                 out += pong(probe, link: envelope.link, at: now)
                 return out
-            case .quantumFrame, .siftAnnouncement, .siftReply, .estimationReveal, .estimationResult:
+            case .quantumFrame, .siftAnnouncement, .siftReply, .estimationReveal, .estimationResult,
+                 .cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult:
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
                 out += quantumLayer(envelope, from: record, at: now)
                 return out

@@ -116,4 +116,10 @@ public struct SiftedBlock: Sendable {
     public let index: UInt64
     public let key: BitVectorBox
     public let statistics: BlockStatistics
+
+    public init(index: UInt64, key: BitVectorBox, statistics: BlockStatistics) {
+        self.index = index
+        self.key = key
+        self.statistics = statistics
+    }
 }

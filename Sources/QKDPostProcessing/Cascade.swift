@@ -96,6 +96,12 @@ public struct CascadeBob: Sendable {
     public private(set) var roundTrips = 0
     public private(set) var corrections = 0
     public private(set) var finished = false
+    /// Set when Cascade gave up: inconsistent parities (a tampered or wrong answer can make a
+    /// block look odd for ever) hit the bounds below. Verification then rejects the block.
+    public private(set) var abandoned = false
+    /// No honest run at a QBER Cascade can handle comes near these.
+    var maxCorrections: Int { max(64, layout.length / 4) }
+    static let maxRoundTrips = 100_000
 
     public init(block: UInt64, key: BitVector, layout: CascadeLayout) {
         precondition(key.count == layout.length, "key and layout lengths differ")
@@ -211,6 +217,12 @@ public struct CascadeBob: Sendable {
         var progressed = true
         while progressed {
             progressed = false
+            if corrections > maxCorrections || roundTrips > Self.maxRoundTrips {
+                abandoned = true
+                finished = true
+                searches = []
+                return nil
+            }
             var i = 0
             while i < searches.count {
                 defer { i += 1 }
@@ -239,6 +251,7 @@ public struct CascadeBob: Sendable {
                     slots[s.pass]![s.block] = -1
                     correct(layout.original(s.lo, pass: s.pass))
                     progressed = true
+                    if corrections > maxCorrections { break }
                 }
             }
         }

@@ -20,6 +20,14 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
     case estimationReveal = 19
     /// The block's statistics (`EstimationResult`).
     case estimationResult = 20
+    /// Cascade parity questions (`CascadeRequest`).
+    case cascadeRequest = 21
+    /// Cascade parities (`CascadeReply`).
+    case cascadeReply = 22
+    /// Verification hash and Bob's authentication tag (`ReconciliationDone`).
+    case reconciliationDone = 23
+    /// Outcome, final length and Alice's tag (`ReconciliationResult`).
+    case reconciliationResult = 24
 }
 
 /// The envelope of every peer frame. Layout (big-endian), 20 header bytes then the payload:

@@ -92,6 +92,12 @@ struct SimLinkReport: Encodable {
     var model: ModelValues
     var keyBitsBeforeCorrection: Int
     var keyErrorsBeforeCorrection: Int
+    var ecEfficiency: Double?
+    var leakedBits: UInt64
+    var finalKeyBits: UInt64
+    var finalKeyPerPulse: Double
+    var blocksFailedVerification: UInt64
+    var keysIdenticalAtBothEnds: Bool
 
     struct ModelValues: Encodable {
         var gainSignal: Double
@@ -117,6 +123,9 @@ struct SimLinkReport: Encodable {
         case keyPerPulseEstimate = "key_per_pulse_estimate", keyPerPulseModel = "key_per_pulse_model"
         case plobPerPulse = "plob_per_pulse"
         case keyBitsBeforeCorrection = "key_bits_before_correction", keyErrorsBeforeCorrection = "key_errors_before_correction"
+        case ecEfficiency = "ec_efficiency", leakedBits = "leaked_bits", finalKeyBits = "final_key_bits"
+        case finalKeyPerPulse = "final_key_per_pulse", blocksFailedVerification = "blocks_failed_verification"
+        case keysIdenticalAtBothEnds = "keys_identical_at_both_ends"
     }
 
     init(physics: LinkPhysics, source: SourceSettings, seed: UInt64, outcome: LinkSimulation.Outcome) {
@@ -145,6 +154,13 @@ struct SimLinkReport: Encodable {
                                  y1Lower: bounds.y1Lower, e1Upper: bounds.e1Upper, y1: model.singlePhotonYield, e1: model.singlePhotonError)
         keyBitsBeforeCorrection = outcome.keyBits
         keyErrorsBeforeCorrection = outcome.keyErrors
+        let d = outcome.aliceDistillation ?? KeyDistiller.Counters()
+        ecEfficiency = d.ecEfficiency
+        leakedBits = d.leakedBits
+        finalKeyBits = d.finalBits
+        finalKeyPerPulse = outcome.pulses > 0 ? Double(d.finalBits) / Double(outcome.pulses) : 0
+        blocksFailedVerification = d.blocksFailedVerification + (outcome.bobDistillation?.blocksFailedVerification ?? 0)
+        keysIdenticalAtBothEnds = outcome.keysMatch
     }
 
     var table: String {
@@ -164,6 +180,8 @@ struct SimLinkReport: Encodable {
             row("e1 upper", e1Upper, decoyStates ? model.e1Upper : nil),
             row("key / signal pulse", keyPerPulseEstimate, keyPerPulseModel),
             row("PLOB / channel use", plobPerPulse ?? .infinity, nil),
+            row("final key / pulse", finalKeyPerPulse, nil),
+            row("EC efficiency f", ecEfficiency ?? 0, nil),
         ]
         return "link \(distanceKm) km, \(pulses) pulses (\(signalPulses) signal), seed \(seed), sifted \(siftedBits) bits\n"
             + StatusTable.table(rows)

@@ -87,3 +87,28 @@ func noisyPair(_ n: Int, qber: Double, _ g: inout Xoshiro256) -> (BitVector, Bit
         #expect(throws: WireError.self) { try CascadeRequest.decode([0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5]) }
     }
 }
+
+@Suite struct CascadeHostileAnswersTests {
+    /// Alice's answers replaced by random bits: Bob must still finish, within his bounds.
+    @Test func randomParitiesCannotMakeBobRunForever() throws {
+        var g = Xoshiro256(seed: 31)
+        for seed in 0..<5 {
+            let (a, b, _) = noisyPair(50_000, qber: 0.02, &g)
+            var perms = CascadePermutations(seeds: SeedTree(root: UInt64(seed)))
+            let layout = CascadeLayout(length: a.count, qber: 0.02, permutations: &perms)
+            var alice = CascadeAlice(block: 1, key: a, layout: layout)
+            var bob = CascadeBob(block: 1, key: b, layout: layout)
+            var request: CascadeRequest? = bob.start()
+            var trips = 0
+            while let r = request {
+                var reply = try alice.answer(r)
+                reply.parities = reply.parities.map { _ in UInt8(g.next() & 1) }
+                request = try bob.received(reply)
+                trips += 1
+                #expect(trips <= 100_001)
+            }
+            #expect(bob.finished)
+            #expect(bob.corrections <= 50_000 / 4 + 64)
+        }
+    }
+}

@@ -1,0 +1,392 @@
+import QKDCore
+import QKDPhysics
+import QKDWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Settings of key distillation.
+public struct DistillerConfiguration: Sendable, Equatable {
+    /// Bits per key deposited in the pool.
+    public var keyBits: Int = 256
+    /// Bits subtracted from every privacy-amplified block beyond the estimated leakage:
+    /// 2 log2(1/ε_PA) for ε_PA = 2^-32 per block by default (leftover hash lemma), plus slack.
+    public var securityMarginBits: Int = 128
+    /// Bits of each block's final key that refill the authentication pad log while it holds
+    /// fewer than `padLogTarget` bits.
+    public var padRefillBits: Int = 2048
+    public var padLogTarget: Int = 1 << 15
+    /// Bits of the emulated pre-shared authentication key of a new link.
+    public var preSharedKeyBits: Int = 1 << 16
+    public var source: SourceSettings
+    public var ecEfficiency: Double
+    public var standardDeviations: Double = 5
+
+    public init(source: SourceSettings, ecEfficiency: Double) {
+        self.source = source
+        self.ecEfficiency = ecEfficiency
+    }
+}
+
+/// A key that came out of distillation: its ID (a UUID, 16 bytes, the same at both ends) and
+/// bits. `description` never shows the bits.
+public struct DistilledKey: Sendable, CustomStringConvertible {
+    public let id: [UInt8]
+    public let bits: BitVectorBox
+
+    public var uuidString: String { DistilledKey.uuidString(id) }
+
+    public var description: String { "key \(uuidString) (\(bits.count) bits)" }
+
+    static func uuidString(_ b: [UInt8]) -> String {
+        let hex = b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let c = Array(hex)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
+    }
+}
+
+/// One end's key distillation for one link, as a pure instance: for every sifted block,
+/// Cascade (Bob asks, Alice answers), verification by a universal hash, Wegman–Carter
+/// authentication of the round's transcript (estimation, every Cascade message, the
+/// verification), and Toeplitz privacy amplification to the length GLLP allows.
+///
+/// Final length (per block of n sifted signal bits, GLLP with the block's decoy bounds and
+/// the bits actually disclosed): m = ⌊n (Q1_L/Q_μ)(1 − H2(e1_U)) − leak_EC − leak_verify −
+/// margin⌋, where Q1_L/Q_μ lower-bounds the single-photon fraction of the sifted signal bits
+/// (Gottesman, Lo, Lütkenhaus, Preskill 2004; Lo, Ma, Chen 2005) and the estimates use
+/// statistical-fluctuation bounds. This is the asymptotic key rate with finite-statistics
+/// bounds on the estimates and a fixed privacy-amplification margin, not a full composable
+/// finite-key analysis (docs/physics.md).
+public struct KeyDistiller: Sendable {
+    public enum Role: Sendable { case alice, bob }
+
+    public enum Output: Sendable {
+        case send(MessageKind, [UInt8])
+        case keys(block: UInt64, [DistilledKey])
+        case log(String, [String: String])
+    }
+
+    public struct Counters: Sendable, Equatable {
+        public init() {}
+        public var blocksDistilled: UInt64 = 0
+        public var blocksFailedVerification: UInt64 = 0
+        public var blocksFailedAuthentication: UInt64 = 0
+        public var blocksWithoutKey: UInt64 = 0
+        public var leakedBits: UInt64 = 0
+        public var reconciledBits: UInt64 = 0
+        /// Σ n·H2(QBER) over reconciled blocks, for the efficiency f = leaked / Σ n·H2.
+        public var shannonBits: Double = 0
+        public var finalBits: UInt64 = 0
+        public var roundTrips: UInt64 = 0
+        public var lastEfficiency: Double?
+        /// Distillation messages refused (malformed, out of place, or not matching the round).
+        public var messagesRejected: UInt64 = 0
+        /// Rounds abandoned because the peer stopped answering.
+        public var roundsAbandoned: UInt64 = 0
+        /// Rounds distilled at this end but never acknowledged by the peer (dropped).
+        public var blocksUnconfirmed: UInt64 = 0
+        /// Keys released to the pool.
+        public var keysCommitted: UInt64 = 0
+        public var ecEfficiency: Double? { shannonBits > 0 ? Double(leakedBits) / shannonBits : nil }
+    }
+
+    struct Round: Sendable {
+        var block: SiftedBlock
+        var estimates: Estimates
+        var transcript: PolynomialHash
+        var alice: CascadeAlice?
+        var bob: CascadeBob?
+        var done: ReconciliationDone?
+        var pads: (UInt64, UInt64)?
+    }
+
+    public let role: Role
+    public let configuration: DistillerConfiguration
+    let seeds: SeedTree
+    let authenticationKey: UInt64
+    private var permutations: CascadePermutations
+    public private(set) var pads: PadLog
+    private var rounds: [UInt64: Round] = [:]
+    /// Distilled keys not yet released: they are committed only once the peer acknowledged
+    /// the round (two-phase, by rolling acknowledgement), so a round that either end rejects
+    /// leaves no key at either end.
+    private var held: [UInt64: (keys: [DistilledKey], refill: BitVector)] = [:]
+    /// Bob: results accepted since his last `Done`. Alice: acknowledgements received since
+    /// her last `Result`.
+    private var toAnnounce: [UInt64] = []
+    /// Held rounds older than this many blocks behind the newest are given up.
+    public static let holdingHorizon: UInt64 = 16
+    public private(set) var counters = Counters()
+
+    /// `linkSeeds` is the link's seed tree (the same at both ends); `session` separates
+    /// sessions so that a restarted link never reuses permutations or key IDs.
+    public init(role: Role, configuration: DistillerConfiguration, linkSeeds: SeedTree, session: UInt64) {
+        self.role = role
+        self.configuration = configuration
+        seeds = linkSeeds.child("distill/\(session)")
+        var psk = linkSeeds.stream("psk")
+        let words = (0..<(configuration.preSharedKeyBits + 63) / 64).map { _ in psk.next() }
+        pads = PadLog(preSharedKey: BitVector(words: words, count: configuration.preSharedKeyBits))
+        authenticationKey = linkSeeds.seed(for: "auth-key")
+        permutations = CascadePermutations(seeds: linkSeeds.child("cascade"))
+    }
+
+    /// Takes this end's sifted block. Bob starts Cascade at once; Alice waits for Bob.
+    public mutating func sifted(_ block: SiftedBlock) -> [Output] {
+        let estimates = block.statistics.estimates(source: configuration.source, ecEfficiency: configuration.ecEfficiency,
+                                                   standardDeviations: configuration.standardDeviations)
+        var transcript = PolynomialHash(key: authenticationKey)
+        transcript.update(bits: block.index, count: 56)
+        for array in [block.statistics.pulses, block.statistics.clicks, block.statistics.sifted,
+                      block.statistics.revealed, block.statistics.errors] {
+            for v in array { transcript.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56) }
+        }
+        for old in rounds.keys where old + KeyDistiller.holdingHorizon < block.index {
+            rounds[old] = nil
+            counters.roundsAbandoned += 1
+        }
+        var round = Round(block: block, estimates: estimates, transcript: transcript)
+        let layout = CascadeLayout(length: block.key.count, qber: max(estimates.qberSignal, 1e-4), permutations: &permutations)
+        switch role {
+        case .alice:
+            round.alice = CascadeAlice(block: block.index, key: block.key.bits, layout: layout)
+            rounds[block.index] = round
+            return []
+        case .bob:
+            var bob = CascadeBob(block: block.index, key: block.key.bits, layout: layout)
+            let request = bob.start()
+            round.bob = bob
+            let bytes = request.encoded()
+            round.transcript.update(bytes)
+            rounds[block.index] = round
+            return [.send(.cascadeRequest, bytes)]
+        }
+    }
+
+    /// Handles a distillation message from the peer. A message that does not fit discards
+    /// its round.
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8]) -> [Output] {
+        do {
+            switch (role, kind) {
+            case (.alice, .cascadeRequest): return try aliceAnswer(CascadeRequest.decode(payload), raw: payload)
+            case (.bob, .cascadeReply): return try bobContinue(CascadeReply.decode(payload), raw: payload)
+            case (.alice, .reconciliationDone): return try aliceVerify(ReconciliationDone.decode(payload))
+            case (.bob, .reconciliationResult): return try bobFinish(ReconciliationResult.decode(payload))
+            default:
+                counters.messagesRejected += 1
+                return [.log("distillation message not expected", ["kind": "\(kind)"])]
+            }
+        } catch let error as ProtocolError {
+            counters.messagesRejected += 1
+            return [.log("distillation message rejected", ["reason": error.description])]
+        } catch {
+            counters.messagesRejected += 1
+            return [.log("distillation message rejected", ["reason": "\(error)"])]
+        }
+    }
+
+    private mutating func aliceAnswer(_ request: CascadeRequest, raw: [UInt8]) throws -> [Output] {
+        guard var round = rounds[request.block], var alice = round.alice else {
+            throw ProtocolError(.unknownRound, "cascade request for block \(request.block), which is not waiting")
+        }
+        let reply = try alice.answer(request)
+        let bytes = reply.encoded()
+        round.transcript.update(raw)
+        round.transcript.update(bytes)
+        round.alice = alice
+        rounds[request.block] = round
+        return [.send(.cascadeReply, bytes)]
+    }
+
+    private mutating func bobContinue(_ reply: CascadeReply, raw: [UInt8]) throws -> [Output] {
+        guard var round = rounds[reply.block], var bob = round.bob else {
+            throw ProtocolError(.unknownRound, "cascade reply for block \(reply.block), which is not running")
+        }
+        round.transcript.update(raw)
+        let next = try bob.received(reply)
+        round.bob = bob
+        if let next {
+            let bytes = next.encoded()
+            round.transcript.update(bytes)
+            rounds[reply.block] = round
+            return [.send(.cascadeRequest, bytes)]
+        }
+        // Cascade is over: verification hash and Bob's tag.
+        guard let pad1 = pads.take(), let pad2 = pads.take() else {
+            rounds[reply.block] = nil
+            return [.log("authentication pads exhausted", ["block": "\(reply.block)"])]
+        }
+        let hash = PolynomialHash.hash(bob.key, key: seeds.seed(for: "verify/\(reply.block)"))
+        let acks = toAnnounce
+        toAnnounce = []
+        var t = round.transcript
+        KeyDistiller.absorb(&t, hash: hash, list: acks)
+        let done = ReconciliationDone(block: reply.block, verificationHash: hash, padPosition: UInt64(pads.position - 128),
+                                      acknowledged: acks, tag: WegmanCarter.tag(t.finalize(), pad: pad1))
+        round.transcript = t
+        round.done = done
+        round.pads = (pad1, pad2)
+        rounds[reply.block] = round
+        return [.send(.reconciliationDone, done.encoded())]
+    }
+
+    private mutating func aliceVerify(_ done: ReconciliationDone) throws -> [Output] {
+        guard var round = rounds.removeValue(forKey: done.block), let alice = round.alice else {
+            throw ProtocolError(.unknownRound, "reconciliation done for block \(done.block), which is not waiting")
+        }
+        // Pads Bob used that never reached Alice (a lost round) are skipped, never reused.
+        guard pads.skip(to: Int(done.padPosition)), let pad1 = pads.take(), let pad2 = pads.take() else {
+            counters.blocksFailedAuthentication += 1
+            return [.log("authentication pad position mismatch", ["block": "\(done.block)"])]
+        }
+        var t = round.transcript
+        KeyDistiller.absorb(&t, hash: done.verificationHash, list: done.acknowledged)
+        let tagValid = WegmanCarter.tag(t.finalize(), pad: pad1) == done.tag
+        var out: [Output] = []
+        if tagValid {
+            // Bob accepted these rounds: commit them here, and tell him so.
+            for a in done.acknowledged { out += commit(a) }
+            toAnnounce += done.acknowledged
+        }
+        let mine = PolynomialHash.hash(round.block.key.bits, key: seeds.seed(for: "verify/\(done.block)"))
+        let hashesEqual = mine == done.verificationHash
+        var finalBits = 0
+        if !tagValid {
+            counters.blocksFailedAuthentication += 1
+            out.append(.log("authentication failed: block discarded", ["block": "\(done.block)"]))
+        } else if !hashesEqual {
+            counters.blocksFailedVerification += 1
+            out.append(.log("verification failed: block discarded", ["block": "\(done.block)"]))
+        } else {
+            finalBits = finalLength(round, leaked: alice.leakedBits)
+        }
+        let accepted = tagValid && hashesEqual
+        let confirmations = tagValid ? toAnnounce : []
+        if tagValid { toAnnounce = [] }
+        t.update(bits: accepted ? 1 : 0, count: 1)
+        t.update(bits: UInt64(finalBits), count: 32)
+        KeyDistiller.absorb(&t, list: confirmations)
+        let result = ReconciliationResult(block: done.block, accepted: accepted, finalBits: UInt32(finalBits),
+                                          confirmed: confirmations, tag: WegmanCarter.tag(t.finalize(), pad: pad2))
+        out.insert(.send(.reconciliationResult, result.encoded()), at: 0)
+        if accepted {
+            round.transcript = t
+            out += deposit(round, leaked: alice.leakedBits, finalBits: finalBits, corrected: round.block.key.bits)
+        }
+        return out
+    }
+
+    private mutating func bobFinish(_ result: ReconciliationResult) throws -> [Output] {
+        guard let round = rounds.removeValue(forKey: result.block), let bob = round.bob, let (_, pad2) = round.pads else {
+            throw ProtocolError(.unknownRound, "reconciliation result for block \(result.block), which is not waiting")
+        }
+        var t = round.transcript
+        t.update(bits: result.accepted ? 1 : 0, count: 1)
+        t.update(bits: UInt64(result.finalBits), count: 32)
+        KeyDistiller.absorb(&t, list: result.confirmed)
+        guard WegmanCarter.tag(t.finalize(), pad: pad2) == result.tag else {
+            counters.blocksFailedAuthentication += 1
+            return [.log("authentication failed: block discarded", ["block": "\(result.block)"])]
+        }
+        // Alice committed these: commit them here too.
+        var out: [Output] = []
+        for c in result.confirmed { out += commit(c) }
+        guard result.accepted else {
+            counters.blocksFailedVerification += 1
+            return out + [.log("peer rejected the block", ["block": "\(result.block)"])]
+        }
+        // Bob computes the same length; a disagreement means the peer is not following the protocol.
+        let expected = finalLength(round, leaked: bob.leakedBits)
+        guard expected == Int(result.finalBits) else {
+            counters.blocksFailedVerification += 1
+            return out + [.log("final length disagrees: block discarded", ["block": "\(result.block)"])]
+        }
+        toAnnounce.append(result.block)
+        return out + deposit(round, leaked: bob.leakedBits, finalBits: expected, corrected: bob.key)
+    }
+
+    /// Folds a verification hash and a list of block numbers into a transcript.
+    static func absorb(_ t: inout PolynomialHash, hash: UInt64? = nil, list: [UInt64]) {
+        if let hash {
+            t.update(bits: hash & 0x00FF_FFFF_FFFF_FFFF, count: 56)
+            t.update(bits: hash >> 56, count: 8)
+        }
+        t.update(bits: UInt64(list.count), count: 32)
+        for v in list {
+            t.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56)
+            t.update(bits: v >> 56, count: 8)
+        }
+    }
+
+    /// Releases a held round's keys.
+    private mutating func commit(_ block: UInt64) -> [Output] {
+        guard let (keys, refill) = held.removeValue(forKey: block) else { return [] }
+        if refill.count > 0 { pads.append(refill) }
+        counters.keysCommitted += UInt64(keys.count)
+        return [.keys(block: block, keys)]
+    }
+
+    /// Gives up held rounds far behind `newest` (the peer never acknowledged them).
+    private mutating func expireHeld(newest: UInt64) {
+        for block in held.keys where block + KeyDistiller.holdingHorizon < newest {
+            held[block] = nil
+            counters.blocksUnconfirmed += 1
+        }
+    }
+
+    /// m = ⌊n (Q1_L/Q_μ)(1 − H2(e1_U)) − leak_EC − leak_verify − margin⌋ (0 if negative).
+    func finalLength(_ round: Round, leaked: Int) -> Int {
+        let e = round.estimates
+        let n = Double(round.block.key.count)
+        let singlePhotonFraction = e.gainSignal > 0 ? min(1, e.singlePhotonGainLower / e.gainSignal) : 0
+        let secret = n * singlePhotonFraction * (1 - binaryEntropy(min(0.5, e.e1Upper)))
+        let m = secret - Double(leaked) - 64 - Double(configuration.securityMarginBits)
+        return m.isFinite ? max(0, min(round.block.key.count, Int(m.rounded(.down)))) : 0
+    }
+
+    private mutating func deposit(_ round: Round, leaked: Int, finalBits m: Int, corrected: BitVector) -> [Output] {
+        let n = round.block.key.count
+        counters.blocksDistilled += 1
+        counters.leakedBits += UInt64(leaked)
+        counters.reconciledBits += UInt64(n)
+        // Bob knows the errors he corrected; Alice only the estimate.
+        let qber = round.bob.map { Double($0.corrections) / Double(max(1, n)) } ?? round.estimates.qberSignal
+        if qber > 0 {
+            counters.shannonBits += Double(n) * binaryEntropy(qber)
+            counters.lastEfficiency = Double(leaked) / (Double(n) * binaryEntropy(qber))
+        }
+        guard m > 0 else {
+            counters.blocksWithoutKey += 1
+            return [.log("block yields no secret key", ["block": "\(round.block.index)"])]
+        }
+        var paSeed = seeds.stream("pa/\(round.block.index)")
+        let seedWords = (0..<(n + m - 1 + 63) / 64).map { _ in paSeed.next() }
+        var final = ToeplitzHash.apply(seed: BitVector(words: seedWords, count: n + m - 1), input: corrected, outputBits: m)
+        counters.finalBits += UInt64(m)
+        // The first bits refill the authentication pads (on commit), by the same rule at both ends.
+        var refill = BitVector()
+        if pads.available < configuration.padLogTarget {
+            let count = min(configuration.padRefillBits, final.count)
+            refill = final.slice(from: 0, length: count)
+            final = final.slice(from: count, length: final.count - count)
+        }
+        var keys: [DistilledKey] = []
+        let ids = PulseHash(seed: seeds.seed(for: "key-ids/\(round.block.index)"))
+        var offset = 0
+        var ordinal: UInt64 = 0
+        while offset + configuration.keyBits <= final.count {
+            var id = [UInt8](repeating: 0, count: 16)
+            let hi = ids.word(2 * ordinal), lo = ids.word(2 * ordinal + 1)
+            for i in 0..<8 { id[i] = UInt8(truncatingIfNeeded: hi >> UInt64(56 - 8 * i)); id[8 + i] = UInt8(truncatingIfNeeded: lo >> UInt64(56 - 8 * i)) }
+            id[6] = (id[6] & 0x0F) | 0x40  // version 4 layout
+            id[8] = (id[8] & 0x3F) | 0x80  // RFC 4122 variant
+            keys.append(DistilledKey(id: id, bits: BitVectorBox(final.slice(from: offset, length: configuration.keyBits))))
+            offset += configuration.keyBits
+            ordinal += 1
+        }
+        held[round.block.index] = (keys, refill)
+        expireHeld(newest: round.block.index)
+        return [.log("block distilled", ["block": "\(round.block.index)", "final_bits": "\(m)", "keys": "\(keys.count)",
+                                         "leaked_bits": "\(leaked)"])]
+    }
+}

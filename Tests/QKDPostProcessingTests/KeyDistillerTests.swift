@@ -1,0 +1,132 @@
+import QKDCore
+import QKDPhysics
+import QKDPostProcessing
+import QKDWire
+import Testing
+
+/// Sifted blocks from a short emulated link, for distillation tests.
+func siftedBlocks(km: Double, seed: UInt64, blocks: Int = 3) throws -> [(alice: SiftedBlock, bob: SiftedBlock)] {
+    let physics = LinkPhysics(lengthKm: km)
+    let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
+    let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockSiftedSignalBits: 100_000, sampleFraction: 0.1, source: source)
+    var pulses: UInt64 = 1 << 24
+    while true {
+        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: seed).run(pulses: pulses, keepBlocks: true, distill: false)
+        if outcome.blocks.count >= blocks { return Array(outcome.blocks.prefix(blocks)) }
+        pulses *= 2
+    }
+}
+
+func distillers(seed: UInt64) -> (KeyDistiller, KeyDistiller) {
+    let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
+    let config = DistillerConfiguration(source: source, ecEfficiency: 1.16)
+    let seeds = SeedTree(root: seed).child("link/test")
+    return (KeyDistiller(role: .alice, configuration: config, linkSeeds: seeds, session: 1),
+            KeyDistiller(role: .bob, configuration: config, linkSeeds: seeds, session: 1))
+}
+
+/// The key IDs an untampered run would commit for round 0 (blocks[0]).
+func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]) throws -> [String] {
+    var (alice, bob) = distillers(seed: seed)
+    var ids: [String] = []
+    for block in blocks.prefix(2) {
+        _ = alice.sifted(block.alice)
+        let k = LinkSimulation.exchange(bob.sifted(block.bob), from: .bob, alice: &alice, bob: &bob)
+        ids += k.alice.map(\.uuidString)
+    }
+    return ids
+}
+
+@Suite struct KeyDistillerTests {
+    @Test(arguments: [1, 2, 3, 4] as [UInt64])
+    func bothEndsDepositTheSameKeyIDsAndBits(seed: UInt64) throws {
+        var (alice, bob) = distillers(seed: seed)
+        var total = 0
+        for (round, (a, b)) in try siftedBlocks(km: 20 + Double(seed) * 10, seed: seed, blocks: 4).enumerated() {
+            #expect(alice.sifted(a).isEmpty)
+            let keys = LinkSimulation.exchange(bob.sifted(b), from: .bob, alice: &alice, bob: &bob)
+            // Two-phase: a round's keys are released when the next round acknowledges it.
+            if round == 0 {
+                #expect(keys.alice.isEmpty && keys.bob.isEmpty)
+                continue
+            }
+            #expect(!keys.alice.isEmpty)
+            #expect(keys.alice.map(\.id) == keys.bob.map(\.id))
+            for (x, y) in zip(keys.alice, keys.bob) {
+                #expect(x.bits.bits == y.bits.bits)
+                #expect(x.bits.count == 256)
+                #expect(x.uuidString.count == 36)
+            }
+            // Distinct IDs, and no key bits in descriptions.
+            #expect(Set(keys.alice.map(\.uuidString)).count == keys.alice.count)
+            #expect(!"\(keys.alice.first!)".contains("0101"))
+            total += keys.alice.count
+        }
+        #expect(total > 0)
+        #expect(alice.counters.blocksDistilled == 4 && bob.counters.blocksDistilled == 4)
+        #expect(alice.counters.leakedBits == bob.counters.leakedBits)
+        #expect(alice.pads.consumed == bob.pads.consumed)
+        #expect(alice.pads.consumed == 4 * 128)
+        // Bob's efficiency uses the errors he actually corrected.
+        let f = try #require(bob.counters.ecEfficiency)
+        #expect(f > 1 && f < 1.15, "f = \(f)")
+    }
+
+    /// Flips one bit of one message of one kind; the round must keep no key at either end.
+    @Test(arguments: [MessageKind.cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult])
+    func aSingleFlippedBitInAnyAuthenticatedMessageDiscardsTheRound(kind: MessageKind) throws {
+        let blocks = try siftedBlocks(km: 25, seed: 11, blocks: 3)
+        var g = Xoshiro256(seed: UInt64(kind.rawValue))
+        for trial in 0..<3 {
+            var (alice, bob) = distillers(seed: 11)
+            var tampered = false
+            var seen = 0
+            let target = Int(g.nextBounded(3))
+            _ = alice.sifted(blocks[0].alice)
+            let keys = LinkSimulation.exchange(bob.sifted(blocks[0].bob), from: .bob, alice: &alice, bob: &bob) { k, payload in
+                guard k == kind, !tampered else { return }
+                if seen == target || kind == .reconciliationDone || kind == .reconciliationResult {
+                    // Flip a bit after the 8-byte block number (which would merely misroute).
+                    let i = 8 + Int(g.nextBounded(UInt64(payload.count - 8))) 
+                    payload[i] ^= UInt8(1) << UInt8(g.nextBounded(8))
+                    tampered = true
+                }
+                seen += 1
+            }
+            #expect(tampered, "\(kind) trial \(trial): nothing was tampered with")
+            #expect(keys.alice.isEmpty && keys.bob.isEmpty)
+            let failures = alice.counters.blocksFailedAuthentication + alice.counters.blocksFailedVerification
+                + bob.counters.blocksFailedAuthentication + bob.counters.blocksFailedVerification
+                + alice.counters.messagesRejected + bob.counters.messagesRejected
+            #expect(failures >= 1, "\(kind): the failure was not counted")
+            // Two clean rounds follow: whatever is committed is identical at both ends, and
+            // nothing from the tampered round 0 is ever committed, at either end.
+            var committed: ([DistilledKey], [DistilledKey]) = ([], [])
+            for block in blocks.dropFirst() {
+                _ = alice.sifted(block.alice)
+                let k = LinkSimulation.exchange(bob.sifted(block.bob), from: .bob, alice: &alice, bob: &bob)
+                committed.0 += k.alice
+                committed.1 += k.bob
+            }
+            #expect(committed.0.map(\.id) == committed.1.map(\.id), "\(kind): ends committed different keys")
+            for (x, y) in zip(committed.0, committed.1) { #expect(x.bits.bits == y.bits.bits) }
+            let roundZero = Set(try roundZeroIDs(seed: 11, blocks: blocks))
+            #expect(committed.0.allSatisfy { !roundZero.contains($0.uuidString) }, "\(kind): a tampered round's key was committed")
+        }
+    }
+
+    @Test func aBlockCascadeCannotCorrectIsCaughtByVerification() throws {
+        var (alice, bob) = distillers(seed: 5)
+        let (a, b) = try siftedBlocks(km: 25, seed: 5, blocks: 1)[0]
+        // Corrupt Bob's key beyond what Cascade may correct (its bound is n/4 corrections).
+        var bits = b.key.bits
+        var g = Xoshiro256(seed: 1)
+        for i in 0..<bits.count where g.nextUnitDouble() < 0.4 { bits.flip(i) }
+        let broken = SiftedBlock(index: b.index, key: BitVectorBox(bits), statistics: b.statistics)
+        _ = alice.sifted(a)
+        let keys = LinkSimulation.exchange(bob.sifted(broken), from: .bob, alice: &alice, bob: &bob)
+        #expect(keys.alice.isEmpty && keys.bob.isEmpty)
+        #expect(alice.counters.blocksFailedVerification == 1)
+        #expect(bob.counters.blocksFailedVerification == 1)
+    }
+}
