@@ -85,6 +85,6 @@ let package = Package(
             dependencies: ["QKDNode", "QKDTransport", "QKDTopology", "QKDWire"]),
         .testTarget(
             name: "QKDIntegrationTests",
-            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire"]),
+            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing"]),
     ]
 )

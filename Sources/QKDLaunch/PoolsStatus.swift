@@ -16,12 +16,26 @@ public struct PoolsStatus: Codable, Equatable, Sendable {
         public var wallSeconds: Double
         public var lagSeconds: Double
         public var blocks: UInt64
+        /// Pool at the link's `a` end (both ends hold the same committed keys).
+        public var storedBits: Int
+        public var storedKeys: Int
+        public var generatedBitsTotal: UInt64
+        public var consumedBitsTotal: UInt64
+        public var authBitsTotal: UInt64
+        /// Committed key bits per emulated second.
+        public var keyRateBps: Double
+        /// Error-correction efficiency f = leaked / (n·H2(QBER)) with the errors Bob corrected.
+        public var ecEfficiency: Double?
+        public var blocksFailedVerification: UInt64
         public var ends: [QuantumLinkReport]
 
         enum CodingKeys: String, CodingKey {
             case link, state, qber, gain, blocks, ends
             case keyPerSignalPulse = "key_per_signal_pulse", siftedBitsTotal = "sifted_bits_total"
             case emulatedSeconds = "emulated_seconds", wallSeconds = "wall_seconds", lagSeconds = "lag_seconds"
+            case storedBits = "stored_bits", storedKeys = "stored_keys", generatedBitsTotal = "generated_bits_total"
+            case consumedBitsTotal = "consumed_bits_total", authBitsTotal = "auth_bits_total", keyRateBps = "key_rate_bps"
+            case ecEfficiency = "ec_efficiency", blocksFailedVerification = "blocks_failed_verification"
         }
     }
 
@@ -39,13 +53,28 @@ extension Network {
         let links = topology.links.map { link -> PoolsStatus.Link in
             let ends = (byLink[link.name] ?? []).sorted { $0.role < $1.role }
             let alice = ends.first { $0.role == "alice" }
+            let bob = ends.first { $0.role == "bob" }
             let latest = ends.max { $0.blocks < $1.blocks }
             return PoolsStatus.Link(
                 link: link.name, state: ends.count == 2 && ends.allSatisfy { $0.state == "up" } ? "up" : "down",
                 qber: latest?.qber, gain: latest?.gain, keyPerSignalPulse: latest?.keyPerSignalPulse,
                 siftedBitsTotal: alice?.siftedBitsTotal ?? 0, emulatedSeconds: alice?.emulatedSeconds ?? 0,
-                wallSeconds: alice?.wallSeconds ?? 0, lagSeconds: alice?.lagSeconds ?? 0, blocks: latest?.blocks ?? 0, ends: ends)
+                wallSeconds: alice?.wallSeconds ?? 0, lagSeconds: alice?.lagSeconds ?? 0, blocks: latest?.blocks ?? 0,
+                storedBits: alice?.storedBits ?? 0, storedKeys: alice?.storedKeys ?? 0,
+                generatedBitsTotal: alice?.generatedBitsTotal ?? 0, consumedBitsTotal: alice?.consumedBitsTotal ?? 0,
+                authBitsTotal: alice?.authBitsTotal ?? 0, keyRateBps: alice?.keyRateBps ?? 0, ecEfficiency: bob?.ecEfficiency,
+                blocksFailedVerification: ends.map(\.blocksFailedVerification).max() ?? 0, ends: ends)
         }
         return PoolsStatus(topology: topology.name, links: links)
+    }
+}
+
+extension Network {
+    /// Test hook: keyed digests of the keys `node` holds for `link` (nodes must run with
+    /// --test-hooks). Nil if the node does not answer or refuses.
+    public func keyDigests(node: NodeID, link: String, salt: UInt64, timeoutMs: Int = 3000) -> [KeyDigest]? {
+        let reply = ControlClient.query(controlEndpoints([node]), request: ControlRequest(command: .keyDigests, link: link, salt: salt),
+                                        timeoutMs: timeoutMs)[node]
+        return reply?.digests
     }
 }

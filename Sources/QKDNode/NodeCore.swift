@@ -14,9 +14,12 @@ public struct NodeCore: Sendable {
         public var incarnation: UInt64
         public var monitor: LinkMonitor.Configuration
         public var pingTimeoutNs: UInt64
+        /// Whether test-only control commands (key digests) are served.
+        public var testHooks: Bool
 
         public init(node: NodeID, topology: Topology, pid: Int32, incarnation: UInt64,
-                    monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000) {
+                    monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000, testHooks: Bool = false) {
+            self.testHooks = testHooks
             self.node = node
             self.topology = topology
             self.pid = pid
@@ -52,6 +55,8 @@ public struct NodeCore: Sendable {
         case quantum(QuantumWorker.Input)
         /// Answer a `pools` request with the worker's reports (the shell holds them).
         case replyPools(to: [UInt8])
+        /// Answer a `keyDigests` request from the key store (test hooks only).
+        case replyDigests(to: [UInt8], link: String, salt: UInt64)
     }
 
     struct PendingPing: Sendable {
@@ -232,6 +237,16 @@ public struct NodeCore: Sendable {
             return startPing(client: client, request: request, at: now)
         case .pools:
             return [.replyPools(to: client)]
+        case .keyDigests:
+            guard configuration.testHooks else {
+                return [.reply(bytes: ControlCodec.encode(ControlReply(error: "test hooks are disabled on this node")), to: client)]
+            }
+            guard let name = request.link, let link = configuration.topology.link(named: name),
+                  link.peer(of: configuration.node) != nil, let salt = request.salt
+            else {
+                return [.reply(bytes: ControlCodec.encode(ControlReply(error: "keyDigests needs a link of this node and a salt")), to: client)]
+            }
+            return [.replyDigests(to: client, link: link.name, salt: salt)]
         }
     }
 

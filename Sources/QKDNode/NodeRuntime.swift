@@ -15,6 +15,11 @@ public final class NodeRuntime {
     private var logger: Logger
     private let announceReady: (String) -> Void
     private let worker: QuantumWorker?
+    public let keyStore = LinkKeyStore()
+    /// Per link: (wall ns, emulated s, committed bits) samples of the last `rateWindowNs`,
+    /// for the current key rate (a slope: the constant distillation backlog cancels out).
+    private var rateSamples: [String: [(UInt64, Double, UInt64)]] = [:]
+    private let rateWindowNs: UInt64 = 10_000_000_000
     /// Longest wait in one poll, so a missed wake-up costs at most this much.
     private let maxWaitMs = 100
 
@@ -22,7 +27,7 @@ public final class NodeRuntime {
     public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, quantum: Bool = true,
                 announceReady: @escaping (String) -> Void) {
         worker = quantum ? QuantumWorker(node: core.configuration.node, topology: core.configuration.topology, clock: clock,
-                                         waker: transport.makeWaker()) : nil
+                                         waker: transport.makeWaker(), keyStore: keyStore) : nil
         self.core = core
         self.transport = transport
         self.clock = clock
@@ -70,6 +75,19 @@ public final class NodeRuntime {
         }
     }
 
+    /// Committed key bits per emulated second over the last `rateWindowNs` of wall time (the
+    /// whole run until two samples exist).
+    private func currentRate(link: String, emulated: Double, committed: UInt64) -> Double {
+        let now = clock.now().nanoseconds
+        var samples = rateSamples[link, default: []].filter { now - $0.0 <= rateWindowNs }
+        samples.append((now, emulated, committed))
+        rateSamples[link] = samples
+        if let first = samples.first, emulated - first.1 > 0, samples.count >= 2, committed > first.2 {
+            return Double(committed - first.2) / (emulated - first.1)
+        }
+        return emulated > 0 ? Double(committed) / emulated : 0
+    }
+
     /// Sends what the quantum worker queued and logs what it reported.
     private func drainWorker() -> Bool {
         guard let worker else { return true }
@@ -107,8 +125,18 @@ public final class NodeRuntime {
                 var reports = worker?.snapshot() ?? []
                 for i in reports.indices {
                     reports[i].state = core.monitor.records.first { $0.link.name == reports[i].link }?.state.rawValue ?? "down"
+                    let c = keyStore.counters(reports[i].link)
+                    reports[i].storedKeys = c.storedKeys
+                    reports[i].storedBits = c.storedBits
+                    reports[i].generatedBitsTotal = c.generatedBitsTotal
+                    reports[i].consumedBitsTotal = c.consumedBitsTotal
+                    reports[i].keyRateBps = currentRate(link: reports[i].link, emulated: reports[i].emulatedSeconds,
+                                                        committed: c.generatedBitsTotal)
                 }
                 transport.reply(ControlCodec.encode(ControlReply(pools: reports)), to: client)
+            case .replyDigests(let client, let link, let salt):
+                let digests = keyStore.digests(link, salt: salt).map { KeyDigest(keyID: $0.0, digest: $0.1) }
+                transport.reply(ControlCodec.encode(ControlReply(digests: digests)), to: client)
             }
         }
         return true

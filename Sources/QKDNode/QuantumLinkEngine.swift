@@ -16,6 +16,8 @@ public struct QuantumLinkEngine: Sendable {
         case send(MessageKind, [UInt8])
         case log(NodeCore.LogLevel, String, [String: String])
         case block(SiftedBlock)
+        /// Keys both ends committed, for the link's pool.
+        case keys([DistilledKey])
     }
 
     public typealias Report = QuantumLinkReport
@@ -30,9 +32,13 @@ public struct QuantumLinkEngine: Sendable {
     let window: Int
     /// Frames older than this many wall nanoseconds without an answer are given up.
     let roundTimeoutNs: UInt64
+    /// Sifted blocks awaiting distillation beyond which Alice stops emitting frames.
+    let maxDistillationBacklog = 8
 
     private var sender: BB84Sender?
     private var receiver: BB84Receiver?
+    private var distiller: KeyDistiller?
+    private let distillation: DistillerConfiguration
     private var inFlight: [UInt64: Instant] = [:]
     private(set) var report: Report
     /// Wall instant and emulated pulse count where the current pacing period started.
@@ -57,6 +63,7 @@ public struct QuantumLinkEngine: Sendable {
         let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))
         configuration = BB84Configuration(pulsesPerFrame: pulses, blockSiftedSignalBits: blockBits, sampleFraction: 0.1, source: source)
         seeds = SeedTree(root: topologySeed).child("link/\(link.name)")
+        distillation = DistillerConfiguration(source: source, ecEfficiency: p.ecEfficiency)
         self.timeScale = timeScale
         self.window = window
         roundTimeoutNs = roundTimeoutMs * 1_000_000
@@ -75,6 +82,8 @@ public struct QuantumLinkEngine: Sendable {
         sender = role == .alice ? s : nil
         receiver = role == .bob ? BB84Receiver(configuration: configuration, seeds: sessionSeeds,
                                                misalignment: physics.misalignment, darkCountProbability: physics.darkCountProbability) : nil
+        distiller = KeyDistiller(role: role == .alice ? .alice : .bob, configuration: distillation, linkSeeds: seeds,
+                                 session: session)
         inFlight.removeAll()
         report.session = session
         paceStart = now
@@ -91,6 +100,8 @@ public struct QuantumLinkEngine: Sendable {
         wallBeforeSession += Double(now.nanoseconds(since: paceStart)) / 1e9
         sender = nil
         receiver = nil
+        authBitsBeforeSession += UInt64(distiller?.pads.consumed ?? 0)
+        distiller = nil
         active = false
         report.active = false
     }
@@ -118,6 +129,9 @@ public struct QuantumLinkEngine: Sendable {
                 return [.send(.estimationResult, result.encoded())] + finished(block)
             case (.bob, .estimationResult):
                 return finished(try receiver!.received(EstimationResult.decode(payload)))
+            case (_, .cascadeRequest), (_, .cascadeReply), (_, .reconciliationDone), (_, .reconciliationResult):
+                let out = distiller!.received(kind, payload)
+                return translate(out)
             default:
                 report.roundsDiscarded += 1
                 return [.log(.warning, "quantum-layer message not expected by \(role.rawValue)", ["link.id": link.name, "kind": "\(kind)"])]
@@ -138,7 +152,8 @@ public struct QuantumLinkEngine: Sendable {
         report.y1Lower = e.y1Lower
         report.e1Upper = e.e1Upper
         report.keyPerSignalPulse = e.keyPerSignalPulse
-        return [.block(block),
+        let distilled = translate(distiller!.sifted(block))
+        return distilled + [.block(block),
                 .log(.info, "block sifted", ["link.id": link.name, "block": "\(block.index)", "sifted_bits": "\(block.key.count)",
                                              "qber": "\(e.qberSignal)", "key_per_signal_pulse": "\(e.keyPerSignalPulse)"])]
     }
@@ -155,7 +170,9 @@ public struct QuantumLinkEngine: Sendable {
         }
         let due = dueFrames(at: now)
         var emitted = 0
-        while emitted < due && inFlight.count < window {
+        // Backpressure: while distillation is behind, the source waits (the lag shows it).
+        let backlogged = (distiller?.unfinishedRounds ?? 0) >= maxDistillationBacklog
+        while emitted < due && inFlight.count < window && !backlogged {
             let frame = s.nextFrame(transmittance: physics.transmittance)
             inFlight[frame.frameIndex] = now
             pulsesEmitted += UInt64(frame.pulses)
@@ -192,5 +209,31 @@ public struct QuantumLinkEngine: Sendable {
         return now.advanced(byNanoseconds: UInt64(max(1e6, min(framePeriodNs, 1e8))))
     }
 
-    public var currentReport: Report { report }
+    public var currentReport: Report {
+        var r = report
+        if let d = distiller?.counters {
+            r.ecEfficiency = d.ecEfficiency
+            r.blocksFailedVerification = d.blocksFailedVerification
+            r.blocksFailedAuthentication = d.blocksFailedAuthentication
+            r.distillationMessagesRejected = d.messagesRejected
+            r.finalBitsTotal = d.finalBits
+        }
+        r.authBitsTotal = UInt64(distiller?.pads.consumed ?? 0) + authBitsBeforeSession
+        return r
+    }
+
+    private var authBitsBeforeSession: UInt64 = 0
+
+    /// Distillation outputs as engine effects.
+    private mutating func translate(_ outputs: [KeyDistiller.Output]) -> [Effect] {
+        outputs.map { output in
+            switch output {
+            case .send(let kind, let payload): return .send(kind, payload)
+            case .keys(_, let keys): return .keys(keys)
+            case .log(let message, var meta):
+                meta["link.id"] = link.name
+                return .log(message.contains("failed") || message.contains("rejected") ? .warning : .info, message, meta)
+            }
+        }
+    }
 }

@@ -35,14 +35,16 @@ public final class QuantumWorker: @unchecked Sendable {
     private let finished = Mutex<Bool>(false)
     private let waker: any Waker
     private let clock: any QKDClock
+    private let keyStore: LinkKeyStore
     private var thread: Thread?
 
     /// Blocks kept per link for the next stage (post-processing); older ones are dropped.
     public static let keptBlocks = 4
 
-    public init(node: NodeID, topology: Topology, clock: any QKDClock, waker: any Waker) {
+    public init(node: NodeID, topology: Topology, clock: any QKDClock, waker: any Waker, keyStore: LinkKeyStore) {
         self.waker = waker
         self.clock = clock
+        self.keyStore = keyStore
         let now = clock.now()
         let engines = topology.links(of: node).map {
             QuantumLinkEngine(link: $0, node: node, topologySeed: topology.seed, timeScale: topology.timeScale, now: now)
@@ -117,6 +119,9 @@ public final class QuantumWorker: @unchecked Sendable {
                     if let i = position[link] {
                         let session = (sessions[link] ?? 0) + 1
                         sessions[link] = session
+                        // Both ends start a new session together; until pools are persisted and
+                        // synchronised, both start from an empty pool.
+                        keyStore.reset(engines[i].link.name)
                         engines[i].start(session: session, at: at)
                     }
                 case .linkDown(let link):
@@ -134,6 +139,8 @@ public final class QuantumWorker: @unchecked Sendable {
         var outputs: [Output] = []
         for (link, effect) in effects {
             switch effect {
+            case .keys(let keys):
+                if let engine = engines.first(where: { $0.link.index == link }) { keyStore.deposit(keys, link: engine.link.name) }
             case .send(let kind, let payload): outputs.append(.send(link, kind, payload))
             case .log(let level, let message, let meta): outputs.append(.log(level, message, meta))
             case .block(let block):

@@ -116,6 +116,13 @@ public struct KeyDistiller: Sendable {
     private var toAnnounce: [UInt64] = []
     /// Held rounds older than this many blocks behind the newest are given up.
     public static let holdingHorizon: UInt64 = 16
+    /// Unfinished rounds older than this many blocks behind the newest are abandoned (the
+    /// peer stopped answering them); callers throttle far below this (`unfinishedRounds`).
+    public static let roundHorizon: UInt64 = 256
+
+    /// Rounds sifted here and not finished yet: the distillation backlog, which the quantum
+    /// layer uses to throttle itself.
+    public var unfinishedRounds: Int { rounds.count }
     public private(set) var counters = Counters()
 
     /// `linkSeeds` is the link's seed tree (the same at both ends); `session` separates
@@ -141,7 +148,7 @@ public struct KeyDistiller: Sendable {
                       block.statistics.revealed, block.statistics.errors] {
             for v in array { transcript.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56) }
         }
-        for old in rounds.keys where old + KeyDistiller.holdingHorizon < block.index {
+        for old in rounds.keys where old + KeyDistiller.roundHorizon < block.index {
             rounds[old] = nil
             counters.roundsAbandoned += 1
         }

@@ -11,6 +11,8 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         case shutdown
         /// Report every link end's quantum layer and key pool.
         case pools
+        /// Test hook (nodes started with --test-hooks only): keyed digests of a link's keys.
+        case keyDigests
     }
 
     public var command: Command
@@ -18,11 +20,14 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var link: String?
     /// For `ping`: how many sequential round trips (1...100000).
     public var count: Int?
+    /// For `keyDigests`: the key of the universal hash.
+    public var salt: UInt64?
 
-    public init(command: Command, link: String? = nil, count: Int? = nil) {
+    public init(command: Command, link: String? = nil, count: Int? = nil, salt: UInt64? = nil) {
         self.command = command
         self.link = link
         self.count = count
+        self.salt = salt
     }
 }
 
@@ -129,6 +134,19 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     public var wallSeconds: Double
     /// How far the emulated clock is behind wall time × time_scale (Alice's end).
     public var lagSeconds: Double
+    /// Key pool and distillation (filled by the node).
+    public var storedKeys: Int = 0
+    public var storedBits: Int = 0
+    public var generatedBitsTotal: UInt64 = 0
+    public var consumedBitsTotal: UInt64 = 0
+    public var authBitsTotal: UInt64 = 0
+    public var finalBitsTotal: UInt64 = 0
+    /// Committed key bits per emulated second.
+    public var keyRateBps: Double = 0
+    public var ecEfficiency: Double?
+    public var blocksFailedVerification: UInt64 = 0
+    public var blocksFailedAuthentication: UInt64 = 0
+    public var distillationMessagesRejected: UInt64 = 0
 
     public init(link: String, role: String, state: String, session: UInt64, active: Bool, framesSent: UInt64,
                 framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
@@ -162,6 +180,27 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
         case siftedBitsTotal = "sifted_bits_total", keyBitsSifted = "key_bits_sifted"
         case y1Lower = "y1_lower", e1Upper = "e1_upper", keyPerSignalPulse = "key_per_signal_pulse"
         case emulatedSeconds = "emulated_seconds", wallSeconds = "wall_seconds", lagSeconds = "lag_seconds"
+        case storedKeys = "stored_keys", storedBits = "stored_bits", generatedBitsTotal = "generated_bits_total"
+        case consumedBitsTotal = "consumed_bits_total", authBitsTotal = "auth_bits_total", finalBitsTotal = "final_bits_total"
+        case keyRateBps = "key_rate_bps", ecEfficiency = "ec_efficiency"
+        case blocksFailedVerification = "blocks_failed_verification", blocksFailedAuthentication = "blocks_failed_authentication"
+        case distillationMessagesRejected = "distillation_messages_rejected"
+    }
+}
+
+/// A stored key's ID and its keyed universal hash (test hook: compares pools without
+/// revealing keys).
+public struct KeyDigest: Codable, Equatable, Sendable {
+    public var keyID: String
+    public var digest: UInt64
+
+    public init(keyID: String, digest: UInt64) {
+        self.keyID = keyID
+        self.digest = digest
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case keyID = "key_ID", digest
     }
 }
 
@@ -170,14 +209,16 @@ public struct ControlReply: Codable, Equatable, Sendable {
     public var status: NodeStatusReport?
     public var ping: PingReport?
     public var pools: [QuantumLinkReport]?
+    public var digests: [KeyDigest]?
     public var ok: Bool?
     public var error: String?
 
     public init(status: NodeStatusReport? = nil, ping: PingReport? = nil, pools: [QuantumLinkReport]? = nil,
-                ok: Bool? = nil, error: String? = nil) {
+                digests: [KeyDigest]? = nil, ok: Bool? = nil, error: String? = nil) {
         self.status = status
         self.ping = ping
         self.pools = pools
+        self.digests = digests
         self.ok = ok
         self.error = error
     }

@@ -39,6 +39,9 @@ struct QKDNodeCommand: ParsableCommand {
     @Option(help: "Run the links' quantum layer: on, or off (classical spine only).")
     var quantum: String = "on"
 
+    @Flag(name: .customLong("test-hooks"), help: "Serve test-only control commands (keyed key digests). Never in production.")
+    var testHooks = false
+
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
 
@@ -105,7 +108,7 @@ struct QKDNodeCommand: ParsableCommand {
 
         let clock = SystemClock()
         let core = NodeCore(
-            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation),
+            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, testHooks: testHooks),
             now: clock.now())
         let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, quantum: quantum == "on") { line in
             writeLine(line, to: 1)

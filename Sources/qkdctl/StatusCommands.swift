@@ -31,13 +31,15 @@ struct Pools: ParsableCommand {
     func run() throws {
         let pools = try options.network().pools()
         if json { try printJSON(pools); return }
-        var rows = [["LINK", "STATE", "QBER", "GAIN", "KEY/PULSE", "SIFTED BITS", "BLOCKS", "EMULATED", "WALL", "RATIO"]]
+        var rows = [["LINK", "STATE", "QBER", "GAIN", "SIFTED BITS", "KEYS", "STORED BITS", "KEY RATE", "f", "AUTH BITS", "FAILED",
+                     "EMULATED", "WALL"]]
         for l in pools.links {
             rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
-                         l.gain.map { String(format: "%.3e", $0) } ?? "-", l.keyPerSignalPulse.map { String(format: "%.2e", $0) } ?? "-",
-                         String(l.siftedBitsTotal), String(l.blocks), String(format: "%.2fs", l.emulatedSeconds),
-                         String(format: "%.1fs", l.wallSeconds),
-                         l.wallSeconds > 0 ? String(format: "%.3f", l.emulatedSeconds / l.wallSeconds) : "-"])
+                         l.gain.map { String(format: "%.3e", $0) } ?? "-", String(l.siftedBitsTotal), String(l.storedKeys),
+                         String(l.storedBits), String(format: "%.0f kbit/s", l.keyRateBps / 1000),
+                         l.ecEfficiency.map { String(format: "%.3f", $0) } ?? "-", String(l.authBitsTotal),
+                         String(l.blocksFailedVerification), String(format: "%.2fs", l.emulatedSeconds),
+                         String(format: "%.1fs", l.wallSeconds)])
         }
         print(StatusTable.table(rows))
     }
@@ -159,10 +161,10 @@ struct LiveView {
     }
 
     static func linkTable(_ pools: PoolsStatus) -> String {
-        var rows = [["LINK", "STATE", "QBER", "KEY/PULSE", "SIFTED BITS", "BLOCKS", "EMULATED/WALL"]]
+        var rows = [["LINK", "STATE", "QBER", "KEY RATE", "POOL (KEYS)", "SIFTED BITS", "EMULATED/WALL"]]
         for l in pools.links {
             rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
-                         l.keyPerSignalPulse.map { String(format: "%.2e", $0) } ?? "-", String(l.siftedBitsTotal), String(l.blocks),
+                         String(format: "%.0f kbit/s", l.keyRateBps / 1000), String(l.storedKeys), String(l.siftedBitsTotal),
                          l.wallSeconds > 0 ? String(format: "%.2fs / %.0fs", l.emulatedSeconds, l.wallSeconds) : "-"])
         }
         return StatusTable.table(rows)

@@ -1,0 +1,69 @@
+import Foundation
+import QKDCore
+import QKDLaunch
+import QKDPhysics
+import QKDPostProcessing
+import QKDWire
+import Testing
+
+@Suite(.serialized) struct KeyPoolTests {
+    @Test func bothEndsOfEveryLinkHoldTheSameKeysAtTheExpectedRate() throws {
+        let network = try Network.up(topologyPath: Harness.topology("line-3.yaml"), runDir: Harness.runDirectory("keys"),
+                                     binDirectory: Harness.binDirectory, extraNodeArguments: ["--test-hooks"])
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        // Enough committed blocks that the one or two still in flight matter little.
+        let filled = eventually(within: 120) {
+            network.pools().links.allSatisfy { $0.ends.count == 2 && $0.ends.allSatisfy { $0.storedKeys >= 8000 } }
+        }
+        #expect(filled)
+        // Steady state: the rate is the slope of committed bits over emulated time.
+        let before = network.pools()
+        let grown = eventually(within: 120) {
+            zip(network.pools().links, before.links).allSatisfy { $0.generatedBitsTotal > $1.generatedBitsTotal + 3_000_000 }
+        }
+        #expect(grown)
+        let pools = network.pools()
+        var g = Xoshiro256(seed: UInt64(getpid()))
+        for link in network.topology.links {
+            let salt = g.next()
+            let a = try #require(network.keyDigests(node: link.a, link: link.name, salt: salt))
+            let b = try #require(network.keyDigests(node: link.b, link: link.name, salt: salt))
+            // Committed one round apart at most: the shorter list is a prefix of the longer.
+            let common = min(a.count, b.count)
+            #expect(common >= 8000)
+            #expect(Array(a.prefix(common)) == Array(b.prefix(common)), "\(link.name): pools differ")
+            #expect(max(a.count, b.count) - common <= 2000, "\(link.name): ends more than a round apart")
+            #expect(Set(a.map(\.keyID)).count == a.count)
+
+            let report = try #require(pools.links.first { $0.link == link.name })
+            #expect(report.blocksFailedVerification == 0)
+            let f = try #require(report.ecEfficiency)
+            #expect(f > 1 && f < 1.15, "\(link.name): f \(f)")
+            #expect(report.authBitsTotal > 0)
+        }
+        // The same pipeline in-process, same link and block size: the expected rate.
+        let physics = LinkPhysics(lengthKm: 25)
+        let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
+        let config = BB84Configuration(pulsesPerFrame: 10_000_000, blockSiftedSignalBits: 1 << 18, sampleFraction: 0.1, source: source)
+        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: 3).run(pulses: 2_000_000_000)
+        let finalPerPulse = Double(outcome.aliceDistillation!.finalBits) / Double(outcome.pulses)
+        #expect(outcome.keysMatch)
+        for (link, earlier) in zip(pools.links, before.links) {
+            let expected = finalPerPulse * 1e9
+            let rate = Double(link.generatedBitsTotal - earlier.generatedBitsTotal) / (link.emulatedSeconds - earlier.emulatedSeconds)
+            #expect(abs(rate / expected - 1) < 0.2, "\(link.link): \(rate) bit/s vs \(expected)")
+            #expect(link.keyRateBps > 0)
+        }
+        passed = true
+    }
+
+    @Test func keyDigestsAreRefusedWithoutTestHooks() throws {
+        let network = try Harness.up("line-3.yaml", label: "nohooks")
+        defer { Harness.tearDown(network) }
+        #expect(network.keyDigests(node: NodeID("Alice"), link: "Alice-Relay", salt: 1) == nil)
+    }
+}
