@@ -26,7 +26,7 @@ final class InProcessNetwork: Sendable {
             let thread = Thread { [self] in
                 let transport = network.transport(for: node.id)
                 let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-                let runtime = NodeRuntime(core: core, transport: transport, clock: SystemClock(), logger: logger) { line in
+                let runtime = NodeRuntime(core: core, transport: transport, clock: SystemClock(), logger: logger, quantum: false) { line in
                     self.ready.withLock { $0.append(line) }
                 }
                 runtime.run()
@@ -69,7 +69,7 @@ func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
 
         net.network.cutLink(NodeID("B"), NodeID("C"))
         #expect(waitUntil(5) { net.status("C")?.links.first?.state == "down" })
-        #expect(net.status("B")?.links.first { $0.id == "B-C" }?.state == "down")
+        #expect(waitUntil(5) { net.status("B")?.links.first { $0.id == "B-C" }?.state == "down" })
         #expect(net.status("A")?.links.first?.state == "up")
 
         net.network.healLink(NodeID("B"), NodeID("C"))
