@@ -24,7 +24,7 @@ public final class LinkKeyStore: Sendable {
     public let maxKeysPerLink: Int
     private let pools = Mutex<[String: Pool]>([:])
 
-    public init(maxKeysPerLink: Int = 200_000) { self.maxKeysPerLink = maxKeysPerLink }
+    public init(maxKeysPerLink: Int = 40_000) { self.maxKeysPerLink = maxKeysPerLink }
 
     public func deposit(_ keys: [DistilledKey], link: String) {
         pools.withLock { all in

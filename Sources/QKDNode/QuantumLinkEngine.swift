@@ -33,7 +33,7 @@ public struct QuantumLinkEngine: Sendable {
     /// Frames older than this many wall nanoseconds without an answer are given up.
     let roundTimeoutNs: UInt64
     /// Sifted blocks awaiting distillation beyond which Alice stops emitting frames.
-    let maxDistillationBacklog = 8
+    let maxDistillationBacklog = 4
 
     private var sender: BB84Sender?
     private var receiver: BB84Receiver?

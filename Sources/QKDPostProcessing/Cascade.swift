@@ -79,6 +79,7 @@ public struct CascadeBob: Sendable {
     public let block: UInt64
     public private(set) var key: BitVector
     private var permuted: [[UInt64]?]
+    private var orders: [[UInt32]?]
     private var inverses: [[UInt32]?]
     private var aliceTop: [[UInt8]?]
     private var bobTop: [[UInt8]?]
@@ -109,6 +110,7 @@ public struct CascadeBob: Sendable {
         self.key = key
         self.layout = layout
         permuted = Array(repeating: nil, count: layout.passes)
+        orders = Array(repeating: nil, count: layout.passes)
         inverses = Array(repeating: nil, count: layout.passes)
         aliceTop = Array(repeating: nil, count: layout.passes)
         bobTop = Array(repeating: nil, count: layout.passes)
@@ -176,8 +178,14 @@ public struct CascadeBob: Sendable {
 
     private mutating func build(_ pass: Int) {
         guard permuted[pass] == nil else { return }
-        permuted[pass] = layout.permuted(key, pass: pass)
-        if pass > 0 { inverses[pass] = layout.inverse(pass) }
+        if pass > 0 {
+            let order = layout.order(pass)
+            orders[pass] = order
+            inverses[pass] = layout.inverse(of: order)
+            permuted[pass] = layout.permuted(key, pass: pass, order: order)
+        } else {
+            permuted[pass] = layout.permuted(key, pass: 0)
+        }
         known[pass] = [UInt8](repeating: 0, count: layout.blockCount(pass) * treeStride(pass))
     }
 
@@ -249,7 +257,7 @@ public struct CascadeBob: Sendable {
                 if !asked {
                     searches[i].live = false
                     slots[s.pass]![s.block] = -1
-                    correct(layout.original(s.lo, pass: s.pass))
+                    correct(s.pass == 0 ? s.lo : Int(orders[s.pass]![s.lo]))
                     progressed = true
                     if corrections > maxCorrections { break }
                 }

@@ -13,8 +13,10 @@ import Glibc
 public struct CascadeLayout: Sendable {
     public let length: Int
     public let blockSizes: [Int]
-    /// perms[p][i] = original index of the i-th bit of pass p (empty for pass 0: identity).
+    /// perms[p][i] = original index of the i-th bit of pass p (empty for pass 0: identity,
+    /// and for two-block passes, whose order is regenerated only if a search needs it).
     let perms: [[UInt32]]
+    let permutationSeeds: SeedTree
     /// For passes of at most two blocks: the original indices of the first block, as a mask,
     /// so its parity is one AND-and-popcount over the key (no reordering needed).
     let firstBlockMasks: [[UInt64]?]
@@ -40,12 +42,21 @@ public struct CascadeLayout: Sendable {
         var perms: [[UInt32]] = [[]]
         var masks: [[UInt64]?] = [nil]
         for pass in 1..<passes {
-            let (order, mask) = permutations.permutation(pass: pass, length: n, firstBlock: blockSizes[pass] * 2 >= n ? blockSizes[pass] : nil)
-            perms.append(order)
+            let twoBlocks = blockSizes[pass] * 2 >= n
+            let (order, mask) = permutations.permutation(pass: pass, length: n, firstBlock: twoBlocks ? blockSizes[pass] : nil)
+            perms.append(twoBlocks ? [] : order)
             masks.append(mask)
         }
         self.perms = perms
         firstBlockMasks = masks
+        permutationSeeds = permutations.seeds
+    }
+
+    /// The order of pass `pass`, regenerated from the seed tree for two-block passes.
+    func order(_ pass: Int) -> [UInt32] {
+        if !perms[pass].isEmpty || pass == 0 { return perms[pass] }
+        var scratch = CascadePermutations(seeds: permutationSeeds, keepMasters: false)
+        return scratch.permutation(pass: pass, length: length, firstBlock: nil).0
     }
 
     /// Whether pass `pass` has at most two blocks (its parities come from masks).
@@ -68,10 +79,10 @@ public struct CascadeLayout: Sendable {
         (firstBlockMasks[pass]![j >> 6] >> UInt64(j & 63)) & 1 == 1
     }
 
-    /// The inverse of pass `pass`'s order (built only where a search needs positions).
-    func inverse(_ pass: Int) -> [UInt32] {
+    /// The inverse of an order (built only where a search needs positions).
+    func inverse(of order: [UInt32]) -> [UInt32] {
         var inv = [UInt32](repeating: 0, count: length)
-        perms[pass].withUnsafeBufferPointer { p in
+        order.withUnsafeBufferPointer { p in
             inv.withUnsafeMutableBufferPointer { out in
                 for i in 0..<length { out[Int(p[i])] = UInt32(i) }
             }
@@ -84,10 +95,10 @@ public struct CascadeLayout: Sendable {
     func blockCount(_ pass: Int) -> Int { (length + blockSizes[pass] - 1) / blockSizes[pass] }
 
     /// The bits of `key` in pass `pass`'s order, packed.
-    func permuted(_ key: BitVector, pass: Int) -> [UInt64] {
+    func permuted(_ key: BitVector, pass: Int, order given: [UInt32]? = nil) -> [UInt64] {
         if pass == 0 { return key.words }
         var out = [UInt64](repeating: 0, count: (length + 63) / 64)
-        let order = perms[pass]
+        let order = given ?? self.order(pass)
         key.words.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 order.withUnsafeBufferPointer { ord in
@@ -108,9 +119,6 @@ public struct CascadeLayout: Sendable {
         return out
     }
 
-    /// Original index of position `i` in pass `pass`.
-    @inline(__always)
-    func original(_ i: Int, pass: Int) -> Int { pass == 0 ? i : Int(perms[pass][i]) }
 
     /// Parity of packed bits [lo, hi).
     @inline(__always)
@@ -140,12 +148,17 @@ public struct CascadeLayout: Sendable {
 /// below n, which is again a uniformly random permutation. Both ends hold equal copies.
 public struct CascadePermutations: Sendable {
     let seeds: SeedTree
+    /// Whether master permutations are kept between runs (a scratch instance does not).
+    let keepMasters: Bool
     private var masters: [Int: [UInt32]] = [:]
     /// The filtered orders and masks of the last length used (blocks often repeat a length).
     private var recent: [Int: ([UInt32], [UInt64]?)] = [:]
     private var recentLength = -1
 
-    public init(seeds: SeedTree) { self.seeds = seeds }
+    public init(seeds: SeedTree, keepMasters: Bool = true) {
+        self.seeds = seeds
+        self.keepMasters = keepMasters
+    }
 
     mutating func permutation(pass: Int, length n: Int, firstBlock: Int?) -> ([UInt32], [UInt64]?) {
         if recentLength != n {
@@ -157,19 +170,24 @@ public struct CascadePermutations: Sendable {
         var size = 1
         while size < n { size <<= 1 }
         let key = pass << 40 | size
-        if masters[key] == nil {
-            var order = (0..<size).map { UInt32($0) }
+        // Two-block passes keep only their mask: their master is not stored.
+        let store = keepMasters && firstBlock == nil
+        var master: [UInt32]
+        if let cached = masters[key] {
+            master = cached
+        } else {
+            master = (0..<size).map { UInt32($0) }
             var g = seeds.stream("cascade/pass/\(pass)/\(size)")
-            g.shuffle(&order)
-            masters[key] = order
+            g.shuffle(&master)
+            if store { masters[key] = master }
         }
         var out: [UInt32]
         if size == n {
-            out = masters[key]!
+            out = master
         } else {
             out = []
             out.reserveCapacity(n)
-            for j in masters[key]! where j < UInt32(n) { out.append(j) }
+            for j in master where j < UInt32(n) { out.append(j) }
         }
         var mask: [UInt64]?
         if let k = firstBlock {
@@ -177,6 +195,7 @@ public struct CascadePermutations: Sendable {
             for i in 0..<min(k, n) { let j = Int(out[i]); m[j >> 6] |= 1 << UInt64(j & 63) }
             mask = m
         }
+        if firstBlock != nil { out = [] }  // callers of two-block passes keep the mask only
         recent[cacheKey] = (out, mask)
         return (out, mask)
     }

@@ -98,6 +98,11 @@ public struct KeyDistiller: Sendable {
         var bob: CascadeBob?
         var done: ReconciliationDone?
         var pads: (UInt64, UInt64)?
+        /// Bob, once Cascade is over: his corrected key, the leak and the corrections (the
+        /// Cascade state itself is released).
+        var corrected: BitVector?
+        var leaked = 0
+        var corrections = 0
     }
 
     public let role: Role
@@ -233,6 +238,10 @@ public struct KeyDistiller: Sendable {
         round.transcript = t
         round.done = done
         round.pads = (pad1, pad2)
+        round.corrected = bob.key
+        round.leaked = bob.leakedBits
+        round.corrections = bob.corrections
+        round.bob = nil
         rounds[reply.block] = round
         return [.send(.reconciliationDone, done.encoded())]
     }
@@ -284,7 +293,7 @@ public struct KeyDistiller: Sendable {
     }
 
     private mutating func bobFinish(_ result: ReconciliationResult) throws -> [Output] {
-        guard let round = rounds.removeValue(forKey: result.block), let bob = round.bob, let (_, pad2) = round.pads else {
+        guard let round = rounds.removeValue(forKey: result.block), let corrected = round.corrected, let (_, pad2) = round.pads else {
             throw ProtocolError(.unknownRound, "reconciliation result for block \(result.block), which is not waiting")
         }
         var t = round.transcript
@@ -303,13 +312,13 @@ public struct KeyDistiller: Sendable {
             return out + [.log("peer rejected the block", ["block": "\(result.block)"])]
         }
         // Bob computes the same length; a disagreement means the peer is not following the protocol.
-        let expected = finalLength(round, leaked: bob.leakedBits)
+        let expected = finalLength(round, leaked: round.leaked)
         guard expected == Int(result.finalBits) else {
             counters.blocksFailedVerification += 1
             return out + [.log("final length disagrees: block discarded", ["block": "\(result.block)"])]
         }
         toAnnounce.append(result.block)
-        return out + deposit(round, leaked: bob.leakedBits, finalBits: expected, corrected: bob.key)
+        return out + deposit(round, leaked: round.leaked, finalBits: expected, corrected: corrected)
     }
 
     /// Folds a verification hash and a list of block numbers into a transcript.
@@ -357,7 +366,7 @@ public struct KeyDistiller: Sendable {
         counters.leakedBits += UInt64(leaked)
         counters.reconciledBits += UInt64(n)
         // Bob knows the errors he corrected; Alice only the estimate.
-        let qber = round.bob.map { Double($0.corrections) / Double(max(1, n)) } ?? round.estimates.qberSignal
+        let qber = round.corrected != nil ? Double(round.corrections) / Double(max(1, n)) : round.estimates.qberSignal
         if qber > 0 {
             counters.shannonBits += Double(n) * binaryEntropy(qber)
             counters.lastEfficiency = Double(leaked) / (Double(n) * binaryEntropy(qber))
