@@ -77,11 +77,13 @@ public struct QuantumLinkEngine: Sendable {
     /// upper 32 bits so that late messages of an old session can never match a new round.
     public mutating func start(session: UInt64, at now: Instant) {
         let sessionSeeds = seeds.child("session/\(session)")
-        var s = BB84Sender(configuration: configuration, seeds: sessionSeeds)
+        let authKey = KeyDistiller.authenticationKey(linkSeeds: seeds)
+        var s = BB84Sender(configuration: configuration, seeds: sessionSeeds, authenticationKey: authKey)
         s.skipFrames(to: session << 32)
         sender = role == .alice ? s : nil
         receiver = role == .bob ? BB84Receiver(configuration: configuration, seeds: sessionSeeds,
-                                               misalignment: physics.misalignment, darkCountProbability: physics.darkCountProbability) : nil
+                                               misalignment: physics.misalignment, darkCountProbability: physics.darkCountProbability,
+                                               authenticationKey: authKey) : nil
         distiller = KeyDistiller(role: role == .alice ? .alice : .bob, configuration: distillation, linkSeeds: seeds,
                                  session: session)
         inFlight.removeAll()

@@ -29,8 +29,13 @@ struct BlockAccumulator: Sendable {
     var bits: [UInt8] = []
     var statistics = BlockStatistics()
     var siftedSignal = 0
+    /// Running h_K over the block's classical messages.
+    var transcript: PolynomialHash
 
-    init(index: UInt64) { self.index = index }
+    init(index: UInt64, authenticationKey: UInt64) {
+        self.index = index
+        transcript = PolynomialHash(key: authenticationKey)
+    }
 
     mutating func add(frameCounts: [UInt64]) {
         for c in 0..<3 { statistics.pulses[c] += frameCounts[c] }

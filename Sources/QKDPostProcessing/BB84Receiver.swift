@@ -9,15 +9,19 @@ public struct BB84Receiver: Sendable {
     private var detector: ThresholdDetector
     private var pending: [UInt64: (detections: DetectionBatch, pulses: UInt32)] = [:]
     private var block: BlockAccumulator
-    private var closing: [UInt64: (BlockAccumulator, [Bool])] = [:]
+    private var closing: [UInt64: (BlockAccumulator, [Bool], [UInt8])] = [:]
     public private(set) var framesExpired = 0
+    let authenticationKey: UInt64
 
-    /// `seeds` is this link's seed tree; Bob's streams are `bob/*`.
-    public init(configuration: BB84Configuration, seeds: SeedTree, misalignment: Double, darkCountProbability: Double) {
+    /// `seeds` is this link's seed tree; Bob's streams are `bob/*`. `authenticationKey` is the
+    /// link's secret key of the transcript hash (both ends use the same).
+    public init(configuration: BB84Configuration, seeds: SeedTree, misalignment: Double, darkCountProbability: Double,
+                authenticationKey: UInt64 = 1) {
         self.configuration = configuration
+        self.authenticationKey = authenticationKey
         detector = ThresholdDetector(misalignment: misalignment, darkCountProbability: darkCountProbability,
                                      bases: PulseHash(seed: seeds.seed(for: "bob/bases")), rng: seeds.stream("bob/detector"))
-        block = BlockAccumulator(index: 0)
+        block = BlockAccumulator(index: 0, authenticationKey: authenticationKey)
     }
 
     /// Measures a frame and announces where it clicked and in which basis.
@@ -50,19 +54,21 @@ public struct BB84Receiver: Sendable {
         for i in 0..<detections.count {
             block.click(class: reply.classes[i], matched: reply.matches[i] == 1, bit: detections.bits[i])
         }
+        block.transcript.update(SiftAnnouncement(frameIndex: reply.frameIndex, offsets: detections.offsets, bases: detections.bases).encoded())
+        block.transcript.update(reply.encoded())
         guard reply.closesBlock else { return nil }
         let revealed = block.revealed(seed: reply.sampleSeed, fraction: configuration.sampleFraction)
         var bits: [UInt8] = []
         for i in revealed.indices where revealed[i] { bits.append(block.bits[i]) }
-        closing[block.index] = (block, revealed)
         let reveal = EstimationReveal(blockIndex: block.index, bits: bits)
-        block = BlockAccumulator(index: block.index + 1)
+        closing[block.index] = (block, revealed, reveal.encoded())
+        block = BlockAccumulator(index: block.index + 1, authenticationKey: authenticationKey)
         return reveal
     }
 
     /// Finishes a block with Alice's statistics and returns Bob's sifted block.
     public mutating func received(_ result: EstimationResult) throws(ProtocolError) -> SiftedBlock {
-        guard let (acc, revealed) = closing.removeValue(forKey: result.blockIndex) else {
+        guard let (acc, revealed, revealBytes) = closing.removeValue(forKey: result.blockIndex) else {
             throw ProtocolError(.unknownRound, "estimation result for block \(result.blockIndex), which is not closing")
         }
         guard result.pulses == acc.statistics.pulses, result.clicks == acc.statistics.clicks, result.sifted == acc.statistics.sifted else {
@@ -79,6 +85,9 @@ public struct BB84Receiver: Sendable {
         var stats = acc.statistics
         stats.revealed = result.revealed
         stats.errors = result.errors
-        return SiftedBlock(index: result.blockIndex, key: BitVectorBox(key), statistics: stats)
+        var transcript = acc.transcript
+        transcript.update(revealBytes)
+        transcript.update(result.encoded())
+        return SiftedBlock(index: result.blockIndex, key: BitVectorBox(key), statistics: stats, transcriptDigest: transcript.finalize())
     }
 }

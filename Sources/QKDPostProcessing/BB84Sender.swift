@@ -16,14 +16,17 @@ public struct BB84Sender: Sendable {
     private var closing: [UInt64: (BlockAccumulator, UInt64)] = [:]
     /// Frames dropped because no sifting answer came in time.
     public private(set) var framesExpired = 0
+    let authenticationKey: UInt64
 
-    /// `seeds` is this link's seed tree; Alice's streams are `alice/*`.
-    public init(configuration: BB84Configuration, seeds: SeedTree) {
+    /// `seeds` is this link's seed tree; Alice's streams are `alice/*`. `authenticationKey` is
+    /// the link's secret key of the transcript hash (both ends use the same).
+    public init(configuration: BB84Configuration, seeds: SeedTree, authenticationKey: UInt64 = 1) {
         self.configuration = configuration
+        self.authenticationKey = authenticationKey
         source = WeakCoherentSource(settings: configuration.source, choices: PulseHash(seed: seeds.seed(for: "alice/choices")),
                                     rng: seeds.stream("alice/source"))
         sampleSeeds = seeds.stream("alice/sample")
-        block = BlockAccumulator(index: 0)
+        block = BlockAccumulator(index: 0, authenticationKey: authenticationKey)
     }
 
     public var pendingFrames: Int { pending.count }
@@ -82,11 +85,16 @@ public struct BB84Sender: Sendable {
         if block.siftedSignal >= configuration.blockSiftedSignalBits {
             closes = true
             seed = sampleSeeds.next()
-            closing[block.index] = (block, seed)
-            block = BlockAccumulator(index: block.index + 1)
         }
-        return SiftReply(frameIndex: a.frameIndex, matches: matches, classes: mine.classes, classCounts: record.classCounts,
-                         closesBlock: closes, sampleSeed: seed)
+        let reply = SiftReply(frameIndex: a.frameIndex, matches: matches, classes: mine.classes, classCounts: record.classCounts,
+                              closesBlock: closes, sampleSeed: seed)
+        block.transcript.update(a.encoded())
+        block.transcript.update(reply.encoded())
+        if closes {
+            closing[block.index] = (block, seed)
+            block = BlockAccumulator(index: block.index + 1, authenticationKey: authenticationKey)
+        }
+        return reply
     }
 
     /// Compares Bob's revealed bits with Alice's, finishes the block, and returns the result
@@ -115,6 +123,10 @@ public struct BB84Sender: Sendable {
         }
         let result = EstimationResult(blockIndex: r.blockIndex, pulses: stats.pulses, clicks: stats.clicks, sifted: stats.sifted,
                                       revealed: stats.revealed, errors: stats.errors)
-        return (result, SiftedBlock(index: r.blockIndex, key: BitVectorBox(key), statistics: stats))
+        var transcript = acc.transcript
+        transcript.update(r.encoded())
+        transcript.update(result.encoded())
+        return (result, SiftedBlock(index: r.blockIndex, key: BitVectorBox(key), statistics: stats,
+                                    transcriptDigest: transcript.finalize()))
     }
 }

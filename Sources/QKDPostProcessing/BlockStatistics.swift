@@ -116,10 +116,14 @@ public struct SiftedBlock: Sendable {
     public let index: UInt64
     public let key: BitVectorBox
     public let statistics: BlockStatistics
+    /// h_K over every sifting and estimation message of the block, in frame order (both ends
+    /// compute it from what they sent and received); distillation authenticates it.
+    public let transcriptDigest: UInt64
 
-    public init(index: UInt64, key: BitVectorBox, statistics: BlockStatistics) {
+    public init(index: UInt64, key: BitVectorBox, statistics: BlockStatistics, transcriptDigest: UInt64 = 0) {
         self.index = index
         self.key = key
         self.statistics = statistics
+        self.transcriptDigest = transcriptDigest
     }
 }

@@ -109,6 +109,10 @@ public struct KeyDistiller: Sendable {
     public let configuration: DistillerConfiguration
     let seeds: SeedTree
     let authenticationKey: UInt64
+
+    /// The link's long-term authentication key K, from its seed tree (the emulated
+    /// pre-shared secret); the BB84 instances hash their messages under the same K.
+    public static func authenticationKey(linkSeeds: SeedTree) -> UInt64 { linkSeeds.seed(for: "auth-key") }
     private var permutations: CascadePermutations
     public private(set) var pads: PadLog
     private var rounds: [UInt64: Round] = [:]
@@ -139,7 +143,7 @@ public struct KeyDistiller: Sendable {
         var psk = linkSeeds.stream("psk")
         let words = (0..<(configuration.preSharedKeyBits + 63) / 64).map { _ in psk.next() }
         pads = PadLog(preSharedKey: BitVector(words: words, count: configuration.preSharedKeyBits))
-        authenticationKey = linkSeeds.seed(for: "auth-key")
+        authenticationKey = KeyDistiller.authenticationKey(linkSeeds: linkSeeds)
         permutations = CascadePermutations(seeds: linkSeeds.child("cascade"))
     }
 
@@ -149,6 +153,8 @@ public struct KeyDistiller: Sendable {
                                                    standardDeviations: configuration.standardDeviations)
         var transcript = PolynomialHash(key: authenticationKey)
         transcript.update(bits: block.index, count: 56)
+        // Every sifting and estimation message of the block, through its digest.
+        KeyDistiller.absorb(&transcript, hash: block.transcriptDigest, list: [])
         for array in [block.statistics.pulses, block.statistics.clicks, block.statistics.sifted,
                       block.statistics.revealed, block.statistics.errors] {
             for v in array { transcript.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56) }

@@ -70,9 +70,10 @@ public struct LinkSimulation: Sendable {
     /// at the end so every sifted bit is accounted for. `keepBlocks` keeps the key blocks.
     public func run(pulses: UInt64, keepBlocks: Bool = false, distill: Bool = true) throws -> Outcome {
         let seeds = SeedTree(root: seed).child("sim/link")
-        var alice = BB84Sender(configuration: configuration, seeds: seeds)
+        let authKey = KeyDistiller.authenticationKey(linkSeeds: seeds)
+        var alice = BB84Sender(configuration: configuration, seeds: seeds, authenticationKey: authKey)
         var bob = BB84Receiver(configuration: configuration, seeds: seeds, misalignment: physics.misalignment,
-                               darkCountProbability: physics.darkCountProbability)
+                               darkCountProbability: physics.darkCountProbability, authenticationKey: authKey)
         let frames = (pulses + UInt64(configuration.pulsesPerFrame) - 1) / UInt64(configuration.pulsesPerFrame)
         var total = BlockStatistics()
         var blocks: [(SiftedBlock, SiftedBlock)] = []

@@ -122,7 +122,7 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
         var bits = b.key.bits
         var g = Xoshiro256(seed: 1)
         for i in 0..<bits.count where g.nextUnitDouble() < 0.4 { bits.flip(i) }
-        let broken = SiftedBlock(index: b.index, key: BitVectorBox(bits), statistics: b.statistics)
+        let broken = SiftedBlock(index: b.index, key: BitVectorBox(bits), statistics: b.statistics, transcriptDigest: b.transcriptDigest)
         _ = alice.sifted(a)
         let keys = LinkSimulation.exchange(bob.sifted(broken), from: .bob, alice: &alice, bob: &bob)
         #expect(keys.alice.isEmpty && keys.bob.isEmpty)
