@@ -7,14 +7,34 @@ import QKDCore
 /// lemma (Impagliazzo, Levin, Luby 1989) y is ε-close to uniform for an eavesdropper holding at
 /// most n − m − 2 log2(1/ε) bits of information about x.
 ///
-/// Fast path: y_i is the coefficient of z^(i + n − 1) in S(z)·X(z), computed as one GF(2)[z]
-/// product by Karatsuba over carry-less multiplications (CQKDKernels); O(n^1.58) word operations.
+/// Fast path: a Karatsuba-style Toeplitz-matrix–vector product (Fan & Hasan, IEEE Trans.
+/// Computers 56(2), 2007): with T = [[A, B], [C, A]] in h×h Toeplitz blocks, y0 = A(x0+x1) +
+/// (A+B)x1 and y1 = A(x0+x1) + (A+C)x0, three half-size products computing only the outputs
+/// needed; an m×n matrix is cut into ⌈n/M⌉ square M×M blocks, M = 512·2^k ≥ m. Blocks of 512
+/// bits are done by carry-less multiplication (CQKDKernels, PCLMULQDQ where available).
 public enum ToeplitzHash {
     /// y = T·x with T given by `seed` (exactly n + m − 1 bits).
     public static func apply(seed: BitVector, input x: BitVector, outputBits m: Int) -> BitVector {
         let n = x.count
         precondition(m >= 0 && m <= n, "output length \(m) outside 0...\(n)")
         precondition(seed.count == n + m - 1 || m == 0, "seed must have n + m − 1 = \(n + m - 1) bits, has \(seed.count)")
+        guard m > 0 else { return BitVector() }
+        var y = [UInt64](repeating: 0, count: (m + 63) / 64)
+        let rc = seed.words.withUnsafeBufferPointer { s in
+            x.words.withUnsafeBufferPointer { xv in
+                y.withUnsafeMutableBufferPointer { out in
+                    qkd_toeplitz_multiply(s.baseAddress, n, m, xv.baseAddress, out.baseAddress)
+                }
+            }
+        }
+        precondition(rc == 0, "out of memory in Toeplitz hashing of \(n) bits")
+        return BitVector(words: y, count: m)
+    }
+
+    /// The same product as one full polynomial product S·X and a slice (the previous method;
+    /// kept as a second, independent implementation for tests and benchmarks).
+    public static func applyByPolynomialProduct(seed: BitVector, input x: BitVector, outputBits m: Int) -> BitVector {
+        let n = x.count
         guard m > 0 else { return BitVector() }
         var product = [UInt64](repeating: 0, count: seed.words.count + x.words.count)
         seed.words.withUnsafeBufferPointer { s in

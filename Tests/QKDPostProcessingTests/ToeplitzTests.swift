@@ -12,12 +12,14 @@ func randomBits(_ n: Int, _ g: inout Xoshiro256) -> BitVector {
     @Test func fastEqualsNaiveOverManySizesAndSeeds() {
         var g = Xoshiro256(seed: 2024)
         // Sizes across the schoolbook/Karatsuba threshold (24 words) and odd bit counts.
-        for (n, m) in [(1, 1), (63, 10), (64, 64), (65, 1), (200, 77), (1000, 333), (1537, 1536), (3000, 1000), (5000, 2500)] {
+        for (n, m) in [(1, 1), (63, 10), (64, 64), (65, 1), (200, 77), (512, 512), (513, 511), (1000, 333), (1537, 1536),
+                       (3000, 1000), (5000, 2500), (5000, 5000), (4100, 17)] {
             for _ in 0..<3 {
                 let x = randomBits(n, &g)
                 let seed = randomBits(n + m - 1, &g)
                 let fast = ToeplitzHash.apply(seed: seed, input: x, outputBits: m)
                 #expect(fast == ToeplitzHash.naive(seed: seed, input: x, outputBits: m), "n \(n), m \(m)")
+                #expect(fast == ToeplitzHash.applyByPolynomialProduct(seed: seed, input: x, outputBits: m), "n \(n), m \(m)")
                 #expect(fast.count == m)
             }
         }
@@ -38,5 +40,17 @@ func randomBits(_ n: Int, _ g: inout Xoshiro256) -> BitVector {
         // Output bits of a random input are balanced.
         let weight = Double(ya.weight) / Double(m)
         #expect(abs(weight - 0.5) < 0.03)
+    }
+}
+
+@Suite struct ToeplitzLargeTests {
+    @Test func bothFastMethodsAgreeOnLargeBlocks() {
+        var g = Xoshiro256(seed: 77)
+        for (n, m) in [(200_000, 100_000), (262_144, 30_000), (100_003, 99_999)] {
+            let x = randomBits(n, &g)
+            let seed = randomBits(n + m - 1, &g)
+            #expect(ToeplitzHash.apply(seed: seed, input: x, outputBits: m)
+                    == ToeplitzHash.applyByPolynomialProduct(seed: seed, input: x, outputBits: m), "n \(n), m \(m)")
+        }
     }
 }
