@@ -143,6 +143,24 @@ private struct Context {
 
     // MARK: Sections
 
+    /// The items of a list section that are mappings, with their path; reports the others and
+    /// every unknown key.
+    mutating func entries(_ items: [Node], section: String, keys: [String], shape: String)
+        -> [(index: Int, path: String, map: Node.Mapping, node: Node)]
+    {
+        var out: [(Int, String, Node.Mapping, Node)] = []
+        for (i, item) in items.enumerated() {
+            let path = "\(section)[\(i)]"
+            guard case .mapping(let map) = item else {
+                fail(.wrongType, item, path, "each \(shape)")
+                continue
+            }
+            checkKeys(map, allowed: keys, path: path)
+            out.append((i, path, map, item))
+        }
+        return out
+    }
+
     mutating func topology(from top: Node.Mapping, node root: Node) -> Topology? {
         checkKeys(top, allowed: TopologyParser.topLevelKeys, path: "")
 
@@ -186,13 +204,8 @@ private struct Context {
         var nodes: [TopologyNode] = []
         var firstSeen: [NodeID: Int] = [:]
         var endpoints: [Endpoint: String] = [:]
-        for (i, item) in items.enumerated() {
-            let path = "nodes[\(i)]"
-            guard case .mapping(let map) = item else {
-                fail(.wrongType, item, path, "each node must be a mapping with id, lat, lon, role")
-                continue
-            }
-            checkKeys(map, allowed: TopologyParser.nodeKeys, path: path)
+        for (i, path, map, item) in entries(items, section: "nodes", keys: TopologyParser.nodeKeys,
+                                            shape: "node must be a mapping with id, lat, lon, role") {
             let id = string(map, "id", path: path, required: true, owner: item)
             let lat = number(map, "lat", path: path, required: true, owner: item)
             let lon = number(map, "lon", path: path, required: true, owner: item)
@@ -255,13 +268,8 @@ private struct Context {
         var links: [TopologyLink] = []
         var pairs: [Set<NodeID>: Int] = [:]
         var names: [String: Int] = [:]
-        for (i, item) in items.enumerated() {
-            let path = "links[\(i)]"
-            guard case .mapping(let map) = item else {
-                fail(.wrongType, item, path, "each link must be a mapping with a, b, length_km")
-                continue
-            }
-            checkKeys(map, allowed: TopologyParser.linkKeys, path: path)
+        for (i, path, map, item) in entries(items, section: "links", keys: TopologyParser.linkKeys,
+                                            shape: "link must be a mapping with a, b, length_km") {
             let a = string(map, "a", path: path, required: true, owner: item)
             let b = string(map, "b", path: path, required: true, owner: item)
             let length = number(map, "length_km", path: path, required: true, owner: item)
@@ -311,13 +319,8 @@ private struct Context {
         }
         var saes: [SAE] = []
         var seen: [String: Int] = [:]
-        for (i, item) in items.enumerated() {
-            let path = "saes[\(i)]"
-            guard case .mapping(let map) = item else {
-                fail(.wrongType, item, path, "each SAE must be a mapping with id and node")
-                continue
-            }
-            checkKeys(map, allowed: TopologyParser.saeKeys, path: path)
+        for (i, path, map, item) in entries(Array(items), section: "saes", keys: TopologyParser.saeKeys,
+                                            shape: "SAE must be a mapping with id and node") {
             guard let (id, idNode) = string(map, "id", path: path, required: true, owner: item),
                   let (node, nodeNode) = string(map, "node", path: path, required: true, owner: item)
             else { continue }

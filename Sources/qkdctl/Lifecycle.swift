@@ -4,15 +4,20 @@ import Foundation
 import QKDCore
 import QKDLaunch
 
-struct Up: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Start one qkd-node process per node and wait until all are ready.")
-
+/// Options of the commands that start a network.
+struct StartOptions: ParsableArguments {
     @Option(help: "Topology file.")
     var topology: String
 
     @Option(name: .customLong("run-dir"), help: "Run directory (default: .run/<topology name>).")
     var runDir: String?
+}
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start one qkd-node process per node and wait until all are ready.")
+
+    @OptionGroup var start: StartOptions
 
     @Option(help: "Seconds to wait for every node to be ready.")
     var timeout: Double = 90
@@ -25,7 +30,7 @@ struct Up: ParsableCommand {
         let network: Network
         guard ioCPU == "none" || Int(ioCPU) != nil else { throw CLIError("--io-cpu: expected a CPU number or 'none'") }
         do {
-            network = try Network.up(topologyPath: topology, runDir: runDir, binDirectory: binDirectory(),
+            network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory(),
                                      readyTimeoutSeconds: timeout, ioCPU: Int(ioCPU))
         } catch {
             throw CLIError(error.message)
@@ -61,11 +66,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start a network, show the live view until Ctrl-C, then stop it.")
 
-    @Option(help: "Topology file.")
-    var topology: String
-
-    @Option(name: .customLong("run-dir"), help: "Run directory (default: .run/<topology name>).")
-    var runDir: String?
+    @OptionGroup var start: StartOptions
 
     @Option(help: "Seconds between refreshes of the live view.")
     var interval: Double = 1
@@ -74,7 +75,7 @@ struct Run: ParsableCommand {
         guard qkd_install_stop_handlers() == 0 else { throw CLIError("cannot install signal handlers") }
         let network: Network
         do {
-            network = try Network.up(topologyPath: topology, runDir: runDir, binDirectory: binDirectory())
+            network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory())
         } catch {
             throw CLIError(error.message)
         }
