@@ -16,7 +16,8 @@ public struct CascadeLayout: Sendable {
     /// perms[p][i] = original index of the i-th bit of pass p (empty for pass 0: identity,
     /// and for two-block passes, whose order is regenerated only if a search needs it).
     let perms: [[UInt32]]
-    let permutationSeeds: SeedTree
+    /// For two-block passes: the master permutation their order is filtered from on demand.
+    let masters: [[UInt32]]
     /// For passes of at most two blocks: the original indices of the first block, as a mask,
     /// so its parity is one AND-and-popcount over the key (no reordering needed).
     let firstBlockMasks: [[UInt64]?]
@@ -41,22 +42,28 @@ public struct CascadeLayout: Sendable {
         blockSizes = CascadeLayout.blockSizes(qber: qber, length: n, passes: passes)
         var perms: [[UInt32]] = [[]]
         var masks: [[UInt64]?] = [nil]
+        var masters: [[UInt32]] = [[]]
         for pass in 1..<passes {
             let twoBlocks = blockSizes[pass] * 2 >= n
             let (order, mask) = permutations.permutation(pass: pass, length: n, firstBlock: twoBlocks ? blockSizes[pass] : nil)
             perms.append(twoBlocks ? [] : order)
             masks.append(mask)
+            masters.append(twoBlocks ? permutations.master(pass: pass, length: n) : [])
         }
         self.perms = perms
         firstBlockMasks = masks
-        permutationSeeds = permutations.seeds
+        self.masters = masters
     }
 
-    /// The order of pass `pass`, regenerated from the seed tree for two-block passes.
+    /// The order of pass `pass` (filtered from its master for two-block passes: O(n), no shuffle).
     func order(_ pass: Int) -> [UInt32] {
         if !perms[pass].isEmpty || pass == 0 { return perms[pass] }
-        var scratch = CascadePermutations(seeds: permutationSeeds, keepMasters: false)
-        return scratch.permutation(pass: pass, length: length, firstBlock: nil).0
+        let master = masters[pass]
+        if master.count == length { return master }
+        var out: [UInt32] = []
+        out.reserveCapacity(length)
+        for j in master where j < UInt32(length) { out.append(j) }
+        return out
     }
 
     /// Whether pass `pass` has at most two blocks (its parities come from masks).
@@ -160,6 +167,19 @@ public struct CascadePermutations: Sendable {
         self.keepMasters = keepMasters
     }
 
+    /// The master permutation of a pass for blocks of length n (size 2^⌈log2 n⌉), drawn once.
+    mutating func master(pass: Int, length n: Int) -> [UInt32] {
+        var size = 1
+        while size < n { size <<= 1 }
+        let key = pass << 40 | size
+        if let cached = masters[key] { return cached }
+        var master = (0..<size).map { UInt32($0) }
+        var g = seeds.stream("cascade/pass/\(pass)/\(size)")
+        g.shuffle(&master)
+        if keepMasters { masters[key] = master }
+        return master
+    }
+
     mutating func permutation(pass: Int, length n: Int, firstBlock: Int?) -> ([UInt32], [UInt64]?) {
         if recentLength != n {
             recent.removeAll()
@@ -167,22 +187,9 @@ public struct CascadePermutations: Sendable {
         }
         let cacheKey = pass << 32 | (firstBlock ?? 0)
         if let hit = recent[cacheKey] { return hit }
-        var size = 1
-        while size < n { size <<= 1 }
-        let key = pass << 40 | size
-        // Two-block passes keep only their mask: their master is not stored.
-        let store = keepMasters && firstBlock == nil
-        var master: [UInt32]
-        if let cached = masters[key] {
-            master = cached
-        } else {
-            master = (0..<size).map { UInt32($0) }
-            var g = seeds.stream("cascade/pass/\(pass)/\(size)")
-            g.shuffle(&master)
-            if store { masters[key] = master }
-        }
+        let master = self.master(pass: pass, length: n)
         var out: [UInt32]
-        if size == n {
+        if master.count == n {
             out = master
         } else {
             out = []
