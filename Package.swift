@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire", "CQKDKernels"], swiftSettings: hot),
         // Pure compute kernels in C (GF(2) polynomial multiplication for Toeplitz hashing).
         .target(name: "CQKDKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // Layer 1: key pool state machine (reserve / consume / expire, capacity, auth reserve).
+        .target(name: "QKDKeyPool", dependencies: ["QKDCore"], swiftSettings: strict),
         // Layer 2: versioned envelope and control messages.
         .target(name: "QKDWire", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 3: libzmq shim and transports.
@@ -75,6 +77,7 @@ let package = Package(
             dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing"],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
+        .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),
         .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire"]),
         .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire"]),
         .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),
