@@ -31,15 +31,12 @@ public final class QuantumWorker: @unchecked Sendable {
     private var inbox: [Input] = []
     private let outbox = Mutex<[Output]>([])
     private let reports = Mutex<[QuantumLinkReport]>([])
-    private let blocks = Mutex<[LinkIndex: [SiftedBlock]]>([:])
     private let finished = Mutex<Bool>(false)
     private let waker: any Waker
     private let clock: any QKDClock
     private let keyStore: LinkKeyStore
     private var thread: Thread?
 
-    /// Blocks kept per link for the next stage (post-processing); older ones are dropped.
-    public static let keptBlocks = 4
 
     public init(node: NodeID, topology: Topology, clock: any QKDClock, waker: any Waker, keyStore: LinkKeyStore) {
         self.waker = waker
@@ -143,11 +140,8 @@ public final class QuantumWorker: @unchecked Sendable {
                 if let engine = engines.first(where: { $0.link.index == link }) { keyStore.deposit(keys, link: engine.link.name) }
             case .send(let kind, let payload): outputs.append(.send(link, kind, payload))
             case .log(let level, let message, let meta): outputs.append(.log(level, message, meta))
-            case .block(let block):
-                blocks.withLock { kept in
-                    kept[link, default: []].append(block)
-                    if kept[link]!.count > QuantumWorker.keptBlocks { kept[link]!.removeFirst() }
-                }
+            case .block:
+                break  // already handed to the link's distiller inside the engine
             }
         }
         reports.withLock { $0 = engines.map(\.currentReport) }
