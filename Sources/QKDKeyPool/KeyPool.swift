@@ -65,8 +65,10 @@ public struct KeyPool: Sendable {
 
     public init(configuration: Configuration = .init()) { self.configuration = configuration }
 
+    /// Keys in state `available` (kept up to date on every transition).
+    public private(set) var availableKeys = 0
+
     public var heldKeys: Int { states.count }
-    public var availableKeys: Int { states.values.filter { $0 == .available }.count }
     public var reservedKeys: Int { states.count - availableKeys }
 
     public func state(of id: String) -> State? { states[id] }
@@ -82,6 +84,7 @@ public struct KeyPool: Sendable {
                 continue
             }
             states[id] = .available
+            availableKeys += 1
             bits[id] = key
             enqueue(id)
             counters.deposited += 1
@@ -104,6 +107,7 @@ public struct KeyPool: Sendable {
             i += 1
             guard isCurrent(id, at: i - 1), states[id] == .available else { continue }
             states[id] = .reserved(owner: owner, deadline: deadline)
+            availableKeys -= 1
             picked.append(id)
         }
         return picked
@@ -126,6 +130,7 @@ public struct KeyPool: Sendable {
         guard let state = states[id] else { throw .unknownKey(id) }
         guard case .reserved(let holder, _) = state, holder == owner else { throw .notReservedBy(owner, key: id) }
         states[id] = .available
+        availableKeys += 1
         enqueue(id)  // back in line, at the end
         counters.released += 1
     }
@@ -153,6 +158,7 @@ public struct KeyPool: Sendable {
             if isCurrent(id, at: i), states[id] == .available {
                 let key = bits.removeValue(forKey: id)!
                 states[id] = nil
+                availableKeys -= 1
                 position[id] = nil
                 counters.authenticationTaken += 1
                 return (id, key)

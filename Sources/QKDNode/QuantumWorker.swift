@@ -1,7 +1,6 @@
 import CQKDSystem
 import Foundation
 import QKDCore
-import QKDPostProcessing
 import QKDTopology
 import QKDTransport
 import QKDWire

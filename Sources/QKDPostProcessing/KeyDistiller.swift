@@ -77,8 +77,6 @@ public struct KeyDistiller: Sendable {
         /// Σ n·H2(QBER) over reconciled blocks, for the efficiency f = leaked / Σ n·H2.
         public var shannonBits: Double = 0
         public var finalBits: UInt64 = 0
-        public var roundTrips: UInt64 = 0
-        public var lastEfficiency: Double?
         /// Distillation messages refused (malformed, out of place, or not matching the round).
         public var messagesRejected: UInt64 = 0
         /// Rounds abandoned because the peer stopped answering.
@@ -194,9 +192,6 @@ public struct KeyDistiller: Sendable {
                 counters.messagesRejected += 1
                 return [.log("distillation message not expected", ["kind": "\(kind)"])]
             }
-        } catch let error as ProtocolError {
-            counters.messagesRejected += 1
-            return [.log("distillation message rejected", ["reason": error.description])]
         } catch {
             counters.messagesRejected += 1
             return [.log("distillation message rejected", ["reason": "\(error)"])]
@@ -373,10 +368,7 @@ public struct KeyDistiller: Sendable {
         counters.reconciledBits += UInt64(n)
         // Bob knows the errors he corrected; Alice only the estimate.
         let qber = round.corrected != nil ? Double(round.corrections) / Double(max(1, n)) : round.estimates.qberSignal
-        if qber > 0 {
-            counters.shannonBits += Double(n) * binaryEntropy(qber)
-            counters.lastEfficiency = Double(leaked) / (Double(n) * binaryEntropy(qber))
-        }
+        if qber > 0 { counters.shannonBits += Double(n) * binaryEntropy(qber) }
         guard m > 0 else {
             counters.blocksWithoutKey += 1
             return [.log("block yields no secret key", ["block": "\(round.block.index)"])]
