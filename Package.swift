@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // Layer 0: identifiers, seeded PRNG streams, clocks. No dependencies.
@@ -44,6 +46,15 @@ let package = Package(
         .target(
             name: "QKDTransport",
             dependencies: ["QKDCore", "QKDTopology", "QKDWire", "CZeroMQ"],
+            swiftSettings: strict),
+        // Layer 3: key pools in SQLite (GRDB, WAL), keys sealed with the node's key-encryption key.
+        .target(
+            name: "QKDStore",
+            dependencies: [
+                "QKDCore", "QKDKeyPool",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict),
         // Layer 4: the node shell.
         .target(

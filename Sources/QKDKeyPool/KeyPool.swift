@@ -1,21 +1,28 @@
 import QKDCore
 
 /// One link end's key pool as a pure state machine (no I/O, no clock: instants are passed
-/// in). Keys are identified by their key ID (the same at both ends of the link).
+/// in). Keys are identified by their `KeyID`, the same at both ends of the link.
 ///
-/// States: `available` → `reserved` (for an application or a relay, with a deadline) →
-/// `consumed`; a reservation can be released back to `available` (a voided relay) or expire
-/// (never collected: the key is discarded, since the other end may have used it).
+/// States: `pending` (distilled and stored here, not yet known to be stored at the peer) →
+/// `available` → `reserved` (for an application or a relay, with a deadline) → consumed (gone).
+/// A reservation can be released back to `available` (a voided relay) or expire (never
+/// collected: the key is discarded, since the other end may have used it).
 ///
-/// Guarantees (checked by model-based tests): a key is handed out at most once; reservations
-/// never bring the available keys below `authenticationReserve` (those are the link's own,
-/// taken oldest first by `takeForAuthentication`); a key disappears only by consumption, by
-/// expiry, or by being dropped at deposit because the pool is full (each counted).
+/// The oldest `authenticationReserve` available keys are the link's own: `reserve` never hands
+/// them out; Wegman–Carter authentication takes the oldest one (`takeOldestForAuthentication`,
+/// the end that tags) or a named one (`takeForAuthentication(_:)`, the end that verifies).
+/// Both ends keep the same order, so applications and authentication never collide.
+///
+/// Guarantees (checked by model-based tests): a key is handed out at most once; a pending key is
+/// never handed out; a key disappears only by consumption, authentication, expiry,
+/// synchronisation with the peer (it is not held there) or by being dropped at deposit because
+/// the pool is full (each counted). Every change that must survive a crash is recorded in a
+/// journal (`drainJournal`) that the shell writes to disk before acting on the change.
 public struct KeyPool: Sendable {
     public struct Configuration: Sendable, Equatable {
-        /// Keys held (available + reserved) at most; deposits beyond are dropped and counted.
+        /// Keys held (pending + available + reserved) at most; deposits beyond are dropped and counted.
         public var maxKeyCount: Int
-        /// Available keys kept for the link's own authentication.
+        /// Oldest available keys kept for the link's own authentication.
         public var authenticationReserve: Int
         /// How long a reservation may wait to be collected.
         public var reservationTTLNs: UInt64
@@ -28,8 +35,16 @@ public struct KeyPool: Sendable {
     }
 
     public enum State: Equatable, Sendable {
+        case pending
         case available
         case reserved(owner: String, deadline: Instant)
+    }
+
+    /// A change to persist, in order.
+    public enum Change: Sendable, Equatable {
+        case added(KeyID, BitVector, pending: Bool)
+        case confirmed(KeyID)
+        case removed(KeyID)
     }
 
     public struct Counters: Equatable, Sendable {
@@ -40,147 +55,251 @@ public struct KeyPool: Sendable {
         public var expired: UInt64 = 0
         public var released: UInt64 = 0
         public var authenticationTaken: UInt64 = 0
+        public var authenticationBits: UInt64 = 0
+        /// Keys removed by synchronisation because the peer did not hold them.
+        public var orphansRemoved: UInt64 = 0
+
+        public init() {}
     }
 
     public enum Failure: Error, Equatable, Sendable {
         /// Not enough keys outside the authentication reserve.
         case insufficient(requested: Int, available: Int)
         /// The key is unknown (never deposited, or already consumed, expired or dropped).
-        case unknownKey(String)
+        case unknownKey(KeyID)
         /// The key is reserved for someone else, or not reserved at all.
-        case notReservedBy(String, key: String)
-        case duplicateKey(String)
+        case notReservedBy(String, key: KeyID)
+        case duplicateKey(KeyID)
+        /// The link has not agreed its pool with the peer since it came up.
+        case notSynchronised
+    }
+
+    struct Entry {
+        var bits: BitVector
+        var state: State
     }
 
     public let configuration: Configuration
-    private var bits: [String: BitVector] = [:]
-    private var states: [String: State] = [:]
-    /// Keys in the order they became available (deposit, or release back), oldest first;
-    /// `position` holds each held key's current absolute index, so stale entries are skipped.
-    private var queue: [String] = []
+    private var entries: [KeyID: Entry] = [:]
+    /// Keys in the order they became available (confirmation, or release back), oldest first;
+    /// `position` holds each available key's current absolute index, so stale entries are skipped.
+    private var queue: [KeyID] = []
     private var queueHead = 0
     private var queueBase = 0
-    private var position: [String: Int] = [:]
+    private var position: [KeyID: Int] = [:]
+    private var journal: [Change] = []
     public private(set) var counters = Counters()
+    public private(set) var availableKeys = 0
+    public private(set) var pendingKeys = 0
+    public private(set) var availableBits = 0
+    /// Whether the pool agrees with the peer's (set by `synchronise`, cleared when the link
+    /// goes down): reservations need it.
+    public private(set) var isSynchronised = false
 
     public init(configuration: Configuration = .init()) { self.configuration = configuration }
 
-    /// Keys in state `available` (kept up to date on every transition).
-    public private(set) var availableKeys = 0
+    /// A pool as it was persisted: `records` in deposit order. Nothing is journaled.
+    public init(configuration: Configuration, restoring records: [(id: KeyID, bits: BitVector, pending: Bool)]) {
+        self.configuration = configuration
+        entries.reserveCapacity(records.count)
+        for r in records where entries[r.id] == nil {
+            entries[r.id] = Entry(bits: r.bits, state: r.pending ? .pending : .available)
+            if r.pending { pendingKeys += 1 } else { makeAvailable(r.id, bits: r.bits.count) }
+        }
+    }
 
-    public var heldKeys: Int { states.count }
-    public var reservedKeys: Int { states.count - availableKeys }
+    public var heldKeys: Int { entries.count }
+    public var reservedKeys: Int { entries.count - availableKeys - pendingKeys }
+    public func state(of id: KeyID) -> State? { entries[id]?.state }
 
-    public func state(of id: String) -> State? { states[id] }
+    /// Every held key (pending, available or reserved), sorted: what `synchronise` compares.
+    public var heldIDs: [KeyID] { entries.keys.sorted() }
 
-    /// Deposits keys; returns how many were dropped because the pool was full.
+    /// Available keys in hand-out order (oldest first).
+    public var availableIDs: [KeyID] {
+        var out: [KeyID] = []
+        for i in queueHead..<queue.count where isCurrent(queue[i], at: i) { out.append(queue[i]) }
+        return out
+    }
+
+    /// The bits of a held key, for keyed digests (audit) only.
+    public func bits(of id: KeyID) -> BitVector? { entries[id]?.bits }
+
+    /// Changes since the last call, oldest first.
+    public mutating func drainJournal() -> [Change] {
+        defer { journal.removeAll(keepingCapacity: true) }
+        return journal
+    }
+
+    /// Deposits keys (`pending` until the peer is known to hold them too); returns how many were
+    /// dropped because the pool was full.
     @discardableResult
-    public mutating func deposit(_ keys: [(id: String, bits: BitVector)]) throws(Failure) -> Int {
+    public mutating func deposit(_ keys: [(id: KeyID, bits: BitVector)], pending: Bool) throws(Failure) -> Int {
+        if let dup = keys.first(where: { entries[$0.id] != nil }) { throw .duplicateKey(dup.id) }
         var dropped = 0
         for (id, key) in keys {
-            guard states[id] == nil else { throw .duplicateKey(id) }
-            if states.count >= configuration.maxKeyCount {
+            if entries.count >= configuration.maxKeyCount {
                 dropped += 1
                 continue
             }
-            states[id] = .available
-            availableKeys += 1
-            bits[id] = key
-            enqueue(id)
+            entries[id] = Entry(bits: key, state: pending ? .pending : .available)
+            if pending { pendingKeys += 1 } else { makeAvailable(id, bits: key.count) }
+            journal.append(.added(id, key, pending: pending))
             counters.deposited += 1
         }
         counters.dropped += UInt64(dropped)
         return dropped
     }
 
-    /// Reserves the `count` oldest available keys for `owner` until `now + TTL`, provided at
-    /// least `authenticationReserve` available keys remain.
-    public mutating func reserve(count: Int, for owner: String, at now: Instant) throws(Failure) -> [String] {
+    /// The peer holds these pending keys too: they become available. Unknown or non-pending IDs
+    /// are ignored (the key was consumed or synchronised away meanwhile).
+    public mutating func confirm(_ ids: [KeyID]) {
+        for id in ids where entries[id]?.state == .pending {
+            entries[id]!.state = .available
+            pendingKeys -= 1
+            makeAvailable(id, bits: entries[id]!.bits.count)
+            journal.append(.confirmed(id))
+        }
+    }
+
+    /// Agrees this end's pool with the peer's: keeps the keys both hold (pending ones become
+    /// available: both ends have them stored), removes the others. Returns (removed, confirmed).
+    @discardableResult
+    public mutating func synchronise(peerHolds peer: Set<KeyID>) -> (removed: Int, confirmed: Int) {
+        var removed = 0
+        var toConfirm: [KeyID] = []
+        for (id, entry) in entries {
+            if !peer.contains(id) {
+                remove(id)
+                removed += 1
+            } else if entry.state == .pending {
+                toConfirm.append(id)
+            }
+        }
+        counters.orphansRemoved += UInt64(removed)
+        toConfirm.sort()
+        confirm(toConfirm)
+        isSynchronised = true
+        return (removed, toConfirm.count)
+    }
+
+    /// The link went down: no reservations until the next `synchronise`.
+    public mutating func desynchronise() { isSynchronised = false }
+
+    /// Reserves `count` available keys for `owner` until `now + TTL`: the oldest ones after the
+    /// authentication reserve, provided that many exist.
+    public mutating func reserve(count: Int, for owner: String, at now: Instant) throws(Failure) -> [KeyID] {
+        guard isSynchronised else { throw .notSynchronised }
         let spare = availableKeys - configuration.authenticationReserve
         guard count > 0, count <= spare else { throw .insufficient(requested: count, available: max(0, spare)) }
         compactQueue()
-        var picked: [String] = []
+        var picked: [KeyID] = []
+        var skipped = 0
         var i = queueHead
         let deadline = now.advanced(byNanoseconds: configuration.reservationTTLNs)
         while picked.count < count && i < queue.count {
             let id = queue[i]
             i += 1
-            guard isCurrent(id, at: i - 1), states[id] == .available else { continue }
-            states[id] = .reserved(owner: owner, deadline: deadline)
-            availableKeys -= 1
+            guard isCurrent(id, at: i - 1) else { continue }
+            if skipped < configuration.authenticationReserve {
+                skipped += 1
+                continue
+            }
+            leaveQueue(id)
+            entries[id]!.state = .reserved(owner: owner, deadline: deadline)
             picked.append(id)
         }
         return picked
     }
 
     /// Hands a reserved key to its owner and consumes it: the bits leave the pool for good.
-    public mutating func take(_ id: String, by owner: String) throws(Failure) -> BitVector {
-        guard let state = states[id] else { throw .unknownKey(id) }
-        guard case .reserved(let holder, _) = state, holder == owner else { throw .notReservedBy(owner, key: id) }
-        let key = bits.removeValue(forKey: id)!
-        states[id] = nil
-        position[id] = nil
+    public mutating func take(_ id: KeyID, by owner: String) throws(Failure) -> BitVector {
+        guard let entry = entries[id] else { throw .unknownKey(id) }
+        guard case .reserved(let holder, _) = entry.state, holder == owner else { throw .notReservedBy(owner, key: id) }
+        remove(id)
         counters.consumed += 1
-        counters.consumedBits += UInt64(key.count)
-        return key
+        counters.consumedBits += UInt64(entry.bits.count)
+        return entry.bits
     }
 
     /// Returns a reservation to the available keys (a relay voided before using the key).
-    public mutating func release(_ id: String, by owner: String) throws(Failure) {
-        guard let state = states[id] else { throw .unknownKey(id) }
-        guard case .reserved(let holder, _) = state, holder == owner else { throw .notReservedBy(owner, key: id) }
-        states[id] = .available
-        availableKeys += 1
-        enqueue(id)  // back in line, at the end
+    public mutating func release(_ id: KeyID, by owner: String) throws(Failure) {
+        guard let entry = entries[id] else { throw .unknownKey(id) }
+        guard case .reserved(let holder, _) = entry.state, holder == owner else { throw .notReservedBy(owner, key: id) }
+        entries[id]!.state = .available
+        makeAvailable(id, bits: entry.bits.count)  // back in line, at the end
         counters.released += 1
     }
 
-    /// Discards reservations whose deadline passed; returns their IDs.
-    public mutating func expire(at now: Instant) -> [String] {
-        var gone: [String] = []
-        for (id, state) in states {
-            if case .reserved(_, let deadline) = state, deadline <= now { gone.append(id) }
+    /// Discards reservations whose deadline passed; returns their IDs (sorted).
+    public mutating func expire(at now: Instant) -> [KeyID] {
+        var gone: [KeyID] = []
+        for (id, entry) in entries {
+            if case .reserved(_, let deadline) = entry.state, deadline <= now { gone.append(id) }
         }
-        for id in gone.sorted() {
-            states[id] = nil
-            bits[id] = nil
-            position[id] = nil
-            counters.expired += 1
-        }
-        return gone.sorted()
+        gone.sort()
+        for id in gone { remove(id) }
+        counters.expired += UInt64(gone.count)
+        return gone
     }
 
-    /// Takes the oldest key of the authentication reserve for the link's own use.
-    public mutating func takeForAuthentication() -> (id: String, bits: BitVector)? {
+    /// Takes the oldest available key for the link's own authentication.
+    public mutating func takeOldestForAuthentication() -> (id: KeyID, bits: BitVector)? {
         compactQueue()
-        for i in queueHead..<queue.count {
-            let id = queue[i]
-            if isCurrent(id, at: i), states[id] == .available {
-                let key = bits.removeValue(forKey: id)!
-                states[id] = nil
-                availableKeys -= 1
-                position[id] = nil
-                counters.authenticationTaken += 1
-                return (id, key)
-            }
-        }
-        return nil
+        guard queueHead < queue.count else { return nil }
+        let id = queue[queueHead]
+        let bits = entries[id]!.bits
+        remove(id)
+        countAuthentication(bits.count)
+        return (id, bits)
     }
 
-    private mutating func enqueue(_ id: String) {
+    /// Takes a key the peer named for authentication: available, or reserved (the reservation
+    /// is revoked: the peer has already consumed the key, so no relay could use it).
+    public mutating func takeForAuthentication(_ id: KeyID) -> BitVector? {
+        guard let entry = entries[id], entry.state != .pending else { return nil }
+        remove(id)
+        countAuthentication(entry.bits.count)
+        return entry.bits
+    }
+
+    private mutating func countAuthentication(_ bits: Int) {
+        counters.authenticationTaken += 1
+        counters.authenticationBits += UInt64(bits)
+    }
+
+    /// Removes a held key in any state (journaled).
+    private mutating func remove(_ id: KeyID) {
+        guard let entry = entries.removeValue(forKey: id) else { return }
+        switch entry.state {
+        case .available: dropFromQueue(id, bits: entry.bits.count)
+        case .pending: pendingKeys -= 1
+        case .reserved: break
+        }
+        journal.append(.removed(id))
+    }
+
+    private mutating func makeAvailable(_ id: KeyID, bits: Int) {
         position[id] = queueBase + queue.count
         queue.append(id)
+        availableKeys += 1
+        availableBits += bits
     }
 
-    private func isCurrent(_ id: String, at index: Int) -> Bool { position[id] == queueBase + index }
+    private mutating func dropFromQueue(_ id: KeyID, bits: Int) {
+        position[id] = nil
+        availableKeys -= 1
+        availableBits -= bits
+    }
 
-    /// Drops entries that are no longer available, or stale, from the front of the queue.
+    /// An available key leaves the queue by reservation.
+    private mutating func leaveQueue(_ id: KeyID) { dropFromQueue(id, bits: entries[id]!.bits.count) }
+
+    private func isCurrent(_ id: KeyID, at index: Int) -> Bool { position[id] == queueBase + index }
+
+    /// Drops stale entries from the front of the queue and, now and then, the dead prefix.
     private mutating func compactQueue() {
-        while queueHead < queue.count {
-            let id = queue[queueHead]
-            if isCurrent(id, at: queueHead) && states[id] == .available { break }
-            queueHead += 1
-        }
+        while queueHead < queue.count && !isCurrent(queue[queueHead], at: queueHead) { queueHead += 1 }
         if queueHead > 4096 && queueHead * 2 > queue.count {
             queue.removeFirst(queueHead)
             queueBase += queueHead
