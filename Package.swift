@@ -33,7 +33,7 @@ let package = Package(
         // Layer 1: source, channel, detector models and analytic key-rate formulas.
         .target(name: "QKDPhysics", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 1: sifting, estimation, error correction, privacy amplification, as instances.
-        .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire", "CQKDKernels"], swiftSettings: hot),
+        .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool", "CQKDKernels"], swiftSettings: hot),
         // Pure compute kernels in C (GF(2) polynomial multiplication for Toeplitz hashing).
         .target(name: "CQKDKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Layer 1: key pool state machine (reserve / consume / expire, capacity, auth reserve).
@@ -61,6 +61,7 @@ let package = Package(
             name: "QKDNode",
             dependencies: [
                 "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDPhysics", "QKDPostProcessing",
+                "QKDKeyPool", "QKDStore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -89,14 +90,15 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),
-        .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire"]),
+        .testTarget(name: "QKDStoreTests", dependencies: ["QKDStore", "QKDKeyPool", "QKDCore"]),
+        .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool"]),
         .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire"]),
         .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),
         .testTarget(name: "QKDWireTests", dependencies: ["QKDWire"]),
         .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire", "QKDTopology", "CZeroMQ"]),
         .testTarget(
             name: "QKDNodeTests",
-            dependencies: ["QKDNode", "QKDTransport", "QKDTopology", "QKDWire"]),
+            dependencies: ["QKDNode", "QKDTransport", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
         .testTarget(
             name: "QKDIntegrationTests",
             dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing"]),

@@ -58,6 +58,8 @@ public struct KeyPool: Sendable {
         public var authenticationBits: UInt64 = 0
         /// Keys removed by synchronisation because the peer did not hold them.
         public var orphansRemoved: UInt64 = 0
+        /// Pending keys discarded because their round was never acknowledged.
+        public var pendingDiscarded: UInt64 = 0
 
         public init() {}
     }
@@ -160,6 +162,18 @@ public struct KeyPool: Sendable {
             makeAvailable(id, bits: entries[id]!.bits.count)
             journal.append(.confirmed(id))
         }
+    }
+
+    /// Removes pending keys whose round the peer never acknowledged; returns how many.
+    @discardableResult
+    public mutating func discardPending(_ ids: [KeyID]) -> Int {
+        var n = 0
+        for id in ids where entries[id]?.state == .pending {
+            remove(id)
+            n += 1
+        }
+        counters.pendingDiscarded += UInt64(n)
+        return n
     }
 
     /// Agrees this end's pool with the peer's: keeps the keys both hold (pending ones become

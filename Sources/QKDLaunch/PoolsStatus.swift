@@ -70,8 +70,8 @@ extension Network {
 }
 
 extension Network {
-    /// Test hook: keyed digests of the keys `node` holds for `link` (nodes must run with
-    /// --test-hooks). Nil if the node does not answer or refuses.
+    /// Keyed digests (HMAC-SHA-256 under `salt`, truncated) of the keys `node` holds for
+    /// `link`. Nil if the node does not answer or refuses.
     public func keyDigests(node: NodeID, link: String, salt: UInt64, timeoutMs: Int = 3000) -> [KeyDigest]? {
         let reply = ControlClient.query(controlEndpoints([node]), request: ControlRequest(command: .keyDigests, link: link, salt: salt),
                                         timeoutMs: timeoutMs)[node]

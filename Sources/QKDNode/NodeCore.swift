@@ -14,12 +14,8 @@ public struct NodeCore: Sendable {
         public var incarnation: UInt64
         public var monitor: LinkMonitor.Configuration
         public var pingTimeoutNs: UInt64
-        /// Whether test-only control commands (key digests) are served.
-        public var testHooks: Bool
-
         public init(node: NodeID, topology: Topology, pid: Int32, incarnation: UInt64,
-                    monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000, testHooks: Bool = false) {
-            self.testHooks = testHooks
+                    monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000) {
             self.node = node
             self.topology = topology
             self.pid = pid
@@ -55,7 +51,7 @@ public struct NodeCore: Sendable {
         case quantum(QuantumWorker.Input)
         /// Answer a `pools` request with the worker's reports (the shell holds them).
         case replyPools(to: [UInt8])
-        /// Answer a `keyDigests` request from the key store (test hooks only).
+        /// Answer a `keyDigests` request (audit) from the key pools.
         case replyDigests(to: [UInt8], link: String, salt: UInt64)
     }
 
@@ -157,7 +153,7 @@ public struct NodeCore: Sendable {
                 out += pong(probe, link: envelope.link, at: now)
                 return out
             case .quantumFrame, .siftAnnouncement, .siftReply, .estimationReveal, .estimationResult,
-                 .cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult:
+                 .cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult, .poolSync:
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
                 out += quantumLayer(envelope, from: record, at: now)
                 return out
@@ -238,9 +234,6 @@ public struct NodeCore: Sendable {
         case .pools:
             return [.replyPools(to: client)]
         case .keyDigests:
-            guard configuration.testHooks else {
-                return [.reply(bytes: ControlCodec.encode(ControlReply(error: "test hooks are disabled on this node")), to: client)]
-            }
             guard let name = request.link, let link = configuration.topology.link(named: name),
                   link.peer(of: configuration.node) != nil, let salt = request.salt
             else {

@@ -15,7 +15,7 @@ public final class NodeRuntime {
     private var logger: Logger
     private let announceReady: (String) -> Void
     private let worker: QuantumWorker?
-    public let keyStore = LinkKeyStore()
+    public let pools: NodePools
     /// Per link: (wall ns, emulated s, committed bits) samples of the last `rateWindowNs`,
     /// for the current key rate (a slope: the constant distillation backlog cancels out).
     private var rateSamples: [String: [(UInt64, Double, UInt64)]] = [:]
@@ -24,10 +24,11 @@ public final class NodeRuntime {
     private let maxWaitMs = 100
 
     /// With `quantum` true the node runs its links' quantum layer on a worker thread.
-    public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, quantum: Bool = true,
-                announceReady: @escaping (String) -> Void) {
+    public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, pools: NodePools,
+                quantum: Bool = true, announceReady: @escaping (String) -> Void) {
+        self.pools = pools
         worker = quantum ? QuantumWorker(node: core.configuration.node, topology: core.configuration.topology, clock: clock,
-                                         waker: transport.makeWaker(), keyStore: keyStore) : nil
+                                         waker: transport.makeWaker(), pools: pools) : nil
         self.core = core
         self.transport = transport
         self.clock = clock
@@ -125,17 +126,26 @@ public final class NodeRuntime {
                 var reports = worker?.snapshot() ?? []
                 for i in reports.indices {
                     reports[i].state = core.monitor.records.first { $0.link.name == reports[i].link }?.state.rawValue ?? "down"
-                    let c = keyStore.counters(reports[i].link)
-                    reports[i].storedKeys = c.storedKeys
-                    reports[i].storedBits = c.storedBits
-                    reports[i].generatedBitsTotal = c.generatedBitsTotal
-                    reports[i].consumedBitsTotal = c.consumedBitsTotal
+                    pools.read(reports[i].link) { pool in
+                        reports[i].storedKeys = pool.availableKeys
+                        reports[i].storedBits = pool.availableBits
+                        reports[i].pendingKeys = pool.pendingKeys
+                        reports[i].reservedKeys = pool.reservedKeys
+                        reports[i].authReserveKeys = min(pool.availableKeys, pool.configuration.authenticationReserve)
+                        reports[i].consumedKeysTotal = pool.counters.consumed
+                        reports[i].consumedBitsTotal = pool.counters.consumedBits
+                        reports[i].authBitsTotal = pool.counters.authenticationBits
+                        reports[i].droppedKeysTotal = pool.counters.dropped
+                        reports[i].orphansRemovedTotal = pool.counters.orphansRemoved
+                        reports[i].synchronised = pool.isSynchronised
+                    }
                     reports[i].keyRateBps = currentRate(link: reports[i].link, emulated: reports[i].emulatedSeconds,
-                                                        committed: c.generatedBitsTotal)
+                                                        committed: reports[i].generatedBitsTotal)
                 }
                 transport.reply(ControlCodec.encode(ControlReply(pools: reports)), to: client)
             case .replyDigests(let client, let link, let salt):
-                let digests = keyStore.digests(link, salt: salt).map { KeyDigest(keyID: $0.0, digest: $0.1) }
+                let digests = pools.read(link) { $0.auditDigests(salt: salt) }?
+                    .map { KeyDigest(keyID: $0.id.uuidString, digest: $0.digest, pending: $0.pending) } ?? []
                 transport.reply(ControlCodec.encode(ControlReply(digests: digests)), to: client)
             }
         }

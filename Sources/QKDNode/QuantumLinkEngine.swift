@@ -1,4 +1,5 @@
 import QKDCore
+import QKDKeyPool
 import QKDPhysics
 import QKDPostProcessing
 import QKDTopology
@@ -16,8 +17,6 @@ public struct QuantumLinkEngine: Sendable {
         case send(MessageKind, [UInt8])
         case log(NodeCore.LogLevel, String, [String: String])
         case block(SiftedBlock)
-        /// Keys both ends committed, for the link's pool.
-        case keys([DistilledKey])
     }
 
     public typealias Report = QuantumLinkReport
@@ -63,7 +62,7 @@ public struct QuantumLinkEngine: Sendable {
         let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))
         configuration = BB84Configuration(pulsesPerFrame: pulses, blockSiftedSignalBits: blockBits, sampleFraction: 0.1, source: source)
         seeds = SeedTree(root: topologySeed).child("link/\(link.name)")
-        distillation = DistillerConfiguration(source: source, ecEfficiency: p.ecEfficiency)
+        distillation = NodePools.distillation(link)
         self.timeScale = timeScale
         self.window = window
         roundTimeoutNs = roundTimeoutMs * 1_000_000
@@ -73,13 +72,21 @@ public struct QuantumLinkEngine: Sendable {
                         lagSeconds: 0)
     }
 
-    /// Starts a session (the link is up). Alice's frame numbers carry the session in their
-    /// upper 32 bits so that late messages of an old session can never match a new round.
+    /// A session's number from both ends' nonces (sent in `PoolSync`): the same at both ends,
+    /// different for every pair of nonces, so no two sessions of a link share seeds or key IDs.
+    public static func session(aliceNonce: UInt64, bobNonce: UInt64) -> UInt64 {
+        var g = SplitMix64(seed: aliceNonce ^ (bobNonce &* 0x9E37_79B9_7F4A_7C15))
+        return g.next() ^ bobNonce
+    }
+
+    /// Starts a session (the link is up and both ends agreed their pools). Alice's frame
+    /// numbers carry the session's low 32 bits in their upper half so that late messages of
+    /// an old session can never match a new round.
     public mutating func start(session: UInt64, at now: Instant) {
         let sessionSeeds = seeds.child("session/\(session)")
         let authKey = KeyDistiller.authenticationKey(linkSeeds: seeds)
         var s = BB84Sender(configuration: configuration, seeds: sessionSeeds, authenticationKey: authKey)
-        s.skipFrames(to: session << 32)
+        s.skipFrames(to: (session & 0xFFFF_FFFF) << 32)
         sender = role == .alice ? s : nil
         receiver = role == .bob ? BB84Receiver(configuration: configuration, seeds: sessionSeeds,
                                                misalignment: physics.misalignment, darkCountProbability: physics.darkCountProbability,
@@ -102,7 +109,6 @@ public struct QuantumLinkEngine: Sendable {
         wallBeforeSession += Double(now.nanoseconds(since: paceStart)) / 1e9
         sender = nil
         receiver = nil
-        authBitsBeforeSession += UInt64(distiller?.pads.consumed ?? 0)
         distiller = nil
         active = false
         report.active = false
@@ -110,7 +116,7 @@ public struct QuantumLinkEngine: Sendable {
 
     /// Handles a quantum-layer message from the peer. A malformed or out-of-place message
     /// discards its round only.
-    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant) -> [Effect] {
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant, pool: inout KeyPool) -> [Effect] {
         guard active else { return [] }
         do {
             switch (role, kind) {
@@ -132,7 +138,7 @@ public struct QuantumLinkEngine: Sendable {
             case (.bob, .estimationResult):
                 return finished(try receiver!.received(EstimationResult.decode(payload)))
             case (_, .cascadeRequest), (_, .cascadeReply), (_, .reconciliationDone), (_, .reconciliationResult):
-                let out = distiller!.received(kind, payload)
+                let out = distiller!.received(kind, payload, pool: &pool)
                 return translate(out)
             default:
                 report.roundsDiscarded += 1
@@ -220,18 +226,17 @@ public struct QuantumLinkEngine: Sendable {
             r.distillationMessagesRejected = d.messagesRejected
             r.finalBitsTotal = d.finalBits
         }
-        r.authBitsTotal = UInt64(distiller?.pads.consumed ?? 0) + authBitsBeforeSession
         return r
     }
-
-    private var authBitsBeforeSession: UInt64 = 0
 
     /// Distillation outputs as engine effects.
     private mutating func translate(_ outputs: [KeyDistiller.Output]) -> [Effect] {
         outputs.map { output in
             switch output {
             case .send(let kind, let payload): return .send(kind, payload)
-            case .keys(_, let keys): return .keys(keys)
+            case .committed(let block, let ids):
+                report.generatedBitsTotal += UInt64(ids.count * distillation.keyBits)
+                return .log(.debug, "keys committed", ["link.id": link.name, "block": "\(block)", "keys": "\(ids.count)"])
             case .log(let message, var meta):
                 meta["link.id"] = link.name
                 return .log(message.contains("failed") || message.contains("rejected") ? .warning : .info, message, meta)

@@ -33,14 +33,29 @@ public final class QuantumWorker: @unchecked Sendable {
     private let finished = Mutex<Bool>(false)
     private let waker: any Waker
     private let clock: any QKDClock
-    private let keyStore: LinkKeyStore
+    private let pools: NodePools
     private var thread: Thread?
 
+    /// One link's pool agreement (`PoolSync`): Alice offers, Bob answers.
+    struct Handshake {
+        var up = false
+        var nonces: UInt64 = 0
+        /// Alice: the nonce of her current offer, when she sent it, and whether it was answered.
+        var offered: UInt64?
+        var offeredAt: Instant?
+        var started = false
+        /// Bob: the latest offer, and the nonce of the offer he answered in this link-up.
+        var offer: PoolSync?
+        var answered: (offer: UInt64, answer: PoolSync)?
+    }
 
-    public init(node: NodeID, topology: Topology, clock: any QKDClock, waker: any Waker, keyStore: LinkKeyStore) {
+    /// Alice repeats an unanswered offer after this long.
+    let offerRetryNs: UInt64 = 2_000_000_000
+
+    public init(node: NodeID, topology: Topology, clock: any QKDClock, waker: any Waker, pools: NodePools) {
         self.waker = waker
         self.clock = clock
-        self.keyStore = keyStore
+        self.pools = pools
         let now = clock.now()
         let engines = topology.links(of: node).map {
             QuantumLinkEngine(link: $0, node: node, topologySeed: topology.seed, timeScale: topology.timeScale, now: now)
@@ -87,13 +102,20 @@ public final class QuantumWorker: @unchecked Sendable {
         var engines = initial
         var position: [LinkIndex: Int] = [:]
         for (i, e) in engines.enumerated() { position[e.link.index] = i }
-        var sessions: [LinkIndex: UInt64] = [:]
+        var handshakes: [LinkIndex: Handshake] = [:]
         var running = true
         while running {
             let now = clock.now()
             var effects: [(LinkIndex, QuantumLinkEngine.Effect)] = []
             for i in engines.indices {
                 effects += engines[i].tick(at: now).map { (engines[i].link.index, $0) }
+            }
+            for i in engines.indices {
+                let link = engines[i].link.index
+                if var h = handshakes[link], h.offered != nil, !h.started, let t = h.offeredAt, now.nanoseconds(since: t) >= offerRetryNs {
+                    effects += offer(&engines[i], handshake: &h, at: now, repeated: true)
+                    handshakes[link] = h
+                }
             }
             publish(effects, engines: engines)
             let deadline = engines.compactMap { $0.nextDeadline(after: now) }.min()
@@ -109,19 +131,31 @@ public final class QuantumWorker: @unchecked Sendable {
             for input in inputs {
                 let at = clock.now()
                 switch input {
-                case .message(let link, let kind, let payload):
-                    if let i = position[link] { effects += engines[i].received(kind, payload, at: at).map { (link, $0) } }
-                case .linkUp(let link):
-                    if let i = position[link] {
-                        let session = (sessions[link] ?? 0) + 1
-                        sessions[link] = session
-                        // Both ends start a new session together; until pools are persisted and
-                        // synchronised, both start from an empty pool.
-                        keyStore.reset(engines[i].link.name)
-                        engines[i].start(session: session, at: at)
+                case .message(let link, .poolSync, let payload):
+                    guard let i = position[link] else { continue }
+                    do {
+                        effects += received(try PoolSync.decode(payload), engine: &engines[i], handshake: &handshakes[link, default: Handshake()], at: at)
+                    } catch {
+                        effects.append((link, .log(.warning, "pool sync rejected", ["link.id": engines[i].link.name, "reason": "\(error)"])))
                     }
+                case .message(let link, let kind, let payload):
+                    guard let i = position[link] else { continue }
+                    let name = engines[i].link.name
+                    let out = pools.modify(name) { pool in engines[i].received(kind, payload, at: at, pool: &pool) } ?? []
+                    effects += out.map { (link, $0) }
+                case .linkUp(let link):
+                    guard let i = position[link] else { continue }
+                    var h = handshakes[link, default: Handshake()]
+                    h.up = true
+                    effects += restart(&engines[i], handshake: &h, at: at)
+                    handshakes[link] = h
                 case .linkDown(let link):
-                    if let i = position[link] { engines[i].stop(at: at) }
+                    guard let i = position[link] else { continue }
+                    engines[i].stop(at: at)
+                    handshakes[link]?.up = false
+                    handshakes[link]?.offered = nil
+                    handshakes[link]?.answered = nil
+                    pools.modify(engines[i].link.name) { $0.desynchronise() }
                 case .stop:
                     running = false
                 }
@@ -131,12 +165,76 @@ public final class QuantumWorker: @unchecked Sendable {
         finished.withLock { $0 = true }
     }
 
+    /// The link came up: stop any session; Alice offers her pool, Bob answers the offer he
+    /// holds, if any (otherwise he answers when it comes).
+    private func restart(_ engine: inout QuantumLinkEngine, handshake h: inout Handshake, at now: Instant) -> [(LinkIndex, QuantumLinkEngine.Effect)] {
+        engine.stop(at: now)
+        pools.modify(engine.link.name) { $0.desynchronise() }
+        h.answered = nil
+        if engine.role == .alice { return offer(&engine, handshake: &h, at: now, repeated: false) }
+        guard let offer = h.offer else { return [] }
+        return answer(offer, engine: &engine, handshake: &h, at: now)
+    }
+
+    private func nextNonce(_ h: inout Handshake) -> UInt64 {
+        h.nonces += 1
+        return pools.starts << 24 | (h.nonces & 0xFF_FFFF)
+    }
+
+    private func offer(_ engine: inout QuantumLinkEngine, handshake h: inout Handshake, at now: Instant, repeated: Bool) -> [(LinkIndex, QuantumLinkEngine.Effect)] {
+        let nonce = repeated ? h.offered! : nextNonce(&h)
+        h.offered = nonce
+        h.offeredAt = now
+        h.started = false
+        let held = pools.read(engine.link.name) { $0.heldIDs } ?? []
+        return [(engine.link.index, .send(.poolSync, PoolSync(nonce: nonce, echo: 0, held: held).encoded()))]
+    }
+
+    /// Bob keeps the keys both hold, answers with what he kept, and starts the session.
+    private func answer(_ offer: PoolSync, engine: inout QuantumLinkEngine, handshake h: inout Handshake, at now: Instant) -> [(LinkIndex, QuantumLinkEngine.Effect)] {
+        let link = engine.link
+        if let done = h.answered, done.offer == offer.nonce {
+            return [(link.index, .send(.poolSync, done.answer.encoded()))]  // a repeated offer: same answer
+        }
+        engine.stop(at: now)
+        let peerHeld = Set(offer.held)
+        let (removed, kept) = pools.modify(link.name) { pool -> (Int, [KeyID]) in
+            let (removed, _) = pool.synchronise(peerHolds: peerHeld)
+            return (removed, pool.heldIDs)
+        } ?? (0, [])
+        let reply = PoolSync(nonce: nextNonce(&h), echo: offer.nonce, held: kept)
+        h.answered = (offer.nonce, reply)
+        return [(link.index, .send(.poolSync, reply.encoded()))] + started(&engine, alice: offer.nonce, bob: reply.nonce, removed: removed, at: now)
+    }
+
+    private func received(_ sync: PoolSync, engine: inout QuantumLinkEngine, handshake h: inout Handshake, at now: Instant) -> [(LinkIndex, QuantumLinkEngine.Effect)] {
+        let link = engine.link
+        switch engine.role {
+        case .bob:
+            guard sync.echo == 0 else { return [(link.index, .log(.warning, "pool sync answer sent to the link's b end", ["link.id": link.name]))] }
+            h.offer = sync
+            return h.up ? answer(sync, engine: &engine, handshake: &h, at: now) : []
+        case .alice:
+            guard let offered = h.offered, sync.echo == offered, !h.started else { return [] }  // stale or repeated answer
+            let peerHeld = Set(sync.held)
+            let removed = pools.modify(link.name) { $0.synchronise(peerHolds: peerHeld).removed } ?? 0
+            h.started = true
+            return started(&engine, alice: offered, bob: sync.nonce, removed: removed, at: now)
+        }
+    }
+
+    private func started(_ engine: inout QuantumLinkEngine, alice: UInt64, bob: UInt64, removed: Int, at now: Instant) -> [(LinkIndex, QuantumLinkEngine.Effect)] {
+        let session = QuantumLinkEngine.session(aliceNonce: alice, bobNonce: bob)
+        engine.start(session: session, at: now)
+        let link = engine.link
+        return [(link.index, .log(removed > 0 ? .warning : .info, "pool agreed with peer, session started",
+                                  ["link.id": link.name, "session": "\(session)", "removed_keys": "\(removed)"]))]
+    }
+
     private func publish(_ effects: [(LinkIndex, QuantumLinkEngine.Effect)], engines: [QuantumLinkEngine]) {
         var outputs: [Output] = []
         for (link, effect) in effects {
             switch effect {
-            case .keys(let keys):
-                if let engine = engines.first(where: { $0.link.index == link }) { keyStore.deposit(keys, link: engine.link.name) }
             case .send(let kind, let payload): outputs.append(.send(link, kind, payload))
             case .log(let level, let message, let meta): outputs.append(.log(level, message, meta))
             case .block:

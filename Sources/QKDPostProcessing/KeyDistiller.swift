@@ -1,4 +1,5 @@
 import QKDCore
+import QKDKeyPool
 import QKDPhysics
 import QKDWire
 #if canImport(Glibc)
@@ -12,12 +13,9 @@ public struct DistillerConfiguration: Sendable, Equatable {
     /// Bits subtracted from every privacy-amplified block beyond the estimated leakage:
     /// 2 log2(1/ε_PA) for ε_PA = 2^-32 per block by default (leftover hash lemma), plus slack.
     public var securityMarginBits: Int = 128
-    /// Bits of each block's final key that refill the authentication pad log while it holds
-    /// fewer than `padLogTarget` bits.
-    public var padRefillBits: Int = 2048
-    public var padLogTarget: Int = 1 << 15
-    /// Bits of the emulated pre-shared authentication key of a new link.
-    public var preSharedKeyBits: Int = 1 << 16
+    /// Keys of the emulated pre-shared secret a new link starts with (its first authentication
+    /// pads, `keyBits` each).
+    public var preSharedKeys: Int = 256
     public var source: SourceSettings
     public var ecEfficiency: Double
     public var standardDeviations: Double = 5
@@ -28,21 +26,13 @@ public struct DistillerConfiguration: Sendable, Equatable {
     }
 }
 
-/// A key that came out of distillation: its ID (a UUID, 16 bytes, the same at both ends) and
-/// bits. `description` never shows the bits.
+/// A key that came out of distillation: its ID (the same at both ends) and bits.
+/// `description` never shows the bits.
 public struct DistilledKey: Sendable, CustomStringConvertible {
-    public let id: [UInt8]
+    public let id: KeyID
     public let bits: BitVectorBox
 
-    public var uuidString: String { DistilledKey.uuidString(id) }
-
-    public var description: String { "key \(uuidString) (\(bits.count) bits)" }
-
-    static func uuidString(_ b: [UInt8]) -> String {
-        let hex = b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-        let c = Array(hex)
-        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
-    }
+    public var description: String { "key \(id) (\(bits.count) bits)" }
 }
 
 /// One end's key distillation for one link, as a pure instance: for every sifted block,
@@ -62,7 +52,8 @@ public struct KeyDistiller: Sendable {
 
     public enum Output: Sendable {
         case send(MessageKind, [UInt8])
-        case keys(block: UInt64, [DistilledKey])
+        /// The round's keys are now available in the pool at this end (both ends stored them).
+        case committed(block: UInt64, [KeyID])
         case log(String, [String: String])
     }
 
@@ -85,6 +76,9 @@ public struct KeyDistiller: Sendable {
         public var blocksUnconfirmed: UInt64 = 0
         /// Keys released to the pool.
         public var keysCommitted: UInt64 = 0
+        /// Rounds whose authentication key was missing from the pool (tagging end: none left;
+        /// verifying end: the named key is not held here).
+        public var authenticationKeysMissing: UInt64 = 0
         public var ecEfficiency: Double? { shannonBits > 0 ? Double(leakedBits) / shannonBits : nil }
     }
 
@@ -112,12 +106,11 @@ public struct KeyDistiller: Sendable {
     /// pre-shared secret); the BB84 instances hash their messages under the same K.
     public static func authenticationKey(linkSeeds: SeedTree) -> UInt64 { linkSeeds.seed(for: "auth-key") }
     private var permutations: CascadePermutations
-    public private(set) var pads: PadLog
     private var rounds: [UInt64: Round] = [:]
-    /// Distilled keys not yet released: they are committed only once the peer acknowledged
-    /// the round (two-phase, by rolling acknowledgement), so a round that either end rejects
-    /// leaves no key at either end.
-    private var held: [UInt64: (keys: [DistilledKey], refill: BitVector)] = [:]
+    /// Rounds whose keys are stored as pending in the pool: they become available only once
+    /// the peer acknowledged the round (two-phase, by rolling acknowledgement), so a round
+    /// that either end rejects leaves no usable key at either end.
+    private var held: [UInt64: [KeyID]] = [:]
     /// Bob: results accepted since his last `Done`. Alice: acknowledgements received since
     /// her last `Result`.
     private var toAnnounce: [UInt64] = []
@@ -138,11 +131,19 @@ public struct KeyDistiller: Sendable {
         self.role = role
         self.configuration = configuration
         seeds = linkSeeds.child("distill/\(session)")
-        var psk = linkSeeds.stream("psk")
-        let words = (0..<(configuration.preSharedKeyBits + 63) / 64).map { _ in psk.next() }
-        pads = PadLog(preSharedKey: BitVector(words: words, count: configuration.preSharedKeyBits))
         authenticationKey = KeyDistiller.authenticationKey(linkSeeds: linkSeeds)
         permutations = CascadePermutations(seeds: linkSeeds.child("cascade"))
+    }
+
+    /// The emulated pre-shared secret of a new link, as keys for its pool (the same at both
+    /// ends): the first Wegman–Carter pads, until distilled key replaces them.
+    public static func preSharedKeys(linkSeeds: SeedTree, configuration: DistillerConfiguration) -> [(id: KeyID, bits: BitVector)] {
+        var stream = linkSeeds.stream("psk")
+        let words = (configuration.keyBits + 63) / 64
+        return (0..<configuration.preSharedKeys).map { _ in
+            let id = KeyID(randomHigh: stream.next(), randomLow: stream.next())
+            return (id, BitVector(words: (0..<words).map { _ in stream.next() }, count: configuration.keyBits))
+        }
     }
 
     /// Takes this end's sifted block. Bob starts Cascade at once; Alice waits for Bob.
@@ -181,13 +182,15 @@ public struct KeyDistiller: Sendable {
 
     /// Handles a distillation message from the peer. A message that does not fit discards
     /// its round.
-    public mutating func received(_ kind: MessageKind, _ payload: [UInt8]) -> [Output] {
+    /// `pool` is this end's key pool of the link: authentication keys come from it, distilled
+    /// keys go into it (pending, then available once the peer acknowledged the round).
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], pool: inout KeyPool) -> [Output] {
         do {
             switch (role, kind) {
             case (.alice, .cascadeRequest): return try aliceAnswer(CascadeRequest.decode(payload), raw: payload)
-            case (.bob, .cascadeReply): return try bobContinue(CascadeReply.decode(payload), raw: payload)
-            case (.alice, .reconciliationDone): return try aliceVerify(ReconciliationDone.decode(payload))
-            case (.bob, .reconciliationResult): return try bobFinish(ReconciliationResult.decode(payload))
+            case (.bob, .cascadeReply): return try bobContinue(CascadeReply.decode(payload), raw: payload, pool: &pool)
+            case (.alice, .reconciliationDone): return try aliceVerify(ReconciliationDone.decode(payload), pool: &pool)
+            case (.bob, .reconciliationResult): return try bobFinish(ReconciliationResult.decode(payload), pool: &pool)
             default:
                 counters.messagesRejected += 1
                 return [.log("distillation message not expected", ["kind": "\(kind)"])]
@@ -211,7 +214,7 @@ public struct KeyDistiller: Sendable {
         return [.send(.cascadeReply, bytes)]
     }
 
-    private mutating func bobContinue(_ reply: CascadeReply, raw: [UInt8]) throws -> [Output] {
+    private mutating func bobContinue(_ reply: CascadeReply, raw: [UInt8], pool: inout KeyPool) throws -> [Output] {
         guard var round = rounds[reply.block], var bob = round.bob else {
             throw ProtocolError(.unknownRound, "cascade reply for block \(reply.block), which is not running")
         }
@@ -224,17 +227,19 @@ public struct KeyDistiller: Sendable {
             rounds[reply.block] = round
             return [.send(.cascadeRequest, bytes)]
         }
-        // Cascade is over: verification hash and Bob's tag.
-        guard let pad1 = pads.take(), let pad2 = pads.take() else {
+        // Cascade is over: verification hash and Bob's tag, padded with the oldest key of the pool.
+        guard let (authKey, padBits) = pool.takeOldestForAuthentication() else {
             rounds[reply.block] = nil
-            return [.log("authentication pads exhausted", ["block": "\(reply.block)"])]
+            counters.authenticationKeysMissing += 1
+            return [.log("no authentication key left in the pool: block discarded", ["block": "\(reply.block)"])]
         }
+        let (pad1, pad2) = KeyDistiller.pads(padBits)
         let hash = PolynomialHash.hash(bob.key, key: seeds.seed(for: "verify/\(reply.block)"))
         let acks = toAnnounce
         toAnnounce = []
         var t = round.transcript
         KeyDistiller.absorb(&t, hash: hash, list: acks)
-        let done = ReconciliationDone(block: reply.block, verificationHash: hash, padPosition: UInt64(pads.position - 128),
+        let done = ReconciliationDone(block: reply.block, verificationHash: hash, authenticationKey: authKey,
                                       acknowledged: acks, tag: WegmanCarter.tag(t.finalize(), pad: pad1))
         round.transcript = t
         round.done = done
@@ -247,22 +252,25 @@ public struct KeyDistiller: Sendable {
         return [.send(.reconciliationDone, done.encoded())]
     }
 
-    private mutating func aliceVerify(_ done: ReconciliationDone) throws -> [Output] {
+    private mutating func aliceVerify(_ done: ReconciliationDone, pool: inout KeyPool) throws -> [Output] {
         guard var round = rounds.removeValue(forKey: done.block), let alice = round.alice else {
             throw ProtocolError(.unknownRound, "reconciliation done for block \(done.block), which is not waiting")
         }
-        // Pads Bob used that never reached Alice (a lost round) are skipped, never reused.
-        guard pads.skip(to: Int(done.padPosition)), let pad1 = pads.take(), let pad2 = pads.take() else {
+        // The key Bob named is taken here too (whatever the outcome: it was used once).
+        guard let padBits = pool.takeForAuthentication(done.authenticationKey) else {
             counters.blocksFailedAuthentication += 1
-            return [.log("authentication pad position mismatch", ["block": "\(done.block)"])]
+            counters.authenticationKeysMissing += 1
+            return [.log("authentication key named by the peer is not held here: block discarded",
+                         ["block": "\(done.block)", "key.id": "\(done.authenticationKey)"])]
         }
+        let (pad1, pad2) = KeyDistiller.pads(padBits)
         var t = round.transcript
         KeyDistiller.absorb(&t, hash: done.verificationHash, list: done.acknowledged)
         let tagValid = WegmanCarter.tag(t.finalize(), pad: pad1) == done.tag
         var out: [Output] = []
         if tagValid {
             // Bob accepted these rounds: commit them here, and tell him so.
-            for a in done.acknowledged { out += commit(a) }
+            for a in done.acknowledged { out += commit(a, pool: &pool) }
             toAnnounce += done.acknowledged
         }
         let mine = PolynomialHash.hash(round.block.key.bits, key: seeds.seed(for: "verify/\(done.block)"))
@@ -288,12 +296,12 @@ public struct KeyDistiller: Sendable {
         out.insert(.send(.reconciliationResult, result.encoded()), at: 0)
         if accepted {
             round.transcript = t
-            out += deposit(round, leaked: alice.leakedBits, finalBits: finalBits, corrected: round.block.key.bits)
+            out += deposit(round, leaked: alice.leakedBits, finalBits: finalBits, corrected: round.block.key.bits, pool: &pool)
         }
         return out
     }
 
-    private mutating func bobFinish(_ result: ReconciliationResult) throws -> [Output] {
+    private mutating func bobFinish(_ result: ReconciliationResult, pool: inout KeyPool) throws -> [Output] {
         guard let round = rounds.removeValue(forKey: result.block), let corrected = round.corrected, let (_, pad2) = round.pads else {
             throw ProtocolError(.unknownRound, "reconciliation result for block \(result.block), which is not waiting")
         }
@@ -307,7 +315,7 @@ public struct KeyDistiller: Sendable {
         }
         // Alice committed these: commit them here too.
         var out: [Output] = []
-        for c in result.confirmed { out += commit(c) }
+        for c in result.confirmed { out += commit(c, pool: &pool) }
         guard result.accepted else {
             counters.blocksFailedVerification += 1
             return out + [.log("peer rejected the block", ["block": "\(result.block)"])]
@@ -319,7 +327,7 @@ public struct KeyDistiller: Sendable {
             return out + [.log("final length disagrees: block discarded", ["block": "\(result.block)"])]
         }
         toAnnounce.append(result.block)
-        return out + deposit(round, leaked: round.leaked, finalBits: expected, corrected: corrected)
+        return out + deposit(round, leaked: round.leaked, finalBits: expected, corrected: corrected, pool: &pool)
     }
 
     /// Folds a verification hash and a list of block numbers into a transcript.
@@ -335,17 +343,24 @@ public struct KeyDistiller: Sendable {
         }
     }
 
-    /// Releases a held round's keys.
-    private mutating func commit(_ block: UInt64) -> [Output] {
-        guard let (keys, refill) = held.removeValue(forKey: block) else { return [] }
-        if refill.count > 0 { pads.append(refill) }
-        counters.keysCommitted += UInt64(keys.count)
-        return [.keys(block: block, keys)]
+    /// Two 64-bit Wegman–Carter pads from the first 128 bits of an authentication key.
+    static func pads(_ key: BitVector) -> (UInt64, UInt64) {
+        (key.words.count > 0 ? key.words[0] : 0, key.words.count > 1 ? key.words[1] : 0)
     }
 
-    /// Gives up held rounds far behind `newest` (the peer never acknowledged them).
-    private mutating func expireHeld(newest: UInt64) {
+    /// Releases a held round's keys: pending → available in the pool.
+    private mutating func commit(_ block: UInt64, pool: inout KeyPool) -> [Output] {
+        guard let ids = held.removeValue(forKey: block) else { return [] }
+        pool.confirm(ids)
+        counters.keysCommitted += UInt64(ids.count)
+        return [.committed(block: block, ids)]
+    }
+
+    /// Gives up held rounds far behind `newest` (the peer never acknowledged them): their
+    /// pending keys are discarded.
+    private mutating func expireHeld(newest: UInt64, pool: inout KeyPool) {
         for block in held.keys where block + KeyDistiller.holdingHorizon < newest {
+            pool.discardPending(held[block]!)
             held[block] = nil
             counters.blocksUnconfirmed += 1
         }
@@ -361,7 +376,7 @@ public struct KeyDistiller: Sendable {
         return m.isFinite ? max(0, min(round.block.key.count, Int(m.rounded(.down)))) : 0
     }
 
-    private mutating func deposit(_ round: Round, leaked: Int, finalBits m: Int, corrected: BitVector) -> [Output] {
+    private mutating func deposit(_ round: Round, leaked: Int, finalBits m: Int, corrected: BitVector, pool: inout KeyPool) -> [Output] {
         let n = round.block.key.count
         counters.blocksDistilled += 1
         counters.leakedBits += UInt64(leaked)
@@ -375,31 +390,27 @@ public struct KeyDistiller: Sendable {
         }
         var paSeed = seeds.stream("pa/\(round.block.index)")
         let seedWords = (0..<(n + m - 1 + 63) / 64).map { _ in paSeed.next() }
-        var final = ToeplitzHash.apply(seed: BitVector(words: seedWords, count: n + m - 1), input: corrected, outputBits: m)
+        let final = ToeplitzHash.apply(seed: BitVector(words: seedWords, count: n + m - 1), input: corrected, outputBits: m)
         counters.finalBits += UInt64(m)
-        // The first bits refill the authentication pads (on commit), by the same rule at both ends.
-        var refill = BitVector()
-        if pads.available < configuration.padLogTarget {
-            let count = min(configuration.padRefillBits, final.count)
-            refill = final.slice(from: 0, length: count)
-            final = final.slice(from: count, length: final.count - count)
-        }
-        var keys: [DistilledKey] = []
+        var keys: [(id: KeyID, bits: BitVector)] = []
         let ids = PulseHash(seed: seeds.seed(for: "key-ids/\(round.block.index)"))
         var offset = 0
         var ordinal: UInt64 = 0
         while offset + configuration.keyBits <= final.count {
-            var id = [UInt8](repeating: 0, count: 16)
-            let hi = ids.word(2 * ordinal), lo = ids.word(2 * ordinal + 1)
-            for i in 0..<8 { id[i] = UInt8(truncatingIfNeeded: hi >> UInt64(56 - 8 * i)); id[8 + i] = UInt8(truncatingIfNeeded: lo >> UInt64(56 - 8 * i)) }
-            id[6] = (id[6] & 0x0F) | 0x40  // version 4 layout
-            id[8] = (id[8] & 0x3F) | 0x80  // RFC 4122 variant
-            keys.append(DistilledKey(id: id, bits: BitVectorBox(final.slice(from: offset, length: configuration.keyBits))))
+            keys.append((KeyID(randomHigh: ids.word(2 * ordinal), randomLow: ids.word(2 * ordinal + 1)),
+                         final.slice(from: offset, length: configuration.keyBits)))
             offset += configuration.keyBits
             ordinal += 1
         }
-        held[round.block.index] = (keys, refill)
-        expireHeld(newest: round.block.index)
+        // Stored as pending here before anything acknowledges the round (the shell makes the
+        // pool's journal durable before it sends this step's messages).
+        do {
+            try pool.deposit(keys, pending: true)
+        } catch {
+            return [.log("distilled keys refused by the pool: block discarded", ["block": "\(round.block.index)", "reason": "\(error)"])]
+        }
+        held[round.block.index] = keys.map(\.id)
+        expireHeld(newest: round.block.index, pool: &pool)
         return [.log("block distilled", ["block": "\(round.block.index)", "final_bits": "\(m)", "keys": "\(keys.count)",
                                          "leaked_bits": "\(leaked)"])]
     }

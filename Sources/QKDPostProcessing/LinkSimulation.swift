@@ -39,33 +39,6 @@ public struct LinkSimulation: Sendable {
         public var keysMatch = true
     }
 
-    /// Delivers distillation messages between the two ends until none is left; returns the
-    /// keys each end deposited.
-    public static func exchange(_ initial: [KeyDistiller.Output], from start: KeyDistiller.Role, alice: inout KeyDistiller,
-                                bob: inout KeyDistiller, tamper: ((MessageKind, inout [UInt8]) -> Void)? = nil)
-        -> (alice: [DistilledKey], bob: [DistilledKey])
-    {
-        var keys: ([DistilledKey], [DistilledKey]) = ([], [])
-        var queue: [(to: KeyDistiller.Role, kind: MessageKind, payload: [UInt8])] = []
-        func absorb(_ outputs: [KeyDistiller.Output], from role: KeyDistiller.Role) {
-            for o in outputs {
-                switch o {
-                case .send(let kind, var payload):
-                    tamper?(kind, &payload)
-                    queue.append((role == .alice ? .bob : .alice, kind, payload))
-                case .keys(_, let k): if role == .alice { keys.0 += k } else { keys.1 += k }
-                case .log: break
-                }
-            }
-        }
-        absorb(initial, from: start)
-        while !queue.isEmpty {
-            let (to, kind, payload) = queue.removeFirst()
-            if to == .alice { absorb(alice.received(kind, payload), from: .alice) } else { absorb(bob.received(kind, payload), from: .bob) }
-        }
-        return keys
-    }
-
     /// Runs exactly `pulses` pulses (the last frame may be shorter); the last, partial block is closed
     /// at the end so every sifted bit is accounted for. `keepBlocks` keeps the key blocks.
     public func run(pulses: UInt64, keepBlocks: Bool = false, distill: Bool = true) throws -> Outcome {
@@ -79,8 +52,7 @@ public struct LinkSimulation: Sendable {
         var blocks: [(SiftedBlock, SiftedBlock)] = []
         var keyBits = 0, keyErrors = 0
         let distillation = DistillerConfiguration(source: configuration.source, ecEfficiency: physics.ecEfficiency)
-        var aliceDistiller = KeyDistiller(role: .alice, configuration: distillation, linkSeeds: seeds, session: 0)
-        var bobDistiller = KeyDistiller(role: .bob, configuration: distillation, linkSeeds: seeds, session: 0)
+        var pair = DistillationPair(configuration: distillation, linkSeeds: seeds, session: 0)
         var aliceKeys: [DistilledKey] = [], bobKeys: [DistilledKey] = []
         var committedAlice: [DistilledKey] = [], committedBob: [DistilledKey] = []
         for frameNumber in 0..<frames {
@@ -100,8 +72,7 @@ public struct LinkSimulation: Sendable {
             keyErrors += aliceBlock.key.bits.hammingDistance(to: bobBlock.key.bits)
             if keepBlocks { blocks.append((aliceBlock, bobBlock)) }
             if distill {
-                _ = aliceDistiller.sifted(aliceBlock)
-                let keys = Self.exchange(bobDistiller.sifted(bobBlock), from: .bob, alice: &aliceDistiller, bob: &bobDistiller)
+                let keys = pair.distil(alice: aliceBlock, bob: bobBlock)
                 // Keys are committed one round later (two-phase): compare what both committed.
                 committedAlice += keys.alice
                 committedBob += keys.bob
@@ -112,16 +83,16 @@ public struct LinkSimulation: Sendable {
             }
         }
         // Every key either end committed exists, identical, at the other end.
-        let bobByID = Dictionary(committedBob.map { ($0.uuidString, $0.bits.bits) }, uniquingKeysWith: { a, _ in a })
+        let bobByID = Dictionary(committedBob.map { ($0.id, $0.bits.bits) }, uniquingKeysWith: { a, _ in a })
         let keysMatch = committedAlice.count == committedBob.count
-            && committedAlice.allSatisfy { bobByID[$0.uuidString] == $0.bits.bits }
+            && committedAlice.allSatisfy { bobByID[$0.id] == $0.bits.bits }
         let estimates = total.estimates(source: configuration.source, ecEfficiency: physics.ecEfficiency,
                                         siftingFactor: physics.siftingFactor, standardDeviations: standardDeviations)
         return Outcome(pulses: pulses, statistics: total, estimates: estimates,
                        siftedBits: total.sifted.reduce(0, +), keyBits: keyBits, keyErrors: keyErrors,
                        blocks: blocks.map { (alice: $0.0, bob: $0.1) },
-                       aliceDistillation: distill ? aliceDistiller.counters : nil,
-                       bobDistillation: distill ? bobDistiller.counters : nil,
+                       aliceDistillation: distill ? pair.alice.counters : nil,
+                       bobDistillation: distill ? pair.bob.counters : nil,
                        aliceKeys: aliceKeys, bobKeys: bobKeys, keysMatch: keysMatch)
     }
 }

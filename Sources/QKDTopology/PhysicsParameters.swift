@@ -27,6 +27,10 @@ public struct PhysicsParameters: Hashable, Sendable, Codable {
     public var vacuumProbability: Double = 0.15
     /// Whether the source sends decoy pulses at all (false: signal only, GLLP without decoys).
     public var decoyStates: Bool = true
+    /// Keys each end of the link's pool holds at most (`max_key_count`); new keys beyond it
+    /// are dropped and counted.
+    public var maxKeyCountValue: Double = 100_000
+    public var maxKeyCount: Int { Int(maxKeyCountValue) }
 
     public init() {}
 
@@ -80,6 +84,8 @@ public struct PhysicsParameters: Hashable, Sendable, Codable {
               lowerInclusive: true, upper: 1, upperInclusive: true, unit: "probability"),
         Field(key: "vacuum_probability", keyPath: \.vacuumProbability, lower: 0,
               lowerInclusive: true, upper: 1, upperInclusive: true, unit: "probability"),
+        Field(key: "max_key_count", keyPath: \.maxKeyCountValue, lower: 1024, lowerInclusive: true,
+              upper: 10_000_000, upperInclusive: true, unit: "keys"),
     ]
 
     /// The YAML key of the boolean decoy switch.

@@ -11,6 +11,8 @@ import QKDTopology
 ///     logs/<ID>.out      each node's standard output and error (the readiness line)
 ///     sock/<ID>.peer     ipc:// endpoint of the node's peer (ROUTER) socket
 ///     sock/<ID>.ctl      ipc:// endpoint of the node's control socket
+///     store/<ID>.sqlite  each node's key pools (SQLite, WAL), keys sealed under
+///     store/<ID>.kek     the node's key-encryption key (mode 0600)
 public struct RunLayout: Sendable, Equatable {
     /// Absolute path of the run directory.
     public let root: String
@@ -25,6 +27,7 @@ public struct RunLayout: Sendable, Equatable {
     public var pidsDirectory: String { root + "/pids" }
     public var logsDirectory: String { root + "/logs" }
     public var socketsDirectory: String { root + "/sock" }
+    public var storeDirectory: String { root + "/store" }
 
     public func pidPath(_ node: NodeID) -> String { "\(pidsDirectory)/\(node.rawValue).pid" }
     public func logPath(_ node: NodeID) -> String { "\(logsDirectory)/\(node.rawValue).log" }

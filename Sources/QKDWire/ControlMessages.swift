@@ -135,8 +135,21 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     /// How far the emulated clock is behind wall time × time_scale (Alice's end).
     public var lagSeconds: Double
     /// Key pool and distillation (filled by the node).
+    /// Available keys (and their bits) in this end's pool.
     public var storedKeys: Int = 0
     public var storedBits: Int = 0
+    /// Keys stored here, waiting for the peer's acknowledgement.
+    public var pendingKeys: Int = 0
+    /// Keys reserved for applications or relays, not yet collected.
+    public var reservedKeys: Int = 0
+    /// Available keys kept for the link's own authentication (applications never get them).
+    public var authReserveKeys: Int = 0
+    public var consumedKeysTotal: UInt64 = 0
+    public var droppedKeysTotal: UInt64 = 0
+    /// Keys removed when the pool was agreed with the peer's after a restart.
+    public var orphansRemovedTotal: UInt64 = 0
+    /// Whether the pool has been agreed with the peer's since the link came up.
+    public var synchronised: Bool = false
     public var generatedBitsTotal: UInt64 = 0
     public var consumedBitsTotal: UInt64 = 0
     public var authBitsTotal: UInt64 = 0
@@ -181,6 +194,9 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
         case y1Lower = "y1_lower", e1Upper = "e1_upper", keyPerSignalPulse = "key_per_signal_pulse"
         case emulatedSeconds = "emulated_seconds", wallSeconds = "wall_seconds", lagSeconds = "lag_seconds"
         case storedKeys = "stored_keys", storedBits = "stored_bits", generatedBitsTotal = "generated_bits_total"
+        case pendingKeys = "pending_keys", reservedKeys = "reserved_keys", authReserveKeys = "auth_reserve_keys"
+        case consumedKeysTotal = "consumed_keys_total", droppedKeysTotal = "dropped_keys_total"
+        case orphansRemovedTotal = "orphans_removed_total", synchronised
         case consumedBitsTotal = "consumed_bits_total", authBitsTotal = "auth_bits_total", finalBitsTotal = "final_bits_total"
         case keyRateBps = "key_rate_bps", ecEfficiency = "ec_efficiency"
         case blocksFailedVerification = "blocks_failed_verification", blocksFailedAuthentication = "blocks_failed_authentication"
@@ -188,19 +204,22 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     }
 }
 
-/// A stored key's ID and its keyed universal hash (test hook: compares pools without
-/// revealing keys).
+/// A held key's ID and its keyed digest (HMAC-SHA-256 under the audit's salt, truncated):
+/// compares the pools of a link's two ends without revealing keys.
 public struct KeyDigest: Codable, Equatable, Sendable {
     public var keyID: String
     public var digest: UInt64
+    /// Stored here but not yet acknowledged by the peer (not available).
+    public var pending: Bool
 
-    public init(keyID: String, digest: UInt64) {
+    public init(keyID: String, digest: UInt64, pending: Bool = false) {
         self.keyID = keyID
         self.digest = digest
+        self.pending = pending
     }
 
     enum CodingKeys: String, CodingKey {
-        case keyID = "key_ID", digest
+        case keyID = "key_ID", digest, pending
     }
 }
 

@@ -1,26 +1,30 @@
-/// Bob → Alice when Cascade is over: a universal hash of his corrected key, the position in
-/// the authentication pad log he used, and his Wegman–Carter tag over the round's transcript.
+import QKDCore
+
+/// Bob → Alice when Cascade is over: a universal hash of his corrected key, the ID of the
+/// pool key whose bits pad the round's two tags, and his Wegman–Carter tag over the round's
+/// transcript.
 public struct ReconciliationDone: Equatable, Sendable {
     public var block: UInt64
     public var verificationHash: UInt64
-    public var padPosition: UInt64
+    public var authenticationKey: KeyID
     /// Earlier blocks whose result Bob accepted since his previous `Done`: Alice may commit them.
     public var acknowledged: [UInt64]
     public var tag: UInt64
 
-    public init(block: UInt64, verificationHash: UInt64, padPosition: UInt64, acknowledged: [UInt64], tag: UInt64) {
+    public init(block: UInt64, verificationHash: UInt64, authenticationKey: KeyID, acknowledged: [UInt64], tag: UInt64) {
         self.block = block
         self.verificationHash = verificationHash
-        self.padPosition = padPosition
+        self.authenticationKey = authenticationKey
         self.acknowledged = acknowledged
         self.tag = tag
     }
 
     public func encoded() -> [UInt8] {
-        var w = PayloadWriter(capacity: 40 + acknowledged.count * 8)
+        var w = PayloadWriter(capacity: 48 + acknowledged.count * 8)
         w.u64(block)
         w.u64(verificationHash)
-        w.u64(padPosition)
+        w.u64(authenticationKey.high)
+        w.u64(authenticationKey.low)
         w.u32(UInt32(acknowledged.count))
         for a in acknowledged { w.u64(a) }
         w.u64(tag)
@@ -29,12 +33,12 @@ public struct ReconciliationDone: Equatable, Sendable {
 
     public static func decode(_ payload: [UInt8]) throws(WireError) -> ReconciliationDone {
         var r = ByteReader(payload)
-        let block = try r.u64(), hash = try r.u64(), pad = try r.u64()
+        let block = try r.u64(), hash = try r.u64(), key = KeyID(high: try r.u64(), low: try r.u64())
         let n = Int(try r.u32())
         guard n * 8 + 8 == r.remaining else { throw WireError(.malformedPayload, "reconciliation done \(block): \(n) acknowledgements do not fit") }
         var acks: [UInt64] = []
         for _ in 0..<n { acks.append(try r.u64()) }
-        let d = ReconciliationDone(block: block, verificationHash: hash, padPosition: pad, acknowledged: acks, tag: try r.u64())
+        let d = ReconciliationDone(block: block, verificationHash: hash, authenticationKey: key, acknowledged: acks, tag: try r.u64())
         try r.expectEnd("reconciliation done")
         return d
     }

@@ -28,6 +28,8 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
     case reconciliationDone = 23
     /// Outcome, final length and Alice's tag (`ReconciliationResult`).
     case reconciliationResult = 24
+    /// The key IDs one end holds for the link, sent when the link comes up (`PoolSync`).
+    case poolSync = 25
 }
 
 /// The envelope of every peer frame. Layout (big-endian), 20 header bytes then the payload:

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import QKDCore
 import QKDNode
+import QKDStore
 import QKDTopology
 import QKDTransport
 
@@ -17,8 +18,9 @@ struct QKDNodeCommand: ParsableCommand {
             Binds the node's peer and control endpoints, connects to every neighbour named by \
             the topology, keeps a heartbeat on each link, prints one readiness line \
             (QKDNET READY ...) when all its links are connected, logs to RUN_DIR/logs/ID.log, \
-            and shuts down gracefully on SIGTERM. Exit codes: 0 stopped, 1 runtime failure, \
-            2 bad configuration.
+            and shuts down gracefully on SIGTERM. Key pools live in RUN_DIR/store/ID.sqlite. \
+            Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration, 3 key store refused \
+            (damaged, unreadable or not this node's: the node never serves keys from it).
             """)
 
     @Option(help: "Topology file (YAML).")
@@ -38,9 +40,6 @@ struct QKDNodeCommand: ParsableCommand {
 
     @Option(help: "Run the links' quantum layer: on, or off (classical spine only).")
     var quantum: String = "on"
-
-    @Flag(name: .customLong("test-hooks"), help: "Serve test-only control commands (keyed key digests). Never in production.")
-    var testHooks = false
 
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
@@ -91,6 +90,19 @@ struct QKDNodeCommand: ParsableCommand {
             "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)",
         ])
 
+        let pools: NodePools
+        do {
+            let store = try KeyStore.open(directory: layout.storeDirectory, node: me.id.rawValue)
+            pools = try NodePools(node: me.id, topology: topology, store: store) { [logger] error in
+                logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
+                fail(1, "\(error)")
+            }
+            logger.notice("key store opened", metadata: ["path": "\(store.path)", "starts": "\(store.starts)"])
+        } catch {
+            logger.critical("key store refused", metadata: ["error": "\(error)"])
+            fail(3, "node \(me.id): \(error)")
+        }
+
         let neighbours = topology.links(of: me.id).compactMap { link -> (id: NodeID, endpoint: String)? in
             guard let peer = link.peer(of: me.id), let peerNode = topology.node(peer) else { return nil }
             return (peer, layout.peerEndpoint(peerNode))
@@ -108,9 +120,10 @@ struct QKDNodeCommand: ParsableCommand {
 
         let clock = SystemClock()
         let core = NodeCore(
-            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, testHooks: testHooks),
+            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation),
             now: clock.now())
-        let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, quantum: quantum == "on") { line in
+        let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
+                                  quantum: quantum == "on") { line in
             writeLine(line, to: 1)
         }
         runtime.run()

@@ -21,7 +21,8 @@ struct Status: ParsableCommand {
 }
 
 struct Pools: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Per link: quantum layer state, QBER, gain, sifted key, emulated vs wall time.")
+    static let configuration = CommandConfiguration(
+        abstract: "Per link: quantum layer and key rate; per link end: the key pool (available, pending, reserved, consumed, auth reserve).")
 
     @OptionGroup var options: NetworkOptions
 
@@ -29,19 +30,58 @@ struct Pools: ParsableCommand {
     var json = false
 
     func run() throws {
-        let pools = try options.network().pools()
+        let network = try options.network()
+        let pools = network.pools()
         if json { try printJSON(pools); return }
-        var rows = [["LINK", "STATE", "QBER", "GAIN", "SIFTED BITS", "KEYS", "STORED BITS", "KEY RATE", "f", "AUTH BITS", "FAILED",
-                     "EMULATED", "WALL"]]
+        var rows = [["LINK", "STATE", "QBER", "GAIN", "SIFTED BITS", "KEY RATE", "f", "FAILED", "EMULATED", "WALL"]]
         for l in pools.links {
             rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
-                         l.gain.map { String(format: "%.3e", $0) } ?? "-", String(l.siftedBitsTotal), String(l.storedKeys),
-                         String(l.storedBits), String(format: "%.0f kbit/s", l.keyRateBps / 1000),
-                         l.ecEfficiency.map { String(format: "%.3f", $0) } ?? "-", String(l.authBitsTotal),
-                         String(l.blocksFailedVerification), String(format: "%.2fs", l.emulatedSeconds),
-                         String(format: "%.1fs", l.wallSeconds)])
+                         l.gain.map { String(format: "%.3e", $0) } ?? "-", String(l.siftedBitsTotal),
+                         String(format: "%.0f kbit/s", l.keyRateBps / 1000), l.ecEfficiency.map { String(format: "%.3f", $0) } ?? "-",
+                         String(l.blocksFailedVerification), String(format: "%.2fs", l.emulatedSeconds), String(format: "%.1fs", l.wallSeconds)])
         }
         print(StatusTable.table(rows))
+        print("")
+        var ends = [["LINK", "END", "STATE", "SYNC", "AVAILABLE", "BITS", "PENDING", "RESERVED", "CONSUMED", "AUTH RESERVE", "AUTH BITS",
+                     "DROPPED", "ORPHANS REMOVED", "GENERATED BITS"]]
+        for l in pools.links {
+            let link = network.topology.link(named: l.link)
+            for e in l.ends {
+                let node = e.role == "alice" ? link?.a.rawValue : link?.b.rawValue
+                ends.append([l.link, node ?? e.role, e.state, e.synchronised ? "yes" : "no", String(e.storedKeys), String(e.storedBits),
+                             String(e.pendingKeys), String(e.reservedKeys), String(e.consumedKeysTotal), String(e.authReserveKeys),
+                             String(e.authBitsTotal), String(e.droppedKeysTotal), String(e.orphansRemovedTotal), String(e.generatedBitsTotal)])
+            }
+        }
+        print(StatusTable.table(ends))
+    }
+}
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check that both ends of every link hold the same available keys with the same bits (keyed digests; no key is shown).",
+        discussion: "Exits 1 when a key mismatches, a key is held at one end only, or an end does not answer.")
+
+    @OptionGroup var options: NetworkOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let report = try options.network().audit()
+        if json {
+            try printJSON(report)
+        } else {
+            var rows = [["LINK", "A KEYS", "B KEYS", "MATCHED", "MISMATCHED", "ORPHANS", "REACHABLE"]]
+            for l in report.links {
+                rows.append([l.link, String(l.aKeys), String(l.bKeys), String(l.keysMatched), String(l.mismatchedKeys),
+                             String(l.orphanKeys), l.reachable ? "yes" : "NO"])
+            }
+            print(StatusTable.table(rows))
+            print("\n\(report.linksChecked) links checked, \(report.keysMatched) keys matched, \(report.mismatchedKeys) mismatched, "
+                  + "\(report.orphanKeys) orphans: \(report.ok ? "OK" : "FAILED")")
+        }
+        if !report.ok { throw ExitCode(1) }
     }
 }
 

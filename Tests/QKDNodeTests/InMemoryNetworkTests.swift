@@ -26,7 +26,9 @@ final class InProcessNetwork: Sendable {
             let thread = Thread { [self] in
                 let transport = network.transport(for: node.id)
                 let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-                let runtime = NodeRuntime(core: core, transport: transport, clock: SystemClock(), logger: logger, quantum: false) { line in
+                let pools = try! NodePools(node: node.id, topology: self.topology, store: nil)
+                let runtime = NodeRuntime(core: core, transport: transport, clock: SystemClock(), logger: logger, pools: pools,
+                                          quantum: false) { line in
                     self.ready.withLock { $0.append(line) }
                 }
                 runtime.run()

@@ -1,4 +1,5 @@
 import QKDCore
+import QKDKeyPool
 import QKDNode
 import QKDPostProcessing
 import QKDTopology
@@ -24,22 +25,34 @@ import Testing
                 QuantumLinkEngine(link: link, node: NodeID("B"), topologySeed: 5, timeScale: 1, now: now, blockBits: 20_000))
     }
 
+    /// A link end's pool with the link's pre-shared keys, agreed with the peer's.
+    static func pool() -> KeyPool {
+        let link = topology.links[0]
+        let psk = KeyDistiller.preSharedKeys(linkSeeds: SeedTree(root: 5).child("link/\(link.name)"), configuration: NodePools.distillation(link))
+        var pool = KeyPool()
+        try! pool.deposit(psk, pending: false)
+        pool.synchronise(peerHolds: Set(psk.map(\.id)))
+        return pool
+    }
+
     /// Delivers every `.send` effect to the other engine until nothing is left; returns the
     /// blocks each side finished.
     func exchange(_ effects: [QuantumLinkEngine.Effect], from sender: inout QuantumLinkEngine, to receiver: inout QuantumLinkEngine,
-                  at now: Instant) -> (senderBlocks: [SiftedBlock], receiverBlocks: [SiftedBlock]) {
+                  at now: Instant, senderPool: inout KeyPool, receiverPool: inout KeyPool)
+        -> (senderBlocks: [SiftedBlock], receiverBlocks: [SiftedBlock]) {
         var queue: [(toReceiver: Bool, kind: MessageKind, payload: [UInt8])] = effects.compactMap {
             if case .send(let k, let p) = $0 { (true, k, p) } else { nil }
         }
         var blocks: ([SiftedBlock], [SiftedBlock]) = ([], [])
         while !queue.isEmpty {
             let (toReceiver, kind, payload) = queue.removeFirst()
-            let out = toReceiver ? receiver.received(kind, payload, at: now) : sender.received(kind, payload, at: now)
+            let out = toReceiver ? receiver.received(kind, payload, at: now, pool: &receiverPool)
+                : sender.received(kind, payload, at: now, pool: &senderPool)
             for effect in out {
                 switch effect {
                 case .send(let k, let p): queue.append((!toReceiver, k, p))
                 case .block(let b): if toReceiver { blocks.1.append(b) } else { blocks.0.append(b) }
-                case .log, .keys: break
+                case .log: break
                 }
             }
         }
@@ -49,6 +62,7 @@ import Testing
     @Test func aliceFollowsTheWallClockAndBothEndsFinishTheSameBlocks() {
         let t0 = Instant(nanoseconds: 1_000_000_000)
         var (alice, bob) = engines(at: t0)
+        var (alicePool, bobPool) = (Self.pool(), Self.pool())
         #expect(alice.role == .alice && bob.role == .bob)
         // Not started: nothing happens.
         #expect(alice.tick(at: t0.advanced(byMilliseconds: 50)).isEmpty)
@@ -58,7 +72,7 @@ import Testing
         let first = alice.tick(at: t0.advanced(byMilliseconds: 35))
         #expect(first.count == 3)
         var aliceBlocks: [SiftedBlock] = [], bobBlocks: [SiftedBlock] = []
-        let r = exchange(first, from: &alice, to: &bob, at: t0.advanced(byMilliseconds: 35))
+        let r = exchange(first, from: &alice, to: &bob, at: t0.advanced(byMilliseconds: 35), senderPool: &alicePool, receiverPool: &bobPool)
         aliceBlocks += r.senderBlocks
         bobBlocks += r.receiverBlocks
         // The window (4 frames in flight) bounds a backlog: a long stall yields 4 frames, not 100.
@@ -68,7 +82,7 @@ import Testing
         var now = t0.advanced(byMilliseconds: 1035)
         var pending = burst
         for _ in 0..<200 {
-            let r = exchange(pending, from: &alice, to: &bob, at: now)
+            let r = exchange(pending, from: &alice, to: &bob, at: now, senderPool: &alicePool, receiverPool: &bobPool)
             aliceBlocks += r.senderBlocks
             bobBlocks += r.receiverBlocks
             now = now.advanced(byMilliseconds: 10)
@@ -82,6 +96,9 @@ import Testing
             let qber = Double(a.key.bits.hammingDistance(to: b.key.bits)) / Double(a.key.count)
             #expect(qber > 0.005 && qber < 0.03, "block \(a.index) QBER \(qber)")
         }
+        // Distillation ran inside the engines: both pools hold the same available keys.
+        #expect(alicePool.availableKeys > bobPool.configuration.authenticationReserve)
+        #expect(alicePool.availableIDs.filter { bobPool.state(of: $0) == .available }.count >= alicePool.availableKeys - 1_000)
         // Four frames per 10 ms tick is 4x real time: the backlog is gone by the end.
         #expect(alice.currentReport.lagSeconds < 0.02)
         #expect(alice.currentReport.emulatedSeconds > 1.9)
@@ -90,6 +107,7 @@ import Testing
     @Test func aNewSessionDropsTheOldRoundsAndHostileMessagesDiscardOnlyTheirRound() {
         let t0 = Instant(nanoseconds: 0)
         var (alice, bob) = engines(at: t0)
+        var pool = Self.pool()
         alice.start(session: 1, at: t0)
         bob.start(session: 1, at: t0)
         let frames = alice.tick(at: t0.advanced(byMilliseconds: 20))
@@ -98,19 +116,19 @@ import Testing
             return
         }
         // Bob measures, then Alice's session restarts before his announcement arrives.
-        let announcement = bob.received(.quantumFrame, payload, at: t0)
+        let announcement = bob.received(.quantumFrame, payload, at: t0, pool: &pool)
         alice.stop(at: t0)
         alice.start(session: 2, at: t0)
         guard case .send(.siftAnnouncement, let a) = announcement.first else {
             Issue.record("no announcement")
             return
         }
-        let stale = alice.received(.siftAnnouncement, a, at: t0)
+        let stale = alice.received(.siftAnnouncement, a, at: t0, pool: &pool)
         #expect(stale.contains { if case .log(.warning, "round discarded", _) = $0 { true } else { false } })
         // Garbage and misplaced messages: refused, counted, nothing sent back.
         let before = bob.currentReport.roundsDiscarded
-        #expect(bob.received(.quantumFrame, [1, 2, 3], at: t0).allSatisfy { if case .send = $0 { false } else { true } })
-        #expect(bob.received(.siftAnnouncement, a, at: t0).allSatisfy { if case .send = $0 { false } else { true } })
+        #expect(bob.received(.quantumFrame, [1, 2, 3], at: t0, pool: &pool).allSatisfy { if case .send = $0 { false } else { true } })
+        #expect(bob.received(.siftAnnouncement, a, at: t0, pool: &pool).allSatisfy { if case .send = $0 { false } else { true } })
         #expect(bob.currentReport.roundsDiscarded == before + 2)
         // The new session works.
         let next = alice.tick(at: t0.advanced(byMilliseconds: 40))

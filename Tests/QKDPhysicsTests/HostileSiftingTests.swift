@@ -132,11 +132,9 @@ import Testing
 
         let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
         let seeds = SeedTree(root: 4).child("link/t")
-        var alice = KeyDistiller(role: .alice, configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16), linkSeeds: seeds, session: 1)
-        var bob = KeyDistiller(role: .bob, configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16), linkSeeds: seeds, session: 1)
-        _ = alice.sifted(ta)
-        _ = LinkSimulation.exchange(bob.sifted(tb), from: .bob, alice: &alice, bob: &bob)
-        #expect(alice.counters.blocksFailedAuthentication == 1)
-        #expect(alice.counters.blocksDistilled == 0 && bob.counters.blocksDistilled == 0)
+        var pair = DistillationPair(configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16), linkSeeds: seeds, session: 1)
+        _ = pair.distil(alice: ta, bob: tb)
+        #expect(pair.alice.counters.blocksFailedAuthentication == 1)
+        #expect(pair.alice.counters.blocksDistilled == 0 && pair.bob.counters.blocksDistilled == 0)
     }
 }

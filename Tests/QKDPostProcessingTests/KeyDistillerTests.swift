@@ -1,4 +1,5 @@
 import QKDCore
+import QKDKeyPool
 import QKDPhysics
 import QKDPostProcessing
 import QKDWire
@@ -17,34 +18,29 @@ func siftedBlocks(km: Double, seed: UInt64, blocks: Int = 3) throws -> [(alice: 
     }
 }
 
-func distillers(seed: UInt64) -> (KeyDistiller, KeyDistiller) {
+func distillers(seed: UInt64) -> DistillationPair {
     let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
     let config = DistillerConfiguration(source: source, ecEfficiency: 1.16)
-    let seeds = SeedTree(root: seed).child("link/test")
-    return (KeyDistiller(role: .alice, configuration: config, linkSeeds: seeds, session: 1),
-            KeyDistiller(role: .bob, configuration: config, linkSeeds: seeds, session: 1))
+    return DistillationPair(configuration: config, linkSeeds: SeedTree(root: seed).child("link/test"), session: 1)
 }
 
 /// The key IDs an untampered run would commit for round 0 (blocks[0]).
-func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]) throws -> [String] {
-    var (alice, bob) = distillers(seed: seed)
-    var ids: [String] = []
-    for block in blocks.prefix(2) {
-        _ = alice.sifted(block.alice)
-        let k = LinkSimulation.exchange(bob.sifted(block.bob), from: .bob, alice: &alice, bob: &bob)
-        ids += k.alice.map(\.uuidString)
-    }
+func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]) throws -> [KeyID] {
+    var pair = distillers(seed: seed)
+    var ids: [KeyID] = []
+    for block in blocks.prefix(2) { ids += pair.distil(alice: block.alice, bob: block.bob).alice.map(\.id) }
     return ids
 }
 
 @Suite struct KeyDistillerTests {
     @Test(arguments: [1, 2, 3, 4] as [UInt64])
     func bothEndsDepositTheSameKeyIDsAndBits(seed: UInt64) throws {
-        var (alice, bob) = distillers(seed: seed)
+        var pair = distillers(seed: seed)
+        let psk = pair.alicePool.availableIDs
         var total = 0
         for (round, (a, b)) in try siftedBlocks(km: 20 + Double(seed) * 10, seed: seed, blocks: 4).enumerated() {
-            #expect(alice.sifted(a).isEmpty)
-            let keys = LinkSimulation.exchange(bob.sifted(b), from: .bob, alice: &alice, bob: &bob)
+            #expect(pair.alice.sifted(a).isEmpty)
+            let keys = pair.exchange(pair.bob.sifted(b), from: .bob)
             // Two-phase: a round's keys are released when the next round acknowledges it.
             if round == 0 {
                 #expect(keys.alice.isEmpty && keys.bob.isEmpty)
@@ -55,20 +51,24 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
             for (x, y) in zip(keys.alice, keys.bob) {
                 #expect(x.bits.bits == y.bits.bits)
                 #expect(x.bits.count == 256)
-                #expect(x.uuidString.count == 36)
+                #expect(x.id.uuidString.count == 36)
             }
             // Distinct IDs, and no key bits in descriptions.
-            #expect(Set(keys.alice.map(\.uuidString)).count == keys.alice.count)
+            #expect(Set(keys.alice.map(\.id)).count == keys.alice.count)
             #expect(!"\(keys.alice.first!)".contains("0101"))
             total += keys.alice.count
         }
         #expect(total > 0)
-        #expect(alice.counters.blocksDistilled == 4 && bob.counters.blocksDistilled == 4)
-        #expect(alice.counters.leakedBits == bob.counters.leakedBits)
-        #expect(alice.pads.consumed == bob.pads.consumed)
-        #expect(alice.pads.consumed == 4 * 128)
+        #expect(pair.alice.counters.blocksDistilled == 4 && pair.bob.counters.blocksDistilled == 4)
+        #expect(pair.alice.counters.leakedBits == pair.bob.counters.leakedBits)
+        // One pool key per round authenticates it, the oldest (pre-shared) first, at both ends.
+        #expect(pair.alicePool.counters.authenticationTaken == 4 && pair.bobPool.counters.authenticationTaken == 4)
+        #expect(pair.alicePool.availableIDs == pair.bobPool.availableIDs)
+        #expect(Array(pair.alicePool.availableIDs.prefix(psk.count - 4)) == Array(psk.dropFirst(4)))
+        // The last round's keys wait, pending, for the next round's acknowledgement.
+        #expect(pair.alicePool.pendingKeys > 0 && pair.alicePool.pendingKeys == pair.bobPool.pendingKeys)
         // Bob's efficiency uses the errors he actually corrected.
-        let f = try #require(bob.counters.ecEfficiency)
+        let f = try #require(pair.bob.counters.ecEfficiency)
         #expect(f > 1 && f < 1.15, "f = \(f)")
     }
 
@@ -78,12 +78,11 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
         let blocks = try siftedBlocks(km: 25, seed: 11, blocks: 3)
         var g = Xoshiro256(seed: UInt64(kind.rawValue))
         for trial in 0..<3 {
-            var (alice, bob) = distillers(seed: 11)
+            var pair = distillers(seed: 11)
             var tampered = false
             var seen = 0
             let target = Int(g.nextBounded(3))
-            _ = alice.sifted(blocks[0].alice)
-            let keys = LinkSimulation.exchange(bob.sifted(blocks[0].bob), from: .bob, alice: &alice, bob: &bob) { k, payload in
+            let keys = pair.distil(alice: blocks[0].alice, bob: blocks[0].bob) { k, payload in
                 guard k == kind, !tampered else { return }
                 if seen == target || kind == .reconciliationDone || kind == .reconciliationResult {
                     // Flip a bit after the 8-byte block number (which would merely misroute).
@@ -95,38 +94,40 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
             }
             #expect(tampered, "\(kind) trial \(trial): nothing was tampered with")
             #expect(keys.alice.isEmpty && keys.bob.isEmpty)
-            let failures = alice.counters.blocksFailedAuthentication + alice.counters.blocksFailedVerification
-                + bob.counters.blocksFailedAuthentication + bob.counters.blocksFailedVerification
-                + alice.counters.messagesRejected + bob.counters.messagesRejected
+            let (alice, bob) = (pair.alice.counters, pair.bob.counters)
+            let failures = alice.blocksFailedAuthentication + alice.blocksFailedVerification
+                + bob.blocksFailedAuthentication + bob.blocksFailedVerification + alice.messagesRejected + bob.messagesRejected
             #expect(failures >= 1, "\(kind): the failure was not counted")
             // Two clean rounds follow: whatever is committed is identical at both ends, and
             // nothing from the tampered round 0 is ever committed, at either end.
             var committed: ([DistilledKey], [DistilledKey]) = ([], [])
             for block in blocks.dropFirst() {
-                _ = alice.sifted(block.alice)
-                let k = LinkSimulation.exchange(bob.sifted(block.bob), from: .bob, alice: &alice, bob: &bob)
+                let k = pair.distil(alice: block.alice, bob: block.bob)
                 committed.0 += k.alice
                 committed.1 += k.bob
             }
             #expect(committed.0.map(\.id) == committed.1.map(\.id), "\(kind): ends committed different keys")
             for (x, y) in zip(committed.0, committed.1) { #expect(x.bits.bits == y.bits.bits) }
             let roundZero = Set(try roundZeroIDs(seed: 11, blocks: blocks))
-            #expect(committed.0.allSatisfy { !roundZero.contains($0.uuidString) }, "\(kind): a tampered round's key was committed")
+            #expect(committed.0.allSatisfy { !roundZero.contains($0.id) }, "\(kind): a tampered round's key was committed")
+            for id in roundZero {
+                #expect(pair.alicePool.state(of: id) != .available && pair.bobPool.state(of: id) != .available)
+            }
         }
     }
 
     @Test func aBlockCascadeCannotCorrectIsCaughtByVerification() throws {
-        var (alice, bob) = distillers(seed: 5)
+        var pair = distillers(seed: 5)
         let (a, b) = try siftedBlocks(km: 25, seed: 5, blocks: 1)[0]
         // Corrupt Bob's key beyond what Cascade may correct (its bound is n/4 corrections).
         var bits = b.key.bits
         var g = Xoshiro256(seed: 1)
         for i in 0..<bits.count where g.nextUnitDouble() < 0.4 { bits.flip(i) }
         let broken = SiftedBlock(index: b.index, key: BitVectorBox(bits), statistics: b.statistics, transcriptDigest: b.transcriptDigest)
-        _ = alice.sifted(a)
-        let keys = LinkSimulation.exchange(bob.sifted(broken), from: .bob, alice: &alice, bob: &bob)
+        let keys = pair.distil(alice: a, bob: broken)
         #expect(keys.alice.isEmpty && keys.bob.isEmpty)
-        #expect(alice.counters.blocksFailedVerification == 1)
-        #expect(bob.counters.blocksFailedVerification == 1)
+        #expect(pair.alice.counters.blocksFailedVerification == 1)
+        #expect(pair.bob.counters.blocksFailedVerification == 1)
+        #expect(pair.alicePool.pendingKeys == 0 && pair.bobPool.pendingKeys == 0)
     }
 }

@@ -1,0 +1,111 @@
+import QKDCore
+import QKDKeyPool
+import QKDPhysics
+import QKDPostProcessing
+import QKDStore
+import QKDTopology
+import Foundation
+
+/// A node's key pools, one per link, shared by the quantum worker (distillation, pool
+/// synchronisation) and the event loop (inspection, audit, key delivery). Every mutation goes
+/// through `modify`, which writes the pool's journal to the key store in one durable
+/// transaction before it returns: whatever the caller then sends or hands out is on disk.
+///
+/// Without a store (unit tests) the pools live in memory only.
+///
+/// `@unchecked Sendable`: `pools` is read and written only while `lock` is held; `store` is
+/// immutable and used only under `lock` (it has one writer at a time by construction).
+public final class NodePools: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pools: [String: KeyPool]
+    private let store: KeyStore?
+    /// How many times the node's store was opened (1 without a store): part of session nonces.
+    public let starts: UInt64
+    public let storePath: String?
+    /// Called when the store cannot write: the node must stop (it can no longer promise that
+    /// a key handed out is durable at both ends).
+    private let onStoreFailure: @Sendable (StoreError) -> Void
+
+    /// Loads every link's pool from `store` (a link seen for the first time starts with its
+    /// pre-shared keys, written in the same transaction that marks it created).
+    public init(node: NodeID, topology: Topology, store: KeyStore?,
+                onStoreFailure: @escaping @Sendable (StoreError) -> Void = { fatalError("\($0)") }) throws(StoreError) {
+        var pools: [String: KeyPool] = [:]
+        for link in topology.links(of: node) {
+            let configuration = NodePools.poolConfiguration(link)
+            if let store, try store.isBootstrapped(link: link.name) {
+                pools[link.name] = KeyPool(configuration: configuration, restoring: try store.load(link: link.name))
+            } else {
+                var pool = KeyPool(configuration: configuration)
+                let seeds = SeedTree(root: topology.seed).child("link/\(link.name)")
+                do {
+                    try pool.deposit(KeyDistiller.preSharedKeys(linkSeeds: seeds, configuration: NodePools.distillation(link)), pending: false)
+                } catch {
+                    throw StoreError(.io, "link \(link.name): pre-shared keys refused: \(error)")
+                }
+                try store?.apply(pool.drainJournal(), link: link.name, bootstrap: true)
+                _ = pool.drainJournal()
+                pools[link.name] = pool
+            }
+        }
+        starts = store?.starts ?? 1
+        storePath = store?.path
+        self.onStoreFailure = onStoreFailure
+        self.pools = pools
+        self.store = store
+    }
+
+    static func poolConfiguration(_ link: TopologyLink) -> KeyPool.Configuration {
+        KeyPool.Configuration(maxKeyCount: link.physics.maxKeyCount, authenticationReserve: 64, reservationTTLMs: 30_000)
+    }
+
+    /// The distillation settings of a link (the same at both ends).
+    public static func distillation(_ link: TopologyLink) -> DistillerConfiguration {
+        let p = link.physics
+        let source = SourceSettings(signal: p.signalIntensity, decoy: p.decoyIntensity, signalProbability: p.signalProbability,
+                                    decoyProbability: p.decoyProbability, vacuumProbability: p.vacuumProbability,
+                                    decoyStates: p.decoyStates)
+        return DistillerConfiguration(source: source, ecEfficiency: p.ecEfficiency)
+    }
+
+    /// Runs `body` on a link's pool, then makes its changes durable. Nil for an unknown link.
+    @discardableResult
+    public func modify<R>(_ link: String, _ body: (inout KeyPool) -> R) -> R? {
+        lock.lock()
+        guard var pool = pools[link] else {
+            lock.unlock()
+            return nil
+        }
+        pools[link] = nil  // keep the pool uniquely referenced while it changes
+        let result = body(&pool)
+        let changes = pool.drainJournal()
+        pools[link] = pool
+        var failure: StoreError?
+        do throws(StoreError) {
+            try store?.apply(changes, link: link)
+        } catch {
+            failure = error
+        }
+        lock.unlock()
+        if let failure { onStoreFailure(failure) }
+        return result
+    }
+
+    /// Reads a link's pool.
+    public func read<R>(_ link: String, _ body: (KeyPool) -> R) -> R? {
+        lock.lock()
+        defer { lock.unlock() }
+        return pools[link].map(body)
+    }
+}
+
+extension KeyPool {
+    /// (key ID, 64-bit keyed digest, state) of every held key, for the audit: the digest is
+    /// HMAC-SHA-256 under `salt`, truncated, so it reveals nothing usable about the key.
+    func auditDigests(salt: UInt64) -> [(id: KeyID, digest: UInt64, pending: Bool)] {
+        heldIDs.compactMap { id in
+            guard let bits = bits(of: id), let state = state(of: id) else { return nil }
+            return (id, KeyDigester.digest(id: id, bits: bits, salt: salt), state == .pending)
+        }
+    }
+}

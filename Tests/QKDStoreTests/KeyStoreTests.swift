@@ -1,0 +1,100 @@
+import Foundation
+import QKDCore
+import QKDKeyPool
+import QKDStore
+import Testing
+
+func temporaryDirectory() -> String {
+    let dir = NSTemporaryDirectory() + "qkd-store-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+func randomKeys(_ n: Int, seed: UInt64) -> [(id: KeyID, bits: BitVector)] {
+    var g = Xoshiro256(seed: seed)
+    return (0..<n).map { _ in (KeyID(randomHigh: g.next(), randomLow: g.next()), BitVector(words: [g.next(), g.next(), g.next(), g.next()], count: 256)) }
+}
+
+@Suite struct KeyStoreTests {
+    @Test func journalledChangesSurviveReopening() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = randomKeys(500, seed: 1)
+        do {
+            let store = try KeyStore.open(directory: dir, node: "A")
+            #expect(store.starts == 1)
+            var pool = KeyPool()
+            try pool.deposit(Array(keys[0..<300]), pending: false)
+            try pool.deposit(Array(keys[300...]), pending: true)
+            pool.confirm(keys[300..<350].map(\.id))
+            pool.synchronise(peerHolds: Set(keys.map(\.id)).subtracting(keys[0..<10].map(\.id)))
+            _ = pool.takeOldestForAuthentication()
+            try store.apply(pool.drainJournal(), link: "A-B", bootstrap: true)
+            try store.apply([], link: "other")
+        }
+        let store = try KeyStore.open(directory: dir, node: "A")
+        #expect(store.starts == 2)
+        #expect(try store.isBootstrapped(link: "A-B"))
+        #expect(try !store.isBootstrapped(link: "other"))
+        let loaded = try store.load(link: "A-B")
+        // 10 synchronised away, one used for authentication; all pending keys were confirmed.
+        #expect(loaded.count == 489)
+        #expect(loaded.allSatisfy { !$0.pending })
+        let byID = Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0.bits) })
+        #expect(loaded.allSatisfy { byID[$0.id] == $0.bits })
+        #expect(loaded.first?.id == keys[11].id, "deposit order is kept")
+        #expect(try store.load(link: "nothing").isEmpty)
+    }
+
+    @Test func theKeyEncryptionKeyIsPrivateAndRequired() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try KeyStore.open(directory: dir, node: "A")
+        let kek = "\(dir)/A.kek"
+        let mode = try FileManager.default.attributesOfItem(atPath: kek)[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: kek)
+        #expect { _ = try KeyStore.open(directory: dir, node: "A") } throws: { e in
+            (e as? StoreError)?.code == .wrongKey && "\(e)".contains("A.kek") && "\(e)".contains("0600")
+        }
+        // Another KEK does not open the store.
+        try FileManager.default.removeItem(atPath: kek)
+        FileManager.default.createFile(atPath: kek, contents: Data(repeating: 7, count: 32), attributes: [.posixPermissions: 0o600])
+        #expect { _ = try KeyStore.open(directory: dir, node: "A") } throws: { e in
+            (e as? StoreError)?.code == .wrongKey && "\(e)".contains("A.sqlite")
+        }
+        try FileManager.default.removeItem(atPath: kek)
+        #expect { _ = try KeyStore.open(directory: dir, node: "A") } throws: { e in (e as? StoreError)?.code == .wrongKey }
+    }
+
+    @Test(arguments: ["truncated", "garbage", "flipped"])
+    func aDamagedDatabaseIsRefusedNamingTheFile(damage: String) throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let store = try KeyStore.open(directory: dir, node: "N")
+            var pool = KeyPool()
+            try pool.deposit(randomKeys(3000, seed: 2), pending: false)
+            try store.apply(pool.drainJournal(), link: "N-M", bootstrap: true)
+        }
+        // Fold the WAL into the main file, as a clean shutdown would.
+        let path = "\(dir)/N.sqlite"
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        switch damage {
+        case "truncated": data = data.prefix(data.count / 2)
+        case "garbage": data = Data(repeating: 0x5A, count: data.count)
+        default:
+            // Flip one byte inside a sealed key near the end of the file.
+            data[data.count - 200] ^= 0x01
+        }
+        try data.write(to: URL(fileURLWithPath: path))
+        #expect {
+            let store = try KeyStore.open(directory: dir, node: "N")
+            _ = try store.load(link: "N-M")
+        } throws: { e in
+            guard let e = e as? StoreError else { return false }
+            return e.code == .corrupt && e.message.contains(path)
+        }
+    }
+}
