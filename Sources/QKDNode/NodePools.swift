@@ -91,6 +91,13 @@ public final class NodePools: @unchecked Sendable {
         return result
     }
 
+    /// Closes the store at a clean shutdown (after the worker stopped).
+    public func close() throws(StoreError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try store?.close()
+    }
+
     /// Reads a link's pool.
     public func read<R>(_ link: String, _ body: (KeyPool) -> R) -> R? {
         lock.lock()

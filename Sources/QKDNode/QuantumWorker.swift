@@ -44,8 +44,11 @@ public final class QuantumWorker: @unchecked Sendable {
         var offered: UInt64?
         var offeredAt: Instant?
         var started = false
-        /// Bob: the latest offer, and the nonce of the offer he answered in this link-up.
+        /// Bob: the latest offer not answered yet, the highest offer nonce he ever answered
+        /// (older offers are stale: their key lists no longer hold), and the answer of this
+        /// link-up's session.
         var offer: PoolSync?
+        var highestAnswered: UInt64 = 0
         var answered: (offer: UInt64, answer: PoolSync)?
     }
 
@@ -172,8 +175,9 @@ public final class QuantumWorker: @unchecked Sendable {
         pools.modify(engine.link.name) { $0.desynchronise() }
         h.answered = nil
         if engine.role == .alice { return offer(&engine, handshake: &h, at: now, repeated: false) }
-        guard let offer = h.offer else { return [] }
-        return answer(offer, engine: &engine, handshake: &h, at: now)
+        if let offer = h.offer, offer.nonce > h.highestAnswered { return answer(offer, engine: &engine, handshake: &h, at: now) }
+        // No fresh offer: ask Alice for one (she may still be running the old session).
+        return [(engine.link.index, .send(.poolSync, PoolSync(nonce: 0, echo: 0, held: []).encoded()))]
     }
 
     private func nextNonce(_ h: inout Handshake) -> UInt64 {
@@ -193,9 +197,6 @@ public final class QuantumWorker: @unchecked Sendable {
     /// Bob keeps the keys both hold, answers with what he kept, and starts the session.
     private func answer(_ offer: PoolSync, engine: inout QuantumLinkEngine, handshake h: inout Handshake, at now: Instant) -> [(LinkIndex, QuantumLinkEngine.Effect)] {
         let link = engine.link
-        if let done = h.answered, done.offer == offer.nonce {
-            return [(link.index, .send(.poolSync, done.answer.encoded()))]  // a repeated offer: same answer
-        }
         engine.stop(at: now)
         let peerHeld = Set(offer.held)
         let (removed, kept) = pools.modify(link.name) { pool -> (Int, [KeyID]) in
@@ -204,6 +205,8 @@ public final class QuantumWorker: @unchecked Sendable {
         } ?? (0, [])
         let reply = PoolSync(nonce: nextNonce(&h), echo: offer.nonce, held: kept)
         h.answered = (offer.nonce, reply)
+        h.highestAnswered = offer.nonce
+        h.offer = nil
         return [(link.index, .send(.poolSync, reply.encoded()))] + started(&engine, alice: offer.nonce, bob: reply.nonce, removed: removed, at: now)
     }
 
@@ -211,10 +214,22 @@ public final class QuantumWorker: @unchecked Sendable {
         let link = engine.link
         switch engine.role {
         case .bob:
-            guard sync.echo == 0 else { return [(link.index, .log(.warning, "pool sync answer sent to the link's b end", ["link.id": link.name]))] }
+            guard sync.echo == 0, sync.nonce != 0 else {
+                return [(link.index, .log(.warning, "pool sync answer or request sent to the link's b end", ["link.id": link.name]))]
+            }
+            if sync.nonce < h.highestAnswered { return [] }  // stale: its key list no longer holds
+            if sync.nonce == h.highestAnswered {
+                // A repeated offer: the same answer if its session is still the current one.
+                if let done = h.answered, done.offer == sync.nonce, h.up { return [(link.index, .send(.poolSync, done.answer.encoded()))] }
+                return []
+            }
             h.offer = sync
             return h.up ? answer(sync, engine: &engine, handshake: &h, at: now) : []
         case .alice:
+            if sync.nonce == 0 && sync.echo == 0 {
+                // Bob asks for a fresh offer (his side restarted the link).
+                return h.up ? restart(&engine, handshake: &h, at: now) : []
+            }
             guard let offered = h.offered, sync.echo == offered, !h.started else { return [] }  // stale or repeated answer
             let peerHeld = Set(sync.held)
             let removed = pools.modify(link.name) { $0.synchronise(peerHolds: peerHeld).removed } ?? 0

@@ -149,6 +149,15 @@ public final class KeyStore {
         }
     }
 
+    /// Closes the database (a clean shutdown folds the write-ahead log into the file).
+    public func close() throws(StoreError) {
+        do {
+            try db.close()
+        } catch {
+            throw StoreError(error, path: path)
+        }
+    }
+
     /// Keys stored per link (for inspection and tests).
     public func count(link: String) throws(StoreError) -> Int {
         do {

@@ -127,6 +127,11 @@ struct QKDNodeCommand: ParsableCommand {
             writeLine(line, to: 1)
         }
         runtime.run()
+        do {
+            try pools.close()
+        } catch {
+            logger.error("key store did not close cleanly", metadata: ["error": "\(error)"])
+        }
     }
 }
 

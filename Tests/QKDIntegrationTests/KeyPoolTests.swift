@@ -31,7 +31,7 @@ import Testing
         let audit = network.audit()
         #expect(audit.ok, "\(audit)")
         #expect(audit.linksChecked == network.topology.links.count)
-        for link in audit.links { #expect(link.keysMatched >= 8000, "\(link.link): \(link.keysMatched) keys matched") }
+        for link in audit.links { #expect(link.keysMatched >= 8000, "\(link.link): \(link.keysMatched) keys matched: \(audit) \(pools)") }
         for link in network.topology.links {
             let report = try #require(pools.links.first { $0.link == link.name })
             #expect(report.blocksFailedVerification == 0)

@@ -1,0 +1,94 @@
+import Foundation
+import QKDCore
+import QKDLaunch
+import QKDWire
+import Testing
+
+/// Key pools that survive `kill -9`: real qkd-node processes, real SQLite stores.
+@Suite(.serialized) struct PersistenceTests {
+    /// Committed keys at the `a` end of every link (available + pending keys are what a
+    /// restart must keep; generation shows in `generated_bits_total`).
+    static func generated(_ network: Network) -> [String: UInt64] {
+        Dictionary(network.pools().links.map { l in (l.link, l.ends.map(\.generatedBitsTotal).max() ?? 0) },
+                   uniquingKeysWith: { a, _ in a })
+    }
+
+    static func allSynchronised(_ network: Network) -> Bool {
+        network.pools().links.allSatisfy { $0.ends.count == 2 && $0.ends.allSatisfy { $0.synchronised && $0.active } }
+    }
+
+    @Test func killingTheRelayAtRandomMomentsLosesAndDesynchronisesNothing() throws {
+        let network = try Harness.up("line-3.yaml", label: "crash")
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        let seed = UInt64(getpid())
+        print("kill loop seed \(seed)")
+        var g = Xoshiro256(seed: seed)
+        #expect(eventually(within: 60) { network.pools().links.allSatisfy { $0.storedKeys >= 300 } })
+        let relay = NodeID("Relay")
+        for round in 0..<10 {
+            // A random moment: after a random amount of new key on the first link.
+            let start = Self.generated(network)["Alice-Relay"] ?? 0
+            let more = 256 * (1 + g.nextBounded(200))
+            #expect(eventually(within: 60) { (Self.generated(network)["Alice-Relay"] ?? 0) >= start + more }, "round \(round): no key")
+            let before = network.pools().links.map(\.storedKeys)
+            let pid = try #require(network.recordedPID(relay))
+            kill(pid, SIGKILL)
+            Processes.waitUntilGone([pid], seconds: 5)
+            Processes.reap(pid)
+            let restarted = try network.startNode(relay)
+            try network.waitReady([relay: restarted], timeoutSeconds: 30)
+            #expect(eventually(within: 30) { Self.allSynchronised(network) }, "round \(round): pools not agreed after restart")
+            // Agreement drops only what was in flight (a round or two), never the pool.
+            let after = network.pools().links.map(\.storedKeys)
+            for (b, a) in zip(before, after) { #expect(a + 1500 >= b, "round \(round): pool fell from \(b) to \(a) keys") }
+        }
+        // Pools keep growing after the last restart, on both links.
+        let after = Self.generated(network)
+        #expect(eventually(within: 60) {
+            let now = Self.generated(network)
+            return now.allSatisfy { $0.value > (after[$0.key] ?? 0) + 100_000 }
+        }, "pools stopped growing")
+        let audit = network.audit()
+        #expect(audit.ok, "\(audit)")
+        #expect(audit.mismatchedKeys == 0 && audit.orphanKeys == 0)
+        #expect(audit.linksChecked == 2)
+        #expect(audit.links.allSatisfy { $0.keysMatched >= 300 })
+        // The relay's store counted ten restarts (eleven openings).
+        let log = try String(contentsOfFile: network.layout.logPath(relay), encoding: .utf8)
+        #expect(log.contains("starts=11"))
+        passed = true
+    }
+
+    @Test func aNodeRefusesToStartFromADamagedStoreNamingTheFile() throws {
+        let network = try Harness.up("line-3.yaml", label: "corrupt")
+        defer { Harness.tearDown(network) }
+        #expect(eventually(within: 60) { network.pools().links.allSatisfy { $0.storedKeys >= 1000 } })
+        let relay = NodeID("Relay")
+        let pid = try #require(network.recordedPID(relay))
+        kill(pid, SIGTERM)
+        Processes.waitUntilGone([pid], seconds: 5)
+        Processes.reap(pid)
+        let path = "\(network.layout.storeDirectory)/Relay.sqlite"
+        // A clean shutdown folded the write-ahead log into the file: cut the file in half.
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(data.count > 64 * 1024)
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+        let restarted = try network.startNode(relay)
+        var exit: Processes.ChildState = .running
+        #expect(eventually(within: 30) {
+            exit = Processes.childState(restarted)
+            return exit != .running
+        })
+        #expect(exit == .exited(3), "\(exit)")
+        let output = try String(contentsOfFile: network.layout.outputPath(relay), encoding: .utf8)
+        #expect(output.contains(path), "\(output)")
+        #expect(output.contains("key store"))
+        // The neighbours never see the relay up again.
+        #expect(network.status().nodes.first { $0.id == "Relay" }?.state == "down")
+    }
+}
