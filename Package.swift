@@ -86,7 +86,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "qkd-bench",
-            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing"],
+            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDKeyPool", "QKDStore"],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),

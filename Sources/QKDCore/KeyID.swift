@@ -18,6 +18,14 @@ public struct KeyID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// 16 bytes, big-endian.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 16 else { return nil }
+        let words: (UInt64, UInt64)? = bytes.withContiguousStorageIfAvailable { raw in
+            let r = UnsafeRawBufferPointer(raw)
+            return (UInt64(bigEndian: r.loadUnaligned(as: UInt64.self)), UInt64(bigEndian: r.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+        }
+        if let words {
+            (high, low) = words
+            return
+        }
         var h: UInt64 = 0, l: UInt64 = 0
         for (i, b) in bytes.enumerated() {
             if i < 8 { h = h << 8 | UInt64(b) } else { l = l << 8 | UInt64(b) }

@@ -104,8 +104,10 @@ public struct KeyPool: Sendable {
     public init(configuration: Configuration, restoring records: [(id: KeyID, bits: BitVector, pending: Bool)]) {
         self.configuration = configuration
         entries.reserveCapacity(records.count)
-        for r in records where entries[r.id] == nil {
-            entries[r.id] = Entry(bits: r.bits, state: r.pending ? .pending : .available)
+        position.reserveCapacity(records.count)
+        queue.reserveCapacity(records.count)
+        for r in records {
+            guard entries.updateValue(Entry(bits: r.bits, state: r.pending ? .pending : .available), forKey: r.id) == nil else { continue }
             if r.pending { pendingKeys += 1 } else { makeAvailable(r.id, bits: r.bits.count) }
         }
     }

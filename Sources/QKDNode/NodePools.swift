@@ -31,10 +31,11 @@ public final class NodePools: @unchecked Sendable {
     public init(node: NodeID, topology: Topology, store: KeyStore?,
                 onStoreFailure: @escaping @Sendable (StoreError) -> Void = { fatalError("\($0)") }) throws(StoreError) {
         var pools: [String: KeyPool] = [:]
+        let stored = try store?.loadAll() ?? [:]
         for link in topology.links(of: node) {
             let configuration = NodePools.poolConfiguration(link)
             if let store, try store.isBootstrapped(link: link.name) {
-                pools[link.name] = KeyPool(configuration: configuration, restoring: try store.load(link: link.name))
+                pools[link.name] = KeyPool(configuration: configuration, restoring: stored[link.name] ?? [])
             } else {
                 var pool = KeyPool(configuration: configuration)
                 let seeds = SeedTree(root: topology.seed).child("link/\(link.name)")
@@ -89,6 +90,13 @@ public final class NodePools: @unchecked Sendable {
         lock.unlock()
         if let failure { onStoreFailure(failure) }
         return result
+    }
+
+    /// Keys held over all links.
+    public var heldKeys: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return pools.values.map(\.heldKeys).reduce(0, +)
     }
 
     /// Closes the store at a clean shutdown (after the worker stopped).

@@ -54,9 +54,9 @@ public final class KeyStore {
                 if creating {
                     try db.execute(sql: """
                         CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-                        CREATE TABLE keys (link TEXT NOT NULL, id BLOB NOT NULL UNIQUE, pending INTEGER NOT NULL, sealed BLOB NOT NULL);
-                        CREATE INDEX keys_by_link ON keys(link);
-                        CREATE TABLE links (link TEXT PRIMARY KEY, bootstrapped INTEGER NOT NULL);
+                        CREATE TABLE links (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, bootstrapped INTEGER NOT NULL DEFAULT 0);
+                        CREATE TABLE keys (link INTEGER NOT NULL REFERENCES links(id), id BLOB NOT NULL UNIQUE,
+                                           pending INTEGER NOT NULL, sealed BLOB NOT NULL);
                         """)
                     try db.execute(sql: "INSERT INTO meta VALUES ('format', ?), ('kek_check', ?), ('starts', 0)",
                                    arguments: [KeyStore.formatVersion, Data(try KeyStore.seal(Array("qkdnet-kek-check".utf8), key: kek, aad: []))])
@@ -81,39 +81,87 @@ public final class KeyStore {
         }
     }
 
-    /// Every key of `link`, in deposit order, opened and checked. Throws (naming the file) if
-    /// any row is unreadable or fails authentication.
+    /// Every key of `link`, in deposit order, opened and checked (see `loadAll`).
     public func load(link: String) throws(StoreError) -> [(id: KeyID, bits: BitVector, pending: Bool)] {
+        try loadAll()[link] ?? []
+    }
+
+    /// Every key of every link, in deposit order, opened and checked, in one sequential scan
+    /// of the table. Throws (naming the file) if any row is unreadable or fails
+    /// authentication. Sealed keys are opened on every core.
+    public func loadAll() throws(StoreError) -> [String: [(id: KeyID, bits: BitVector, pending: Bool)]] {
+        var names: [Int64: String] = [:]
+        var linkOf: [Int64] = [], ids: [KeyID] = [], pending: [Bool] = []
+        // Sealed keys, back to back in one buffer (no allocation per row).
+        var sealedBytes: [UInt8] = [], sealedEnds: [Int] = []
         do {
-            return try db.read { db in
-                var out: [(id: KeyID, bits: BitVector, pending: Bool)] = []
-                let rows = try Row.fetchCursor(db, sql: "SELECT id, pending, sealed FROM keys WHERE link = ? ORDER BY rowid", arguments: [link])
-                let aadPrefix = Array(link.utf8)
+            try db.read { db in
+                for row in try Row.fetchAll(db, sql: "SELECT id, name FROM links") { names[row[0]] = row[1] }
+                let rows = try Row.fetchCursor(db, sql: "SELECT link, id, pending, sealed FROM keys ORDER BY rowid")
                 while let row = try rows.next() {
-                    let idBytes: Data = row[0]
-                    guard let id = KeyID(bytes: idBytes) else { throw StoreError(.corrupt, "\(path): link \(link): a key ID is not 16 bytes") }
-                    let sealed: Data = row[2]
-                    let plain: [UInt8]
-                    do {
-                        plain = try KeyStore.open([UInt8](sealed), key: kek, aad: aadPrefix + id.bytes)
-                    } catch {
-                        throw StoreError(.corrupt, "\(path): link \(link): key \(id) fails authentication (damaged or moved)")
+                    let link: Int64 = row[0]
+                    guard let raw = row.dataNoCopy(atIndex: 1), let id = KeyID(bytes: raw), let sealed = row.dataNoCopy(atIndex: 3) else {
+                        throw StoreError(.corrupt, "\(path): link \(names[link] ?? "#\(link)"): a key row is damaged")
                     }
-                    out.append((id, try KeyStore.decodeBits(plain, path: path), (row[1] as Int) != 0))
+                    linkOf.append(link)
+                    ids.append(id)
+                    pending.append((row[2] as Int64) != 0)
+                    sealedBytes.append(contentsOf: sealed)
+                    sealedEnds.append(sealedBytes.count)
                 }
-                return out
             }
         } catch let error as StoreError {
             throw error
         } catch {
             throw StoreError(error, path: path)
         }
+        let links = Dictionary(uniqueKeysWithValues: names.map { ($0.key, Array($0.value.utf8)) })
+        let n = ids.count
+        var opened = [BitVector?](repeating: nil, count: n)
+        let kek = self.kek
+        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, n / 4096))
+        opened.withUnsafeMutableBufferPointer { buffer in
+            sealedBytes.withUnsafeBytes { all in
+                nonisolated(unsafe) let out = buffer, all = all
+                nonisolated(unsafe) let ids = ids, ends = sealedEnds, linkOf = linkOf
+                DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                    for i in stride(from: c, to: n, by: chunks) {
+                        // Each slot is written by exactly one iteration (i ≡ c mod chunks).
+                        let start = i == 0 ? 0 : ends[i - 1]
+                        let sealed = UnsafeRawBufferPointer(rebasing: all[start..<ends[i]])
+                        out[i] = try? KeyStore.openBits(sealed, key: kek, aad: (links[linkOf[i]] ?? []) + ids[i].bytes)
+                    }
+                }
+            }
+        }
+        var byLink: [Int64: [(id: KeyID, bits: BitVector, pending: Bool)]] = [:]
+        for i in 0..<n {
+            guard let bits = opened[i], names[linkOf[i]] != nil else {
+                throw StoreError(.corrupt, "\(path): link \(names[linkOf[i]] ?? "#\(linkOf[i])"): key \(ids[i]) fails authentication (damaged or moved)")
+            }
+            byLink[linkOf[i], default: []].append((ids[i], bits, pending[i]))
+        }
+        return Dictionary(uniqueKeysWithValues: byLink.map { (names[$0.key]!, $0.value) })
+    }
+
+    /// Opens one sealed key into its bits.
+    static func openBits(_ sealed: UnsafeRawBufferPointer, key: SymmetricKey, aad: [UInt8]) throws -> BitVector {
+        let plain = try AES.GCM.open(AES.GCM.SealedBox(combined: sealed), using: key, authenticating: aad)
+        return try plain.withUnsafeBytes { raw throws -> BitVector in
+            guard raw.count >= 4 else { throw StoreError(.corrupt, "a sealed key is too short") }
+            let count = Int(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
+            let words = (count + 63) / 64
+            guard raw.count == 4 + words * 8 else { throw StoreError(.corrupt, "a sealed key's length does not match its bit count") }
+            var w = [UInt64](repeating: 0, count: words)
+            for i in 0..<words { w[i] = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 4 + 8 * i, as: UInt64.self)) }
+            return BitVector(words: w, count: count)
+        }
     }
 
     /// Whether a link's pool was ever created here (its pre-shared keys installed).
     public func isBootstrapped(link: String) throws(StoreError) -> Bool {
         do {
-            return try db.read { try Int.fetchOne($0, sql: "SELECT bootstrapped FROM links WHERE link = ?", arguments: [link]) == 1 }
+            return try db.read { try Int.fetchOne($0, sql: "SELECT bootstrapped FROM links WHERE name = ?", arguments: [link]) == 1 }
         } catch {
             throw StoreError(error, path: path)
         }
@@ -125,6 +173,8 @@ public final class KeyStore {
         guard !changes.isEmpty || bootstrap else { return }
         do {
             try db.write { db in
+                try db.execute(sql: "INSERT OR IGNORE INTO links (name) VALUES (?)", arguments: [link])
+                let linkID = try Int64.fetchOne(db, sql: "SELECT id FROM links WHERE name = ?", arguments: [link])!
                 let insert = try db.cachedStatement(sql: "INSERT INTO keys (link, id, pending, sealed) VALUES (?, ?, ?, ?)")
                 let confirm = try db.cachedStatement(sql: "UPDATE keys SET pending = 0 WHERE id = ?")
                 let delete = try db.cachedStatement(sql: "DELETE FROM keys WHERE id = ?")
@@ -133,7 +183,7 @@ public final class KeyStore {
                     switch change {
                     case .added(let id, let bits, let pending):
                         let sealed = try KeyStore.seal(KeyStore.encodeBits(bits), key: kek, aad: aadPrefix + id.bytes)
-                        try insert.execute(arguments: [link, Data(id.bytes), pending ? 1 : 0, Data(sealed)])
+                        try insert.execute(arguments: [linkID, Data(id.bytes), pending ? 1 : 0, Data(sealed)])
                     case .confirmed(let id):
                         try confirm.execute(arguments: [Data(id.bytes)])
                     case .removed(let id):
@@ -141,7 +191,7 @@ public final class KeyStore {
                     }
                 }
                 if bootstrap {
-                    try db.execute(sql: "INSERT OR REPLACE INTO links VALUES (?, 1)", arguments: [link])
+                    try db.execute(sql: "UPDATE links SET bootstrapped = 1 WHERE id = ?", arguments: [linkID])
                 }
             }
         } catch {
@@ -161,7 +211,9 @@ public final class KeyStore {
     /// Keys stored per link (for inspection and tests).
     public func count(link: String) throws(StoreError) -> Int {
         do {
-            return try db.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM keys WHERE link = ?", arguments: [link]) ?? 0 }
+            return try db.read {
+                try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM keys JOIN links ON keys.link = links.id WHERE links.name = ?", arguments: [link]) ?? 0
+            }
         } catch {
             throw StoreError(error, path: path)
         }
@@ -185,19 +237,5 @@ public final class KeyStore {
         withUnsafeBytes(of: UInt32(bits.count).littleEndian) { out += $0 }
         for w in bits.words { withUnsafeBytes(of: w.littleEndian) { out += $0 } }
         return out
-    }
-
-    static func decodeBits(_ bytes: [UInt8], path: String) throws(StoreError) -> BitVector {
-        guard bytes.count >= 4 else { throw StoreError(.corrupt, "\(path): a sealed key is too short") }
-        let count = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
-        let words = (count + 63) / 64
-        guard bytes.count == 4 + words * 8 else { throw StoreError(.corrupt, "\(path): a sealed key's length does not match its bit count") }
-        var w = [UInt64](repeating: 0, count: words)
-        for i in 0..<words {
-            var v: UInt64 = 0
-            for j in 0..<8 { v |= UInt64(bytes[4 + i * 8 + j]) << UInt64(8 * j) }
-            w[i] = v
-        }
-        return BitVector(words: w, count: count)
     }
 }

@@ -76,6 +76,24 @@ struct QKDNodeCommand: ParsableCommand {
         logger.logLevel = level
         logger[metadataKey: "node"] = "\(me.id)"
 
+        // Before pinning: loading the pools opens sealed keys on every core.
+        let pools: NodePools
+        do {
+            let opening = Date()
+            let store = try KeyStore.open(directory: layout.storeDirectory, node: me.id.rawValue)
+            pools = try NodePools(node: me.id, topology: topology, store: store) { [logger] error in
+                logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
+                fail(1, "\(error)")
+            }
+            logger.notice("key store opened", metadata: [
+                "path": "\(store.path)", "starts": "\(store.starts)", "keys": "\(pools.heldKeys)",
+                "load_ms": "\(Int(Date().timeIntervalSince(opening) * 1000))",
+            ])
+        } catch {
+            logger.critical("key store refused", metadata: ["error": "\(error)"])
+            fail(3, "node \(me.id): \(error)")
+        }
+
         if ioCPU != "none" {
             guard let cpu = Int32(ioCPU), cpu >= 0 else { fail(2, "--io-cpu: expected a CPU number or 'none', got '\(ioCPU)'") }
             // Threads created from here on (libzmq's I/O thread among them) inherit the pin.
@@ -89,19 +107,6 @@ struct QKDNodeCommand: ParsableCommand {
             "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)",
             "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)",
         ])
-
-        let pools: NodePools
-        do {
-            let store = try KeyStore.open(directory: layout.storeDirectory, node: me.id.rawValue)
-            pools = try NodePools(node: me.id, topology: topology, store: store) { [logger] error in
-                logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
-                fail(1, "\(error)")
-            }
-            logger.notice("key store opened", metadata: ["path": "\(store.path)", "starts": "\(store.starts)"])
-        } catch {
-            logger.critical("key store refused", metadata: ["error": "\(error)"])
-            fail(3, "node \(me.id): \(error)")
-        }
 
         let neighbours = topology.links(of: me.id).compactMap { link -> (id: NodeID, endpoint: String)? in
             guard let peer = link.peer(of: me.id), let peerNode = topology.node(peer) else { return nil }

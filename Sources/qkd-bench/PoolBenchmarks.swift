@@ -1,0 +1,126 @@
+import Foundation
+import QKDCore
+import QKDKeyPool
+import QKDLaunch
+import QKDStore
+
+/// Issue 5's numbers: durable pool operations through the real store (SQLite WAL,
+/// synchronous=FULL, AES-GCM sealing), and the restart of a node holding 10^6 keys.
+enum PoolBenchmarks {
+    static func keys(_ n: Int, _ g: inout Xoshiro256) -> [(id: KeyID, bits: BitVector)] {
+        (0..<n).map { _ in (KeyID(randomHigh: g.next(), randomLow: g.next()), BitVector(words: [g.next(), g.next(), g.next(), g.next()], count: 256)) }
+    }
+
+    static func run(_ report: inout BenchReport, topologies: String, binDirectory: String) throws {
+        var g = Xoshiro256(seed: 5)
+        let dir = "/tmp/qkdnet-bench-store-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try KeyStore.open(directory: dir, node: "bench")
+        var pool = KeyPool(configuration: .init(maxKeyCount: 1 << 30))
+        // Deposit as distillation does: a block's keys stored pending (one transaction), then
+        // confirmed when the peer acknowledges (another).
+        var deposit: [Double] = []
+        for _ in 0..<40 {
+            let batch = keys(1000, &g)
+            let t = Date()
+            try pool.deposit(batch, pending: true)
+            try store.apply(pool.drainJournal(), link: "A-B")
+            pool.confirm(batch.map(\.id))
+            try store.apply(pool.drainJournal(), link: "A-B")
+            deposit.append(1000 / Date().timeIntervalSince(t))
+        }
+        report.add("pool.deposit_keys_per_s", stats(deposit), unit: "keys/s", target: "≥ 50,000 (durable, 1000-key blocks)")
+        pool.synchronise(peerHolds: Set(pool.heldIDs))
+        // Reserve and take (consume) as a relay or the KME does, 100 keys per transaction.
+        var take: [Double] = []
+        let start = Instant(nanoseconds: 0)
+        for _ in 0..<40 {
+            let t = Date()
+            let ids = try pool.reserve(count: 100, for: "bench", at: start)
+            for id in ids { _ = try pool.take(id, by: "bench") }
+            try store.apply(pool.drainJournal(), link: "A-B")
+            take.append(100 / Date().timeIntervalSince(t))
+        }
+        report.add("pool.reserve_take_keys_per_s", stats(take), unit: "keys/s", target: "≥ 50,000 (durable, 100 per transaction)")
+        var loads: [Double] = []
+        for _ in 0..<3 {
+            let t = Date()
+            let loaded = try KeyStore.open(directory: dir, node: "bench").load(link: "A-B")
+            loads.append(Double(loaded.count) / Date().timeIntervalSince(t))
+        }
+        report.add("pool.load_keys_per_s", stats(loads), unit: "keys/s", target: "(read + open sealed keys at start-up)")
+        try restart(&report, topologies: topologies, binDirectory: binDirectory)
+    }
+
+    /// line-3 with 5·10^5 keys in each of the relay's two pools (and the same keys at the
+    /// other ends): time from spawning the relay to its readiness line, and to both of its
+    /// pools agreed with the neighbours.
+    static func restart(_ report: inout BenchReport, topologies: String, binDirectory: String) throws {
+        let dir = "/tmp/qkdnet-bench-restart-\(getpid())"
+        let topology = "\(dir)-line-3.yaml"
+        let text = try String(contentsOfFile: "\(topologies)/line-3.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "defaults:\n", with: "defaults:\n  max_key_count: 600000\n")
+        try text.write(toFile: topology, atomically: true, encoding: .utf8)
+        defer {
+            try? FileManager.default.removeItem(atPath: dir)
+            try? FileManager.default.removeItem(atPath: topology)
+        }
+        var network = try Network.up(topologyPath: topology, runDir: dir, binDirectory: binDirectory)
+        network.down()
+        var g = Xoshiro256(seed: 6)
+        for (link, ends) in [("Alice-Relay", ["Alice", "Relay"]), ("Relay-Bob", ["Relay", "Bob"])] {
+            let batch = keys(500_000, &g)
+            for node in ends {
+                let store = try KeyStore.open(directory: network.layout.storeDirectory, node: node)
+                var pool = KeyPool(configuration: .init(maxKeyCount: 1 << 30))
+                for chunk in stride(from: 0, to: batch.count, by: 50_000) {
+                    try pool.deposit(Array(batch[chunk..<min(batch.count, chunk + 50_000)]), pending: false)
+                    try store.apply(pool.drainJournal(), link: link)
+                }
+                try store.close()
+            }
+        }
+        do {
+            let t0 = Date()
+            let store = try KeyStore.open(directory: network.layout.storeDirectory, node: "Relay")
+            let records = try store.load(link: "Alice-Relay")
+            let t1 = Date()
+            let pool = KeyPool(configuration: .init(maxKeyCount: 1 << 30), restoring: records)
+            let t2 = Date()
+            print("  profile: load \(records.count) keys \(t1.timeIntervalSince(t0)) s, restore \(t2.timeIntervalSince(t1)) s (\(pool.heldKeys))")
+            try store.close()
+        }
+        network = try Network.open(runDir: dir)
+        defer { network.down() }
+        var others: [NodeID: Int32] = [:]
+        for node in ["Alice", "Bob"] { others[NodeID(node)] = try network.startNode(NodeID(node)) }
+        // The neighbours are running (their stores loaded) when the relay restarts.
+        let loaded = Date(timeIntervalSinceNow: 60)
+        while Date() < loaded, !["Alice", "Bob"].allSatisfy({ node in
+            ((try? String(contentsOfFile: network.layout.logPath(NodeID(node)), encoding: .utf8)) ?? "").contains("key store opened")
+        }) { usleep(20_000) }
+        let start = Date()
+        let relay = try network.startNode(NodeID("Relay"))
+        try network.waitReady([NodeID("Relay"): relay], timeoutSeconds: 60)
+        let ready = Date().timeIntervalSince(start)
+        if let log = try? String(contentsOfFile: network.layout.logPath(NodeID("Relay")), encoding: .utf8),
+           let line = log.split(separator: "\n").last(where: { $0.contains("key store opened") }) {
+            print("  \(line)")
+        }
+        try network.waitReady(others, timeoutSeconds: 60)
+        let deadline = Date(timeIntervalSinceNow: 60)
+        var agreed: Double = .nan
+        while Date() < deadline {
+            let pools = network.pools()
+            if pools.links.allSatisfy({ $0.ends.count == 2 && $0.ends.allSatisfy(\.synchronised) }) {
+                agreed = Date().timeIntervalSince(start)
+                let held = pools.links.map(\.storedKeys).reduce(0, +)
+                print("  relay restarted holding \(held) available keys on its two links")
+                break
+            }
+            usleep(20_000)
+        }
+        report.add("pool.restart_1e6_keys_ready_s", stats([ready]), unit: "s", target: "≤ 2 s (10^6 keys stored → READY)")
+        report.add("pool.restart_1e6_keys_agreed_s", stats([agreed]), unit: "s", target: "(→ both pools agreed with the peers)")
+    }
+}
