@@ -100,13 +100,17 @@ public final class KeyStore {
                 let rows = try Row.fetchCursor(db, sql: "SELECT link, id, pending, sealed FROM keys ORDER BY rowid")
                 while let row = try rows.next() {
                     let link: Int64 = row[0]
-                    guard let raw = row.dataNoCopy(atIndex: 1), let id = KeyID(bytes: raw), let sealed = row.dataNoCopy(atIndex: 3) else {
+                    let id = try row.withUnsafeData(atIndex: 1) { $0.flatMap { KeyID(bytes: $0) } }
+                    let sealedLength = try row.withUnsafeData(atIndex: 3) { sealed -> Int in
+                        sealedBytes.append(contentsOf: sealed ?? Data())
+                        return sealed?.count ?? 0
+                    }
+                    guard let id, sealedLength > 0 else {
                         throw StoreError(.corrupt, "\(path): link \(names[link] ?? "#\(link)"): a key row is damaged")
                     }
                     linkOf.append(link)
                     ids.append(id)
                     pending.append((row[2] as Int64) != 0)
-                    sealedBytes.append(contentsOf: sealed)
                     sealedEnds.append(sealedBytes.count)
                 }
             }
@@ -123,7 +127,7 @@ public final class KeyStore {
         opened.withUnsafeMutableBufferPointer { buffer in
             sealedBytes.withUnsafeBytes { all in
                 nonisolated(unsafe) let out = buffer, all = all
-                nonisolated(unsafe) let ids = ids, ends = sealedEnds, linkOf = linkOf
+                let ids = ids, ends = sealedEnds, linkOf = linkOf
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
                     for i in stride(from: c, to: n, by: chunks) {
                         // Each slot is written by exactly one iteration (i ≡ c mod chunks).

@@ -59,7 +59,7 @@ func randomKeys(_ n: Int, seed: UInt64) -> [(id: KeyID, bits: BitVector)] {
         }
         // Another KEK does not open the store.
         try FileManager.default.removeItem(atPath: kek)
-        FileManager.default.createFile(atPath: kek, contents: Data(repeating: 7, count: 32), attributes: [.posixPermissions: 0o600])
+        #expect(FileManager.default.createFile(atPath: kek, contents: Data(repeating: 7, count: 32), attributes: [.posixPermissions: 0o600]))
         #expect { _ = try KeyStore.open(directory: dir, node: "A") } throws: { e in
             (e as? StoreError)?.code == .wrongKey && "\(e)".contains("A.sqlite")
         }
