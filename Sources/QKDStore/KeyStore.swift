@@ -86,66 +86,78 @@ public final class KeyStore {
         try loadAll()[link] ?? []
     }
 
-    /// Every key of every link, in deposit order, opened and checked, in one sequential scan
-    /// of the table. Throws (naming the file) if any row is unreadable or fails
-    /// authentication. Sealed keys are opened on every core.
+    /// Every key of every link, in deposit order, opened and checked. The table is read in
+    /// rowid ranges, one per core, each by its own read-only connection that opens its keys as
+    /// it goes. Throws (naming the file) if any row is unreadable or fails authentication.
     public func loadAll() throws(StoreError) -> [String: [(id: KeyID, bits: BitVector, pending: Bool)]] {
         var names: [Int64: String] = [:]
-        var linkOf: [Int64] = [], ids: [KeyID] = [], pending: [Bool] = []
-        // Sealed keys, back to back in one buffer (no allocation per row).
-        var sealedBytes: [UInt8] = [], sealedEnds: [Int] = []
+        var bounds: (Int64, Int64)?
         do {
             try db.read { db in
                 for row in try Row.fetchAll(db, sql: "SELECT id, name FROM links") { names[row[0]] = row[1] }
-                let rows = try Row.fetchCursor(db, sql: "SELECT link, id, pending, sealed FROM keys ORDER BY rowid")
-                while let row = try rows.next() {
-                    let link: Int64 = row[0]
-                    let id = try row.withUnsafeData(atIndex: 1) { $0.flatMap { KeyID(bytes: $0) } }
-                    let sealedLength = try row.withUnsafeData(atIndex: 3) { sealed -> Int in
-                        sealedBytes.append(contentsOf: sealed ?? Data())
-                        return sealed?.count ?? 0
-                    }
-                    guard let id, sealedLength > 0 else {
-                        throw StoreError(.corrupt, "\(path): link \(names[link] ?? "#\(link)"): a key row is damaged")
-                    }
-                    linkOf.append(link)
-                    ids.append(id)
-                    pending.append((row[2] as Int64) != 0)
-                    sealedEnds.append(sealedBytes.count)
+                if let row = try Row.fetchOne(db, sql: "SELECT MIN(rowid), MAX(rowid) FROM keys"),
+                   let lo = row[0] as Int64?, let hi = row[1] as Int64? {
+                    bounds = (lo, hi)
                 }
             }
-        } catch let error as StoreError {
-            throw error
         } catch {
             throw StoreError(error, path: path)
         }
+        guard let (lo, hi) = bounds else { return [:] }
         let links = Dictionary(uniqueKeysWithValues: names.map { ($0.key, Array($0.value.utf8)) })
-        let n = ids.count
-        var opened = [BitVector?](repeating: nil, count: n)
-        let kek = self.kek
-        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, n / 4096))
-        opened.withUnsafeMutableBufferPointer { buffer in
-            sealedBytes.withUnsafeBytes { all in
-                nonisolated(unsafe) let out = buffer, all = all
-                let ids = ids, ends = sealedEnds, linkOf = linkOf
-                DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                    for i in stride(from: c, to: n, by: chunks) {
-                        // Each slot is written by exactly one iteration (i ≡ c mod chunks).
-                        let start = i == 0 ? 0 : ends[i - 1]
-                        let sealed = UnsafeRawBufferPointer(rebasing: all[start..<ends[i]])
-                        out[i] = try? KeyStore.openBits(sealed, key: kek, aad: (links[linkOf[i]] ?? []) + ids[i].bytes)
-                    }
-                }
+        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, Int((hi - lo) / 8192) + 1))
+        let span = (hi - lo) / Int64(chunks) + 1
+        var parts = [Result<[(link: Int64, id: KeyID, bits: BitVector, pending: Bool)], StoreError>?](repeating: nil, count: chunks)
+        let kek = self.kek, path = self.path
+        parts.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let out = buffer
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                // Each slot is written by exactly one iteration.
+                out[c] = KeyStore.scan(path: path, kek: kek, links: links, from: lo + Int64(c) * span, to: lo + Int64(c + 1) * span - 1)
             }
         }
         var byLink: [Int64: [(id: KeyID, bits: BitVector, pending: Bool)]] = [:]
-        for i in 0..<n {
-            guard let bits = opened[i], names[linkOf[i]] != nil else {
-                throw StoreError(.corrupt, "\(path): link \(names[linkOf[i]] ?? "#\(linkOf[i])"): key \(ids[i]) fails authentication (damaged or moved)")
-            }
-            byLink[linkOf[i], default: []].append((ids[i], bits, pending[i]))
+        for part in parts {
+            for row in try part!.get() { byLink[row.link, default: []].append((row.id, row.bits, row.pending)) }
         }
         return Dictionary(uniqueKeysWithValues: byLink.map { (names[$0.key]!, $0.value) })
+    }
+
+    /// Reads and opens the keys with rowid in `from...to`, in order, on a connection of its own.
+    static func scan(path: String, kek: SymmetricKey, links: [Int64: [UInt8]], from: Int64, to: Int64)
+        -> Result<[(link: Int64, id: KeyID, bits: BitVector, pending: Bool)], StoreError>
+    {
+        var out: [(link: Int64, id: KeyID, bits: BitVector, pending: Bool)] = []
+        do {
+            var config = Configuration()
+            config.readonly = true
+            let reader = try DatabaseQueue(path: path, configuration: config)
+            defer { try? reader.close() }
+            try reader.read { db in
+                let rows = try Row.fetchCursor(db, sql: "SELECT link, id, pending, sealed FROM keys WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                                               arguments: [from, to])
+                while let row = try rows.next() {
+                    let link: Int64 = row[0]
+                    guard let aad = links[link] else { throw StoreError(.corrupt, "\(path): a key belongs to unknown link #\(link)") }
+                    guard let id = try row.withUnsafeData(atIndex: 1, { $0.flatMap { KeyID(bytes: $0) } }) else {
+                        throw StoreError(.corrupt, "\(path): link \(String(decoding: aad, as: UTF8.self)): a key ID is damaged")
+                    }
+                    let bits = try row.withUnsafeData(atIndex: 3) { sealed -> BitVector? in
+                        guard let sealed else { return nil }
+                        return try? sealed.withUnsafeBytes { try KeyStore.openBits($0, key: kek, aad: aad + id.bytes) }
+                    }
+                    guard let bits else {
+                        throw StoreError(.corrupt, "\(path): link \(String(decoding: aad, as: UTF8.self)): key \(id) fails authentication (damaged or moved)")
+                    }
+                    out.append((link, id, bits, (row[2] as Int64) != 0))
+                }
+            }
+        } catch let error as StoreError {
+            return .failure(error)
+        } catch {
+            return .failure(StoreError(error, path: path))
+        }
+        return .success(out)
     }
 
     /// Opens one sealed key into its bits.
