@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "CQKDKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Layer 1: key pool state machine (reserve / consume / expire, capacity, auth reserve).
         .target(name: "QKDKeyPool", dependencies: ["QKDCore"], swiftSettings: strict),
+        // Layer 1: link-state view, path selection and the hop-by-hop XOR relay, as instances.
+        .target(name: "QKDRouting", dependencies: ["QKDCore", "QKDTopology", "QKDWire", "QKDKeyPool"], swiftSettings: strict),
         // Layer 2: versioned envelope and control messages.
         .target(name: "QKDWire", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 3: libzmq shim and transports.
@@ -90,6 +92,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),
+        .testTarget(name: "QKDRoutingTests", dependencies: ["QKDRouting", "QKDKeyPool", "QKDCore", "QKDTopology", "QKDWire"]),
         .testTarget(name: "QKDStoreTests", dependencies: ["QKDStore", "QKDKeyPool", "QKDCore"]),
         .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool"]),
         .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire"]),

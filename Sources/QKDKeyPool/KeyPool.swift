@@ -60,6 +60,8 @@ public struct KeyPool: Sendable {
         public var orphansRemoved: UInt64 = 0
         /// Pending keys discarded because their round was never acknowledged.
         public var pendingDiscarded: UInt64 = 0
+        /// Keys discarded because a relay named them and failed.
+        public var discarded: UInt64 = 0
 
         public init() {}
     }
@@ -226,6 +228,47 @@ public struct KeyPool: Sendable {
             picked.append(id)
         }
         return picked
+    }
+
+    /// Reserves keys the peer named (the receiving end of a relay hop): each must be available
+    /// here. All or nothing. Returns their bits (the caller may use them only after `take`).
+    public mutating func reserve(named ids: [KeyID], for owner: String, at now: Instant) throws(Failure) -> [BitVector] {
+        guard isSynchronised else { throw .notSynchronised }
+        for id in ids where entries[id]?.state != .available { throw .unknownKey(id) }
+        guard Set(ids).count == ids.count else { throw .duplicateKey(ids[0]) }
+        let deadline = now.advanced(byNanoseconds: configuration.reservationTTLNs)
+        return ids.map { id in
+            leaveQueue(id)
+            entries[id]!.state = .reserved(owner: owner, deadline: deadline)
+            return entries[id]!.bits
+        }
+    }
+
+    /// Consumes `count` keys outside the authentication reserve at once, oldest first (the
+    /// sending end of a relay hop, which names them to the peer).
+    public mutating func consume(count: Int, at now: Instant) throws(Failure) -> [(id: KeyID, bits: BitVector)] {
+        let owner = "\u{0}consume"
+        let ids = try reserve(count: count, for: owner, at: now)
+        var out: [(id: KeyID, bits: BitVector)] = []
+        for id in ids { out.append((id, try take(id, by: owner))) }
+        return out
+    }
+
+    /// Consumes the keys the peer named (the receiving end of a relay hop): all or nothing. If
+    /// one is missing, the named keys held here are discarded anyway (the peer has used them).
+    public mutating func consume(named ids: [KeyID], at now: Instant) throws(Failure) -> [BitVector] {
+        let owner = "\u{0}consume"
+        do {
+            let bits = try reserve(named: ids, for: owner, at: now)
+            for id in ids { _ = try take(id, by: owner) }
+            return bits
+        } catch {
+            for id in ids where entries[id] != nil && entries[id]!.state != .pending {
+                remove(id)
+                counters.discarded += 1
+            }
+            throw error
+        }
     }
 
     /// Hands a reserved key to its owner and consumes it: the bits leave the pool for good.

@@ -157,6 +157,9 @@ public struct NodeCore: Sendable {
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
                 out += quantumLayer(envelope, from: record, at: now)
                 return out
+            case .linkState, .relayForward, .relayAck, .relayCommit, .relayDone, .relayAbort:
+                // Routing and relay run in the relay agent (not wired into the node yet).
+                return reject(WireError(.unknownKind, "\(envelope.kind) is not served by this node yet"), from: sender)
             }
         } catch {
             return reject(error, from: sender)

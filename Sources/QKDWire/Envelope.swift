@@ -30,6 +30,18 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
     case reconciliationResult = 24
     /// The key IDs one end holds for the link, sent when the link comes up (`PoolSync`).
     case poolSync = 25
+    /// A node's link states, flooded for routing (`LinkStateAdvertisement`).
+    case linkState = 26
+    /// Key relay, forward: the end-to-end key one-time-padded with the link's keys (`RelayForward`).
+    case relayForward = 27
+    /// Key relay, backward: every hop after the sender has prepared (`RelaySignal`).
+    case relayAck = 28
+    /// Key relay, forward: the destination may release the key (`RelaySignal`).
+    case relayCommit = 29
+    /// Key relay, backward: the destination released it (`RelaySignal`).
+    case relayDone = 30
+    /// Key relay, either way: void the relay (`RelaySignal`).
+    case relayAbort = 31
 }
 
 /// The envelope of every peer frame. Layout (big-endian), 20 header bytes then the payload:

@@ -1,0 +1,216 @@
+import QKDCore
+import QKDKeyPool
+import QKDTopology
+import QKDWire
+
+/// Where a relay's link keys come from: the node's pools, one per link. Keys are consumed the
+/// moment a relay touches them (before anything they pad is sent), and the node's shell makes
+/// that durable before it carries out the directives that follow: a key that padded something
+/// sent is never used again, whatever happens to the relay or the node.
+public protocol RelayKeys {
+    /// Consumes `count` available keys of `link` (the sending end picks); nil if it cannot.
+    mutating func take(link: String, count: Int, owner: String, at now: Instant) -> [(id: KeyID, bits: BitVector)]?
+    /// Consumes the keys the peer named (the receiving end). Nil unless all are available; then
+    /// those that are held are consumed anyway (the peer has used them).
+    mutating func take(link: String, named: [KeyID], owner: String, at now: Instant) -> [BitVector]?
+}
+
+/// One node's part in hop-by-hop key relays, as a pure instance (ETSI GS QKD 020 semantics).
+///
+/// The source takes k0, keys of its first link, as the end-to-end key K. Every trusted node on
+/// the path learns K from the previous link's keys and sends it on padded (one-time pad, XOR)
+/// with keys of the next link, so each hop consumes ⌈bits/256⌉ keys of each of its links, never
+/// reused. Phases:
+///
+/// 1. `RelayForward`, source → destination: each node consumes the incoming keys named by the
+///    previous node, recovers K, consumes outgoing keys and sends K on padded with them.
+/// 2. `relayAck`, destination → source: every node behind has K.
+/// 3. `relayCommit`, source → destination: the destination releases K to its applications.
+/// 4. `relayDone`, destination → source: the source releases K to its applications.
+///
+/// Any failure (a key missing, a link or node gone, a timeout) sends `relayAbort` both ways and
+/// every node forgets K; the keys the relay touched stay consumed (they padded something that
+/// was sent, or were named in the clear). So K is released by the source only once the
+/// destination holds it releasable, and by the destination only once every hop has prepared and
+/// the source has committed; what is not completed is delivered by nobody. (A source that times
+/// out after the destination released K leaves a key at the destination that no application
+/// will ask for; it expires there.)
+public struct KeyRelay: Sendable {
+    public enum Role: String, Sendable { case source, transit, destination }
+
+    public enum Directive: Sendable, Equatable {
+        case send(to: NodeID, kind: MessageKind, payload: [UInt8])
+        /// K is releasable at this end (source or destination).
+        case delivered(relay: KeyID, key: BitVector, path: [NodeID])
+        /// The relay is void at this node.
+        case failed(relay: KeyID, reason: String)
+    }
+
+    struct Leg: Sendable {
+        var role: Role
+        var path: [NodeID]
+        /// This node's position on the path.
+        var index: Int
+        var bits: Int
+        var key: BitVector
+        var deadline: Instant
+    }
+
+    public let node: NodeID
+    public let topology: Topology
+    public let keyBits: Int
+    public let timeoutNs: UInt64
+    private var legs: [KeyID: Leg] = [:]
+    /// Relays that ended here (IDs only), so that late messages are not mistaken for new ones.
+    private var finished: Set<KeyID> = []
+
+    public init(node: NodeID, topology: Topology, keyBits: Int = 256, timeoutMs: UInt64 = 5000) {
+        self.node = node
+        self.topology = topology
+        self.keyBits = keyBits
+        timeoutNs = timeoutMs * 1_000_000
+    }
+
+    public var inFlight: Int { legs.count }
+
+    func linkName(_ a: NodeID, _ b: NodeID) -> String? {
+        topology.links(of: a).first { $0.peer(of: a) == b }?.name
+    }
+
+    /// Starts a relay of `bits` bits along `path` (this node first).
+    public mutating func start(relay: KeyID, path: [NodeID], bits: Int, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
+        guard path.count >= 2, path.first == node, bits > 0, bits % 8 == 0, let link = linkName(path[0], path[1]) else {
+            return [.failed(relay: relay, reason: "bad relay request: \(bits) bits along \(path.map(\.rawValue))")]
+        }
+        let owner = "relay/\(relay)"
+        let n = (bits + keyBits - 1) / keyBits
+        guard let k0 = keys.take(link: link, count: n, owner: owner, at: now) else {
+            return [.failed(relay: relay, reason: "link \(link): fewer than \(n) keys available")]
+        }
+        let key = KeyRelay.concatenate(k0.map(\.bits), bits: bits)
+        legs[relay] = Leg(role: .source, path: path, index: 0, bits: bits, key: key, deadline: now.advanced(byNanoseconds: timeoutNs))
+        let forward = RelayForward(relay: relay, path: path.map(\.rawValue), hop: 1, bits: bits, keys: k0.map(\.id), padded: [])
+        return [.send(to: path[1], kind: .relayForward, payload: forward.encoded())]
+    }
+
+    /// A relay message from neighbour `from`.
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], from: NodeID, at now: Instant,
+                                  keys: inout some RelayKeys) -> [Directive] {
+        switch kind {
+        case .relayForward:
+            guard let forward = try? RelayForward.decode(payload) else { return [] }
+            return prepare(forward, from: from, at: now, keys: &keys)
+        case .relayAck, .relayCommit, .relayDone, .relayAbort:
+            guard let signal = try? RelaySignal.decode(payload), let leg = legs[signal.relay] else { return [] }
+            let previous = leg.index > 0 ? leg.path[leg.index - 1] : nil
+            let next = leg.index + 1 < leg.path.count ? leg.path[leg.index + 1] : nil
+            switch kind {
+            case .relayAck where from == next:
+                if leg.role == .source { return [.send(to: next!, kind: .relayCommit, payload: signal.encoded())] }
+                return [.send(to: previous!, kind: .relayAck, payload: signal.encoded())]
+            case .relayCommit where from == previous:
+                if leg.role == .destination {
+                    legs[signal.relay] = nil
+                    finished.insert(signal.relay)
+                    return [.send(to: previous!, kind: .relayDone, payload: signal.encoded()),
+                            .delivered(relay: signal.relay, key: leg.key, path: leg.path)]
+                }
+                return [.send(to: next!, kind: .relayCommit, payload: signal.encoded())]
+            case .relayDone where from == next:
+                if leg.role == .source {
+                    legs[signal.relay] = nil
+                    finished.insert(signal.relay)
+                    return [.delivered(relay: signal.relay, key: leg.key, path: leg.path)]
+                }
+                legs[signal.relay] = nil
+                finished.insert(signal.relay)
+                return [.send(to: previous!, kind: .relayDone, payload: signal.encoded())]
+            case .relayAbort where from == previous || from == next:
+                return abort(signal.relay, reason: signal.reason, except: from)
+            default:
+                return []  // out of place: ignored (the relay times out if it never completes)
+            }
+        default:
+            return []
+        }
+    }
+
+    /// Voids relays whose deadline passed.
+    public mutating func tick(at now: Instant) -> [Directive] {
+        var out: [Directive] = []
+        for (id, leg) in legs where leg.deadline <= now {
+            out += abort(id, reason: "timed out at \(node)", except: nil)
+        }
+        return out
+    }
+
+    /// A neighbour's link went down: every relay through it is void.
+    public mutating func linkDown(to neighbour: NodeID) -> [Directive] {
+        var out: [Directive] = []
+        for (id, leg) in legs where leg.path.contains(neighbour) {
+            let i = leg.index
+            if (i > 0 && leg.path[i - 1] == neighbour) || (i + 1 < leg.path.count && leg.path[i + 1] == neighbour) {
+                out += abort(id, reason: "link \(node)-\(neighbour) down", except: neighbour)
+            }
+        }
+        return out
+    }
+
+    private mutating func prepare(_ f: RelayForward, from: NodeID, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
+        let path = f.path.map(NodeID.init)
+        let fail = { (reason: String) -> [Directive] in
+            [.send(to: from, kind: .relayAbort, payload: RelaySignal(relay: f.relay, reason: reason).encoded()),
+             .failed(relay: f.relay, reason: reason)]
+        }
+        guard legs[f.relay] == nil, !finished.contains(f.relay), path[f.hop] == node, path[f.hop - 1] == from,
+              Set(path).count == path.count, let inLink = linkName(from, node) else {
+            return fail("relay message out of place at \(node)")
+        }
+        let n = (f.bits + keyBits - 1) / keyBits
+        let owner = "relay/\(f.relay)"
+        guard f.keys.count == n, f.padded.count == (f.hop == 1 ? 0 : (f.bits + 63) / 64) else { return fail("malformed relay at \(node)") }
+        guard let inBits = keys.take(link: inLink, named: f.keys, owner: owner, at: now) else {
+            finished.insert(f.relay)
+            return fail("link \(inLink): keys named by \(from) not available at \(node)")
+        }
+        let pad = KeyRelay.concatenate(inBits, bits: f.bits)
+        let key = f.hop == 1 ? pad : KeyRelay.xor(BitVector(words: f.padded, count: f.bits), pad)
+        let deadline = now.advanced(byNanoseconds: timeoutNs)
+        if f.hop == path.count - 1 {
+            legs[f.relay] = Leg(role: .destination, path: path, index: f.hop, bits: f.bits, key: key, deadline: deadline)
+            return [.send(to: from, kind: .relayAck, payload: RelaySignal(relay: f.relay).encoded())]
+        }
+        let next = path[f.hop + 1]
+        guard let outLink = linkName(node, next), let out = keys.take(link: outLink, count: n, owner: owner, at: now) else {
+            finished.insert(f.relay)
+            return fail("link \(node)-\(next): fewer than \(n) keys available")
+        }
+        legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, bits: f.bits, key: key, deadline: deadline)
+        let padded = KeyRelay.xor(key, KeyRelay.concatenate(out.map(\.bits), bits: f.bits))
+        let forward = RelayForward(relay: f.relay, path: f.path, hop: f.hop + 1, bits: f.bits, keys: out.map(\.id), padded: padded.words)
+        return [.send(to: next, kind: .relayForward, payload: forward.encoded())]
+    }
+
+    private mutating func abort(_ relay: KeyID, reason: String, except: NodeID?) -> [Directive] {
+        guard let leg = legs.removeValue(forKey: relay) else { return [] }
+        finished.insert(relay)
+        var out: [Directive] = []
+        let i = leg.index
+        let signal = RelaySignal(relay: relay, reason: reason).encoded()
+        for neighbour in [i > 0 ? leg.path[i - 1] : nil, i + 1 < leg.path.count ? leg.path[i + 1] : nil] {
+            if let neighbour, neighbour != except { out.append(.send(to: neighbour, kind: .relayAbort, payload: signal)) }
+        }
+        out.append(.failed(relay: relay, reason: reason))
+        return out
+    }
+
+    static func concatenate(_ parts: [BitVector], bits: Int) -> BitVector {
+        var all = BitVector()
+        for p in parts { all.append(contentsOf: p) }
+        return all.slice(from: 0, length: bits)
+    }
+
+    static func xor(_ a: BitVector, _ b: BitVector) -> BitVector {
+        BitVector(words: zip(a.words, b.words).map { $0 ^ $1 }, count: a.count)
+    }
+}

@@ -1,0 +1,102 @@
+import QKDCore
+import QKDTopology
+import QKDWire
+
+/// One node's view of the network for routing key relays, as a pure instance: the latest
+/// link-state advertisement of every node (flooded over the classical channels), and path
+/// selection on it.
+///
+/// A link is usable when both of its ends' latest advertisements say it is up, neither says it
+/// is compromised, and both ends have at least the keys the relay needs available. A node that
+/// has not advertised yet, or whose advertisements stopped, leaves its links unusable as soon
+/// as its neighbours advertise them down.
+public struct LinkStateDatabase: Sendable {
+    public let topology: Topology
+    public private(set) var advertisements: [String: LinkStateAdvertisement] = [:]
+
+    public init(topology: Topology) { self.topology = topology }
+
+    /// Stores an advertisement if it is newer than the one held for its origin; returns whether
+    /// it was (and so must be flooded on).
+    @discardableResult
+    public mutating func received(_ lsa: LinkStateAdvertisement) -> Bool {
+        guard topology.node(NodeID(lsa.origin)) != nil else { return false }
+        if let held = advertisements[lsa.origin], held.sequence >= lsa.sequence { return false }
+        advertisements[lsa.origin] = lsa
+        return true
+    }
+
+    /// What one end says about a link (nil if it has not said).
+    func view(_ node: NodeID, _ link: LinkIndex) -> LinkStateAdvertisement.Entry? {
+        advertisements[node.rawValue]?.links.first { $0.link == link }
+    }
+
+    /// Why a link cannot carry a relay needing `keys` keys (nil: it can).
+    public func exclusion(of link: TopologyLink, keys: Int) -> String? {
+        guard let a = view(link.a, link.index), let b = view(link.b, link.index) else { return "no link state from both ends yet" }
+        if !a.up || !b.up { return "down" }
+        if a.compromised || b.compromised { return "compromised" }
+        let available = Int(min(a.availableKeys, b.availableKeys))
+        if available < keys { return "\(available) keys available, \(keys) needed" }
+        return nil
+    }
+
+    public struct Route: Sendable, Equatable {
+        public var nodes: [NodeID]
+        public var links: [LinkIndex]
+        public var distanceKm: Double
+        public var hops: Int { links.count }
+    }
+
+    public struct Decision: Sendable {
+        /// The path chosen, or nil when the destination is unreachable over usable links.
+        public var route: Route?
+        /// Every link left out, with the reason.
+        public var excluded: [(link: String, reason: String)]
+    }
+
+    /// The path for a relay from `source` to `destination` needing `keys` keys on each link:
+    /// fewest hops, then shortest fibre distance, then the lexicographically smallest node
+    /// sequence (deterministic: every node picks the same path from the same view).
+    public func route(from source: NodeID, to destination: NodeID, keys: Int) -> Decision {
+        var excluded: [(String, String)] = []
+        var usable: [NodeID: [(TopologyLink, NodeID)]] = [:]
+        for link in topology.links {
+            if let reason = exclusion(of: link, keys: keys) {
+                excluded.append((link.name, reason))
+                continue
+            }
+            usable[link.a, default: []].append((link, link.b))
+            usable[link.b, default: []].append((link, link.a))
+        }
+        guard source != destination, topology.node(source) != nil, topology.node(destination) != nil else {
+            return Decision(route: nil, excluded: excluded)
+        }
+        // Dijkstra on (hops, distance, path) — small graphs (≤ a few hundred nodes).
+        struct Label: Comparable {
+            var hops: Int
+            var distance: Double
+            var path: [NodeID]
+            var links: [LinkIndex]
+            static func < (x: Label, y: Label) -> Bool {
+                if x.hops != y.hops { return x.hops < y.hops }
+                if x.distance != y.distance { return x.distance < y.distance }
+                return x.path.lexicographicallyPrecedes(y.path)
+            }
+        }
+        var best: [NodeID: Label] = [source: Label(hops: 0, distance: 0, path: [source], links: [])]
+        var done = Set<NodeID>()
+        while let (node, label) = best.filter({ !done.contains($0.key) }).min(by: { $0.value < $1.value }) {
+            if node == destination {
+                return Decision(route: Route(nodes: label.path, links: label.links, distanceKm: label.distance), excluded: excluded)
+            }
+            done.insert(node)
+            for (link, next) in usable[node] ?? [] where !done.contains(next) {
+                let candidate = Label(hops: label.hops + 1, distance: label.distance + link.lengthKm,
+                                      path: label.path + [next], links: label.links + [link.index])
+                if best[next].map({ candidate < $0 }) ?? true { best[next] = candidate }
+            }
+        }
+        return Decision(route: nil, excluded: excluded)
+    }
+}

@@ -1,0 +1,181 @@
+import QKDCore
+import QKDKeyPool
+import QKDRouting
+import QKDTopology
+import QKDWire
+import Testing
+
+/// A node's link pools as the relay sees them.
+struct PoolKeys: RelayKeys {
+    var pools: [String: KeyPool]
+
+    mutating func take(link: String, count: Int, owner: String, at now: Instant) -> [(id: KeyID, bits: BitVector)]? {
+        try? pools[link]?.consume(count: count, at: now)
+    }
+
+    mutating func take(link: String, named: [KeyID], owner: String, at now: Instant) -> [BitVector]? {
+        try? pools[link]?.consume(named: named, at: now)
+    }
+}
+
+/// Nodes N0…N6 in a line, every link's two ends holding the same 40 keys.
+struct RelayNetwork {
+    static let topology = try! TopologyParser.parse("""
+        name: relay-line
+        seed: 9
+        nodes:
+        \((0..<7).map { "  - { id: N\($0), lat: 0, lon: \($0), role: trusted-relay }" }.joined(separator: "\n"))
+        links:
+        \((0..<6).map { "  - { a: N\($0), b: N\($0 + 1), length_km: 10 }" }.joined(separator: "\n"))
+        """, file: "relay-line.yaml")
+
+    var relays: [NodeID: KeyRelay] = [:]
+    var keys: [NodeID: PoolKeys] = [:]
+
+    init(seed: UInt64) {
+        var g = Xoshiro256(seed: seed)
+        for node in Self.topology.nodes {
+            relays[node.id] = KeyRelay(node: node.id, topology: Self.topology, timeoutMs: 1000)
+            keys[node.id] = PoolKeys(pools: [:])
+        }
+        for link in Self.topology.links {
+            let batch = (0..<40).map { _ in
+                (id: KeyID(randomHigh: g.next(), randomLow: g.next()), bits: BitVector(words: [g.next(), g.next(), g.next(), g.next()], count: 256))
+            }
+            var pool = KeyPool(configuration: .init(maxKeyCount: 1000, authenticationReserve: 4))
+            try! pool.deposit(batch, pending: false)
+            pool.synchronise(peerHolds: Set(batch.map(\.id)))
+            keys[link.a]!.pools[link.name] = pool
+            keys[link.b]!.pools[link.name] = pool
+        }
+    }
+}
+
+@Suite struct KeyRelayTests {
+    enum Failure: CaseIterable { case none, crash, cut, timeout }
+
+    @Test(arguments: Array(0..<120) as [UInt64])
+    func aRelayDeliversTheSameKeyAtBothEndsOrToNobody(seed: UInt64) throws {
+        var g = Xoshiro256(seed: seed)
+        var net = RelayNetwork(seed: seed)
+        let nodes = RelayNetwork.topology.nodes.map(\.id)
+        var a = Int(g.nextBounded(7)), b = Int(g.nextBounded(7))
+        while a == b { b = Int(g.nextBounded(7)) }
+        let path = a < b ? Array(nodes[a...b]) : Array(nodes[b...a].reversed())
+        (a, b) = (0, path.count - 1)
+        let bits = [128, 256, 512, 1024][Int(g.nextBounded(4))]
+        let perHop = (bits + 255) / 256
+        let failure = Failure.allCases[Int(g.nextBounded(4))]
+        let failAt = Int(g.nextBounded(UInt64(4 * path.count)))
+        let victim = path[Int(g.nextBounded(UInt64(path.count)))]
+        let cutAt = Int(g.nextBounded(UInt64(path.count - 1)))
+        let cut = Set([path[cutAt], path[cutAt + 1]])
+        let relay = KeyID(randomHigh: g.next(), randomLow: g.next())
+        var now = Instant(nanoseconds: 1_000_000_000)
+
+        var delivered: [NodeID: BitVector] = [:]
+        var failed: Set<NodeID> = []
+        var queue: [(from: NodeID, to: NodeID, kind: MessageKind, payload: [UInt8])] = []
+        var dead: Set<NodeID> = []
+        var cutDone = false
+        func absorb(_ directives: [KeyRelay.Directive], at node: NodeID) {
+            for d in directives {
+                switch d {
+                case .send(let to, let kind, let payload): queue.append((node, to, kind, payload))
+                case .delivered(let id, let key, let p):
+                    #expect(id == relay && p == path)
+                    #expect(delivered[node] == nil, "delivered twice at \(node)")
+                    delivered[node] = key
+                case .failed: failed.insert(node)
+                }
+            }
+        }
+        absorb(net.relays[path[0]]!.start(relay: relay, path: path, bits: bits, at: now, keys: &net.keys[path[0]]!), at: path[0])
+        var step = 0
+        while !queue.isEmpty {
+            if step == failAt {
+                switch failure {
+                case .crash:
+                    // The node restarts: its relay state is gone; consumed keys stay consumed.
+                    dead.insert(victim)
+                    net.relays[victim] = KeyRelay(node: victim, topology: RelayNetwork.topology, timeoutMs: 1000)
+                case .cut:
+                    cutDone = true
+                    let (x, y) = (path[cutAt], path[cutAt + 1])
+                    absorb(net.relays[x]!.linkDown(to: y), at: x)
+                    absorb(net.relays[y]!.linkDown(to: x), at: y)
+                case .timeout:
+                    queue.removeAll()  // everything in flight is lost; the deadlines do the rest
+                case .none: break
+                }
+            }
+            step += 1
+            guard !queue.isEmpty else { break }
+            let m = queue.removeFirst()
+            if dead.contains(m.to) || dead.contains(m.from) { continue }
+            if cutDone && cut == Set([m.from, m.to]) { continue }
+            absorb(net.relays[m.to]!.received(m.kind, m.payload, from: m.from, at: now, keys: &net.keys[m.to]!), at: m.to)
+        }
+        // Time passes: every deadline expires, aborts travel where they can.
+        now = now.advanced(byMilliseconds: 5000)
+        for node in nodes { absorb(net.relays[node]!.tick(at: now), at: node) }
+        while !queue.isEmpty {
+            let m = queue.removeFirst()
+            if (cutDone && cut == Set([m.from, m.to])) { continue }
+            absorb(net.relays[m.to]!.received(m.kind, m.payload, from: m.from, at: now, keys: &net.keys[m.to]!), at: m.to)
+        }
+
+        let source = path[a], destination = path[b]
+        // The source releases K only if the destination holds the same K.
+        if let k = delivered[source] {
+            #expect(delivered[destination] == k, "seed \(seed): source delivered, destination \(delivered[destination] == nil ? "did not" : "differs")")
+        }
+        // Nobody else ever learns of a delivery; no relay state survives its deadline.
+        #expect(Set(delivered.keys).isSubset(of: [source, destination]))
+        for node in nodes { #expect(net.relays[node]!.inFlight == 0, "seed \(seed): \(node) still holds the relay") }
+        if failure == .none {
+            #expect(delivered[source] != nil && delivered[source] == delivered[destination], "seed \(seed): clean relay failed")
+            #expect(failed.isEmpty)
+            // Exactly ⌈bits/256⌉ keys of each link on the path, at both ends; nothing else.
+            for link in RelayNetwork.topology.links {
+                let onPath = zip(path, path.dropFirst()).contains { Set([$0, $1]) == Set([link.a, link.b]) }
+                for end in [link.a, link.b] {
+                    let consumed = net.keys[end]!.pools[link.name]!.counters.consumed
+                    #expect(consumed == (onPath ? UInt64(perHop) : 0), "seed \(seed): \(link.name) at \(end) consumed \(consumed)")
+                }
+            }
+        } else if delivered[source] == nil {
+            // A failed relay: the source's application never got K.
+            #expect(failed.contains(source) || dead.contains(source) || delivered[destination] != nil)
+        }
+        // Keys are never handed out twice (the pools refuse), and no pool keeps a reservation.
+        for node in nodes { for pool in net.keys[node]!.pools.values { #expect(pool.reservedKeys == 0) } }
+    }
+
+    @Test func routesAvoidDownLinksAndLinksWithoutEnoughKey() {
+        let topology = RelayNetwork.topology
+        var db = LinkStateDatabase(topology: topology)
+        func advertise(_ node: String, seq: UInt64, _ entries: [(Int, Bool, UInt32)]) {
+            db.received(LinkStateAdvertisement(origin: node, sequence: seq,
+                                               links: entries.map { .init(link: LinkIndex(UInt32($0.0)), up: $0.1, availableKeys: $0.2) }))
+        }
+        for i in 0..<7 {
+            var entries: [(Int, Bool, UInt32)] = []
+            if i > 0 { entries.append((i - 1, true, 100)) }
+            if i < 6 { entries.append((i, true, 100)) }
+            advertise("N\(i)", seq: 1, entries)
+        }
+        let route = db.route(from: NodeID("N1"), to: NodeID("N4"), keys: 1).route
+        #expect(route?.nodes.map(\.rawValue) == ["N1", "N2", "N3", "N4"])
+        #expect(route?.distanceKm == 30)
+        // N2 says its link to N3 is down: no path on a line; an older advertisement changes nothing.
+        advertise("N2", seq: 2, [(1, true, 100), (2, false, 100)])
+        advertise("N2", seq: 1, [(1, true, 100), (2, true, 100)])
+        let cut = db.route(from: NodeID("N1"), to: NodeID("N4"), keys: 1)
+        #expect(cut.route == nil)
+        #expect(cut.excluded.contains { $0.link == "N2-N3" && $0.reason == "down" })
+        // Not enough key on N4-N5 for 200 keys.
+        #expect(db.route(from: NodeID("N3"), to: NodeID("N6"), keys: 200).excluded.contains { $0.link == "N3-N4" })
+        #expect(db.route(from: NodeID("N3"), to: NodeID("N6"), keys: 50).route?.hops == 3)
+    }
+}
