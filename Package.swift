@@ -63,7 +63,7 @@ let package = Package(
             name: "QKDNode",
             dependencies: [
                 "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDPhysics", "QKDPostProcessing",
-                "QKDKeyPool", "QKDStore",
+                "QKDKeyPool", "QKDStore", "QKDRouting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

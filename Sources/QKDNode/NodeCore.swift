@@ -53,6 +53,10 @@ public struct NodeCore: Sendable {
         case replyPools(to: [UInt8])
         /// Answer a `keyDigests` request (audit) from the key pools.
         case replyDigests(to: [UInt8], link: String, salt: UInt64)
+        /// A routing or relay message from a neighbour, for the relay agent.
+        case relay(MessageKind, [UInt8], from: NodeID)
+        /// A `relay`, `routes` or `relayShow` request, for the relay agent.
+        case relayControl(ControlRequest, client: [UInt8])
     }
 
     struct PendingPing: Sendable {
@@ -158,8 +162,9 @@ public struct NodeCore: Sendable {
                 out += quantumLayer(envelope, from: record, at: now)
                 return out
             case .linkState, .relayForward, .relayAck, .relayCommit, .relayDone, .relayAbort:
-                // Routing and relay run in the relay agent (not wired into the node yet).
-                return reject(WireError(.unknownKind, "\(envelope.kind) is not served by this node yet"), from: sender)
+                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
+                out.append(.relay(envelope.kind, envelope.payload, from: sender))
+                return out
             }
         } catch {
             return reject(error, from: sender)
@@ -243,6 +248,8 @@ public struct NodeCore: Sendable {
                 return [.reply(bytes: ControlCodec.encode(ControlReply(error: "keyDigests needs a link of this node and a salt")), to: client)]
             }
             return [.replyDigests(to: client, link: link.name, salt: salt)]
+        case .relay, .routes, .relayShow:
+            return [.relayControl(request, client: client)]
         }
     }
 

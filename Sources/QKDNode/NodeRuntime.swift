@@ -16,6 +16,7 @@ public final class NodeRuntime {
     private let announceReady: (String) -> Void
     private let worker: QuantumWorker?
     public let pools: NodePools
+    private let relayAgent: RelayAgent
     /// Per link: (wall ns, emulated s, committed bits) samples of the last `rateWindowNs`,
     /// for the current key rate (a slope: the constant distillation backlog cancels out).
     private var rateSamples: [String: [(UInt64, Double, UInt64)]] = [:]
@@ -27,6 +28,7 @@ public final class NodeRuntime {
     public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, pools: NodePools,
                 quantum: Bool = true, announceReady: @escaping (String) -> Void) {
         self.pools = pools
+        relayAgent = RelayAgent(node: core.configuration.node, topology: core.configuration.topology, pools: pools)
         worker = quantum ? QuantumWorker(node: core.configuration.node, topology: core.configuration.topology, clock: clock,
                                          waker: transport.makeWaker(), pools: pools) : nil
         self.core = core
@@ -48,9 +50,9 @@ public final class NodeRuntime {
         while running {
             let now = clock.now()
             var timeout = maxWaitMs
-            if let deadline = core.nextDeadline() {
+            for deadline in [core.nextDeadline(), relayAgent.nextDeadline(after: now)].compactMap({ $0 }) {
                 let ns = deadline.nanoseconds(since: now)
-                timeout = min(maxWaitMs, Int((ns + 999_999) / 1_000_000))
+                timeout = min(timeout, Int((ns + 999_999) / 1_000_000))
             }
             for event in transport.wait(timeoutMs: timeout) where running {
                 if event == .wake {
@@ -60,6 +62,7 @@ public final class NodeRuntime {
                 }
             }
             if running { running = execute(core.handle(.tick, at: clock.now())) }
+            if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map { ($0.link, $0.state == .up) })) }
         }
         worker?.stop()
         transport.close()
@@ -103,6 +106,23 @@ public final class NodeRuntime {
         return true
     }
 
+    /// Carries out the relay agent's actions; returns false once the core says stop.
+    private func perform(_ actions: [RelayAgent.Action]) -> Bool {
+        for action in actions {
+            switch action {
+            case .send(let to, let kind, let payload):
+                let me = core.configuration.node
+                guard let link = core.configuration.topology.links(of: me).first(where: { $0.peer(of: me) == to }) else { continue }
+                if !execute(core.handle(.fromWorker(link.index, kind, payload), at: clock.now())) { return false }
+            case .reply(let bytes, let client):
+                transport.reply(bytes, to: client)
+            case .log(let level, let message, let metadata):
+                logger.log(level: level.swiftLog, "\(message)", metadata: metadata.mapValues { .string($0) })
+            }
+        }
+        return true
+    }
+
     /// Carries out directives in order; returns false once one says stop.
     private func execute(_ directives: [NodeCore.Directive]) -> Bool {
         for directive in directives {
@@ -122,6 +142,14 @@ public final class NodeRuntime {
                 return false
             case .quantum(let input):
                 worker?.submit(input)
+                if case .linkDown(let index) = input, let peer = core.configuration.topology.link(index)?.peer(of: core.configuration.node) {
+                    if !perform(relayAgent.linkDown(to: peer, at: clock.now())) { return false }
+                }
+            case .relay(let kind, let payload, let from):
+                let up = core.monitor.records.filter { $0.state == .up }.map(\.peer)
+                if !perform(relayAgent.received(kind, payload, from: from, at: clock.now(), upNeighbours: up)) { return false }
+            case .relayControl(let request, let client):
+                if !perform(relayAgent.control(request, client: client, at: clock.now())) { return false }
             case .replyPools(let client):
                 var reports = worker?.snapshot() ?? []
                 for i in reports.indices {

@@ -11,8 +11,14 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         case shutdown
         /// Report every link end's quantum layer and key pool.
         case pools
-        /// Test hook (nodes started with --test-hooks only): keyed digests of a link's keys.
+        /// Keyed digests (HMAC, for audits) of a link's keys.
         case keyDigests
+        /// Relay an end-to-end key from this node to `to` (`bits` bits); answered when done.
+        case relay
+        /// The path this node would choose for a relay to `to`, and why.
+        case routes
+        /// What this node knows of a relayed key (`keyID`): its path, never its bits.
+        case relayShow
     }
 
     public var command: Command
@@ -20,14 +26,90 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var link: String?
     /// For `ping`: how many sequential round trips (1...100000).
     public var count: Int?
-    /// For `keyDigests`: the key of the universal hash.
+    /// For `keyDigests`: the key of the universal hash; for `relayShow`: a digest salt.
     public var salt: UInt64?
+    /// For `relay` and `routes`: the destination node.
+    public var to: String?
+    /// For `relay`: the key's length in bits (a multiple of 8).
+    public var bits: Int?
+    /// For `relayShow`: the relayed key's ID.
+    public var keyID: String?
 
-    public init(command: Command, link: String? = nil, count: Int? = nil, salt: UInt64? = nil) {
+    public init(command: Command, link: String? = nil, count: Int? = nil, salt: UInt64? = nil, to: String? = nil,
+                bits: Int? = nil, keyID: String? = nil) {
         self.command = command
         self.link = link
         self.count = count
         self.salt = salt
+        self.to = to
+        self.bits = bits
+        self.keyID = keyID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case command, link, count, salt, to, bits
+        case keyID = "key_ID"
+    }
+}
+
+/// A relay as one end reports it: its key ID, path (the trusted nodes that saw the key in the
+/// clear), and outcome. Never the key; `digest` is an HMAC of it under the request's salt.
+public struct RelayReport: Codable, Equatable, Sendable {
+    public var keyID: String
+    public var path: [String]
+    public var ok: Bool
+    public var error: String?
+    public var latencyMs: Double?
+    public var bits: Int?
+    public var digest: UInt64?
+
+    public init(keyID: String, path: [String], ok: Bool, error: String? = nil, latencyMs: Double? = nil, bits: Int? = nil,
+                digest: UInt64? = nil) {
+        self.keyID = keyID
+        self.path = path
+        self.ok = ok
+        self.error = error
+        self.latencyMs = latencyMs
+        self.bits = bits
+        self.digest = digest
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path, ok, error, bits, digest
+        case keyID = "key_ID", latencyMs = "latency_ms"
+    }
+}
+
+/// The path a node would choose for a relay, and every link it left out, with the reason.
+public struct RouteReport: Codable, Equatable, Sendable {
+    public struct Excluded: Codable, Equatable, Sendable {
+        public var link: String
+        public var reason: String
+        public init(link: String, reason: String) {
+            self.link = link
+            self.reason = reason
+        }
+    }
+
+    public var from: String
+    public var to: String
+    public var path: [String]?
+    public var hops: Int?
+    public var distanceKm: Double?
+    public var excluded: [Excluded]
+
+    public init(from: String, to: String, path: [String]?, hops: Int?, distanceKm: Double?, excluded: [Excluded]) {
+        self.from = from
+        self.to = to
+        self.path = path
+        self.hops = hops
+        self.distanceKm = distanceKm
+        self.excluded = excluded
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case from, to, path, hops, excluded
+        case distanceKm = "distance_km"
     }
 }
 
@@ -229,15 +311,20 @@ public struct ControlReply: Codable, Equatable, Sendable {
     public var ping: PingReport?
     public var pools: [QuantumLinkReport]?
     public var digests: [KeyDigest]?
+    public var relay: RelayReport?
+    public var routes: RouteReport?
     public var ok: Bool?
     public var error: String?
 
     public init(status: NodeStatusReport? = nil, ping: PingReport? = nil, pools: [QuantumLinkReport]? = nil,
-                digests: [KeyDigest]? = nil, ok: Bool? = nil, error: String? = nil) {
+                digests: [KeyDigest]? = nil, relay: RelayReport? = nil, routes: RouteReport? = nil, ok: Bool? = nil,
+                error: String? = nil) {
         self.status = status
         self.ping = ping
         self.pools = pools
         self.digests = digests
+        self.relay = relay
+        self.routes = routes
         self.ok = ok
         self.error = error
     }

@@ -1,0 +1,164 @@
+import QKDCore
+import QKDKeyPool
+import QKDRouting
+import QKDStore
+import QKDTopology
+import QKDWire
+
+/// The node's link-state routing and key relay, on the event loop: it floods this node's link
+/// states, keeps the network view, answers `relay`, `routes` and `relayShow` control requests,
+/// and runs `KeyRelay` with the node's durable pools. Not thread-safe: the event loop owns it.
+final class RelayAgent {
+    enum Action {
+        case send(to: NodeID, kind: MessageKind, payload: [UInt8])
+        case reply(bytes: [UInt8], to: [UInt8])
+        case log(NodeCore.LogLevel, String, [String: String])
+    }
+
+    /// A relayed key this node holds releasable (source or destination), for the KME.
+    struct Delivered {
+        var key: BitVector
+        var path: [NodeID]
+        var at: Instant
+    }
+
+    let node: NodeID
+    let topology: Topology
+    let pools: NodePools
+    private var relay: KeyRelay
+    private(set) var database: LinkStateDatabase
+    private var sequence: UInt64
+    private var lastAdvertised: (at: Instant, links: [LinkStateAdvertisement.Entry])?
+    private var ids: Xoshiro256
+    private var waiting: [KeyID: (client: [UInt8], started: Instant)] = [:]
+    private(set) var delivered: [KeyID: Delivered] = [:]
+    /// Link states are advertised at least this often (and at once when they change).
+    let advertiseEveryNs: UInt64 = 1_000_000_000
+
+    init(node: NodeID, topology: Topology, pools: NodePools) {
+        self.node = node
+        self.topology = topology
+        self.pools = pools
+        relay = KeyRelay(node: node, topology: topology)
+        database = LinkStateDatabase(topology: topology)
+        sequence = pools.starts << 32
+        ids = Xoshiro256(seed: SeedTree(root: topology.seed).seed(for: "relay-ids/\(node)/\(pools.starts)"))
+    }
+
+    struct PoolKeys: RelayKeys {
+        let pools: NodePools
+        mutating func take(link: String, count: Int, owner: String, at now: Instant) -> [(id: KeyID, bits: BitVector)]? {
+            pools.modify(link) { try? $0.consume(count: count, at: now) } ?? nil
+        }
+        mutating func take(link: String, named: [KeyID], owner: String, at now: Instant) -> [BitVector]? {
+            pools.modify(link) { try? $0.consume(named: named, at: now) } ?? nil
+        }
+    }
+
+    // MARK: Link state
+
+    /// Advertises this node's links when they changed or `advertiseEveryNs` passed; voids relays
+    /// whose deadline passed.
+    func tick(at now: Instant, links: [(link: TopologyLink, up: Bool)]) -> [Action] {
+        var out = relayActions(relay.tick(at: now), at: now)
+        let entries = links.map { l -> LinkStateAdvertisement.Entry in
+            let spare = pools.read(l.link.name) { p in p.isSynchronised ? max(0, p.availableKeys - p.configuration.authenticationReserve) : 0 } ?? 0
+            return .init(link: l.link.index, up: l.up, availableKeys: UInt32(min(Int(UInt32.max), spare)))
+        }
+        let changed = lastAdvertised.map { old in zip(old.links, entries).contains { $0.up != $1.up } } ?? true
+        if changed || lastAdvertised.map({ now.nanoseconds(since: $0.at) >= advertiseEveryNs }) ?? true {
+            sequence += 1
+            let lsa = LinkStateAdvertisement(origin: node.rawValue, sequence: sequence, links: entries)
+            database.received(lsa)
+            lastAdvertised = (now, entries)
+            let payload = lsa.encoded()
+            out += links.filter(\.up).compactMap { l in l.link.peer(of: node).map { .send(to: $0, kind: .linkState, payload: payload) } }
+        }
+        return out
+    }
+
+    func nextDeadline(after now: Instant) -> Instant {
+        (lastAdvertised?.at ?? now).advanced(byNanoseconds: advertiseEveryNs)
+    }
+
+    /// A routing or relay message from a neighbour.
+    func received(_ kind: MessageKind, _ payload: [UInt8], from: NodeID, at now: Instant, upNeighbours: [NodeID]) -> [Action] {
+        if kind == .linkState {
+            guard let lsa = try? LinkStateAdvertisement.decode(payload) else {
+                return [.log(.warning, "malformed link-state advertisement", ["peer": from.rawValue])]
+            }
+            guard lsa.origin != node.rawValue, database.received(lsa) else { return [] }
+            return upNeighbours.filter { $0 != from }.map { .send(to: $0, kind: .linkState, payload: payload) }
+        }
+        var keys = PoolKeys(pools: pools)
+        return relayActions(relay.received(kind, payload, from: from, at: now, keys: &keys), at: now)
+    }
+
+    func linkDown(to neighbour: NodeID, at now: Instant) -> [Action] {
+        relayActions(relay.linkDown(to: neighbour), at: now)
+    }
+
+    // MARK: Control
+
+    func control(_ request: ControlRequest, client: [UInt8], at now: Instant) -> [Action] {
+        func fail(_ message: String) -> [Action] { [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)] }
+        switch request.command {
+        case .routes:
+            guard let to = request.to, topology.node(NodeID(to)) != nil else { return fail("routes: unknown destination '\(request.to ?? "")'") }
+            let bits = request.bits ?? 256
+            let decision = database.route(from: node, to: NodeID(to), keys: (bits + 255) / 256)
+            let report = RouteReport(from: node.rawValue, to: to, path: decision.route?.nodes.map(\.rawValue), hops: decision.route?.hops,
+                                     distanceKm: decision.route?.distanceKm,
+                                     excluded: decision.excluded.map { .init(link: $0.link, reason: $0.reason) })
+            return [.reply(bytes: ControlCodec.encode(ControlReply(routes: report)), to: client)]
+        case .relay:
+            guard let to = request.to, topology.node(NodeID(to)) != nil, to != node.rawValue else {
+                return fail("relay: '\(request.to ?? "")' is not another node of the topology")
+            }
+            let bits = request.bits ?? 256
+            guard bits > 0, bits % 8 == 0, bits <= 65_536 else { return fail("relay: bits must be a multiple of 8 in 8...65536, got \(bits)") }
+            let decision = database.route(from: node, to: NodeID(to), keys: (bits + 255) / 256)
+            guard let route = decision.route else {
+                let why = decision.excluded.prefix(8).map { "\($0.link): \($0.reason)" }.joined(separator: "; ")
+                return fail("relay: no usable path from \(node) to \(to) (\(why))")
+            }
+            let id = KeyID(randomHigh: ids.next(), randomLow: ids.next())
+            waiting[id] = (client, now)
+            var keys = PoolKeys(pools: pools)
+            return [.log(.info, "relay started", ["relay.id": "\(id)", "path": route.nodes.map(\.rawValue).joined(separator: ">")])]
+                + relayActions(relay.start(relay: id, path: route.nodes, bits: bits, at: now, keys: &keys), at: now)
+        case .relayShow:
+            guard let text = request.keyID, let id = KeyID(uuidString: text) else { return fail("relayShow: key_ID must be a UUID") }
+            guard let d = delivered[id] else { return fail("relayShow: no relayed key \(text) at \(node)") }
+            let report = RelayReport(keyID: text, path: d.path.map(\.rawValue), ok: true, bits: d.key.count,
+                                     digest: request.salt.map { KeyDigester.digest(id: id, bits: d.key, salt: $0) })
+            return [.reply(bytes: ControlCodec.encode(ControlReply(relay: report)), to: client)]
+        default:
+            return fail("not a relay command")
+        }
+    }
+
+    private func relayActions(_ directives: [KeyRelay.Directive], at now: Instant) -> [Action] {
+        var out: [Action] = []
+        for d in directives {
+            switch d {
+            case .send(let to, let kind, let payload):
+                out.append(.send(to: to, kind: kind, payload: payload))
+            case .delivered(let id, let key, let path):
+                delivered[id] = Delivered(key: key, path: path, at: now)
+                out.append(.log(.info, "relayed key released", ["relay.id": "\(id)", "path": path.map(\.rawValue).joined(separator: ">")]))
+                if let (client, started) = waiting.removeValue(forKey: id) {
+                    let report = RelayReport(keyID: id.uuidString, path: path.map(\.rawValue), ok: true,
+                                             latencyMs: Double(now.nanoseconds(since: started)) / 1e6, bits: key.count)
+                    out.append(.reply(bytes: ControlCodec.encode(ControlReply(relay: report)), to: client))
+                }
+            case .failed(let id, let reason):
+                out.append(.log(.warning, "relay failed", ["relay.id": "\(id)", "reason": reason]))
+                if let (client, _) = waiting.removeValue(forKey: id) {
+                    out.append(.reply(bytes: ControlCodec.encode(ControlReply(error: "relay \(id) failed: \(reason)")), to: client))
+                }
+            }
+        }
+        return out
+    }
+}
