@@ -32,8 +32,9 @@ final class RelayAgent {
     private var ids: Xoshiro256
     private var waiting: [KeyID: (client: [UInt8], started: Instant)] = [:]
     private(set) var delivered: [KeyID: Delivered] = [:]
-    /// Link states are advertised at least this often (and at once when they change).
-    let advertiseEveryNs: UInt64 = 1_000_000_000
+    /// Link states are advertised at least this often (and at once when a link goes up or
+    /// down); key counts in between are up to this old.
+    let advertiseEveryNs: UInt64 = 5_000_000_000
 
     init(node: NodeID, topology: Topology, pools: NodePools) {
         self.node = node
@@ -66,6 +67,14 @@ final class RelayAgent {
             return .init(link: l.link.index, up: l.up, availableKeys: UInt32(min(Int(UInt32.max), spare)))
         }
         let changed = lastAdvertised.map { old in zip(old.links, entries).contains { $0.up != $1.up } } ?? true
+        // A neighbour that just came up gets the whole view at once (database exchange).
+        let before = Dictionary(uniqueKeysWithValues: (lastAdvertised?.links ?? []).map { ($0.link, $0.up) })
+        for l in links where l.up && before[l.link.index] != true {
+            guard let peer = l.link.peer(of: node) else { continue }
+            for lsa in database.advertisements.values where lsa.origin != node.rawValue {
+                out.append(.send(to: peer, kind: .linkState, payload: lsa.encoded()))
+            }
+        }
         if changed || lastAdvertised.map({ now.nanoseconds(since: $0.at) >= advertiseEveryNs }) ?? true {
             sequence += 1
             let lsa = LinkStateAdvertisement(origin: node.rawValue, sequence: sequence, links: entries)

@@ -47,4 +47,68 @@ import Testing
         #expect(none.message.contains("no usable path"))
         passed = true
     }
+
+    /// On the 16-city mesh (its quantum layer slowed down so the test stays light: relays use
+    /// the pre-shared keys), a relay whose path loses a trusted node takes another path.
+    @Test func meshRelaysTakeAnotherPathWhenANodeOnTheirPathDies() throws {
+        let dir = Harness.runDirectory("mesh-relay")
+        try FileManager.default.createDirectory(atPath: dir + "-topology", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir + "-topology") }
+        let file = dir + "-topology/china-16-cities.yaml"
+        let text = try String(contentsOfFile: Harness.topology("china-16-cities.yaml"), encoding: .utf8)
+        #expect(text.contains("time_scale: 1.0"))
+        try text.replacingOccurrences(of: "time_scale: 1.0", with: "time_scale: 0.0001").write(toFile: file, atomically: true, encoding: .utf8)
+        let network = try Network.up(topologyPath: file, runDir: dir, binDirectory: Harness.binDirectory, readyTimeoutSeconds: 120)
+        var passed = false
+        defer {
+            if !passed { print(network.diagnostics(NodeID("Beijing"), lines: 30)) }
+            Harness.tearDown(network)
+        }
+        // A pair of cities whose path has a transit node that can be avoided.
+        let topology = network.topology
+        func reachable(_ from: NodeID, _ to: NodeID, without: NodeID) -> Bool {
+            var seen: Set<NodeID> = [from], frontier = [from]
+            while let n = frontier.popLast() {
+                for l in topology.links(of: n) {
+                    guard let p = l.peer(of: n), p != without, !seen.contains(p) else { continue }
+                    if p == to { return true }
+                    seen.insert(p)
+                    frontier.append(p)
+                }
+            }
+            return false
+        }
+        let cities = topology.nodes.filter { $0.role == .metroCore }.map(\.id)
+        var chosen: (from: NodeID, to: NodeID, path: [String], victim: NodeID)?
+        search: for from in cities {
+            for to in cities where to != from {
+                var path: [String]?
+                guard eventually(within: 30, { path = try? network.routes(from: from, to: to).get().path; return path != nil }),
+                      let path else { continue }
+                for v in path.dropFirst().dropLast().map(NodeID.init) where reachable(from, to, without: v) {
+                    chosen = (from, to, path, v)
+                    break search
+                }
+            }
+        }
+        let c = try #require(chosen, "no city pair with an avoidable transit node")
+        let first = try network.relay(from: c.from, to: c.to).get()
+        #expect(first.path == c.path)
+        let pid = try #require(network.recordedPID(c.victim))
+        kill(pid, SIGKILL)
+        Processes.waitUntilGone([pid], seconds: 5)
+        // Routing learns that the node's links are down, and chooses around it.
+        var detour: [String]?
+        #expect(eventually(within: 20) {
+            detour = try? network.routes(from: c.from, to: c.to).get().path
+            return detour.map { !$0.contains(c.victim.rawValue) } ?? false
+        }, "no detour around \(c.victim)")
+        let second = try network.relay(from: c.from, to: c.to).get()
+        #expect(!second.path.contains(c.victim.rawValue))
+        #expect(second.path.first == c.from.rawValue && second.path.last == c.to.rawValue)
+        let held = network.relayShow(keyID: second.keyID, salt: 7)
+        #expect(held[c.from]?.digest != nil && held[c.from]?.digest == held[c.to]?.digest)
+        print("mesh relay \(c.from) → \(c.to): \(first.path.joined(separator: ">")), after \(c.victim) died: \(second.path.joined(separator: ">"))")
+        passed = true
+    }
 }
