@@ -99,6 +99,33 @@ public final class NodePools: @unchecked Sendable {
         return pools.values.map(\.heldKeys).reduce(0, +)
     }
 
+    /// Runs `body` on two links' pools, then makes both pools' changes durable in one
+    /// transaction (a relay hop: keys of the incoming and the outgoing link). Nil for an
+    /// unknown link.
+    @discardableResult
+    public func modify<R>(_ first: String, _ second: String, _ body: (inout KeyPool, inout KeyPool) -> R) -> R? {
+        lock.lock()
+        guard first != second, var a = pools[first], var b = pools[second] else {
+            lock.unlock()
+            return nil
+        }
+        pools[first] = nil
+        pools[second] = nil
+        let result = body(&a, &b)
+        let journals = [(first, a.drainJournal()), (second, b.drainJournal())]
+        pools[first] = a
+        pools[second] = b
+        var failure: StoreError?
+        do throws(StoreError) {
+            try store?.apply(journals.map { (link: $0.0, changes: $0.1) })
+        } catch {
+            failure = error
+        }
+        lock.unlock()
+        if let failure { onStoreFailure(failure) }
+        return result
+    }
+
     /// Closes the store at a clean shutdown (after the worker stopped).
     public func close() throws(StoreError) {
         lock.lock()

@@ -54,6 +54,14 @@ final class RelayAgent {
         mutating func take(link: String, named: [KeyID], owner: String, at now: Instant) -> [BitVector]? {
             pools.modify(link) { try? $0.consume(named: named, at: now) } ?? nil
         }
+        mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, owner: String, at now: Instant)
+            -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
+        {
+            pools.modify(incoming, outgoing) { a, b -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)? in
+                guard let inBits = try? a.consume(named: named, at: now) else { return nil }
+                return (inBits, try? b.consume(count: count, at: now))
+            } ?? nil
+        }
     }
 
     // MARK: Link state

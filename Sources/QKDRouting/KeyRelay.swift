@@ -13,6 +13,20 @@ public protocol RelayKeys {
     /// Consumes the keys the peer named (the receiving end). Nil unless all are available; then
     /// those that are held are consumed anyway (the peer has used them).
     mutating func take(link: String, named: [KeyID], owner: String, at now: Instant) -> [BitVector]?
+    /// A transit hop: the named keys of `incoming` and `count` keys of `outgoing`, consumed
+    /// together (one durable write). Nil for the outgoing keys if there are not enough (the
+    /// incoming ones are consumed anyway); nil for both if the named keys are not all here.
+    mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, owner: String, at now: Instant)
+        -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
+}
+
+extension RelayKeys {
+    public mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, owner: String, at now: Instant)
+        -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
+    {
+        guard let inBits = take(link: incoming, named: named, owner: owner, at: now) else { return nil }
+        return (inBits, take(link: outgoing, count: count, owner: owner, at: now))
+    }
 }
 
 /// One node's part in hop-by-hop key relays, as a pure instance (ETSI GS QKD 020 semantics).
@@ -169,26 +183,31 @@ public struct KeyRelay: Sendable {
         let n = (f.bits + keyBits - 1) / keyBits
         let owner = "relay/\(f.relay)"
         guard f.keys.count == n, f.padded.count == (f.hop == 1 ? 0 : (f.bits + 63) / 64) else { return fail("malformed relay at \(node)") }
-        guard let inBits = keys.take(link: inLink, named: f.keys, owner: owner, at: now) else {
+        let last = f.hop == path.count - 1
+        let next = last ? nil : path[f.hop + 1]
+        let outLink = next.flatMap { linkName(node, $0) }
+        if !last && outLink == nil { return fail("relay path \(f.path) has no link \(node)-\(next!)") }
+        let taken = last ? keys.take(link: inLink, named: f.keys, owner: owner, at: now).map { ($0, nil as [(id: KeyID, bits: BitVector)]?) }
+            : keys.takeHop(incoming: inLink, named: f.keys, outgoing: outLink!, count: n, owner: owner, at: now)
+        guard let (inBits, outKeys) = taken else {
             finished.insert(f.relay)
             return fail("link \(inLink): keys named by \(from) not available at \(node)")
         }
         let pad = KeyRelay.concatenate(inBits, bits: f.bits)
         let key = f.hop == 1 ? pad : KeyRelay.xor(BitVector(words: f.padded, count: f.bits), pad)
         let deadline = now.advanced(byNanoseconds: timeoutNs)
-        if f.hop == path.count - 1 {
+        if last {
             legs[f.relay] = Leg(role: .destination, path: path, index: f.hop, bits: f.bits, key: key, deadline: deadline)
             return [.send(to: from, kind: .relayAck, payload: RelaySignal(relay: f.relay).encoded())]
         }
-        let next = path[f.hop + 1]
-        guard let outLink = linkName(node, next), let out = keys.take(link: outLink, count: n, owner: owner, at: now) else {
+        guard let out = outKeys else {
             finished.insert(f.relay)
-            return fail("link \(node)-\(next): fewer than \(n) keys available")
+            return fail("link \(node)-\(next!): fewer than \(n) keys available")
         }
         legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, bits: f.bits, key: key, deadline: deadline)
         let padded = KeyRelay.xor(key, KeyRelay.concatenate(out.map(\.bits), bits: f.bits))
         let forward = RelayForward(relay: f.relay, path: f.path, hop: f.hop + 1, bits: f.bits, keys: out.map(\.id), padded: padded.words)
-        return [.send(to: next, kind: .relayForward, payload: forward.encoded())]
+        return [.send(to: next!, kind: .relayForward, payload: forward.encoded())]
     }
 
     private mutating func abort(_ relay: KeyID, reason: String, except: NodeID?) -> [Directive] {

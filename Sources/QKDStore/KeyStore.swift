@@ -187,29 +187,39 @@ public final class KeyStore {
     /// created in the same transaction).
     public func apply(_ changes: [KeyPool.Change], link: String, bootstrap: Bool = false) throws(StoreError) {
         guard !changes.isEmpty || bootstrap else { return }
+        try apply([(link, changes)], bootstrap: bootstrap)
+    }
+
+    /// Writes several pools' journals in one durable transaction.
+    public func apply(_ journals: [(link: String, changes: [KeyPool.Change])], bootstrap: Bool = false) throws(StoreError) {
+        guard bootstrap || journals.contains(where: { !$0.changes.isEmpty }) else { return }
         do {
             try db.write { db in
-                try db.execute(sql: "INSERT OR IGNORE INTO links (name) VALUES (?)", arguments: [link])
-                let linkID = try Int64.fetchOne(db, sql: "SELECT id FROM links WHERE name = ?", arguments: [link])!
                 let insert = try db.cachedStatement(sql: "INSERT INTO keys (link, id, pending, sealed) VALUES (?, ?, ?, ?)")
                 let confirm = try db.cachedStatement(sql: "UPDATE keys SET pending = 0 WHERE id = ?")
                 let delete = try db.cachedStatement(sql: "DELETE FROM keys WHERE id = ?")
-                let aadPrefix = Array(link.utf8)
-                for change in changes {
-                    switch change {
-                    case .added(let id, let bits, let pending):
-                        let sealed = try KeyStore.seal(KeyStore.encodeBits(bits), key: kek, aad: aadPrefix + id.bytes)
-                        try insert.execute(arguments: [linkID, Data(id.bytes), pending ? 1 : 0, Data(sealed)])
-                    case .confirmed(let id):
-                        try confirm.execute(arguments: [Data(id.bytes)])
-                    case .removed(let id):
-                        try delete.execute(arguments: [Data(id.bytes)])
+                for (link, changes) in journals where !changes.isEmpty || bootstrap {
+                    try db.execute(sql: "INSERT OR IGNORE INTO links (name) VALUES (?)", arguments: [link])
+                    let linkID = try Int64.fetchOne(db, sql: "SELECT id FROM links WHERE name = ?", arguments: [link])!
+                    let aadPrefix = Array(link.utf8)
+                    for change in changes {
+                        switch change {
+                        case .added(let id, let bits, let pending):
+                            let sealed = try KeyStore.seal(KeyStore.encodeBits(bits), key: kek, aad: aadPrefix + id.bytes)
+                            try insert.execute(arguments: [linkID, Data(id.bytes), pending ? 1 : 0, Data(sealed)])
+                        case .confirmed(let id):
+                            try confirm.execute(arguments: [Data(id.bytes)])
+                        case .removed(let id):
+                            try delete.execute(arguments: [Data(id.bytes)])
+                        }
+                    }
+                    if bootstrap {
+                        try db.execute(sql: "UPDATE links SET bootstrapped = 1 WHERE id = ?", arguments: [linkID])
                     }
                 }
-                if bootstrap {
-                    try db.execute(sql: "UPDATE links SET bootstrapped = 1 WHERE id = ?", arguments: [linkID])
-                }
             }
+        } catch let error as StoreError {
+            throw error
         } catch {
             throw StoreError(error, path: path)
         }
