@@ -49,11 +49,13 @@ let package = Package(
             name: "QKDTransport",
             dependencies: ["QKDCore", "QKDTopology", "QKDWire", "CZeroMQ"],
             swiftSettings: strict),
+        // The SQLite C API (the same libsqlite3 GRDB uses), for the store's bulk read at start-up.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Layer 3: key pools in SQLite (GRDB, WAL), keys sealed with the node's key-encryption key.
         .target(
             name: "QKDStore",
             dependencies: [
-                "QKDCore", "QKDKeyPool",
+                "QKDCore", "QKDKeyPool", "CSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

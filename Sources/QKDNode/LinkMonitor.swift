@@ -70,11 +70,13 @@ public struct LinkMonitor: Sendable {
             records[i].heartbeatsReceived += 1
             if let previous = records[i].peerIncarnation, previous != heartbeat.incarnation {
                 directives.append(.peerRestarted(link: link, previous: previous, current: heartbeat.incarnation))
+                records[i].nextHeartbeat = now  // answer at once: the restarted peer learns the link is up
             }
             records[i].peerIncarnation = heartbeat.incarnation
         }
         if records[i].state == .down {
             records[i].state = .up
+            records[i].nextHeartbeat = min(records[i].nextHeartbeat, now)  // the peer hears back at once
             directives.append(.stateChanged(link: link, state: .up, reason: "frames from \(records[i].peer) arriving"))
         }
         return directives

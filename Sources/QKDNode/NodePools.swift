@@ -22,6 +22,8 @@ public final class NodePools: @unchecked Sendable {
     /// How many times the node's store was opened (1 without a store): part of session nonces.
     public let starts: UInt64
     public let storePath: String?
+    /// How long reading and opening the stored keys took at start-up.
+    public private(set) var readDuration: Duration = .zero
     /// Called when the store cannot write: the node must stop (it can no longer promise that
     /// a key handed out is durable at both ends).
     private let onStoreFailure: @Sendable (StoreError) -> Void
@@ -31,7 +33,9 @@ public final class NodePools: @unchecked Sendable {
     public init(node: NodeID, topology: Topology, store: KeyStore?,
                 onStoreFailure: @escaping @Sendable (StoreError) -> Void = { fatalError("\($0)") }) throws(StoreError) {
         var pools: [String: KeyPool] = [:]
+        let t0 = ContinuousClock.now
         let stored = try store?.loadAll() ?? [:]
+        readDuration = ContinuousClock.now - t0
         for link in topology.links(of: node) {
             let configuration = NodePools.poolConfiguration(link)
             if let store, try store.isBootstrapped(link: link.name) {

@@ -62,8 +62,10 @@ enum PoolBenchmarks {
             .replacingOccurrences(of: "defaults:\n", with: "defaults:\n  max_key_count: 600000\n")
         try text.write(toFile: topology, atomically: true, encoding: .utf8)
         defer {
-            try? FileManager.default.removeItem(atPath: dir)
-            try? FileManager.default.removeItem(atPath: topology)
+            if ProcessInfo.processInfo.environment["QKDNET_BENCH_KEEP"] == nil {
+                try? FileManager.default.removeItem(atPath: dir)
+                try? FileManager.default.removeItem(atPath: topology)
+            }
         }
         var network = try Network.up(topologyPath: topology, runDir: dir, binDirectory: binDirectory)
         network.down()
@@ -90,37 +92,51 @@ enum PoolBenchmarks {
             print("  profile: load \(records.count) keys \(t1.timeIntervalSince(t0)) s, restore \(t2.timeIntervalSince(t1)) s (\(pool.heldKeys))")
             try store.close()
         }
+        // The stores are at rest on disk when the node restarts (no writeback still running).
+        sync()
         network = try Network.open(runDir: dir)
         defer { network.down() }
+        func opened(_ node: String) -> Int {
+            ((try? String(contentsOfFile: network.layout.logPath(NodeID(node)), encoding: .utf8)) ?? "")
+                .components(separatedBy: "key store opened").count - 1
+        }
+        let before = ["Alice": opened("Alice"), "Bob": opened("Bob")]
         var others: [NodeID: Int32] = [:]
         for node in ["Alice", "Bob"] { others[NodeID(node)] = try network.startNode(NodeID(node)) }
         // The neighbours are running (their stores loaded) when the relay restarts.
         let loaded = Date(timeIntervalSinceNow: 60)
-        while Date() < loaded, !["Alice", "Bob"].allSatisfy({ node in
-            ((try? String(contentsOfFile: network.layout.logPath(NodeID(node)), encoding: .utf8)) ?? "").contains("key store opened")
-        }) { usleep(20_000) }
-        let start = Date()
-        let relay = try network.startNode(NodeID("Relay"))
-        try network.waitReady([NodeID("Relay"): relay], timeoutSeconds: 60)
-        let ready = Date().timeIntervalSince(start)
+        while Date() < loaded, !["Alice", "Bob"].allSatisfy({ opened($0) > before[$0]! }) { usleep(20_000) }
+        var readies: [Double] = [], agreements: [Double] = []
+        for round in 0..<4 {
+            if round > 0 {
+                // Stop the relay cleanly, let the disk settle, restart it.
+                if let pid = network.recordedPID(NodeID("Relay")) {
+                    kill(pid, SIGTERM)
+                    Processes.waitUntilGone([pid], seconds: 10)
+                }
+                sync()
+            }
+            let start = Date()
+            let relay = try network.startNode(NodeID("Relay"))
+            try network.waitReady([NodeID("Relay"): relay], timeoutSeconds: 60)
+            readies.append(Date().timeIntervalSince(start))
+            if round == 0 { try network.waitReady(others, timeoutSeconds: 60) }
+            let deadline = Date(timeIntervalSinceNow: 60)
+            while Date() < deadline {
+                let pools = network.pools()
+                if pools.links.allSatisfy({ $0.ends.count == 2 && $0.ends.allSatisfy(\.synchronised) && $0.ends.allSatisfy(\.active) }) {
+                    agreements.append(Date().timeIntervalSince(start))
+                    if round == 0 { print("  relay restarted holding \(pools.links.map(\.storedKeys).reduce(0, +)) available keys on its two links") }
+                    break
+                }
+                usleep(20_000)
+            }
+        }
         if let log = try? String(contentsOfFile: network.layout.logPath(NodeID("Relay")), encoding: .utf8),
            let line = log.split(separator: "\n").last(where: { $0.contains("key store opened") }) {
             print("  \(line)")
         }
-        try network.waitReady(others, timeoutSeconds: 60)
-        let deadline = Date(timeIntervalSinceNow: 60)
-        var agreed: Double = .nan
-        while Date() < deadline {
-            let pools = network.pools()
-            if pools.links.allSatisfy({ $0.ends.count == 2 && $0.ends.allSatisfy(\.synchronised) }) {
-                agreed = Date().timeIntervalSince(start)
-                let held = pools.links.map(\.storedKeys).reduce(0, +)
-                print("  relay restarted holding \(held) available keys on its two links")
-                break
-            }
-            usleep(20_000)
-        }
-        report.add("pool.restart_1e6_keys_ready_s", stats([ready]), unit: "s", target: "≤ 2 s (10^6 keys stored → READY)")
-        report.add("pool.restart_1e6_keys_agreed_s", stats([agreed]), unit: "s", target: "(→ both pools agreed with the peers)")
+        report.add("pool.restart_1e6_keys_ready_s", stats(readies), unit: "s", target: "≤ 2 s (10^6 keys stored → READY)")
+        report.add("pool.restart_1e6_keys_agreed_s", stats(agreements), unit: "s", target: "(→ both pools agreed with the peers)")
     }
 }

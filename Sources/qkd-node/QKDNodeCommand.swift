@@ -87,7 +87,7 @@ struct QKDNodeCommand: ParsableCommand {
             }
             logger.notice("key store opened", metadata: [
                 "path": "\(store.path)", "starts": "\(store.starts)", "keys": "\(pools.heldKeys)",
-                "load_ms": "\(Int(Date().timeIntervalSince(opening) * 1000))",
+                "load_ms": "\(Int(Date().timeIntervalSince(opening) * 1000))", "read": "\(pools.readDuration)",
             ])
         } catch {
             logger.critical("key store refused", metadata: ["error": "\(error)"])
