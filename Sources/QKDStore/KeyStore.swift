@@ -5,8 +5,8 @@ import GRDB
 import QKDCore
 import QKDKeyPool
 
-/// A node's key pools on disk: one SQLite database (GRDB, WAL, `synchronous=FULL`, so a
-/// committed transaction survives `kill -9` and power loss) under the run directory. Key bits
+/// A node's key pools on disk: one SQLite database (GRDB, WAL) under the run directory. A
+/// committed transaction survives `kill -9` always, and power loss with `Durability.power`. Key bits
 /// are sealed with AES-256-GCM under the node's key-encryption key (KEK), with the link and key
 /// ID as associated data, so a row moved to another key or link fails to open.
 ///
@@ -26,8 +26,17 @@ public final class KeyStore {
 
     static let formatVersion = 1
 
+    /// What a committed transaction survives.
+    public enum Durability: String, Sendable, CaseIterable {
+        /// The process being killed (`kill -9`, a crash): SQLite `synchronous=NORMAL` in WAL
+        /// mode, no fsync per commit. A power loss may roll back the last commits.
+        case process
+        /// Power loss too: `synchronous=FULL`, an fsync per commit.
+        case power
+    }
+
     /// Opens (or creates) `<directory>/<node>.sqlite` with the KEK `<directory>/<node>.kek`.
-    public static func open(directory: String, node: String) throws(StoreError) -> KeyStore {
+    public static func open(directory: String, node: String, durability: Durability = .power) throws(StoreError) -> KeyStore {
         let fm = FileManager.default
         do {
             try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -38,15 +47,15 @@ public final class KeyStore {
         let kekPath = "\(directory)/\(node).kek"
         let exists = fm.fileExists(atPath: path)
         let kek = try KeyEncryptionKey.loadOrCreate(path: kekPath, create: !exists)
-        return try KeyStore(path: path, kek: kek, creating: !exists)
+        return try KeyStore(path: path, kek: kek, creating: !exists, durability: durability)
     }
 
-    init(path: String, kek: SymmetricKey, creating: Bool) throws(StoreError) {
+    init(path: String, kek: SymmetricKey, creating: Bool, durability: Durability) throws(StoreError) {
         self.path = path
         self.kek = kek
         var config = Configuration()
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON")
+            try db.execute(sql: "PRAGMA journal_mode=WAL; PRAGMA synchronous=\(durability == .power ? "FULL" : "NORMAL"); PRAGMA secure_delete=ON")
         }
         config.label = "key-store"
         do {

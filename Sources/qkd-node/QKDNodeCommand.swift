@@ -41,6 +41,9 @@ struct QKDNodeCommand: ParsableCommand {
     @Option(help: "Run the links' quantum layer: on, or off (classical spine only).")
     var quantum: String = "on"
 
+    @Option(help: "What a key pool write survives before the node acts on it: process (kill -9; no fsync per commit) or power (power loss too; an fsync per commit).")
+    var durability: String = "process"
+
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
 
@@ -55,7 +58,13 @@ struct QKDNodeCommand: ParsableCommand {
         guard let me = topology.node(NodeID(node)) else {
             fail(2, "\(self.topology): node '\(node)' is not in the topology")
         }
+        guard let storeDurability = KeyStore.Durability(rawValue: durability) else {
+            fail(2, "--durability: expected process or power, got '\(durability)'")
+        }
         guard quantum == "on" || quantum == "off" else { fail(2, "--quantum: expected on or off, got '\(quantum)'") }
+        guard let storeDurability = KeyStore.Durability(rawValue: durability) else {
+            fail(2, "--durability: expected process or power, got '\(durability)'")
+        }
         guard let level = Logger.Level(rawValue: logLevel) else {
             fail(2, "--log-level: unknown level '\(logLevel)'")
         }
@@ -80,13 +89,13 @@ struct QKDNodeCommand: ParsableCommand {
         let pools: NodePools
         do {
             let opening = Date()
-            let store = try KeyStore.open(directory: layout.storeDirectory, node: me.id.rawValue)
+            let store = try KeyStore.open(directory: layout.storeDirectory, node: me.id.rawValue, durability: storeDurability)
             pools = try NodePools(node: me.id, topology: topology, store: store) { [logger] error in
                 logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
                 fail(1, "\(error)")
             }
             logger.notice("key store opened", metadata: [
-                "path": "\(store.path)", "starts": "\(store.starts)", "keys": "\(pools.heldKeys)",
+                "path": "\(store.path)", "starts": "\(store.starts)", "keys": "\(pools.heldKeys)", "durability": "\(storeDurability.rawValue)",
                 "load_ms": "\(Int(Date().timeIntervalSince(opening) * 1000))", "read": "\(pools.readDuration)",
             ])
         } catch {

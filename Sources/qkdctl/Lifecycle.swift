@@ -11,6 +11,15 @@ struct StartOptions: ParsableArguments {
 
     @Option(name: .customLong("run-dir"), help: "Run directory (default: .run/<topology name>).")
     var runDir: String?
+
+    @Option(help: "What a key pool write survives before a node acts on it: process (kill -9) or power (power loss too; an fsync per write). See docs/security.md.")
+    var durability: String = "process"
+
+    var nodeArguments: [String] { ["--durability", durability] }
+
+    func validate() throws {
+        guard ["process", "power"].contains(durability) else { throw ValidationError("--durability: expected process or power") }
+    }
 }
 
 struct Up: ParsableCommand {
@@ -31,7 +40,7 @@ struct Up: ParsableCommand {
         guard ioCPU == "none" || Int(ioCPU) != nil else { throw CLIError("--io-cpu: expected a CPU number or 'none'") }
         do {
             network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory(),
-                                     readyTimeoutSeconds: timeout, ioCPU: Int(ioCPU))
+                                     readyTimeoutSeconds: timeout, ioCPU: Int(ioCPU), extraNodeArguments: start.nodeArguments)
         } catch {
             throw CLIError(error.message)
         }
@@ -75,7 +84,8 @@ struct Run: ParsableCommand {
         guard qkd_install_stop_handlers() == 0 else { throw CLIError("cannot install signal handlers") }
         let network: Network
         do {
-            network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory())
+            network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory(),
+                                     extraNodeArguments: start.nodeArguments)
         } catch {
             throw CLIError(error.message)
         }
