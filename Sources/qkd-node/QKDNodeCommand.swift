@@ -58,9 +58,6 @@ struct QKDNodeCommand: ParsableCommand {
         guard let me = topology.node(NodeID(node)) else {
             fail(2, "\(self.topology): node '\(node)' is not in the topology")
         }
-        guard let storeDurability = KeyStore.Durability(rawValue: durability) else {
-            fail(2, "--durability: expected process or power, got '\(durability)'")
-        }
         guard quantum == "on" || quantum == "off" else { fail(2, "--quantum: expected on or off, got '\(quantum)'") }
         guard let storeDurability = KeyStore.Durability(rawValue: durability) else {
             fail(2, "--durability: expected process or power, got '\(durability)'")
