@@ -32,6 +32,8 @@ final class RelayAgent {
     private var ids: Xoshiro256
     private var waiting: [KeyID: (client: [UInt8], started: Instant)] = [:]
     private(set) var delivered: [KeyID: Delivered] = [:]
+    /// Released keys no application collected are forgotten after this long.
+    let deliveredTTLNs: UInt64 = 600_000_000_000
     /// Link states are advertised at least this often (and at once when a link goes up or
     /// down); key counts in between are up to this old.
     let advertiseEveryNs: UInt64 = 5_000_000_000
@@ -70,6 +72,7 @@ final class RelayAgent {
     /// whose deadline passed.
     func tick(at now: Instant, links: [(link: TopologyLink, up: Bool)]) -> [Action] {
         var out = relayActions(relay.tick(at: now), at: now)
+        for (id, d) in delivered where now.nanoseconds(since: d.at) > deliveredTTLNs { delivered[id] = nil }
         let entries = links.map { l -> LinkStateAdvertisement.Entry in
             let spare = pools.read(l.link.name) { p in p.isSynchronised ? max(0, p.availableKeys - p.configuration.authenticationReserve) : 0 } ?? 0
             return .init(link: l.link.index, up: l.up, availableKeys: UInt32(min(Int(UInt32.max), spare)))

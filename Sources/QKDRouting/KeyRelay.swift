@@ -75,8 +75,10 @@ public struct KeyRelay: Sendable {
     public let keyBits: Int
     public let timeoutNs: UInt64
     private var legs: [KeyID: Leg] = [:]
-    /// Relays that ended here (IDs only), so that late messages are not mistaken for new ones.
-    private var finished: Set<KeyID> = []
+    /// Relays that ended here, with when, so that late messages are not mistaken for new ones;
+    /// forgotten after 4 timeouts (no message of theirs can still be on its way).
+    private var finished: [KeyID: Instant] = [:]
+    private var lastNow = Instant(nanoseconds: 0)
 
     public init(node: NodeID, topology: Topology, keyBits: Int = 256, timeoutMs: UInt64 = 5000) {
         self.node = node
@@ -93,6 +95,7 @@ public struct KeyRelay: Sendable {
 
     /// Starts a relay of `bits` bits along `path` (this node first).
     public mutating func start(relay: KeyID, path: [NodeID], bits: Int, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
+        lastNow = max(lastNow, now)
         guard path.count >= 2, path.first == node, bits > 0, bits % 8 == 0, let link = linkName(path[0], path[1]) else {
             return [.failed(relay: relay, reason: "bad relay request: \(bits) bits along \(path.map(\.rawValue))")]
         }
@@ -110,6 +113,7 @@ public struct KeyRelay: Sendable {
     /// A relay message from neighbour `from`.
     public mutating func received(_ kind: MessageKind, _ payload: [UInt8], from: NodeID, at now: Instant,
                                   keys: inout some RelayKeys) -> [Directive] {
+        lastNow = max(lastNow, now)
         switch kind {
         case .relayForward:
             guard let forward = try? RelayForward.decode(payload) else { return [] }
@@ -125,7 +129,7 @@ public struct KeyRelay: Sendable {
             case .relayCommit where from == previous:
                 if leg.role == .destination {
                     legs[signal.relay] = nil
-                    finished.insert(signal.relay)
+                    finished[signal.relay] = lastNow
                     return [.send(to: previous!, kind: .relayDone, payload: signal.encoded()),
                             .delivered(relay: signal.relay, key: leg.key, path: leg.path)]
                 }
@@ -133,11 +137,11 @@ public struct KeyRelay: Sendable {
             case .relayDone where from == next:
                 if leg.role == .source {
                     legs[signal.relay] = nil
-                    finished.insert(signal.relay)
+                    finished[signal.relay] = lastNow
                     return [.delivered(relay: signal.relay, key: leg.key, path: leg.path)]
                 }
                 legs[signal.relay] = nil
-                finished.insert(signal.relay)
+                finished[signal.relay] = lastNow
                 return [.send(to: previous!, kind: .relayDone, payload: signal.encoded())]
             case .relayAbort where from == previous || from == next:
                 return abort(signal.relay, reason: signal.reason, except: from)
@@ -151,6 +155,8 @@ public struct KeyRelay: Sendable {
 
     /// Voids relays whose deadline passed.
     public mutating func tick(at now: Instant) -> [Directive] {
+        lastNow = max(lastNow, now)
+        for (id, at) in finished where now.nanoseconds(since: at) > 4 * timeoutNs { finished[id] = nil }
         var out: [Directive] = []
         for (id, leg) in legs where leg.deadline <= now {
             out += abort(id, reason: "timed out at \(node)", except: nil)
@@ -176,7 +182,7 @@ public struct KeyRelay: Sendable {
             [.send(to: from, kind: .relayAbort, payload: RelaySignal(relay: f.relay, reason: reason).encoded()),
              .failed(relay: f.relay, reason: reason)]
         }
-        guard legs[f.relay] == nil, !finished.contains(f.relay), path[f.hop] == node, path[f.hop - 1] == from,
+        guard legs[f.relay] == nil, finished[f.relay] == nil, path[f.hop] == node, path[f.hop - 1] == from,
               Set(path).count == path.count, let inLink = linkName(from, node) else {
             return fail("relay message out of place at \(node)")
         }
@@ -190,7 +196,7 @@ public struct KeyRelay: Sendable {
         let taken = last ? keys.take(link: inLink, named: f.keys, owner: owner, at: now).map { ($0, nil as [(id: KeyID, bits: BitVector)]?) }
             : keys.takeHop(incoming: inLink, named: f.keys, outgoing: outLink!, count: n, owner: owner, at: now)
         guard let (inBits, outKeys) = taken else {
-            finished.insert(f.relay)
+            finished[f.relay] = lastNow
             return fail("link \(inLink): keys named by \(from) not available at \(node)")
         }
         let pad = KeyRelay.concatenate(inBits, bits: f.bits)
@@ -201,7 +207,7 @@ public struct KeyRelay: Sendable {
             return [.send(to: from, kind: .relayAck, payload: RelaySignal(relay: f.relay).encoded())]
         }
         guard let out = outKeys else {
-            finished.insert(f.relay)
+            finished[f.relay] = lastNow
             return fail("link \(node)-\(next!): fewer than \(n) keys available")
         }
         legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, bits: f.bits, key: key, deadline: deadline)
@@ -212,7 +218,7 @@ public struct KeyRelay: Sendable {
 
     private mutating func abort(_ relay: KeyID, reason: String, except: NodeID?) -> [Directive] {
         guard let leg = legs.removeValue(forKey: relay) else { return [] }
-        finished.insert(relay)
+        finished[relay] = lastNow
         var out: [Directive] = []
         let i = leg.index
         let signal = RelaySignal(relay: relay, reason: reason).encoded()

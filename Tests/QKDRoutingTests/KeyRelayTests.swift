@@ -152,6 +152,41 @@ struct RelayNetwork {
         for node in nodes { for pool in net.keys[node]!.pools.values { #expect(pool.reservedKeys == 0) } }
     }
 
+    @Test func aReplayedForwardIsRefusedAndConsumesNothing() {
+        var net = RelayNetwork(seed: 3)
+        let path = [NodeID("N0"), NodeID("N1"), NodeID("N2")]
+        let relay = KeyID(high: 1, low: 2)
+        var now = Instant(nanoseconds: 1_000_000_000)
+        var queue: [(from: NodeID, to: NodeID, kind: MessageKind, payload: [UInt8])] = []
+        var first: [UInt8]?
+        var delivered = 0
+        func run(_ directives: [KeyRelay.Directive], at node: NodeID) {
+            for d in directives {
+                if case .send(let to, let kind, let payload) = d {
+                    if kind == .relayForward && first == nil { first = payload }
+                    queue.append((node, to, kind, payload))
+                }
+                if case .delivered = d { delivered += 1 }
+            }
+        }
+        run(net.relays[path[0]]!.start(relay: relay, path: path, bits: 256, at: now, keys: &net.keys[path[0]]!), at: path[0])
+        while !queue.isEmpty {
+            let m = queue.removeFirst()
+            run(net.relays[m.to]!.received(m.kind, m.payload, from: m.from, at: now, keys: &net.keys[m.to]!), at: m.to)
+        }
+        #expect(delivered == 2)
+        let consumed = net.keys[NodeID("N1")]!.pools.values.map(\.counters.consumed).reduce(0, +)
+        // The same Forward again, soon and long after: refused both times, nothing more consumed.
+        for wait in [UInt64(10), 60_000] {
+            now = now.advanced(byMilliseconds: wait)
+            _ = net.relays[NodeID("N1")]!.tick(at: now)
+            let out = net.relays[NodeID("N1")]!.received(.relayForward, first!, from: NodeID("N0"), at: now, keys: &net.keys[NodeID("N1")]!)
+            #expect(out.contains { if case .failed = $0 { true } else { false } })
+            #expect(!out.contains { if case .send(_, .relayForward, _) = $0 { true } else { false } })
+            #expect(net.keys[NodeID("N1")]!.pools.values.map(\.counters.consumed).reduce(0, +) == consumed)
+        }
+    }
+
     @Test func routesAvoidDownLinksAndLinksWithoutEnoughKey() {
         let topology = RelayNetwork.topology
         var db = LinkStateDatabase(topology: topology)
