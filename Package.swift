@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // Layer 0: identifiers, seeded PRNG streams, clocks. No dependencies.
@@ -72,7 +74,12 @@ let package = Package(
         // Operations: run directories, spawning and stopping node processes, querying them.
         .target(
             name: "QKDLaunch",
-            dependencies: ["QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem"],
+            dependencies: [
+                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict),
         .executableTarget(
             name: "qkd-node",
@@ -94,6 +101,13 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),
+        .testTarget(
+            name: "QKDLaunchTests",
+            dependencies: [
+                "QKDLaunch", "QKDTopology",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .testTarget(name: "QKDRoutingTests", dependencies: ["QKDRouting", "QKDKeyPool", "QKDCore", "QKDTopology", "QKDWire"]),
         .testTarget(name: "QKDStoreTests", dependencies: ["QKDStore", "QKDKeyPool", "QKDCore"]),
         .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool"]),

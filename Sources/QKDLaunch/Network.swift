@@ -101,6 +101,8 @@ public struct Network: Sendable {
         } catch {
             throw LaunchError(.io, "cannot prepare run directory '\(layout.root)': \(error.localizedDescription)")
         }
+        // Certificates for the ETSI GS QKD 014 interface (kept across restarts of the network).
+        try PKI(runDirectory: layout.root).ensure(for: topology)
         let manifest = NetworkManifest(topology: topology.name, topologySource: absolute(topologyPath),
                                        runDirectory: layout.root, binDirectory: absolute(binDirectory),
                                        startedAt: wallClockSeconds(),
