@@ -76,18 +76,40 @@ public final class NodePools: @unchecked Sendable {
     /// Runs `body` on a link's pool, then makes its changes durable. Nil for an unknown link.
     @discardableResult
     public func modify<R>(_ link: String, _ body: (inout KeyPool) -> R) -> R? {
+        modifying([link]) { body(&$0[0]) }
+    }
+
+    /// Runs `body` on two links' pools, then makes both pools' changes durable in one
+    /// transaction (a relay hop: keys of the incoming and the outgoing link). Nil for an
+    /// unknown link.
+    @discardableResult
+    public func modify<R>(_ first: String, _ second: String, _ body: (inout KeyPool, inout KeyPool) -> R) -> R? {
+        guard first != second else { return nil }
+        return modifying([first, second]) { taken in
+            var b = taken.removeLast(), a = taken.removeLast()  // moved out: still uniquely referenced
+            defer { taken = [a, b] }
+            return body(&a, &b)
+        }
+    }
+
+    /// Takes the pools of `links` out (uniquely referenced while they change), runs `body`,
+    /// puts them back and writes their journals in one transaction, all under the lock.
+    private func modifying<R>(_ links: [String], _ body: (inout [KeyPool]) -> R) -> R? {
         lock.lock()
-        guard var pool = pools[link] else {
+        guard links.allSatisfy({ pools[$0] != nil }) else {
             lock.unlock()
             return nil
         }
-        pools[link] = nil  // keep the pool uniquely referenced while it changes
-        let result = body(&pool)
-        let changes = pool.drainJournal()
-        pools[link] = pool
+        var taken = links.map { pools.removeValue(forKey: $0)! }
+        let result = body(&taken)
+        var journals: [(link: String, changes: [KeyPool.Change])] = []
+        for (link, var pool) in zip(links, taken) {
+            journals.append((link, pool.drainJournal()))
+            pools[link] = pool
+        }
         var failure: StoreError?
         do throws(StoreError) {
-            try store?.apply(changes, link: link)
+            try store?.apply(journals)
         } catch {
             failure = error
         }
@@ -101,33 +123,6 @@ public final class NodePools: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return pools.values.map(\.heldKeys).reduce(0, +)
-    }
-
-    /// Runs `body` on two links' pools, then makes both pools' changes durable in one
-    /// transaction (a relay hop: keys of the incoming and the outgoing link). Nil for an
-    /// unknown link.
-    @discardableResult
-    public func modify<R>(_ first: String, _ second: String, _ body: (inout KeyPool, inout KeyPool) -> R) -> R? {
-        lock.lock()
-        guard first != second, var a = pools[first], var b = pools[second] else {
-            lock.unlock()
-            return nil
-        }
-        pools[first] = nil
-        pools[second] = nil
-        let result = body(&a, &b)
-        let journals = [(first, a.drainJournal()), (second, b.drainJournal())]
-        pools[first] = a
-        pools[second] = b
-        var failure: StoreError?
-        do throws(StoreError) {
-            try store?.apply(journals.map { (link: $0.0, changes: $0.1) })
-        } catch {
-            failure = error
-        }
-        lock.unlock()
-        if let failure { onStoreFailure(failure) }
-        return result
     }
 
     /// Closes the store at a clean shutdown (after the worker stopped).
