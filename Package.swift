@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Layer 0: identifiers, seeded PRNG streams, clocks. No dependencies.
@@ -62,12 +65,24 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
+        // Layer 5: the ETSI GS QKD 014 key delivery API (HTTPS, mutual TLS).
+        .target(
+            name: "QKDAPI",
+            dependencies: [
+                "QKDCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict),
         // Layer 4: the node shell.
         .target(
             name: "QKDNode",
             dependencies: [
                 "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDPhysics", "QKDPostProcessing",
-                "QKDKeyPool", "QKDStore", "QKDRouting",
+                "QKDKeyPool", "QKDStore", "QKDRouting", "QKDAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -84,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDNode", "QKDTopology", "CQKDSystem",
+                "QKDNode", "QKDTopology", "CQKDSystem", "QKDAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

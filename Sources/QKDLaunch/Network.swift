@@ -247,7 +247,7 @@ public struct Network: Sendable {
                 id: node.id.rawValue, role: node.role.rawValue, pid: live[node.id] ?? recordedPID(node.id),
                 state: report != nil && live[node.id] != nil ? "up" : "down", phase: report?.state,
                 uptimeSeconds: report?.uptimeSeconds,
-                linksUp: report?.links.filter { $0.state == "up" }.count ?? 0, linksTotal: total)
+                linksUp: report?.links.filter { $0.state == "up" }.count ?? 0, linksTotal: total, kmeURL: report?.kmeURL)
         }
         let links = topology.links.map { link -> NetworkStatus.Link in
             func upAt(_ end: NodeID) -> Bool {

@@ -11,9 +11,12 @@ public struct NetworkStatus: Codable, Equatable, Sendable {
         public var uptimeSeconds: Double?
         public var linksUp: Int
         public var linksTotal: Int
+        /// The node's ETSI GS QKD 014 KME (HTTPS, mutual TLS), when it serves one.
+        public var kmeURL: String?
 
         enum CodingKeys: String, CodingKey {
             case id, role, pid, state, phase
+            case kmeURL = "kme_url"
             case uptimeSeconds = "uptime_s"
             case linksUp = "links_up"
             case linksTotal = "links_total"

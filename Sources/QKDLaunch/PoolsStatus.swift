@@ -72,7 +72,7 @@ extension Network {
 extension Network {
     /// Keyed digests (HMAC-SHA-256 under `salt`, truncated) of the keys `node` holds for
     /// `link`. Nil if the node does not answer or refuses.
-    public func keyDigests(node: NodeID, link: String, salt: UInt64, timeoutMs: Int = 3000) -> [KeyDigest]? {
+    public func keyDigests(node: NodeID, link: String, salt: UInt64, timeoutMs: Int = 20_000) -> [KeyDigest]? {
         let reply = ControlClient.query(controlEndpoints([node]), request: ControlRequest(command: .keyDigests, link: link, salt: salt),
                                         timeoutMs: timeoutMs)[node]
         return reply?.digests

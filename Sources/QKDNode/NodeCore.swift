@@ -14,8 +14,12 @@ public struct NodeCore: Sendable {
         public var incarnation: UInt64
         public var monitor: LinkMonitor.Configuration
         public var pingTimeoutNs: UInt64
+        /// The node's ETSI GS QKD 014 endpoint, reported in `status`.
+        public var kmeURL: String?
+
         public init(node: NodeID, topology: Topology, pid: Int32, incarnation: UInt64,
-                    monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000) {
+                    monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000, kmeURL: String? = nil) {
+            self.kmeURL = kmeURL
             self.node = node
             self.topology = topology
             self.pid = pid
@@ -266,7 +270,8 @@ public struct NodeCore: Sendable {
             id: configuration.node.rawValue, pid: configuration.pid, state: state,
             uptimeSeconds: Double(now.nanoseconds(since: startedAt)) / 1e9,
             incarnation: configuration.incarnation, links: links,
-            rejectedFrames: Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.rawValue, $0.value) }))
+            rejectedFrames: Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.rawValue, $0.value) }),
+            kmeURL: configuration.kmeURL)
     }
 
     mutating func startPing(client: [UInt8], request: ControlRequest, at now: Instant) -> [Directive] {

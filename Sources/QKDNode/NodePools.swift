@@ -144,9 +144,10 @@ extension KeyPool {
     /// (key ID, 64-bit keyed digest, state) of every held key, for the audit: the digest is
     /// HMAC-SHA-256 under `salt`, truncated, so it reveals nothing usable about the key.
     func auditDigests(salt: UInt64) -> [(id: KeyID, digest: UInt64, pending: Bool)] {
-        heldIDs.compactMap { id in
+        let digester = KeyDigester(salt: salt)
+        return heldIDs.compactMap { id in
             guard let bits = bits(of: id), let state = state(of: id) else { return nil }
-            return (id, KeyDigester.digest(id: id, bits: bits, salt: salt), state == .pending)
+            return (id, digester.digest(id: id, bits: bits), state == .pending)
         }
     }
 }

@@ -28,6 +28,11 @@ public struct RunLayout: Sendable, Equatable {
     public var logsDirectory: String { root + "/logs" }
     public var socketsDirectory: String { root + "/sock" }
     public var storeDirectory: String { root + "/store" }
+    /// The network's PKI for ETSI GS QKD 014 (created by the launcher).
+    public var pkiDirectory: String { root + "/pki" }
+    public var caCertificatePath: String { pkiDirectory + "/ca.pem" }
+    public func kmeCertificatePath(_ node: NodeID) -> String { "\(pkiDirectory)/kme/\(node.rawValue).pem" }
+    public func kmeKeyPath(_ node: NodeID) -> String { "\(pkiDirectory)/kme/\(node.rawValue).key" }
 
     public func pidPath(_ node: NodeID) -> String { "\(pidsDirectory)/\(node.rawValue).pid" }
     public func logPath(_ node: NodeID) -> String { "\(logsDirectory)/\(node.rawValue).log" }

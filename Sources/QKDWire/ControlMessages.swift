@@ -153,9 +153,12 @@ public struct NodeStatusReport: Codable, Equatable, Sendable {
     public var links: [LinkStatusReport]
     /// Rejected frames by reason (`WireError.Code` raw values).
     public var rejectedFrames: [String: UInt64]
+    /// The node's ETSI GS QKD 014 endpoint (https://127.0.0.1:PORT), if it serves one.
+    public var kmeURL: String?
 
     public init(id: String, pid: Int32, state: String, uptimeSeconds: Double, incarnation: UInt64,
-                links: [LinkStatusReport], rejectedFrames: [String: UInt64]) {
+                links: [LinkStatusReport], rejectedFrames: [String: UInt64], kmeURL: String? = nil) {
+        self.kmeURL = kmeURL
         self.id = id
         self.pid = pid
         self.state = state
@@ -169,6 +172,7 @@ public struct NodeStatusReport: Codable, Equatable, Sendable {
         case id, pid, state, incarnation, links
         case uptimeSeconds = "uptime_s"
         case rejectedFrames = "rejected_frames"
+        case kmeURL = "kme_url"
     }
 }
 

@@ -3,8 +3,10 @@ import CQKDSystem
 import Foundation
 import Logging
 import QKDCore
+import QKDAPI
 import QKDNode
 import QKDStore
+import Synchronization
 import QKDTopology
 import QKDTransport
 
@@ -129,9 +131,35 @@ struct QKDNodeCommand: ParsableCommand {
             fail(1, "node \(me.id): cannot open transport: \(error)")
         }
 
+        // The ETSI GS QKD 014 KME, when the launcher made this node a certificate.
+        var kmeURL: String?
+        if FileManager.default.fileExists(atPath: layout.kmeCertificatePath(me.id)) {
+            let paths = KMEServer.Paths(ca: layout.caCertificatePath, certificate: layout.kmeCertificatePath(me.id),
+                                        key: layout.kmeKeyPath(me.id))
+            let service = NodeKeyService(node: me.id, topology: topology, pools: pools)
+            let bound = Mutex<Int?>(nil)
+            let started = DispatchSemaphore(value: 0)
+            Task.detached { [logger] in
+                do {
+                    try await KMEServer.run(paths: paths, service: service) { port in
+                        bound.withLock { $0 = port }
+                        started.signal()
+                    }
+                } catch {
+                    logger.error("KME stopped", metadata: ["error": "\(error)"])
+                    started.signal()
+                }
+            }
+            guard started.wait(timeout: .now() + 20) == .success, let port = bound.withLock({ $0 }), port > 0 else {
+                fail(1, "node \(me.id): the KME (HTTPS) did not start; see \(layout.logPath(me.id))")
+            }
+            kmeURL = "https://127.0.0.1:\(port)"
+            logger.notice("KME serving", metadata: ["url": "\(kmeURL!)"])
+        }
+
         let clock = SystemClock()
         let core = NodeCore(
-            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation),
+            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, kmeURL: kmeURL),
             now: clock.now())
         let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
                                   quantum: quantum == "on") { line in

@@ -100,10 +100,13 @@ import Testing
         kill(bob, SIGTERM)
         #expect(Processes.waitForExit([bob], seconds: 2).isEmpty)
         #expect(Date().timeIntervalSince(start) < 2)
-        // Goodbye takes the link down at once, well before the 1 s silence timeout.
-        #expect(eventually(within: 0.9) {
+        // Goodbye takes the link down at once: the relay says why (not the 1 s silence timeout).
+        #expect(eventually(within: 10) {
             Harness.report(network, "Relay")?.links.first { $0.id == "Relay-Bob" }?.state == "down"
         })
+        let relayLog = try String(contentsOfFile: network.layout.logPath(NodeID("Relay")), encoding: .utf8)
+        #expect(relayLog.contains("reason=\"Bob shut down\"") || relayLog.contains("reason=Bob shut down"), "the link went down by silence, not goodbye")
+        #expect(!relayLog.contains("no frame from Bob"))
         let log = try String(contentsOfFile: network.layout.logPath(NodeID("Bob")), encoding: .utf8)
         #expect(log.contains("shutting down"))
         #expect(log.contains("stopped"))
