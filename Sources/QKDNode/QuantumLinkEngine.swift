@@ -55,14 +55,12 @@ public struct QuantumLinkEngine: Sendable {
         physics = LinkPhysics(lengthKm: link.lengthKm, lossDbPerKm: p.lossDbPerKm, detectorEfficiency: p.detectorEfficiency,
                               darkCountProbability: p.darkCountProbability, misalignment: p.misalignment,
                               ecEfficiency: p.ecEfficiency, signalIntensity: p.signalIntensity, decoyIntensity: p.decoyIntensity)
-        let source = SourceSettings(signal: p.signalIntensity, decoy: p.decoyIntensity, signalProbability: p.signalProbability,
-                                    decoyProbability: p.decoyProbability, vacuumProbability: p.vacuumProbability,
-                                    decoyStates: p.decoyStates)
+        distillation = NodePools.distillation(link)
+        let source = distillation.source
         // 10 ms of emulated time per frame by default.
         let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))
         configuration = BB84Configuration(pulsesPerFrame: pulses, blockSiftedSignalBits: blockBits, sampleFraction: 0.1, source: source)
         seeds = SeedTree(root: topologySeed).child("link/\(link.name)")
-        distillation = NodePools.distillation(link)
         self.timeScale = timeScale
         self.window = window
         roundTimeoutNs = roundTimeoutMs * 1_000_000

@@ -73,12 +73,8 @@ final class RelayAgent {
     func tick(at now: Instant, links: [(link: TopologyLink, up: Bool)]) -> [Action] {
         var out = relayActions(relay.tick(at: now), at: now)
         for (id, d) in delivered where now.nanoseconds(since: d.at) > deliveredTTLNs { delivered[id] = nil }
-        let entries = links.map { l -> LinkStateAdvertisement.Entry in
-            let spare = pools.read(l.link.name) { p in p.isSynchronised ? max(0, p.availableKeys - p.configuration.authenticationReserve) : 0 } ?? 0
-            return .init(link: l.link.index, up: l.up, availableKeys: UInt32(min(Int(UInt32.max), spare)))
-        }
-        let changed = lastAdvertised.map { old in zip(old.links, entries).contains { $0.up != $1.up } } ?? true
-        // A neighbour that just came up gets the whole view at once (database exchange).
+        // Up/down as last advertised; a neighbour that just came up gets the whole view at once
+        // (database exchange).
         let before = Dictionary(uniqueKeysWithValues: (lastAdvertised?.links ?? []).map { ($0.link, $0.up) })
         for l in links where l.up && before[l.link.index] != true {
             guard let peer = l.link.peer(of: node) else { continue }
@@ -86,7 +82,13 @@ final class RelayAgent {
                 out.append(.send(to: peer, kind: .linkState, payload: lsa.encoded()))
             }
         }
+        let changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up }
         if changed || lastAdvertised.map({ now.nanoseconds(since: $0.at) >= advertiseEveryNs }) ?? true {
+            // Key counts are read only when advertising (this runs after every event).
+            let entries = links.map { l -> LinkStateAdvertisement.Entry in
+                let spare = pools.read(l.link.name) { p in p.isSynchronised ? max(0, p.availableKeys - p.configuration.authenticationReserve) : 0 } ?? 0
+                return .init(link: l.link.index, up: l.up, availableKeys: UInt32(min(Int(UInt32.max), spare)))
+            }
             sequence += 1
             let lsa = LinkStateAdvertisement(origin: node.rawValue, sequence: sequence, links: entries)
             database.received(lsa)

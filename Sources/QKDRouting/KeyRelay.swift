@@ -65,7 +65,6 @@ public struct KeyRelay: Sendable {
         var path: [NodeID]
         /// This node's position on the path.
         var index: Int
-        var bits: Int
         var key: BitVector
         var deadline: Instant
     }
@@ -105,7 +104,7 @@ public struct KeyRelay: Sendable {
             return [.failed(relay: relay, reason: "link \(link): fewer than \(n) keys available")]
         }
         let key = KeyRelay.concatenate(k0.map(\.bits), bits: bits)
-        legs[relay] = Leg(role: .source, path: path, index: 0, bits: bits, key: key, deadline: now.advanced(byNanoseconds: timeoutNs))
+        legs[relay] = Leg(role: .source, path: path, index: 0, key: key, deadline: now.advanced(byNanoseconds: timeoutNs))
         let forward = RelayForward(relay: relay, path: path.map(\.rawValue), hop: 1, bits: bits, keys: k0.map(\.id), padded: [])
         return [.send(to: path[1], kind: .relayForward, payload: forward.encoded())]
     }
@@ -203,14 +202,14 @@ public struct KeyRelay: Sendable {
         let key = f.hop == 1 ? pad : KeyRelay.xor(BitVector(words: f.padded, count: f.bits), pad)
         let deadline = now.advanced(byNanoseconds: timeoutNs)
         if last {
-            legs[f.relay] = Leg(role: .destination, path: path, index: f.hop, bits: f.bits, key: key, deadline: deadline)
+            legs[f.relay] = Leg(role: .destination, path: path, index: f.hop, key: key, deadline: deadline)
             return [.send(to: from, kind: .relayAck, payload: RelaySignal(relay: f.relay).encoded())]
         }
         guard let out = outKeys else {
             finished[f.relay] = lastNow
             return fail("link \(node)-\(next!): fewer than \(n) keys available")
         }
-        legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, bits: f.bits, key: key, deadline: deadline)
+        legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, key: key, deadline: deadline)
         let padded = KeyRelay.xor(key, KeyRelay.concatenate(out.map(\.bits), bits: f.bits))
         let forward = RelayForward(relay: f.relay, path: f.path, hop: f.hop + 1, bits: f.bits, keys: out.map(\.id), padded: padded.words)
         return [.send(to: next!, kind: .relayForward, payload: forward.encoded())]

@@ -251,17 +251,6 @@ public final class KeyStore {
         }
     }
 
-    /// Keys stored per link (for inspection and tests).
-    public func count(link: String) throws(StoreError) -> Int {
-        do {
-            return try db.read {
-                try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM keys JOIN links ON keys.link = links.id WHERE links.name = ?", arguments: [link]) ?? 0
-            }
-        } catch {
-            throw StoreError(error, path: path)
-        }
-    }
-
     // MARK: Sealing
 
     static func seal(_ plain: [UInt8], key: SymmetricKey, aad: [UInt8]) throws -> [UInt8] {
