@@ -10,6 +10,9 @@ RUN_DIR ?=
 SWIFT ?= swift
 RELEASE_FLAGS := -c release --static-swift-stdlib
 
+VENV := .build/venv
+QKD014_CLIENT_VERSION := 0.9.0
+
 RUN_DIR_ARG := $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
 RELEASE_BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 
@@ -29,6 +32,7 @@ deps:
 	pkg-config --exists libzmq 2>/dev/null || missing="$$missing libzmq3-dev"; \
 	pkg-config --exists sqlite3 2>/dev/null || missing="$$missing libsqlite3-dev"; \
 	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
+	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl ca-certificates"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -37,6 +41,11 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi; \
 	command -v $(SWIFT) >/dev/null 2>&1 || { echo "error: swift is not on PATH (Swift 6.x toolchain required)"; exit 1; }
+	@# The ETSI GS QKD 014 client from PyPI that the API tests run (its own virtualenv).
+	@if [ ! -x $(VENV)/bin/qkd014-client ]; then \
+	  echo "installing etsi-qkd-014-client $(QKD014_CLIENT_VERSION) into $(VENV)"; \
+	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check etsi-qkd-014-client==$(QKD014_CLIENT_VERSION); \
+	fi
 
 build: deps
 	$(SWIFT) build --build-tests

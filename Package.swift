@@ -84,6 +84,7 @@ let package = Package(
                 "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDPhysics", "QKDPostProcessing",
                 "QKDKeyPool", "QKDStore", "QKDRouting", "QKDAPI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         // Operations: run directories, spawning and stopping node processes, querying them.
@@ -112,7 +113,13 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "qkd-bench",
-            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDKeyPool", "QKDStore"],
+            dependencies: [
+                "QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDKeyPool", "QKDStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),

@@ -54,10 +54,42 @@ public struct KMEStatus: Codable, Sendable, Equatable {
     }
 }
 
-/// What a KME does; the node implements it.
+/// A key request (ETSI GS QKD 014 V1.1.1, 6.2), from the GET query or the POST body; every
+/// field optional.
+public struct KMEKeyRequest: Equatable, Sendable {
+    public var number: Int?
+    public var size: Int?
+    public var additionalSlaves: [String]
+    /// Names of the `extension_mandatory` parameters (none is supported).
+    public var mandatoryExtensions: [String]
+
+    public init(number: Int? = nil, size: Int? = nil, additionalSlaves: [String] = [], mandatoryExtensions: [String] = []) {
+        self.number = number
+        self.size = size
+        self.additionalSlaves = additionalSlaves
+        self.mandatoryExtensions = mandatoryExtensions
+    }
+}
+
+/// One delivered key: its ID and its bytes.
+public struct KMEKey: Equatable, Sendable {
+    public var id: String
+    public var bytes: [UInt8]
+
+    public init(id: String, bytes: [UInt8]) {
+        self.id = id
+        self.bytes = bytes
+    }
+}
+
+/// What a KME does; the node implements it. Errors carry the spec's status and message.
 public protocol KeyManagementService: Sendable {
     /// Status of the key supply from the calling (master) SAE to `slave`.
     func status(caller: String, slave: String) async throws(KMEError) -> KMEStatus
+    /// New keys shared with `slave`, for the calling master SAE ("Get key").
+    func encKeys(caller: String, slave: String, request: KMEKeyRequest) async throws(KMEError) -> [KMEKey]
+    /// The keys `ids` that `master` took for the calling slave SAE ("Get key with key IDs").
+    func decKeys(caller: String, master: String, ids: [String]) async throws(KMEError) -> [KMEKey]
 }
 
 /// A request context that keeps the connection, for the client certificate.
@@ -97,11 +129,45 @@ public enum KMEServer {
         tls.certificateVerification = .noHostnameVerification
         tls.minimumTLSVersion = .tlsv12
         let router = Router(context: KMERequestContext.self)
-        router.get("/api/v1/keys/:slave/status") { _, context in
+        router.get("/api/v1/keys/:sae/status") { _, context in
             await respond { () async throws(KMEError) -> Response in
                 let caller = try await callerSAE(context.channel)
-                let slave = try parameter("slave", context)
+                let slave = try parameter("sae", context)
                 return try encode(try await service.status(caller: caller, slave: slave))
+            }
+        }
+        router.get("/api/v1/keys/:sae/enc_keys") { request, context in
+            await respond { () async throws(KMEError) -> Response in
+                let caller = try await callerSAE(context.channel)
+                let slave = try parameter("sae", context)
+                let query = try keyRequest(query: request.uri.queryParameters)
+                return container(try await service.encKeys(caller: caller, slave: slave, request: query))
+            }
+        }
+        router.post("/api/v1/keys/:sae/enc_keys") { request, context in
+            await respond { () async throws(KMEError) -> Response in
+                let caller = try await callerSAE(context.channel)
+                let slave = try parameter("sae", context)
+                let body = try keyRequest(body: try await object(request))
+                return container(try await service.encKeys(caller: caller, slave: slave, request: body))
+            }
+        }
+        router.get("/api/v1/keys/:sae/dec_keys") { request, context in
+            await respond { () async throws(KMEError) -> Response in
+                let caller = try await callerSAE(context.channel)
+                let master = try parameter("sae", context)
+                guard let id = request.uri.queryParameters["key_ID"].map(String.init), !id.isEmpty else {
+                    throw KMEError(.badRequest, "dec_keys: the GET form needs ?key_ID=<uuid>")
+                }
+                return container(try await service.decKeys(caller: caller, master: master, ids: [id]))
+            }
+        }
+        router.post("/api/v1/keys/:sae/dec_keys") { request, context in
+            await respond { () async throws(KMEError) -> Response in
+                let caller = try await callerSAE(context.channel)
+                let master = try parameter("sae", context)
+                let ids = try keyIDs(body: try await object(request))
+                return container(try await service.decKeys(caller: caller, master: master, ids: ids))
             }
         }
         let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: tls),
@@ -136,6 +202,86 @@ public enum KMEServer {
         return value.removingPercentEncoding ?? value
     }
 
+    /// The request body as a JSON object (an empty body is `{}`).
+    static func object(_ request: Request) async throws(KMEError) -> [String: JSONValue] {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: 1 << 20)
+        } catch {
+            throw KMEError(.badRequest, "request body unreadable or larger than 1 MiB")
+        }
+        guard buffer.readableBytes > 0 else { return [:] }
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView)) else {
+            throw KMEError(.badRequest, "malformed JSON in the request body")
+        }
+        guard case .object(let object) = value else { throw KMEError(.badRequest, "the request body must be a JSON object") }
+        return object
+    }
+
+    /// An integer field of a JSON object or query (a JSON number with no fraction, or digits).
+    static func integer(_ value: JSONValue?, _ name: String) throws(KMEError) -> Int? {
+        switch value {
+        case nil, .null?: return nil
+        case .integer(let n)?: return n
+        default: throw KMEError(.badRequest, "\(name) must be an integer")
+        }
+    }
+
+    static func integer(query text: Substring?, _ name: String) throws(KMEError) -> Int? {
+        guard let text else { return nil }
+        guard let n = Int(text) else { throw KMEError(.badRequest, "\(name) must be an integer, got '\(text)'") }
+        return n
+    }
+
+    static func keyRequest(query: Parameters) throws(KMEError) -> KMEKeyRequest {
+        KMEKeyRequest(number: try integer(query: query["number"], "number"), size: try integer(query: query["size"], "size"))
+    }
+
+    static func keyRequest(body: [String: JSONValue]) throws(KMEError) -> KMEKeyRequest {
+        var request = KMEKeyRequest(number: try integer(body["number"], "number"), size: try integer(body["size"], "size"))
+        switch body["additional_slave_SAE_IDs"] {
+        case nil, .null?: break
+        case .array(let list)?:
+            for item in list {
+                guard case .string(let id) = item else { throw KMEError(.badRequest, "additional_slave_SAE_IDs must be an array of strings") }
+                request.additionalSlaves.append(id)
+            }
+        default: throw KMEError(.badRequest, "additional_slave_SAE_IDs must be an array of strings")
+        }
+        switch body["extension_mandatory"] {
+        case nil, .null?: break
+        case .array(let list)?:
+            for item in list {
+                guard case .object(let fields) = item else { throw KMEError(.badRequest, "extension_mandatory must be an array of objects") }
+                request.mandatoryExtensions += fields.keys.sorted()
+            }
+        default: throw KMEError(.badRequest, "extension_mandatory must be an array of objects")
+        }
+        return request
+    }
+
+    static func keyIDs(body: [String: JSONValue]) throws(KMEError) -> [String] {
+        let usage = "dec_keys: the body must be {\"key_IDs\": [{\"key_ID\": \"<uuid>\"}, ...]}"
+        guard case .array(let list)? = body["key_IDs"], !list.isEmpty else { throw KMEError(.badRequest, usage) }
+        var ids: [String] = []
+        for entry in list {
+            guard case .object(let fields) = entry, case .string(let id)? = fields["key_ID"] else { throw KMEError(.badRequest, usage) }
+            ids.append(id)
+        }
+        return ids
+    }
+
+    /// `{"keys": [{"key_ID": ..., "key": <base64>}]}`.
+    static func container(_ keys: [KMEKey]) -> Response {
+        var text = "{\"keys\":["
+        for (i, k) in keys.enumerated() {
+            if i > 0 { text += "," }
+            text += "{\"key_ID\":\"\(k.id)\",\"key\":\"\(Data(k.bytes).base64EncodedString())\"}"
+        }
+        text += "]}"
+        return json(.ok, Data(text.utf8))
+    }
+
     static func encode(_ value: some Encodable) throws(KMEError) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -154,6 +300,31 @@ public enum KMEServer {
         } catch {
             let message = (try? JSONEncoder().encode(["message": error.message])) ?? Data("{}".utf8)
             return json(error.status, message)
+        }
+    }
+}
+
+/// Any JSON value, for request bodies whose fields may hold anything (unknown fields are
+/// ignored; known ones are checked by type).
+enum JSONValue: Decodable {
+    case null, bool(Bool), integer(Int), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Int.self) {
+            self = .integer(n)
+        } else if let d = try? c.decode(Double.self) {
+            self = .number(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
         }
     }
 }

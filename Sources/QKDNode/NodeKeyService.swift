@@ -1,37 +1,113 @@
+import Crypto
 import QKDAPI
 import QKDCore
+import QKDStore
 import QKDTopology
 
-/// The node's answers to the ETSI GS QKD 014 API (status so far). Reads the pools (thread-safe)
-/// from the HTTP server's threads.
+/// The node's answers to the ETSI GS QKD 014 API, on the HTTP server's threads. `status` and
+/// `dec_keys` read and take from the pools (thread-safe); `enc_keys` for a slave SAE at another
+/// node goes to the event loop (`KeyRequests`), which relays a key there and answers once the
+/// destination holds it (ETSI GS QKD 020: released only after every hop acknowledged).
 public struct NodeKeyService: KeyManagementService {
     let node: NodeID
     let topology: Topology
     let pools: NodePools
+    let requests: KeyRequests
     /// Bits per key delivered, and the request limits announced in `status`.
     public static let keySize = 256
     public static let maxKeyPerRequest = 128
     public static let maxKeySize = 8192
     public static let minKeySize = 8
 
-    public init(node: NodeID, topology: Topology, pools: NodePools) {
+    public init(node: NodeID, topology: Topology, pools: NodePools, requests: KeyRequests) {
         self.node = node
         self.topology = topology
         self.pools = pools
+        self.requests = requests
+    }
+
+    /// The calling SAE if it is attached to this KME (401 otherwise).
+    func attached(_ caller: String) throws(KMEError) {
+        guard let sae = topology.saes.first(where: { $0.id == caller }), sae.node == node else {
+            throw KMEError(.unauthorized, "SAE '\(caller)' is not attached to KME \(node)")
+        }
+    }
+
+    func known(_ sae: String, as role: String) throws(KMEError) -> SAE {
+        guard let found = topology.saes.first(where: { $0.id == sae }) else { throw KMEError(.badRequest, "unknown \(role) SAE '\(sae)'") }
+        return found
     }
 
     public func status(caller: String, slave: String) async throws(KMEError) -> KMEStatus {
-        guard let master = topology.saes.first(where: { $0.id == caller }), master.node == node else {
-            throw KMEError(.unauthorized, "SAE '\(caller)' is not attached to KME \(node)")
-        }
-        guard let target = topology.saes.first(where: { $0.id == slave }) else {
-            throw KMEError(.badRequest, "unknown slave SAE '\(slave)'")
-        }
+        try attached(caller)
+        let target = try known(slave, as: "slave")
         let (stored, capacity) = supply(toward: target.node)
         return KMEStatus(sourceKMEID: node.rawValue, targetKMEID: target.node.rawValue, masterSAEID: caller, slaveSAEID: slave,
                          keySize: NodeKeyService.keySize, storedKeyCount: min(stored, capacity), maxKeyCount: capacity,
                          maxKeyPerRequest: NodeKeyService.maxKeyPerRequest, maxKeySize: NodeKeyService.maxKeySize,
                          minKeySize: NodeKeyService.minKeySize)
+    }
+
+    public func encKeys(caller: String, slave: String, request: KMEKeyRequest) async throws(KMEError) -> [KMEKey] {
+        try attached(caller)
+        let target = try known(slave, as: "slave")
+        let number = request.number ?? 1, size = request.size ?? NodeKeyService.keySize
+        guard request.mandatoryExtensions.isEmpty else {
+            throw KMEError(.badRequest, "not all extension_mandatory parameters are supported (\(request.mandatoryExtensions.joined(separator: ", ")))")
+        }
+        guard request.additionalSlaves.isEmpty else {
+            throw KMEError(.badRequest, "additional_slave_SAE_IDs: key multicast is not supported (max_SAE_ID_count 0)")
+        }
+        guard number >= 1 else { throw KMEError(.badRequest, "number shall be at least 1, got \(number)") }
+        guard number <= NodeKeyService.maxKeyPerRequest else {
+            throw KMEError(.badRequest, "number \(number) exceeds max_key_per_request \(NodeKeyService.maxKeyPerRequest)")
+        }
+        guard size % 8 == 0 else { throw KMEError(.badRequest, "size shall be a multiple of 8") }
+        guard size >= NodeKeyService.minKeySize, size <= NodeKeyService.maxKeySize else {
+            throw KMEError(.badRequest, "size \(size) outside min_key_size \(NodeKeyService.minKeySize) ... max_key_size \(NodeKeyService.maxKeySize)")
+        }
+        let keys: [ApplicationKey]
+        if target.node == node {
+            keys = localKeys(master: caller, slave: slave, number: number, size: size)
+        } else {
+            keys = try await requests.submit(master: caller, slave: slave, destination: target.node, number: number, size: size).get()
+        }
+        return keys.map { KMEKey(id: $0.id.uuidString, bytes: $0.bits.bytes) }
+    }
+
+    public func decKeys(caller: String, master: String, ids: [String]) async throws(KMEError) -> [KMEKey] {
+        try attached(caller)
+        _ = try known(master, as: "master")
+        guard ids.count <= NodeKeyService.maxKeyPerRequest else {
+            throw KMEError(.badRequest, "\(ids.count) key IDs exceed max_key_per_request \(NodeKeyService.maxKeyPerRequest)")
+        }
+        var parsed: [KeyID] = []
+        for text in ids {
+            guard let id = KeyID(uuidString: text) else { throw KMEError(.badRequest, "key_ID '\(text.prefix(64))' is not a UUID") }
+            parsed.append(id)
+        }
+        switch pools.collectApplicationKeys(parsed, slave: caller, master: master) {
+        case .success(let keys):
+            return keys.map { KMEKey(id: $0.id.uuidString, bytes: $0.bits.bytes) }
+        case .failure(.notFound(let missing)):
+            throw KMEError(.badRequest, "one or more keys specified are not found on KME (\(missing.prefix(4).map(\.uuidString).joined(separator: ", ")))")
+        case .failure(.notYours):
+            throw KMEError(.unauthorized, "SAE '\(caller)' is not the slave SAE of one or more of these keys")
+        }
+    }
+
+    /// Master and slave attached to this same node: no link is involved, so the keys come from
+    /// the operating system's random source (as a real KME's local key generator would) and
+    /// wait for the slave here.
+    func localKeys(master: String, slave: String, number: Int, size: Int) -> [ApplicationKey] {
+        var random = SystemRandomNumberGenerator()
+        let keys = (0..<number).map { _ in
+            let bytes = SymmetricKey(size: SymmetricKeySize(bitCount: size)).withUnsafeBytes { Array($0) }
+            return ApplicationKey(id: KeyID(randomHigh: random.next(), randomLow: random.next()), master: master, slave: slave,
+                                  bits: BitVector(bytes: bytes, count: size), path: [node.rawValue])
+        }
+        pools.depositApplicationKeys(keys, at: Instant(nanoseconds: 0))  // its TTL starts at the next expiry pass
+        return keys
     }
 
     /// Keys this node can put towards `destination` now: the spare keys (outside the

@@ -18,6 +18,9 @@ import Foundation
 public final class NodePools: @unchecked Sendable {
     private let lock = NSLock()
     private var pools: [String: KeyPool]
+    /// Keys relayed here for slave SAEs that have not collected them, with when they arrived
+    /// (or when the node started, for those it read from the store).
+    private var applicationKeys: [KeyID: (key: ApplicationKey, since: Instant)] = [:]
     private let store: KeyStore?
     /// How many times the node's store was opened (1 without a store): part of session nonces.
     public let starts: UInt64
@@ -35,6 +38,7 @@ public final class NodePools: @unchecked Sendable {
         var pools: [String: KeyPool] = [:]
         let t0 = ContinuousClock.now
         let stored = try store?.loadAll() ?? [:]
+        let waitingKeys = try store?.loadApplicationKeys() ?? []
         readDuration = ContinuousClock.now - t0
         for link in topology.links(of: node) {
             let configuration = NodePools.poolConfiguration(link)
@@ -58,6 +62,7 @@ public final class NodePools: @unchecked Sendable {
         self.onStoreFailure = onStoreFailure
         self.pools = pools
         self.store = store
+        for k in waitingKeys { applicationKeys[k.id] = (k, Instant(nanoseconds: 0)) }
     }
 
     static func poolConfiguration(_ link: TopologyLink) -> KeyPool.Configuration {
@@ -130,6 +135,77 @@ public final class NodePools: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         try store?.close()
+    }
+
+    // MARK: Application keys
+
+    /// Why `collectApplicationKeys` refused.
+    public enum CollectRefusal: Error, Equatable {
+        /// A key ID is not held here (unknown, expired or already collected), or was requested
+        /// by another master SAE.
+        case notFound([KeyID])
+        /// A key is held for another slave SAE.
+        case notYours([KeyID])
+    }
+
+    /// Stores keys for their slave SAEs; durable when this returns.
+    public func depositApplicationKeys(_ keys: [ApplicationKey], at now: Instant) {
+        withStore { store throws(StoreError) in
+            try store?.saveApplicationKeys(keys)
+            for k in keys { applicationKeys[k.id] = (k, now) }
+        }
+    }
+
+    /// Hands the keys `ids` to `slave` (requested by `master`) and forgets them, durably, all or
+    /// nothing: nothing changes if any one is refused.
+    public func collectApplicationKeys(_ ids: [KeyID], slave: String, master: String) -> Result<[ApplicationKey], CollectRefusal> {
+        var result: Result<[ApplicationKey], CollectRefusal> = .success([])
+        withStore { store throws(StoreError) in
+            let found = ids.map { applicationKeys[$0]?.key }
+            let missing = zip(ids, found).filter { $0.1 == nil || $0.1!.master != master }.map(\.0)
+            guard missing.isEmpty else { return result = .failure(.notFound(missing)) }
+            let foreign = zip(ids, found).filter { $0.1!.slave != slave }.map(\.0)
+            guard foreign.isEmpty else { return result = .failure(.notYours(foreign)) }
+            guard Set(ids).count == ids.count else { return result = .failure(.notFound(ids)) }
+            try store?.removeApplicationKeys(ids)
+            for id in ids { applicationKeys[id] = nil }
+            result = .success(found.map { $0! })
+        }
+        return result
+    }
+
+    /// Forgets application keys that waited longer than `ttlNs` (counted from the node's start
+    /// for keys read from the store); returns how many.
+    @discardableResult
+    public func expireApplicationKeys(at now: Instant, ttlNs: UInt64) -> Int {
+        var expired: [KeyID] = []
+        withStore { store throws(StoreError) in
+            expired = applicationKeys.filter { $0.value.since.nanoseconds == 0 ? false : now.nanoseconds(since: $0.value.since) > ttlNs }.map(\.key)
+            try store?.removeApplicationKeys(expired)
+            for id in expired { applicationKeys[id] = nil }
+            for (id, entry) in applicationKeys where entry.since.nanoseconds == 0 { applicationKeys[id] = (entry.key, now) }
+        }
+        return expired.count
+    }
+
+    /// The application key `id` if held here (for `relay show`).
+    public func applicationKey(_ id: KeyID) -> ApplicationKey? {
+        lock.lock()
+        defer { lock.unlock() }
+        return applicationKeys[id]?.key
+    }
+
+    /// Runs `body` under the lock with the store; a store failure stops the node.
+    private func withStore(_ body: (KeyStore?) throws(StoreError) -> Void) {
+        lock.lock()
+        var failure: StoreError?
+        do throws(StoreError) {
+            try body(store)
+        } catch {
+            failure = error
+        }
+        lock.unlock()
+        if let failure { onStoreFailure(failure) }
     }
 
     /// Reads a link's pool.

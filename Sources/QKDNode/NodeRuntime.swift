@@ -17,6 +17,7 @@ public final class NodeRuntime {
     private let worker: QuantumWorker?
     public let pools: NodePools
     private let relayAgent: RelayAgent
+    private let keyRequests: KeyRequests?
     /// Per link: (wall ns, emulated s, committed bits) samples of the last `rateWindowNs`,
     /// for the current key rate (a slope: the constant distillation backlog cancels out).
     private var rateSamples: [String: [(UInt64, Double, UInt64)]] = [:]
@@ -26,8 +27,9 @@ public final class NodeRuntime {
 
     /// With `quantum` true the node runs its links' quantum layer on a worker thread.
     public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, pools: NodePools,
-                quantum: Bool = true, announceReady: @escaping (String) -> Void) {
+                quantum: Bool = true, keyRequests: KeyRequests? = nil, announceReady: @escaping (String) -> Void) {
         self.pools = pools
+        self.keyRequests = keyRequests
         relayAgent = RelayAgent(node: core.configuration.node, topology: core.configuration.topology, pools: pools)
         worker = quantum ? QuantumWorker(node: core.configuration.node, topology: core.configuration.topology, clock: clock,
                                          waker: transport.makeWaker(), pools: pools) : nil
@@ -57,6 +59,9 @@ public final class NodeRuntime {
             for event in transport.wait(timeoutMs: timeout) where running {
                 if event == .wake {
                     running = drainWorker()
+                    for request in keyRequests?.takeAll() ?? [] where running {
+                        running = perform(relayAgent.application(request, at: clock.now()))
+                    }
                 } else {
                     running = execute(core.handle(translate(event), at: clock.now()))
                 }
@@ -64,6 +69,8 @@ public final class NodeRuntime {
             if running { running = execute(core.handle(.tick, at: clock.now())) }
             if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map { ($0.link, $0.state == .up) })) }
         }
+        keyRequests?.close()
+        relayAgent.abandonApplications()
         worker?.stop()
         transport.close()
         logger.notice("stopped")

@@ -1,3 +1,4 @@
+import QKDAPI
 import QKDCore
 import QKDKeyPool
 import QKDRouting
@@ -29,8 +30,16 @@ final class RelayAgent {
     private(set) var database: LinkStateDatabase
     private var sequence: UInt64
     private var lastAdvertised: (at: Instant, links: [LinkStateAdvertisement.Entry])?
+    private var lastExpiry = Instant(nanoseconds: 0)
     private var ids: Xoshiro256
     private var waiting: [KeyID: (client: [UInt8], started: Instant)] = [:]
+    /// ETSI 014 requests whose relay is under way, by relay ID, with the attempts made.
+    private var applications: [KeyID: (request: KeyRequests.Request, attempts: Int)] = [:]
+    /// A request whose relay fails is retried on a fresh route (new relay and key IDs) this many
+    /// times in all, then refused with 503.
+    let maxAttempts = 3
+    /// Keys relayed here that no slave SAE collected are forgotten after this long.
+    let applicationKeyTTLNs: UInt64 = 3_600_000_000_000
     private(set) var delivered: [KeyID: Delivered] = [:]
     /// Released keys no application collected are forgotten after this long.
     let deliveredTTLNs: UInt64 = 600_000_000_000
@@ -73,6 +82,11 @@ final class RelayAgent {
     func tick(at now: Instant, links: [(link: TopologyLink, up: Bool)]) -> [Action] {
         var out = relayActions(relay.tick(at: now), at: now)
         for (id, d) in delivered where now.nanoseconds(since: d.at) > deliveredTTLNs { delivered[id] = nil }
+        if now.nanoseconds(since: lastExpiry) > 10_000_000_000 {
+            lastExpiry = now
+            let n = pools.expireApplicationKeys(at: now, ttlNs: applicationKeyTTLNs)
+            if n > 0 { out.append(.log(.notice, "application keys expired uncollected", ["count": "\(n)"])) }
+        }
         // Up/down as last advertised; a neighbour that just came up gets the whole view at once
         // (database exchange).
         let before = Dictionary(uniqueKeysWithValues: (lastAdvertised?.links ?? []).map { ($0.link, $0.up) })
@@ -120,6 +134,41 @@ final class RelayAgent {
         relayActions(relay.linkDown(to: neighbour), at: now)
     }
 
+    // MARK: ETSI GS QKD 014
+
+    /// Starts the relay for a KME `enc_keys` request (the reply comes when it ends).
+    func application(_ request: KeyRequests.Request, attempts: Int = 0, at now: Instant) -> [Action] {
+        let bits = request.number * request.size
+        let decision = database.route(from: node, to: request.destination, keys: (bits + relay.keyBits - 1) / relay.keyBits)
+        guard let route = decision.route else {
+            let why = decision.excluded.prefix(4).map { "\($0.link): \($0.reason)" }.joined(separator: "; ")
+            request.reply(.failure(KMEError(.serviceUnavailable, "no usable path from \(node) to \(request.destination) for \(bits) bits (\(why))")))
+            return [.log(.warning, "key request refused: no path", ["master": request.master, "slave": request.slave])]
+        }
+        let id = KeyID(randomHigh: ids.next(), randomLow: ids.next())
+        let keyIDs = (0..<request.number).map { _ in KeyID(randomHigh: ids.next(), randomLow: ids.next()) }
+        let app = RelayApplication(master: request.master, slave: request.slave, keySize: request.size, keyIDs: keyIDs)
+        applications[id] = (request, attempts + 1)
+        var keys = PoolKeys(pools: pools)
+        return [.log(.info, "key request relay started", ["relay.id": "\(id)", "master": request.master, "slave": request.slave,
+                                                           "path": route.nodes.map(\.rawValue).joined(separator: ">")])]
+            + relayActions(relay.start(relay: id, path: route.nodes, bits: bits, application: app, at: now, keys: &keys), at: now)
+    }
+
+    /// The application keys an end-to-end key splits into.
+    static func split(_ key: BitVector, _ app: RelayApplication, path: [NodeID]) -> [ApplicationKey] {
+        app.keyIDs.enumerated().map { i, id in
+            ApplicationKey(id: id, master: app.master, slave: app.slave, bits: key.slice(from: i * app.keySize, length: app.keySize),
+                           path: path.map(\.rawValue))
+        }
+    }
+
+    /// Refuses every request still waiting (the node is stopping).
+    func abandonApplications() {
+        for (_, entry) in applications { entry.request.reply(.failure(KMEError(.serviceUnavailable, "the node is stopping"))) }
+        applications.removeAll()
+    }
+
     // MARK: Control
 
     func control(_ request: ControlRequest, client: [UInt8], at now: Instant) -> [Action] {
@@ -151,6 +200,11 @@ final class RelayAgent {
                 + relayActions(relay.start(relay: id, path: route.nodes, bits: bits, at: now, keys: &keys), at: now)
         case .relayShow:
             guard let text = request.keyID, let id = KeyID(uuidString: text) else { return fail("relayShow: key_ID must be a UUID") }
+            if delivered[id] == nil, let k = pools.applicationKey(id) {
+                let report = RelayReport(keyID: text, path: k.path, ok: true, bits: k.bits.count,
+                                         digest: request.salt.map { KeyDigester.digest(id: id, bits: k.bits, salt: $0) })
+                return [.reply(bytes: ControlCodec.encode(ControlReply(relay: report)), to: client)]
+            }
             guard let d = delivered[id] else { return fail("relayShow: no relayed key \(text) at \(node)") }
             let report = RelayReport(keyID: text, path: d.path.map(\.rawValue), ok: true, bits: d.key.count,
                                      digest: request.salt.map { KeyDigester.digest(id: id, bits: d.key, salt: $0) })
@@ -166,7 +220,16 @@ final class RelayAgent {
             switch d {
             case .send(let to, let kind, let payload):
                 out.append(.send(to: to, kind: kind, payload: payload))
-            case .delivered(let id, let key, let path):
+            case .delivered(let id, let key, let path, let app?):
+                if path.last == node {
+                    // Destination: stored for the slave SAE before the relay's Done leaves.
+                    pools.depositApplicationKeys(RelayAgent.split(key, app, path: path), at: now)
+                    out.append(.log(.info, "relayed key stored for its slave SAE", ["relay.id": "\(id)", "slave": app.slave, "keys": "\(app.keyIDs.count)"]))
+                } else if let entry = applications.removeValue(forKey: id) {
+                    entry.request.reply(.success(RelayAgent.split(key, app, path: path)))
+                    out.append(.log(.info, "relayed key released to its master SAE", ["relay.id": "\(id)", "master": app.master, "keys": "\(app.keyIDs.count)"]))
+                }
+            case .delivered(let id, let key, let path, nil):
                 delivered[id] = Delivered(key: key, path: path, at: now)
                 out.append(.log(.info, "relayed key released", ["relay.id": "\(id)", "path": path.map(\.rawValue).joined(separator: ">")]))
                 if let (client, started) = waiting.removeValue(forKey: id) {
@@ -176,6 +239,13 @@ final class RelayAgent {
                 }
             case .failed(let id, let reason):
                 out.append(.log(.warning, "relay failed", ["relay.id": "\(id)", "reason": reason]))
+                if let entry = applications.removeValue(forKey: id) {
+                    if entry.attempts < maxAttempts {
+                        out += application(entry.request, attempts: entry.attempts, at: now)
+                    } else {
+                        entry.request.reply(.failure(KMEError(.serviceUnavailable, "key relay failed \(entry.attempts) times; last: \(reason)")))
+                    }
+                }
                 if let (client, _) = waiting.removeValue(forKey: id) {
                     out.append(.reply(bytes: ControlCodec.encode(ControlReply(error: "relay \(id) failed: \(reason)")), to: client))
                 }

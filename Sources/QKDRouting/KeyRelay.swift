@@ -54,8 +54,10 @@ public struct KeyRelay: Sendable {
 
     public enum Directive: Sendable, Equatable {
         case send(to: NodeID, kind: MessageKind, payload: [UInt8])
-        /// K is releasable at this end (source or destination).
-        case delivered(relay: KeyID, key: BitVector, path: [NodeID])
+        /// K is releasable at this end (source or destination), for `application` if an
+        /// application asked for it. At the destination this comes before the `relayDone` it
+        /// sends, so a shell that stores the key first never confirms a key it could lose.
+        case delivered(relay: KeyID, key: BitVector, path: [NodeID], application: RelayApplication?)
         /// The relay is void at this node.
         case failed(relay: KeyID, reason: String)
     }
@@ -67,6 +69,7 @@ public struct KeyRelay: Sendable {
         var index: Int
         var key: BitVector
         var deadline: Instant
+        var application: RelayApplication?
     }
 
     public let node: NodeID
@@ -92,10 +95,13 @@ public struct KeyRelay: Sendable {
         topology.links(of: a).first { $0.peer(of: a) == b }?.name
     }
 
-    /// Starts a relay of `bits` bits along `path` (this node first).
-    public mutating func start(relay: KeyID, path: [NodeID], bits: Int, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
+    /// Starts a relay of `bits` bits along `path` (this node first), for `application` if given
+    /// (its keys must add up to `bits`).
+    public mutating func start(relay: KeyID, path: [NodeID], bits: Int, application: RelayApplication? = nil, at now: Instant,
+                               keys: inout some RelayKeys) -> [Directive] {
         lastNow = max(lastNow, now)
-        guard path.count >= 2, path.first == node, bits > 0, bits % 8 == 0, let link = linkName(path[0], path[1]) else {
+        guard path.count >= 2, path.first == node, bits > 0, bits % 8 == 0, bits <= RelayForward.maxBits,
+              application.map({ $0.keySize * $0.keyIDs.count == bits }) ?? true, let link = linkName(path[0], path[1]) else {
             return [.failed(relay: relay, reason: "bad relay request: \(bits) bits along \(path.map(\.rawValue))")]
         }
         let owner = "relay/\(relay)"
@@ -104,8 +110,10 @@ public struct KeyRelay: Sendable {
             return [.failed(relay: relay, reason: "link \(link): fewer than \(n) keys available")]
         }
         let key = KeyRelay.concatenate(k0.map(\.bits), bits: bits)
-        legs[relay] = Leg(role: .source, path: path, index: 0, key: key, deadline: now.advanced(byNanoseconds: timeoutNs))
-        let forward = RelayForward(relay: relay, path: path.map(\.rawValue), hop: 1, bits: bits, keys: k0.map(\.id), padded: [])
+        legs[relay] = Leg(role: .source, path: path, index: 0, key: key, deadline: now.advanced(byNanoseconds: timeoutNs),
+                          application: application)
+        let forward = RelayForward(relay: relay, path: path.map(\.rawValue), hop: 1, bits: bits, keys: k0.map(\.id), padded: [],
+                                   application: application)
         return [.send(to: path[1], kind: .relayForward, payload: forward.encoded())]
     }
 
@@ -129,15 +137,15 @@ public struct KeyRelay: Sendable {
                 if leg.role == .destination {
                     legs[signal.relay] = nil
                     finished[signal.relay] = lastNow
-                    return [.send(to: previous!, kind: .relayDone, payload: signal.encoded()),
-                            .delivered(relay: signal.relay, key: leg.key, path: leg.path)]
+                    return [.delivered(relay: signal.relay, key: leg.key, path: leg.path, application: leg.application),
+                            .send(to: previous!, kind: .relayDone, payload: signal.encoded())]
                 }
                 return [.send(to: next!, kind: .relayCommit, payload: signal.encoded())]
             case .relayDone where from == next:
                 if leg.role == .source {
                     legs[signal.relay] = nil
                     finished[signal.relay] = lastNow
-                    return [.delivered(relay: signal.relay, key: leg.key, path: leg.path)]
+                    return [.delivered(relay: signal.relay, key: leg.key, path: leg.path, application: leg.application)]
                 }
                 legs[signal.relay] = nil
                 finished[signal.relay] = lastNow
@@ -202,7 +210,7 @@ public struct KeyRelay: Sendable {
         let key = f.hop == 1 ? pad : KeyRelay.xor(BitVector(words: f.padded, count: f.bits), pad)
         let deadline = now.advanced(byNanoseconds: timeoutNs)
         if last {
-            legs[f.relay] = Leg(role: .destination, path: path, index: f.hop, key: key, deadline: deadline)
+            legs[f.relay] = Leg(role: .destination, path: path, index: f.hop, key: key, deadline: deadline, application: f.application)
             return [.send(to: from, kind: .relayAck, payload: RelaySignal(relay: f.relay).encoded())]
         }
         guard let out = outKeys else {
@@ -211,7 +219,8 @@ public struct KeyRelay: Sendable {
         }
         legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, key: key, deadline: deadline)
         let padded = KeyRelay.xor(key, KeyRelay.concatenate(out.map(\.bits), bits: f.bits))
-        let forward = RelayForward(relay: f.relay, path: f.path, hop: f.hop + 1, bits: f.bits, keys: out.map(\.id), padded: padded.words)
+        let forward = RelayForward(relay: f.relay, path: f.path, hop: f.hop + 1, bits: f.bits, keys: out.map(\.id), padded: padded.words,
+                                   application: f.application)
         return [.send(to: next!, kind: .relayForward, payload: forward.encoded())]
     }
 

@@ -17,6 +17,14 @@ public struct PayloadWriter {
         for v in values { bytes.appendBigEndian(v) }
     }
 
+    /// A non-empty UTF-8 string of at most 255 bytes, with a one-byte length (longer ones are
+    /// cut at 255 bytes; names in this project are far shorter).
+    public mutating func shortString(_ text: String) {
+        let bytes = Array(text.utf8.prefix(255))
+        u8(UInt8(bytes.count))
+        raw(bytes)
+    }
+
     /// A length-prefixed array of bytes.
     public mutating func byteArray(_ values: [UInt8]) {
         u32(UInt32(values.count))
@@ -58,6 +66,15 @@ extension ByteReader {
             throw WireError(.malformedPayload, "\(what): count \(n) needs more bytes than the \(remaining) left")
         }
         return n
+    }
+
+    /// The mirror of `PayloadWriter.shortString`: non-empty valid UTF-8, else an error naming `what`.
+    public mutating func shortString(_ what: String) throws(WireError) -> String {
+        let bytes = try bytes(Int(try u8()))
+        guard let text = String(validating: bytes, as: UTF8.self), !text.isEmpty else {
+            throw WireError(.malformedPayload, "\(what) is not a non-empty UTF-8 string")
+        }
+        return text
     }
 
     public mutating func u32Array(_ what: String, limit: Int = 1 << 28) throws(WireError) -> [UInt32] {

@@ -1,23 +1,45 @@
 import QKDCore
 
+/// Who a relayed key is for, when an application asked for it through ETSI GS QKD 014: the
+/// master SAE (at the source) and the slave SAE (at the destination), and how the end-to-end key
+/// splits into application keys (`keyIDs.count` keys of `keySize` bits, in order).
+public struct RelayApplication: Equatable, Sendable {
+    public var master: String
+    public var slave: String
+    public var keySize: Int
+    public var keyIDs: [KeyID]
+
+    public init(master: String, slave: String, keySize: Int, keyIDs: [KeyID]) {
+        self.master = master
+        self.slave = slave
+        self.keySize = keySize
+        self.keyIDs = keyIDs
+    }
+}
+
 /// Key relay, forward, from `path[hop - 1]` to `path[hop]`: the keys of the link between them
 /// that pad the end-to-end key (named by ID), and the padded key. From the source (hop 1) the
 /// link's keys are the end-to-end key itself and `padded` is empty.
 public struct RelayForward: Equatable, Sendable {
+    /// Largest end-to-end key one relay carries (128 application keys of 8192 bits).
+    public static let maxBits = 1 << 20
     public var relay: KeyID
     public var path: [String]
     public var hop: Int
     public var bits: Int
     public var keys: [KeyID]
     public var padded: [UInt64]
+    public var application: RelayApplication?
 
-    public init(relay: KeyID, path: [String], hop: Int, bits: Int, keys: [KeyID], padded: [UInt64]) {
+    public init(relay: KeyID, path: [String], hop: Int, bits: Int, keys: [KeyID], padded: [UInt64],
+                application: RelayApplication? = nil) {
         self.relay = relay
         self.path = path
         self.hop = hop
         self.bits = bits
         self.keys = keys
         self.padded = padded
+        self.application = application
     }
 
     public func encoded() -> [UInt8] {
@@ -25,17 +47,26 @@ public struct RelayForward: Equatable, Sendable {
         w.u64(relay.high)
         w.u64(relay.low)
         w.u32(UInt32(path.count))
-        for node in path {
-            let name = Array(node.utf8.prefix(255))
-            w.u8(UInt8(name.count))
-            w.raw(name)
-        }
+        for node in path { w.shortString(node) }
         w.u32(UInt32(hop))
         w.u32(UInt32(bits))
         w.u32(UInt32(keys.count))
         for k in keys {
             w.u64(k.high)
             w.u64(k.low)
+        }
+        if let application {
+            w.u8(1)
+            w.shortString(application.master)
+            w.shortString(application.slave)
+            w.u32(UInt32(application.keySize))
+            w.u32(UInt32(application.keyIDs.count))
+            for k in application.keyIDs {
+                w.u64(k.high)
+                w.u64(k.low)
+            }
+        } else {
+            w.u8(0)
         }
         w.u32(UInt32(padded.count))
         for v in padded { w.u64(v) }
@@ -48,25 +79,36 @@ public struct RelayForward: Equatable, Sendable {
         let n = Int(try r.u32())
         guard n >= 2, n <= 1024 else { throw WireError(.malformedPayload, "relay \(relay): path of \(n) nodes") }
         var path: [String] = []
-        for _ in 0..<n {
-            let bytes = try r.bytes(Int(try r.u8()))
-            guard let name = String(validating: bytes, as: UTF8.self), !name.isEmpty else {
-                throw WireError(.malformedPayload, "relay \(relay): a path node is not a UTF-8 id")
-            }
-            path.append(name)
-        }
+        for _ in 0..<n { path.append(try r.shortString("relay \(relay): a path node")) }
         let hop = Int(try r.u32()), bits = Int(try r.u32())
         guard hop >= 1, hop < n else { throw WireError(.malformedPayload, "relay \(relay): hop \(hop) outside a path of \(n) nodes") }
-        guard bits > 0, bits % 8 == 0, bits <= 1 << 16 else { throw WireError(.malformedPayload, "relay \(relay): \(bits) bits") }
+        guard bits > 0, bits % 8 == 0, bits <= maxBits else { throw WireError(.malformedPayload, "relay \(relay): \(bits) bits") }
         let k = Int(try r.u32())
-        guard k <= 1024, k * 16 <= r.remaining else { throw WireError(.malformedPayload, "relay \(relay): \(k) keys do not fit") }
+        guard k <= 4096, k * 16 <= r.remaining else { throw WireError(.malformedPayload, "relay \(relay): \(k) keys do not fit") }
         var keys: [KeyID] = []
         for _ in 0..<k { keys.append(KeyID(high: try r.u64(), low: try r.u64())) }
+        var application: RelayApplication?
+        switch try r.u8() {
+        case 0:
+            break
+        case 1:
+            let master = try r.shortString("relay \(relay): the master SAE")
+            let slave = try r.shortString("relay \(relay): the slave SAE")
+            let size = Int(try r.u32()), count = Int(try r.u32())
+            guard size > 0, size % 8 == 0, count > 0, count * 16 <= r.remaining, size * count == bits else {
+                throw WireError(.malformedPayload, "relay \(relay): \(count) application keys of \(size) bits in \(bits) bits")
+            }
+            var ids: [KeyID] = []
+            for _ in 0..<count { ids.append(KeyID(high: try r.u64(), low: try r.u64())) }
+            application = RelayApplication(master: master, slave: slave, keySize: size, keyIDs: ids)
+        case let flag:
+            throw WireError(.malformedPayload, "relay \(relay): application flag \(flag)")
+        }
         let p = Int(try r.u32())
         guard p * 8 == r.remaining else { throw WireError(.malformedPayload, "relay \(relay): \(p) padded words do not fit") }
         var padded: [UInt64] = []
         for _ in 0..<p { padded.append(try r.u64()) }
-        return RelayForward(relay: relay, path: path, hop: hop, bits: bits, keys: keys, padded: padded)
+        return RelayForward(relay: relay, path: path, hop: hop, bits: bits, keys: keys, padded: padded, application: application)
     }
 }
 

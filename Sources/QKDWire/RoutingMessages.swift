@@ -31,9 +31,7 @@ public struct LinkStateAdvertisement: Equatable, Sendable {
 
     public func encoded() -> [UInt8] {
         var w = PayloadWriter(capacity: 16 + origin.utf8.count + links.count * 9)
-        let name = Array(origin.utf8)
-        w.u8(UInt8(min(255, name.count)))
-        w.raw(Array(name.prefix(255)))
+        w.shortString(origin)
         w.u64(sequence)
         w.u32(UInt32(links.count))
         for e in links {
@@ -46,11 +44,7 @@ public struct LinkStateAdvertisement: Equatable, Sendable {
 
     public static func decode(_ payload: [UInt8]) throws(WireError) -> LinkStateAdvertisement {
         var r = ByteReader(payload)
-        let length = Int(try r.u8())
-        let name = try r.bytes(length)
-        guard let origin = String(validating: name, as: UTF8.self), !origin.isEmpty else {
-            throw WireError(.malformedPayload, "link-state advertisement: origin is not a UTF-8 node id")
-        }
+        let origin = try r.shortString("link-state advertisement: origin")
         let sequence = try r.u64()
         let n = Int(try r.u32())
         guard n * 9 == r.remaining else { throw WireError(.malformedPayload, "link-state advertisement from \(origin): \(n) links do not fit") }

@@ -16,6 +16,7 @@ struct QKDBench {
             if only == nil || only == "postprocessing" { try PostProcessingBenchmarks.run(&report) }
             if only == nil || only == "relay" { try RelayBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
             if only == nil || only == "pool" { try PoolBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
+            if only == nil || only == "kme" { try KMEBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
             if only == nil || only == "quantum" { try QuantumBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
         } catch {
             FileHandle.standardError.write(Data("qkd-bench: \(error)\n".utf8))

@@ -133,10 +133,11 @@ struct QKDNodeCommand: ParsableCommand {
 
         // The ETSI GS QKD 014 KME, when the launcher made this node a certificate.
         var kmeURL: String?
+        let keyRequests = KeyRequests(waker: transport.makeWaker())
         if FileManager.default.fileExists(atPath: layout.kmeCertificatePath(me.id)) {
             let paths = KMEServer.Paths(ca: layout.caCertificatePath, certificate: layout.kmeCertificatePath(me.id),
                                         key: layout.kmeKeyPath(me.id))
-            let service = NodeKeyService(node: me.id, topology: topology, pools: pools)
+            let service = NodeKeyService(node: me.id, topology: topology, pools: pools, requests: keyRequests)
             let bound = Mutex<Int?>(nil)
             let started = DispatchSemaphore(value: 0)
             Task.detached { [logger] in
@@ -162,7 +163,7 @@ struct QKDNodeCommand: ParsableCommand {
             configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, kmeURL: kmeURL),
             now: clock.now())
         let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
-                                  quantum: quantum == "on") { line in
+                                  quantum: quantum == "on", keyRequests: keyRequests) { line in
             writeLine(line, to: 1)
         }
         runtime.run()

@@ -12,15 +12,32 @@ struct Curl {
     var body: String
 
     static func get(_ url: String, ca: String, certificate: String?, key: String?, scratch: String) throws -> Curl {
+        try request(url, ca: ca, certificate: certificate, key: key, scratch: scratch)
+    }
+
+    /// GET, or POST with `body` (sent as application/json).
+    static func request(_ url: String, body: String? = nil, ca: String, certificate: String?, key: String?, scratch: String) throws -> Curl {
         let out = scratch + "/curl-\(UInt32.random(in: 0...UInt32.max))"
-        var args = ["-s", "-o", out + ".body", "-w", "%{http_code}", "--max-time", "10", "--cacert", ca]
+        var args = ["-s", "-o", out + ".body", "-w", "%{http_code}", "--max-time", "20", "--cacert", ca]
         if let certificate, let key { args += ["--cert", certificate, "--key", key] }
+        if let body { args += ["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", body] }
         let pid = try Processes.spawn(executable: "/usr/bin/env", arguments: ["curl"] + args + [url], outputPath: out + ".out")
         var status: Int32 = 0
         _ = waitpid(pid, &status, 0)
         let code = (try? String(contentsOfFile: out + ".out", encoding: .utf8)) ?? ""
         let body = (try? String(contentsOfFile: out + ".body", encoding: .utf8)) ?? ""
         return Curl(exitCode: (status >> 8) & 0xFF, status: Int(code.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, body: body)
+    }
+
+    /// The body as a JSON object.
+    var json: [String: Any]? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] }
+
+    /// (key_ID, key bytes) of a key container.
+    var keys: [(id: String, key: Data)] {
+        (json?["keys"] as? [[String: Any]] ?? []).compactMap { entry in
+            guard let id = entry["key_ID"] as? String, let text = entry["key"] as? String, let key = Data(base64Encoded: text) else { return nil }
+            return (id, key)
+        }
     }
 }
 

@@ -51,14 +51,7 @@ import Testing
     /// On the 16-city mesh (its quantum layer slowed down so the test stays light: relays use
     /// the pre-shared keys), a relay whose path loses a trusted node takes another path.
     @Test func meshRelaysTakeAnotherPathWhenANodeOnTheirPathDies() throws {
-        let dir = Harness.runDirectory("mesh-relay")
-        try FileManager.default.createDirectory(atPath: dir + "-topology", withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir + "-topology") }
-        let file = dir + "-topology/china-16-cities.yaml"
-        let text = try String(contentsOfFile: Harness.topology("china-16-cities.yaml"), encoding: .utf8)
-        #expect(text.contains("time_scale: 1.0"))
-        try text.replacingOccurrences(of: "time_scale: 1.0", with: "time_scale: 0.0001").write(toFile: file, atomically: true, encoding: .utf8)
-        let network = try Network.up(topologyPath: file, runDir: dir, binDirectory: Harness.binDirectory, readyTimeoutSeconds: 120)
+        let network = try Harness.upSlowed("china-16-cities.yaml", label: "mesh-relay")
         var passed = false
         defer {
             if !passed { print(network.diagnostics(NodeID("Beijing"), lines: 30)) }

@@ -18,7 +18,7 @@ import Testing
         #expect(status.nodesUp == 3)
         #expect(status.linksUp == 2)
         #expect(status.nodes.allSatisfy { $0.pid != nil && $0.phase == "up" })
-        #expect(status.saes.count == 3)
+        #expect(status.saes.count == 4)
         for node in network.topology.nodes {
             let pid = try #require(network.recordedPID(node.id))
             #expect(network.readinessLine(of: node.id, pid: pid) != nil)

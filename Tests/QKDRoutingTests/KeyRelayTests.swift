@@ -71,6 +71,10 @@ struct RelayNetwork {
         let cutAt = Int(g.nextBounded(UInt64(path.count - 1)))
         let cut = Set([path[cutAt], path[cutAt + 1]])
         let relay = KeyID(randomHigh: g.next(), randomLow: g.next())
+        // Half the relays carry an ETSI 014 request (two application keys); it reaches both ends.
+        let application = seed % 2 == 0 ? nil : RelayApplication(
+            master: "SAE-\(path[0])", slave: "SAE-\(path[path.count - 1])", keySize: bits / 2,
+            keyIDs: [KeyID(randomHigh: g.next(), randomLow: g.next()), KeyID(randomHigh: g.next(), randomLow: g.next())])
         var now = Instant(nanoseconds: 1_000_000_000)
 
         var delivered: [NodeID: BitVector] = [:]
@@ -82,15 +86,15 @@ struct RelayNetwork {
             for d in directives {
                 switch d {
                 case .send(let to, let kind, let payload): queue.append((node, to, kind, payload))
-                case .delivered(let id, let key, let p):
-                    #expect(id == relay && p == path)
+                case .delivered(let id, let key, let p, let app):
+                    #expect(id == relay && p == path && app == application)
                     #expect(delivered[node] == nil, "delivered twice at \(node)")
                     delivered[node] = key
                 case .failed: failed.insert(node)
                 }
             }
         }
-        absorb(net.relays[path[0]]!.start(relay: relay, path: path, bits: bits, at: now, keys: &net.keys[path[0]]!), at: path[0])
+        absorb(net.relays[path[0]]!.start(relay: relay, path: path, bits: bits, application: application, at: now, keys: &net.keys[path[0]]!), at: path[0])
         var step = 0
         while !queue.isEmpty {
             if step == failAt {

@@ -46,6 +46,32 @@ func randomKeys(_ n: Int, seed: UInt64) -> [(id: KeyID, bits: BitVector)] {
         #expect(try store.load(link: "nothing").isEmpty)
     }
 
+    @Test func applicationKeysAreSealedKeptAcrossReopeningAndRemovedForGood() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = randomKeys(5, seed: 7).map {
+            ApplicationKey(id: $0.id, master: "SAE-A", slave: "SAE-B", bits: $0.bits.slice(from: 0, length: 136), path: ["A", "R", "B"])
+        }
+        do {
+            let store = try KeyStore.open(directory: dir, node: "B")
+            try store.saveApplicationKeys(keys)
+            try store.removeApplicationKeys([keys[1].id])
+        }
+        let store = try KeyStore.open(directory: dir, node: "B")
+        #expect(try store.loadApplicationKeys() == [keys[0], keys[2], keys[3], keys[4]])
+        try store.close()
+        // The bits are sealed: they do not appear in the file, and a damaged row is refused.
+        let file = dir + "/B.sqlite"
+        var data = try Data(contentsOf: URL(fileURLWithPath: file))
+        let needle = Data(keys[0].bits.bytes.prefix(12))
+        #expect(data.range(of: needle) == nil)
+        let sealedAt = try #require(data.range(of: Data("A>R>B".utf8), options: .backwards))
+        data[sealedAt.upperBound + 20] ^= 0x01
+        try data.write(to: URL(fileURLWithPath: file))
+        let damaged = try KeyStore.open(directory: dir, node: "B")
+        #expect { _ = try damaged.loadApplicationKeys() } throws: { ($0 as? StoreError)?.code == .corrupt }
+    }
+
     @Test func theKeyEncryptionKeyIsPrivateAndRequired() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

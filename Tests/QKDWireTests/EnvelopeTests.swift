@@ -56,6 +56,30 @@ import Testing
         #expect(try Heartbeat.decode(Heartbeat(incarnation: 5).encoded()) == Heartbeat(incarnation: 5))
     }
 
+    @Test func relayForwardCarriesItsApplicationAndRefusesInconsistentOnes() throws {
+        let ids = [KeyID(high: 1, low: 2), KeyID(high: 3, low: 4)]
+        let app = RelayApplication(master: "SAE-Alice", slave: "SAE-Bob", keySize: 512, keyIDs: ids)
+        let forward = RelayForward(relay: KeyID(high: 9, low: 9), path: ["Alice", "Relay", "Bob"], hop: 2, bits: 1024,
+                                   keys: [KeyID(high: 5, low: 6), KeyID(high: 7, low: 8), KeyID(high: 10, low: 11), KeyID(high: 12, low: 13)],
+                                   padded: Array(repeating: 0xA5, count: 16), application: app)
+        #expect(try RelayForward.decode(forward.encoded()) == forward)
+        var plain = forward
+        plain.application = nil
+        #expect(try RelayForward.decode(plain.encoded()) == plain)
+        // Application keys that do not add up to the relayed bits, or an unknown flag: refused.
+        var odd = forward
+        odd.application?.keySize = 256
+        #expect(throws: WireError.self) { try RelayForward.decode(odd.encoded()) }
+        var bytes = forward.encoded()
+        let flagAt = 16 + 4 + (1 + 5) + (1 + 5) + (1 + 3) + 4 + 4 + 4 + 4 * 16
+        #expect(bytes[flagAt] == 1)
+        bytes[flagAt] = 2
+        #expect { try RelayForward.decode(bytes) } throws: { ($0 as? WireError)?.message.contains("application flag 2") == true }
+        // Every truncation is refused, never trapped on.
+        let whole = forward.encoded()
+        for n in 0..<whole.count { #expect(throws: WireError.self) { try RelayForward.decode(Array(whole.prefix(n))) } }
+    }
+
     /// Fuzzes the decoder for a few seconds with random frames, truncations and bit flips of
     /// valid frames. It must never trap, and every frame it accepts must re-encode to the
     /// same bytes (so nothing ambiguous gets through).

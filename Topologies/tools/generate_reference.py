@@ -51,6 +51,8 @@ def backbone(data):
         out.append(node_line(n["id"], n["lat"], n["lon"], ROLES[n["kind"]]))
         if n["kind"] in ("metro-core", "relay-city"):
             saes.append((f"SAE-{n['id']}", n["id"]))
+    # A second application at the Shanghai end: the "other SAE at the same KME" of the API tests.
+    saes.append(("SAE-Shanghai-Exchange", "Shanghai"))
     out.append("links:")
     for link in net["links"]:
         out.append(f"  - {{ a: {link['a']}, b: {link['b']}, length_km: {link['fiber_km']} }}")
