@@ -83,6 +83,8 @@ public struct NodeCore: Sendable {
     private var sequences: [LinkIndex: UInt64] = [:]
     private var ping: PendingPing?
     private var nonces: Xoshiro256
+    /// Faults injected into this node's link ends; the shell applies them to every frame.
+    public var faults: LinkFaults
 
     public init(configuration: Configuration, now: Instant) {
         self.configuration = configuration
@@ -91,6 +93,8 @@ public struct NodeCore: Sendable {
                               configuration: configuration.monitor, now: now)
         nonces = SeedTree(root: configuration.topology.seed)
             .stream("node/\(configuration.node.rawValue)/ping/\(configuration.incarnation)")
+        faults = LinkFaults(seed: SeedTree(root: configuration.topology.seed)
+            .seed(for: "node/\(configuration.node.rawValue)/faults/\(configuration.incarnation)"))
     }
 
     /// Handles one event at `now`.
@@ -254,7 +258,38 @@ public struct NodeCore: Sendable {
             return [.replyDigests(to: client, link: link.name, salt: salt)]
         case .relay, .routes, .relayShow:
             return [.relayControl(request, client: client)]
+        case .fault:
+            return injectFault(request, client: client)
         }
+    }
+
+    mutating func injectFault(_ request: ControlRequest, client: [UInt8]) -> [Directive] {
+        func reply(_ error: String?) -> [Directive] {
+            [.reply(bytes: ControlCodec.encode(error.map { ControlReply(error: $0) } ?? ControlReply(ok: true)), to: client)]
+        }
+        guard let kind = request.fault else { return reply("fault: which fault (cut, partition, delay, loss, heal)?") }
+        if kind == .heal && request.link == nil {
+            faults.healAll()
+            return reply(nil) + [.log(.notice, "faults healed", ["links": "all"])]
+        }
+        guard let name = request.link, let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
+            return reply("fault: link '\(request.link ?? "")' does not end at \(configuration.node)")
+        }
+        var f = faults.fault(link.index)
+        switch kind {
+        case .cut: f.cut = true
+        case .partition: f.classicalCut = true
+        case .delay:
+            guard let ms = request.value, ms >= 0, ms <= 60_000 else { return reply("fault delay: milliseconds in 0...60000 required") }
+            f.delayNs = UInt64(ms * 1e6)
+        case .loss:
+            guard let db = request.value, db >= 0, db <= 100 else { return reply("fault loss: dB in 0...100 required") }
+            f.extraLossDb = db
+        case .heal: f = .init()
+        }
+        faults.set(link.index, f)
+        return reply(nil) + [.log(.notice, kind == .heal ? "fault healed" : "fault injected",
+                                  ["link.id": link.name, "fault": kind.rawValue, "now": f.words.joined(separator: ", ")])]
     }
 
     public func status(at now: Instant) -> NodeStatusReport {
@@ -263,7 +298,7 @@ public struct NodeCore: Sendable {
                 id: record.link.name, peer: record.peer.rawValue, state: record.state.rawValue,
                 heartbeatsReceived: record.heartbeatsReceived,
                 lastHeardMsAgo: record.lastHeard.map { Double(now.nanoseconds(since: $0)) / 1e6 },
-                peerIncarnation: record.peerIncarnation)
+                peerIncarnation: record.peerIncarnation, faults: faults.fault(record.link.index).words.nilIfEmpty)
         }
         let state = isStopping ? "stopping" : (isReady ? "up" : "starting")
         return NodeStatusReport(
@@ -323,4 +358,8 @@ public struct NodeCore: Sendable {
         out.append(.stop)
         return out
     }
+}
+
+extension Array {
+    var nilIfEmpty: Self? { isEmpty ? nil : self }
 }

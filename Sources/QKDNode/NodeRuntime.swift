@@ -24,6 +24,8 @@ public final class NodeRuntime {
     private let rateWindowNs: UInt64 = 10_000_000_000
     /// Longest wait in one poll, so a missed wake-up costs at most this much.
     private let maxWaitMs = 100
+    /// Frames held back by an injected delay, in the order they were sent.
+    private var delayed: [(at: Instant, frame: [UInt8], peer: NodeID)] = []
 
     /// With `quantum` true the node runs its links' quantum layer on a worker thread.
     public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, pools: NodePools,
@@ -52,7 +54,7 @@ public final class NodeRuntime {
         while running {
             let now = clock.now()
             var timeout = maxWaitMs
-            for deadline in [core.nextDeadline(), relayAgent.nextDeadline(after: now)].compactMap({ $0 }) {
+            for deadline in [core.nextDeadline(), relayAgent.nextDeadline(after: now), delayed.map(\.at).min()].compactMap({ $0 }) {
                 let ns = deadline.nanoseconds(since: now)
                 timeout = min(timeout, Int((ns + 999_999) / 1_000_000))
             }
@@ -62,10 +64,15 @@ public final class NodeRuntime {
                     for request in keyRequests?.takeAll() ?? [] where running {
                         running = perform(relayAgent.application(request, at: clock.now()))
                     }
+                } else if case .peer(let from, let frame) = event {
+                    // An injected fault may drop the frame or thin its photons.
+                    guard let admitted = core.faults.incoming(frame) else { continue }
+                    running = execute(core.handle(.peerFrame(from: from, bytes: admitted), at: clock.now()))
                 } else {
                     running = execute(core.handle(translate(event), at: clock.now()))
                 }
             }
+            if !delayed.isEmpty { sendDelayed(at: clock.now()) }
             if running { running = execute(core.handle(.tick, at: clock.now())) }
             if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map { ($0.link, $0.state == .up) })) }
         }
@@ -97,6 +104,15 @@ public final class NodeRuntime {
             return Double(committed - first.2) / (emulated - first.1)
         }
         return emulated > 0 ? Double(committed) / emulated : 0
+    }
+
+    /// Sends the delayed frames whose time came (in order: a link's frames share one delay).
+    private func sendDelayed(at now: Instant) {
+        var kept: [(at: Instant, frame: [UInt8], peer: NodeID)] = []
+        for d in delayed {
+            if d.at <= now { transport.send(d.frame, to: d.peer) } else { kept.append(d) }
+        }
+        delayed = kept
     }
 
     /// Sends what the quantum worker queued and logs what it reported.
@@ -135,7 +151,11 @@ public final class NodeRuntime {
         for directive in directives {
             switch directive {
             case .send(let frame, let peer):
-                transport.send(frame, to: peer)
+                switch core.faults.outgoing(frame) {
+                case .send: transport.send(frame, to: peer)
+                case .drop: break
+                case .delay(let ns): delayed.append((clock.now().advanced(byNanoseconds: ns), frame, peer))
+                }
             case .reply(let bytes, let client):
                 transport.reply(bytes, to: client)
             case .log(let level, let message, let metadata):

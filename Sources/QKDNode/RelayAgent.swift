@@ -31,6 +31,7 @@ final class RelayAgent {
     private var sequence: UInt64
     private var lastAdvertised: (at: Instant, links: [LinkStateAdvertisement.Entry])?
     private var lastExpiry = Instant(nanoseconds: 0)
+    private var lastSynchronised: [Bool] = []
     private var ids: Xoshiro256
     private var waiting: [KeyID: (client: [UInt8], started: Instant)] = [:]
     /// ETSI 014 requests whose relay is under way, by relay ID, with the attempts made.
@@ -96,7 +97,10 @@ final class RelayAgent {
                 out.append(.send(to: peer, kind: .linkState, payload: lsa.encoded()))
             }
         }
-        let changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up }
+        // A pool that just agreed with its peer (after a link came up) makes its keys usable.
+        let synchronised = links.filter(\.up).map { l in pools.read(l.link.name) { $0.isSynchronised } ?? false }
+        let changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up } || synchronised != lastSynchronised
+        lastSynchronised = synchronised
         if changed || lastAdvertised.map({ now.nanoseconds(since: $0.at) >= advertiseEveryNs }) ?? true {
             // Key counts are read only when advertising (this runs after every event).
             let entries = links.map { l -> LinkStateAdvertisement.Entry in

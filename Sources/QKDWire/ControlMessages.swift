@@ -19,6 +19,22 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         case routes
         /// What this node knows of a relayed key (`keyID`): its path, never its bits.
         case relayShow
+        /// Inject or clear a fault on one of this node's links (`fault`, `link`, `value`).
+        case fault
+    }
+
+    /// The faults `qkdctl fault` injects into a link's end.
+    public enum Fault: String, Codable, Sendable, CaseIterable {
+        /// Fibre cut: nothing passes.
+        case cut
+        /// The link crosses a partition: classical messages are dropped.
+        case partition
+        /// One-way delay of classical messages, `value` milliseconds.
+        case delay
+        /// Extra attenuation of the quantum channel, `value` dB.
+        case loss
+        /// Clear the link's faults (every link of the node without `link`).
+        case heal
     }
 
     public var command: Command
@@ -34,9 +50,15 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var bits: Int?
     /// For `relayShow`: the relayed key's ID.
     public var keyID: String?
+    /// For `fault`: which one.
+    public var fault: Fault?
+    /// For `fault`: milliseconds (`delay`) or dB (`loss`).
+    public var value: Double?
 
     public init(command: Command, link: String? = nil, count: Int? = nil, salt: UInt64? = nil, to: String? = nil,
-                bits: Int? = nil, keyID: String? = nil) {
+                bits: Int? = nil, keyID: String? = nil, fault: Fault? = nil, value: Double? = nil) {
+        self.fault = fault
+        self.value = value
         self.command = command
         self.link = link
         self.count = count
@@ -47,7 +69,7 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case command, link, count, salt, to, bits
+        case command, link, count, salt, to, bits, fault, value
         case keyID = "key_ID"
     }
 }
@@ -123,9 +145,12 @@ public struct LinkStatusReport: Codable, Equatable, Sendable {
     /// Milliseconds since the last frame from the peer, nil if none ever arrived.
     public var lastHeardMsAgo: Double?
     public var peerIncarnation: UInt64?
+    /// Faults injected at this end ("cut", "partitioned", "delay 50.0 ms", "loss 3.0 dB").
+    public var faults: [String]?
 
     public init(id: String, peer: String, state: String, heartbeatsReceived: UInt64,
-                lastHeardMsAgo: Double?, peerIncarnation: UInt64?) {
+                lastHeardMsAgo: Double?, peerIncarnation: UInt64?, faults: [String]? = nil) {
+        self.faults = faults
         self.id = id
         self.peer = peer
         self.state = state
@@ -135,7 +160,7 @@ public struct LinkStatusReport: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, peer, state
+        case id, peer, state, faults
         case heartbeatsReceived = "heartbeats_received"
         case lastHeardMsAgo = "last_heard_ms_ago"
         case peerIncarnation = "peer_incarnation"

@@ -119,15 +119,7 @@ struct NodeCommand: ParsableCommand {
         @OptionGroup var options: NetworkOptions
         @Argument(help: "Node id.") var id: String
 
-        func run() throws {
-            let network = try options.network()
-            guard let pid = network.recordedPID(NodeID(id)), Processes.isAlive(pid) else {
-                throw CLIError("node '\(id)' is not running")
-            }
-            kill(pid, SIGKILL)
-            _ = Processes.waitForExit([pid], seconds: 5)
-            print("killed \(id) (pid \(pid))")
-        }
+        func run() throws { try killNode(try options.network(), id: NodeID(id)) }
     }
 
     struct Start: ParsableCommand {
@@ -147,14 +139,20 @@ struct NodeCommand: ParsableCommand {
         @Argument(help: "Node id.") var id: String
         @Option(help: "Seconds to wait for readiness.") var timeout: Double = 30
 
-        func run() throws {
-            let network = try options.network()
-            if let pid = network.recordedPID(NodeID(id)), Processes.isAlive(pid) {
-                Processes.stop([pid])
-            }
-            try startNode(network, id: NodeID(id), timeout: timeout)
-        }
+        func run() throws { try restartNode(try options.network(), id: NodeID(id), timeout: timeout) }
     }
+}
+
+func killNode(_ network: Network, id: NodeID) throws {
+    guard let pid = network.recordedPID(id), Processes.isAlive(pid) else { throw CLIError("node '\(id)' is not running") }
+    kill(pid, SIGKILL)
+    _ = Processes.waitForExit([pid], seconds: 5)
+    print("killed \(id) (pid \(pid))")
+}
+
+func restartNode(_ network: Network, id: NodeID, timeout: Double) throws {
+    if let pid = network.recordedPID(id), Processes.isAlive(pid) { Processes.stop([pid]) }
+    try startNode(network, id: id, timeout: timeout)
 }
 
 func startNode(_ network: Network, id: NodeID, timeout: Double) throws {

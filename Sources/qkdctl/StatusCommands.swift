@@ -101,16 +101,11 @@ struct Ping: ParsableCommand {
     var json = false
 
     func run() throws {
-        let network = try options.network()
-        guard let topologyLink = network.topology.link(named: link) else {
-            throw CLIError("no link named '\(link)' in topology '\(network.topology.name)'")
+        let report: PingReport
+        switch try options.network().ping(link: link, count: count) {
+        case .success(let r): report = r
+        case .failure(let e): throw CLIError(e.message)
         }
-        let request = ControlRequest(command: .ping, link: topologyLink.name, count: count)
-        let endpoints = network.controlEndpoints([topologyLink.a])
-        let reply = ControlClient.query(endpoints, request: request, timeoutMs: 5000 + count * 20)[topologyLink.a]
-        guard let reply else { throw CLIError("node \(topologyLink.a) did not answer") }
-        if let error = reply.error { throw CLIError("\(topologyLink.a): \(error)") }
-        guard let report = reply.ping else { throw CLIError("\(topologyLink.a): unexpected reply") }
         if json { try printJSON(report); return }
         let sorted = report.roundTripsMicroseconds.sorted()
         func pct(_ p: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(p * Double(sorted.count)))] }

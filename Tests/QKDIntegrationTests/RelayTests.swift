@@ -49,7 +49,8 @@ import Testing
     }
 
     /// On the 16-city mesh (its quantum layer slowed down so the test stays light: relays use
-    /// the pre-shared keys), a relay whose path loses a trusted node takes another path.
+    /// the pre-shared keys), a relay whose path loses a trusted node takes another path, and
+    /// when a link of that path is cut, yet another.
     @Test func meshRelaysTakeAnotherPathWhenANodeOnTheirPathDies() throws {
         let network = try Harness.upSlowed("china-16-cities.yaml", label: "mesh-relay")
         var passed = false
@@ -59,10 +60,10 @@ import Testing
         }
         // A pair of cities whose path has a transit node that can be avoided.
         let topology = network.topology
-        func reachable(_ from: NodeID, _ to: NodeID, without: NodeID) -> Bool {
+        func reachable(_ from: NodeID, _ to: NodeID, without: NodeID, cut: String? = nil) -> Bool {
             var seen: Set<NodeID> = [from], frontier = [from]
             while let n = frontier.popLast() {
-                for l in topology.links(of: n) {
+                for l in topology.links(of: n) where l.name != cut {
                     guard let p = l.peer(of: n), p != without, !seen.contains(p) else { continue }
                     if p == to { return true }
                     seen.insert(p)
@@ -102,6 +103,28 @@ import Testing
         let held = network.relayShow(keyID: second.keyID, salt: 7)
         #expect(held[c.from]?.digest != nil && held[c.from]?.digest == held[c.to]?.digest)
         print("mesh relay \(c.from) → \(c.to): \(first.path.joined(separator: ">")), after \(c.victim) died: \(second.path.joined(separator: ">"))")
+
+        // Then a fibre cut on the new path, mid-run: new relays take yet another path.
+        let hops = zip(second.path, second.path.dropFirst()).compactMap { a, b in
+            topology.links(of: NodeID(a)).first { $0.peer(of: NodeID(a)) == NodeID(b) }?.name
+        }
+        let cutLink = try #require(hops.first { reachable(c.from, c.to, without: c.victim, cut: $0) }, "no avoidable link on \(second.path)")
+        _ = try network.fault(.cut, link: cutLink).get()
+        var around: [String]?
+        #expect(eventually(within: 20) {
+            around = try? network.routes(from: c.from, to: c.to).get().path
+            guard let around else { return false }
+            let ends = topology.link(named: cutLink).map { Set([$0.a.rawValue, $0.b.rawValue]) }
+            return !zip(around, around.dropFirst()).contains { Set([$0, $1]) == ends }
+        }, "no route around the cut \(cutLink)")
+        // (Under a loaded machine a link of a 40-hop path may be re-agreeing its pool; a relay
+        // that meets it fails cleanly and the next one goes through.)
+        var third: RelayReport?
+        #expect(eventually(within: 20) { third = try? network.relay(from: c.from, to: c.to).get(); return third?.ok == true })
+        let cutEnds = topology.link(named: cutLink).map { Set([$0.a.rawValue, $0.b.rawValue]) }
+        #expect(third.map { p in !p.path.contains(c.victim.rawValue) && !zip(p.path, p.path.dropFirst()).contains { Set([$0, $1]) == cutEnds } } == true,
+                "\(third?.path ?? []) (routes said \(around ?? []))")
+        print("after cutting \(cutLink): \(third?.path.joined(separator: ">") ?? "no relay")")
         passed = true
     }
 }
