@@ -23,6 +23,8 @@ public final class KeyStore {
     /// How many times this store was opened (this opening included): part of every session
     /// nonce, so that no two sessions of a link ever share seeds.
     public private(set) var starts: UInt64 = 0
+    /// Link row IDs already in the database (the links table only grows).
+    private var linkIDs: [String: Int64] = [:]
 
     static let formatVersion = 1
 
@@ -211,14 +213,22 @@ public final class KeyStore {
     /// Writes several pools' journals in one durable transaction.
     public func apply(_ journals: [(link: String, changes: [KeyPool.Change])], bootstrap: Bool = false) throws(StoreError) {
         guard bootstrap || journals.contains(where: { !$0.changes.isEmpty }) else { return }
+        let known = linkIDs
+        var learned: [String: Int64] = [:]
         do {
             try db.write { db in
                 let insert = try db.cachedStatement(sql: "INSERT INTO keys (link, id, pending, sealed) VALUES (?, ?, ?, ?)")
                 let confirm = try db.cachedStatement(sql: "UPDATE keys SET pending = 0 WHERE id = ?")
                 let delete = try db.cachedStatement(sql: "DELETE FROM keys WHERE id = ?")
                 for (link, changes) in journals where !changes.isEmpty || bootstrap {
-                    try db.execute(sql: "INSERT OR IGNORE INTO links (name) VALUES (?)", arguments: [link])
-                    let linkID = try Int64.fetchOne(db, sql: "SELECT id FROM links WHERE name = ?", arguments: [link])!
+                    let linkID: Int64
+                    if let id = known[link] {
+                        linkID = id
+                    } else {
+                        try db.execute(sql: "INSERT OR IGNORE INTO links (name) VALUES (?)", arguments: [link])
+                        linkID = try Int64.fetchOne(db, sql: "SELECT id FROM links WHERE name = ?", arguments: [link])!
+                        learned[link] = linkID
+                    }
                     let aadPrefix = Array(link.utf8)
                     for change in changes {
                         switch change {
@@ -236,6 +246,7 @@ public final class KeyStore {
                     }
                 }
             }
+            linkIDs.merge(learned) { $1 }  // only once committed
         } catch let error as StoreError {
             throw error
         } catch {
