@@ -253,9 +253,13 @@ public struct Network: Sendable {
             func upAt(_ end: NodeID) -> Bool {
                 reports[end]?.links.contains { $0.id == link.name && $0.state == "up" } ?? false
             }
+            var faults: [String] = []
+            for end in [link.a, link.b] {
+                for f in reports[end]?.links.first(where: { $0.id == link.name })?.faults ?? [] where !faults.contains(f) { faults.append(f) }
+            }
             return NetworkStatus.Link(id: link.name, a: link.a.rawValue, b: link.b.rawValue,
                                       lengthKm: link.lengthKm,
-                                      state: upAt(link.a) && upAt(link.b) ? "up" : "down")
+                                      state: upAt(link.a) && upAt(link.b) ? "up" : "down", faults: faults.isEmpty ? nil : faults)
         }
         return NetworkStatus(topology: topology.name, runDirectory: layout.root, nodes: nodes, links: links,
                              saes: topology.saes.map { .init(id: $0.id, node: $0.node.rawValue) })

@@ -30,9 +30,11 @@ public struct NetworkStatus: Codable, Equatable, Sendable {
         public var lengthKm: Double
         /// `up` when both ends report it up, otherwise `down`.
         public var state: String
+        /// Faults injected at either end (`qkdctl fault`), nil when none.
+        public var faults: [String]?
 
         enum CodingKeys: String, CodingKey {
-            case id, a, b, state
+            case id, a, b, state, faults
             case lengthKm = "length_km"
         }
     }

@@ -187,7 +187,8 @@ struct LiveView {
             out += "\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
             let down = status.nodes.filter { $0.state != "up" }.map(\.id)
             if !down.isEmpty { out += "; nodes down: " + down.joined(separator: ", ") }
-            out += "\n\n" + LiveView.linkTable(pools) + "\n"
+            let faults = Dictionary(uniqueKeysWithValues: status.links.map { ($0.id, $0.faults ?? []) })
+            out += "\n\n" + LiveView.linkTable(pools, faults: faults) + "\n"
             print(out, terminator: "")
             fflush(nil)
             var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -195,12 +196,13 @@ struct LiveView {
         }
     }
 
-    static func linkTable(_ pools: PoolsStatus) -> String {
-        var rows = [["LINK", "STATE", "QBER", "KEY RATE", "POOL (KEYS)", "SIFTED BITS", "EMULATED/WALL"]]
+    static func linkTable(_ pools: PoolsStatus, faults: [String: [String]] = [:]) -> String {
+        var rows = [["LINK", "STATE", "QBER", "KEY RATE", "POOL (KEYS)", "SIFTED BITS", "EMULATED/WALL", "FAULTS"]]
         for l in pools.links {
             rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
                          String(format: "%.0f kbit/s", l.keyRateBps / 1000), String(l.storedKeys), String(l.siftedBitsTotal),
-                         l.wallSeconds > 0 ? String(format: "%.2fs / %.0fs", l.emulatedSeconds, l.wallSeconds) : "-"])
+                         l.wallSeconds > 0 ? String(format: "%.2fs / %.0fs", l.emulatedSeconds, l.wallSeconds) : "-",
+                         (faults[l.link] ?? []).joined(separator: ", ")])
         }
         return StatusTable.table(rows)
     }

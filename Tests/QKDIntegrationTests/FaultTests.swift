@@ -43,6 +43,7 @@ import Testing
             FaultTests.linkState(network, "Alice", "Alice-Relay")?.state == "down" && FaultTests.linkState(network, "Relay", "Alice-Relay")?.state == "down"
         }, "both ends see the cut")
         #expect(FaultTests.linkState(network, "Alice", "Alice-Relay")?.faults == ["cut"])
+        #expect(network.status().links.first { $0.id == "Alice-Relay" }?.faults == ["cut"], "qkdctl status shows the fault")
         #expect(FaultTests.linkState(network, "Relay", "Relay-Bob")?.state == "up", "the other link is untouched")
         // Routing learns it; relays between the two sides fail cleanly.
         #expect(eventually(within: 15) { (try? network.routes(from: NodeID("Bob"), to: NodeID("Alice")).get().path) == nil })
