@@ -98,9 +98,14 @@ final class RelayAgent {
             }
         }
         // A pool that just agreed with its peer (after a link came up) makes its keys usable.
-        let synchronised = links.filter(\.up).map { l in pools.read(l.link.name) { $0.isSynchronised } ?? false }
-        let changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up } || synchronised != lastSynchronised
-        lastSynchronised = synchronised
+        // Pools are read (under their lock) only while an up link's pool has not agreed yet or
+        // the up links changed, not after every event.
+        var changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up }
+        if changed || lastSynchronised.contains(false) {
+            let synchronised = links.filter(\.up).map { l in pools.read(l.link.name) { $0.isSynchronised } ?? false }
+            changed = changed || synchronised != lastSynchronised
+            lastSynchronised = synchronised
+        }
         if changed || lastAdvertised.map({ now.nanoseconds(since: $0.at) >= advertiseEveryNs }) ?? true {
             // Key counts are read only when advertising (this runs after every event).
             let entries = links.map { l -> LinkStateAdvertisement.Entry in
@@ -138,15 +143,29 @@ final class RelayAgent {
         relayActions(relay.linkDown(to: neighbour), at: now)
     }
 
+    struct NoPath: Error {
+        let message: String
+    }
+
+    /// The path a relay of `bits` bits to `destination` takes now, or why there is none (the
+    /// first links left out, with their reasons).
+    func path(to destination: NodeID, bits: Int) -> Result<LinkStateDatabase.Route, NoPath> {
+        let decision = database.route(from: node, to: destination, keys: (bits + relay.keyBits - 1) / relay.keyBits)
+        if let route = decision.route { return .success(route) }
+        let why = decision.excluded.prefix(8).map { "\($0.link): \($0.reason)" }.joined(separator: "; ")
+        return .failure(NoPath(message: "no usable path from \(node) to \(destination) for \(bits) bits (\(why))"))
+    }
+
     // MARK: ETSI GS QKD 014
 
     /// Starts the relay for a KME `enc_keys` request (the reply comes when it ends).
     func application(_ request: KeyRequests.Request, attempts: Int = 0, at now: Instant) -> [Action] {
         let bits = request.number * request.size
-        let decision = database.route(from: node, to: request.destination, keys: (bits + relay.keyBits - 1) / relay.keyBits)
-        guard let route = decision.route else {
-            let why = decision.excluded.prefix(4).map { "\($0.link): \($0.reason)" }.joined(separator: "; ")
-            request.reply(.failure(KMEError(.serviceUnavailable, "no usable path from \(node) to \(request.destination) for \(bits) bits (\(why))")))
+        let route: LinkStateDatabase.Route
+        switch path(to: request.destination, bits: bits) {
+        case .success(let r): route = r
+        case .failure(let why):
+            request.reply(.failure(KMEError(.serviceUnavailable, why.message)))
             return [.log(.warning, "key request refused: no path", ["master": request.master, "slave": request.slave])]
         }
         let id = KeyID(randomHigh: ids.next(), randomLow: ids.next())
@@ -192,10 +211,10 @@ final class RelayAgent {
             }
             let bits = request.bits ?? 256
             guard bits > 0, bits % 8 == 0, bits <= 65_536 else { return fail("relay: bits must be a multiple of 8 in 8...65536, got \(bits)") }
-            let decision = database.route(from: node, to: NodeID(to), keys: (bits + 255) / 256)
-            guard let route = decision.route else {
-                let why = decision.excluded.prefix(8).map { "\($0.link): \($0.reason)" }.joined(separator: "; ")
-                return fail("relay: no usable path from \(node) to \(to) (\(why))")
+            let route: LinkStateDatabase.Route
+            switch path(to: NodeID(to), bits: bits) {
+            case .success(let r): route = r
+            case .failure(let why): return fail("relay: \(why.message)")
             }
             let id = KeyID(randomHigh: ids.next(), randomLow: ids.next())
             waiting[id] = (client, now)
