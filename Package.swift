@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "QKDPhysics", dependencies: ["QKDCore"], swiftSettings: hot),
         // Layer 1: sifting, estimation, error correction, privacy amplification, as instances.
         .target(name: "QKDPostProcessing", dependencies: ["QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool", "CQKDKernels"], swiftSettings: hot),
+        // Layer 2½: eavesdroppers on a link's fibre and public channel, as instances.
+        .target(name: "QKDAttacks", dependencies: ["QKDCore", "QKDPhysics", "QKDTopology", "QKDWire"], swiftSettings: hot),
         // Pure compute kernels in C (GF(2) polynomial multiplication for Toeplitz hashing).
         .target(name: "CQKDKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Layer 1: key pool state machine (reserve / consume / expire, capacity, auth reserve).
@@ -91,7 +93,7 @@ let package = Package(
         .target(
             name: "QKDLaunch",
             dependencies: [
-                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem",
+                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDAttacks",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -105,9 +107,16 @@ let package = Package(
             ],
             swiftSettings: strict),
         .executableTarget(
+            name: "qkd-eve",
+            dependencies: [
+                "QKDAttacks", "QKDCore", "QKDTopology", "QKDTransport", "QKDWire", "CQKDSystem", "CZeroMQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
             name: "qkdctl",
             dependencies: [
-                "QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing",
+                "QKDLaunch", "QKDAttacks", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -122,6 +131,7 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
+        .testTarget(name: "QKDAttacksTests", dependencies: ["QKDAttacks", "QKDCore", "QKDPhysics", "QKDWire", "QKDPostProcessing"]),
         .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),
         .testTarget(
             name: "QKDLaunchTests",

@@ -218,6 +218,7 @@ public struct Network: Sendable {
     /// the PID records. Returns how many were running and which needed SIGKILL.
     @discardableResult
     public func down(graceSeconds: Double = 3) -> (stopped: Int, killed: [NodeID]) {
+        stopEves()
         let live = livePIDs()
         let killedPIDs = Set(Processes.stop(Array(live.values), graceSeconds: graceSeconds))
         removePIDFiles()
@@ -250,16 +251,14 @@ public struct Network: Sendable {
                 linksUp: report?.links.filter { $0.state == "up" }.count ?? 0, linksTotal: total, kmeURL: report?.kmeURL)
         }
         let links = topology.links.map { link -> NetworkStatus.Link in
-            func upAt(_ end: NodeID) -> Bool {
-                reports[end]?.links.contains { $0.id == link.name && $0.state == "up" } ?? false
-            }
+            let states = [link.a, link.b].compactMap { end in reports[end]?.links.first { $0.id == link.name }?.state }
             var faults: [String] = []
             for end in [link.a, link.b] {
                 for f in reports[end]?.links.first(where: { $0.id == link.name })?.faults ?? [] where !faults.contains(f) { faults.append(f) }
             }
             return NetworkStatus.Link(id: link.name, a: link.a.rawValue, b: link.b.rawValue,
                                       lengthKm: link.lengthKm,
-                                      state: upAt(link.a) && upAt(link.b) ? "up" : "down", faults: faults.isEmpty ? nil : faults)
+                                      state: NetworkStatus.linkState(states), faults: faults.isEmpty ? nil : faults)
         }
         return NetworkStatus(topology: topology.name, runDirectory: layout.root, nodes: nodes, links: links,
                              saes: topology.saes.map { .init(id: $0.id, node: $0.node.rawValue) })

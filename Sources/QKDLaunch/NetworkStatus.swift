@@ -57,4 +57,11 @@ public struct NetworkStatus: Codable, Equatable, Sendable {
 
     public var nodesUp: Int { nodes.filter { $0.state == "up" }.count }
     public var linksUp: Int { links.filter { $0.state == "up" }.count }
+
+    /// A link's state from its two ends' reports: `down` unless both report it up (or
+    /// compromised); `compromised` when either end's last block failed parameter estimation.
+    public static func linkState(_ ends: [String]) -> String {
+        guard ends.count == 2, ends.allSatisfy({ $0 == "up" || $0 == "compromised" }) else { return "down" }
+        return ends.contains("compromised") ? "compromised" : "up"
+    }
 }

@@ -5,7 +5,8 @@ import QKDWire
 public struct PoolsStatus: Codable, Equatable, Sendable {
     public struct Link: Codable, Equatable, Sendable {
         public var link: String
-        /// `up` when both ends report the link up, otherwise `down`.
+        /// `up` when both ends report the link up, `compromised` when either end's last block
+        /// failed parameter estimation, otherwise `down`.
         public var state: String
         /// Latest block estimates (both ends agree on them after estimation).
         public var qber: Double?
@@ -27,6 +28,10 @@ public struct PoolsStatus: Codable, Equatable, Sendable {
         /// Error-correction efficiency f = leaked / (n·H2(QBER)) with the errors Bob corrected.
         public var ecEfficiency: Double?
         public var blocksFailedVerification: UInt64
+        /// Blocks refused at parameter estimation (the most either end counted).
+        public var roundsAborted: UInt64
+        /// Why the link is compromised, while it is.
+        public var abortReason: String?
         public var ends: [QuantumLinkReport]
 
         enum CodingKeys: String, CodingKey {
@@ -36,6 +41,7 @@ public struct PoolsStatus: Codable, Equatable, Sendable {
             case storedBits = "stored_bits", storedKeys = "stored_keys", generatedBitsTotal = "generated_bits_total"
             case consumedBitsTotal = "consumed_bits_total", authBitsTotal = "auth_bits_total", keyRateBps = "key_rate_bps"
             case ecEfficiency = "ec_efficiency", blocksFailedVerification = "blocks_failed_verification"
+            case roundsAborted = "rounds_aborted", abortReason = "abort_reason"
         }
     }
 
@@ -56,14 +62,15 @@ extension Network {
             let bob = ends.first { $0.role == "bob" }
             let latest = ends.max { $0.blocks < $1.blocks }
             return PoolsStatus.Link(
-                link: link.name, state: ends.count == 2 && ends.allSatisfy { $0.state == "up" } ? "up" : "down",
+                link: link.name, state: NetworkStatus.linkState(ends.map(\.state)),
                 qber: latest?.qber, gain: latest?.gain, keyPerSignalPulse: latest?.keyPerSignalPulse,
                 siftedBitsTotal: alice?.siftedBitsTotal ?? 0, emulatedSeconds: alice?.emulatedSeconds ?? 0,
                 wallSeconds: alice?.wallSeconds ?? 0, lagSeconds: alice?.lagSeconds ?? 0, blocks: latest?.blocks ?? 0,
                 storedBits: alice?.storedBits ?? 0, storedKeys: alice?.storedKeys ?? 0,
                 generatedBitsTotal: alice?.generatedBitsTotal ?? 0, consumedBitsTotal: alice?.consumedBitsTotal ?? 0,
                 authBitsTotal: alice?.authBitsTotal ?? 0, keyRateBps: alice?.keyRateBps ?? 0, ecEfficiency: bob?.ecEfficiency,
-                blocksFailedVerification: ends.map(\.blocksFailedVerification).max() ?? 0, ends: ends)
+                blocksFailedVerification: ends.map(\.blocksFailedVerification).max() ?? 0,
+                roundsAborted: ends.map(\.roundsAborted).max() ?? 0, abortReason: ends.compactMap(\.abortReason).first, ends: ends)
         }
         return PoolsStatus(topology: topology.name, links: links)
     }

@@ -37,6 +37,8 @@ public struct NodeCore: Sendable {
         case tick
         /// A quantum-layer message the worker wants sent to the link's peer.
         case fromWorker(LinkIndex, MessageKind, [UInt8])
+        /// The link's parameter estimation failed (compromised) or passed again.
+        case verdict(LinkIndex, compromised: Bool, reason: String?)
     }
 
     public enum LogLevel: String, Sendable {
@@ -61,6 +63,10 @@ public struct NodeCore: Sendable {
         case relay(MessageKind, [UInt8], from: NodeID)
         /// A `relay`, `routes` or `relayShow` request, for the relay agent.
         case relayControl(ControlRequest, client: [UInt8])
+        /// Send the link's frames for `peer` through the interposer at `endpoint` (nil: directly
+        /// again); the `a` end emits its photons into `transmittance` (nil: the whole channel).
+        /// Then answer `client`.
+        case splice(link: LinkIndex, peer: NodeID, endpoint: String?, transmittance: Double?, client: [UInt8])
     }
 
     struct PendingPing: Sendable {
@@ -85,6 +91,11 @@ public struct NodeCore: Sendable {
     private var nonces: Xoshiro256
     /// Faults injected into this node's link ends; the shell applies them to every frame.
     public var faults: LinkFaults
+    /// Links whose last block failed parameter estimation (`compromised` while up).
+    public private(set) var compromised: Set<LinkIndex> = []
+    /// Links with an interposer on the fibre: the routing id its frames arrive from (accepted
+    /// beside the peer's, so nothing in flight is refused while it is spliced in or out).
+    public private(set) var splices: [LinkIndex: NodeID] = [:]
 
     public init(configuration: Configuration, now: Instant) {
         self.configuration = configuration
@@ -114,7 +125,21 @@ public struct NodeCore: Sendable {
         case .fromWorker(let link, let kind, let payload):
             guard let record = monitor.record(link) else { return [] }
             return [.send(frame: frame(kind, on: record, payload: payload), to: record.peer)]
+        case .verdict(let link, let isCompromised, let reason):
+            let name = configuration.topology.link(link)?.name ?? "\(link)"
+            if isCompromised {
+                compromised.insert(link)
+                return [.log(.error, "link compromised: its rounds yield no key", ["link.id": name, "reason": reason ?? ""])]
+            }
+            compromised.remove(link)
+            return [.log(.notice, "link clean again: a block passed parameter estimation", ["link.id": name])]
         }
+    }
+
+    /// A link's state as reported: `down`, `up`, or `compromised` (up, but its last block
+    /// failed parameter estimation).
+    public func linkState(_ record: LinkMonitor.Record) -> String {
+        record.state == .up && compromised.contains(record.link.index) ? "compromised" : record.state.rawValue
     }
 
     /// The latest instant by which `.tick` must be handled.
@@ -144,7 +169,7 @@ public struct NodeCore: Sendable {
         guard let record = monitor.record(envelope.link) else {
             return reject(WireError(.unknownLink, "link \(envelope.link) does not end at \(configuration.node)"), from: sender)
         }
-        guard record.peer == sender else {
+        guard record.peer == sender || splices[envelope.link] == sender else {
             return reject(WireError(.unexpectedSender, "frame for link \(record.link.name) came from '\(sender)', expected '\(record.peer)'"), from: sender)
         }
         do {
@@ -157,7 +182,7 @@ public struct NodeCore: Sendable {
             case .ping:
                 let probe = try Probe.decode(envelope.payload)
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
-                out.append(.send(frame: frame(.pong, on: record, payload: probe.encoded()), to: sender))
+                out.append(.send(frame: frame(.pong, on: record, payload: probe.encoded()), to: record.peer))
                 return out
             case .pong:
                 let probe = try Probe.decode(envelope.payload)
@@ -171,7 +196,7 @@ public struct NodeCore: Sendable {
                 return out
             case .linkState, .relayForward, .relayAck, .relayCommit, .relayDone, .relayAbort:
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
-                out.append(.relay(envelope.kind, envelope.payload, from: sender))
+                out.append(.relay(envelope.kind, envelope.payload, from: record.peer))
                 return out
             }
         } catch {
@@ -260,8 +285,40 @@ public struct NodeCore: Sendable {
             return [.relayControl(request, client: client)]
         case .fault:
             return injectFault(request, client: client)
+        case .splice:
+            return splice(request, client: client)
         }
     }
+
+    /// The routing id an interposer on `link` sends with (never a node's id).
+    public static func interposerID(_ link: TopologyLink) -> NodeID { NodeID(ControlRequest.interposerRoutingID(link: link.name)) }
+
+    mutating func splice(_ request: ControlRequest, client: [UInt8]) -> [Directive] {
+        func fail(_ message: String) -> [Directive] { [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)] }
+        guard let name = request.link, let link = configuration.topology.link(named: name), let peer = link.peer(of: configuration.node) else {
+            return fail("splice: link '\(request.link ?? "")' does not end at \(configuration.node)")
+        }
+        let via = NodeCore.interposerID(link)
+        guard let endpoint = request.endpoint else {
+            splices[link.index] = nil
+            return [.splice(link: link.index, peer: peer, endpoint: nil, transmittance: nil, client: client),
+                    .log(.notice, "interposer taken out", ["link.id": link.name])]
+        }
+        guard configuration.topology.node(via) == nil else { return fail("splice: '\(via)' is a node of the topology") }
+        var transmittance: Double?
+        if link.a == configuration.node {
+            guard let t = request.value, t > 0, t <= 1 else {
+                return fail("splice: the a end needs the transmittance to the interposer, in (0, 1]")
+            }
+            transmittance = t
+        }
+        splices[link.index] = via
+        return [.splice(link: link.index, peer: peer, endpoint: endpoint, transmittance: transmittance, client: client),
+                .log(.notice, "interposer spliced in", ["link.id": link.name])]
+    }
+
+    /// Undoes a splice the shell could not carry out.
+    public mutating func spliceFailed(_ link: LinkIndex) { splices[link] = nil }
 
     mutating func injectFault(_ request: ControlRequest, client: [UInt8]) -> [Directive] {
         func reply(_ error: String?) -> [Directive] {
@@ -295,7 +352,7 @@ public struct NodeCore: Sendable {
     public func status(at now: Instant) -> NodeStatusReport {
         let links = monitor.records.map { record in
             LinkStatusReport(
-                id: record.link.name, peer: record.peer.rawValue, state: record.state.rawValue,
+                id: record.link.name, peer: record.peer.rawValue, state: linkState(record),
                 heartbeatsReceived: record.heartbeatsReceived,
                 lastHeardMsAgo: record.lastHeard.map { Double(now.nanoseconds(since: $0)) / 1e6 },
                 peerIncarnation: record.peerIncarnation, faults: faults.fault(record.link.index).words.nilIfEmpty)

@@ -74,7 +74,9 @@ public final class NodeRuntime {
             }
             if !delayed.isEmpty { sendDelayed(at: clock.now()) }
             if running { running = execute(core.handle(.tick, at: clock.now())) }
-            if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map { ($0.link, $0.state == .up) })) }
+            if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
+                ($0.link, $0.state == .up, core.compromised.contains($0.link.index))
+            })) }
         }
         keyRequests?.close()
         relayAgent.abandonApplications()
@@ -124,6 +126,8 @@ public final class NodeRuntime {
                 if !execute(core.handle(.fromWorker(link, kind, payload), at: clock.now())) { return false }
             case .log(let level, let message, let metadata):
                 logger.log(level: level.swiftLog, "\(message)", metadata: metadata.mapValues { .string($0) })
+            case .verdict(let link, let compromised, let reason):
+                if !execute(core.handle(.verdict(link, compromised: compromised, reason: reason), at: clock.now())) { return false }
             }
         }
         return true
@@ -177,10 +181,19 @@ public final class NodeRuntime {
                 if !perform(relayAgent.received(kind, payload, from: from, at: clock.now(), upNeighbours: up)) { return false }
             case .relayControl(let request, let client):
                 if !perform(relayAgent.control(request, client: client, at: clock.now())) { return false }
+            case .splice(let link, let peer, let endpoint, let transmittance, let client):
+                if let error = transport.splice(peer, through: endpoint) {
+                    if endpoint != nil { core.spliceFailed(link) }
+                    transport.reply(ControlCodec.encode(ControlReply(error: "splice: \(error)")), to: client)
+                } else {
+                    worker?.submit(.channel(link, transmittance: transmittance))
+                    transport.reply(ControlCodec.encode(ControlReply(ok: true)), to: client)
+                }
             case .replyPools(let client):
                 var reports = worker?.snapshot() ?? []
                 for i in reports.indices {
-                    reports[i].state = core.monitor.records.first { $0.link.name == reports[i].link }?.state.rawValue ?? "down"
+                    let record = core.monitor.records.first { $0.link.name == reports[i].link }
+                    reports[i].state = record.map { core.linkState($0) } ?? "down"
                     pools.read(reports[i].link) { pool in
                         reports[i].storedKeys = pool.availableKeys
                         reports[i].storedBits = pool.availableBits

@@ -17,6 +17,8 @@ public struct QuantumLinkEngine: Sendable {
         case send(MessageKind, [UInt8])
         case log(NodeCore.LogLevel, String, [String: String])
         case block(SiftedBlock)
+        /// The link became compromised (with the reason) or clean again.
+        case verdict(compromised: Bool, reason: String?)
     }
 
     public typealias Report = QuantumLinkReport
@@ -34,6 +36,9 @@ public struct QuantumLinkEngine: Sendable {
     /// Sifted blocks awaiting distillation beyond which Alice stops emitting frames.
     let maxDistillationBacklog = 4
 
+    /// While an interposer is spliced into the fibre, the `a` end emits into the segment that
+    /// ends at it (the interposer applies the rest of the channel); nil: the whole channel.
+    public var emissionTransmittance: Double?
     private var sender: BB84Sender?
     private var receiver: BB84Receiver?
     private var distiller: KeyDistiller?
@@ -46,6 +51,11 @@ public struct QuantumLinkEngine: Sendable {
     private var pulsesEmitted: UInt64 = 0
     private var wallBeforeSession: Double = 0
     private var active = false
+    /// When each block this end sifted in the current session went to distillation; a round
+    /// still open after `distillationTimeoutNs` is abandoned (a refused or lost message would
+    /// otherwise hold it, and the backlog limit would stop the source).
+    private var distilling: [UInt64: Instant] = [:]
+    let distillationTimeoutNs: UInt64 = 30_000_000_000
 
     public init(link: TopologyLink, node: NodeID, topologySeed: UInt64, timeScale: Double, now: Instant,
                 framePulses: UInt32? = nil, blockBits: Int = 1 << 18, window: Int = 4, roundTimeoutMs: UInt64 = 3000) {
@@ -92,7 +102,9 @@ public struct QuantumLinkEngine: Sendable {
         distiller = KeyDistiller(role: role == .alice ? .alice : .bob, configuration: distillation, linkSeeds: seeds,
                                  session: session)
         inFlight.removeAll()
+        distilling.removeAll()
         report.session = session
+        report.sessionBlocks = 0
         paceStart = now
         pulsesAtPaceStart = pulsesEmitted
         active = true
@@ -132,9 +144,9 @@ public struct QuantumLinkEngine: Sendable {
                 return [.send(.estimationReveal, reveal.encoded())]
             case (.alice, .estimationReveal):
                 let (result, block) = try sender!.received(EstimationReveal.decode(payload))
-                return [.send(.estimationResult, result.encoded())] + finished(block)
+                return [.send(.estimationResult, result.encoded())] + finished(block, at: now)
             case (.bob, .estimationResult):
-                return finished(try receiver!.received(EstimationResult.decode(payload)))
+                return finished(try receiver!.received(EstimationResult.decode(payload)), at: now)
             case (_, .cascadeRequest), (_, .cascadeReply), (_, .reconciliationDone), (_, .reconciliationResult):
                 let out = distiller!.received(kind, payload, pool: &pool)
                 return translate(out)
@@ -148,7 +160,9 @@ public struct QuantumLinkEngine: Sendable {
         }
     }
 
-    private mutating func finished(_ block: SiftedBlock) -> [Effect] {
+    private mutating func finished(_ block: SiftedBlock, at now: Instant) -> [Effect] {
+        distilling[block.index] = now
+        report.sessionBlocks = block.index + 1
         let e = block.statistics.estimates(source: configuration.source, ecEfficiency: physics.ecEfficiency)
         report.blocks += 1
         report.siftedBitsTotal += block.statistics.sifted.reduce(0, +)
@@ -168,8 +182,15 @@ public struct QuantumLinkEngine: Sendable {
     /// rounds that were never answered.
     public mutating func tick(at now: Instant) -> [Effect] {
         updateClock(now)
-        guard active, role == .alice, var s = sender else { return [] }
+        guard active else { return [] }
         var effects: [Effect] = []
+        for (block, started) in distilling where now.nanoseconds(since: started) > distillationTimeoutNs {
+            distilling[block] = nil
+            if distiller?.abandon(block) == true {
+                effects.append(.log(.warning, "distillation round abandoned: no answer", ["link.id": link.name, "block": "\(block)"]))
+            }
+        }
+        guard role == .alice, var s = sender else { return effects }
         for (index, sent) in inFlight where now.nanoseconds(since: sent) > roundTimeoutNs {
             inFlight[index] = nil
             report.roundsDiscarded += 1
@@ -179,7 +200,7 @@ public struct QuantumLinkEngine: Sendable {
         // Backpressure: while distillation is behind, the source waits (the lag shows it).
         let backlogged = (distiller?.unfinishedRounds ?? 0) >= maxDistillationBacklog
         while emitted < due && inFlight.count < window && !backlogged {
-            let frame = s.nextFrame(transmittance: physics.transmittance)
+            let frame = s.nextFrame(transmittance: emissionTransmittance ?? physics.transmittance)
             inFlight[frame.frameIndex] = now
             pulsesEmitted += UInt64(frame.pulses)
             report.framesSent += 1
@@ -223,8 +244,28 @@ public struct QuantumLinkEngine: Sendable {
             r.blocksFailedAuthentication = d.blocksFailedAuthentication
             r.distillationMessagesRejected = d.messagesRejected
             r.finalBitsTotal = d.finalBits
+            r.lastKeyBlock = d.lastKeyBlock
         }
         return r
+    }
+
+    /// Marks the link compromised when a block fails parameter estimation, clean again after
+    /// the first block that passes; logs and counts each change.
+    private mutating func verdict(block: UInt64, abortReason reason: String?) -> Effect {
+        if let reason {
+            report.roundsAborted += 1
+            report.abortReason = reason
+            guard !report.compromised else {
+                return .log(.warning, "round aborted", ["link.id": link.name, "block": "\(block)", "reason": reason])
+            }
+            report.compromised = true
+            report.compromisedEventsTotal += 1
+            return .verdict(compromised: true, reason: reason)
+        }
+        guard report.compromised else { return .log(.debug, "block passed estimation", ["link.id": link.name, "block": "\(block)"]) }
+        report.compromised = false
+        report.abortReason = nil
+        return .verdict(compromised: false, reason: nil)
     }
 
     /// Distillation outputs as engine effects.
@@ -235,6 +276,9 @@ public struct QuantumLinkEngine: Sendable {
             case .committed(let block, let ids):
                 report.generatedBitsTotal += UInt64(ids.count * distillation.keyBits)
                 return .log(.debug, "keys committed", ["link.id": link.name, "block": "\(block)", "keys": "\(ids.count)"])
+            case .estimated(let block, let reason):
+                distilling[block] = reason == nil ? distilling[block] : nil
+                return verdict(block: block, abortReason: reason)
             case .log(let message, var meta):
                 meta["link.id"] = link.name
                 return .log(message.contains("failed") || message.contains("rejected") ? .warning : .info, message, meta)

@@ -18,12 +18,17 @@ public final class QuantumWorker: @unchecked Sendable {
         case message(LinkIndex, MessageKind, [UInt8])
         case linkUp(LinkIndex)
         case linkDown(LinkIndex)
+        /// The `a` end emits into this transmittance (an interposer's point) or, with nil, the
+        /// whole channel again.
+        case channel(LinkIndex, transmittance: Double?)
         case stop
     }
 
     public enum Output: Sendable {
         case send(LinkIndex, MessageKind, [UInt8])
         case log(NodeCore.LogLevel, String, [String: String])
+        /// A link became compromised (parameter estimation failed) or clean again.
+        case verdict(LinkIndex, compromised: Bool, reason: String?)
     }
 
     private let condition = NSCondition()
@@ -159,6 +164,9 @@ public final class QuantumWorker: @unchecked Sendable {
                     handshakes[link]?.offered = nil
                     handshakes[link]?.answered = nil
                     pools.modify(engines[i].link.name) { $0.desynchronise() }
+                case .channel(let link, let transmittance):
+                    guard let i = position[link] else { continue }
+                    engines[i].emissionTransmittance = transmittance
                 case .stop:
                     running = false
                 }
@@ -254,6 +262,7 @@ public final class QuantumWorker: @unchecked Sendable {
             case .log(let level, let message, let meta): outputs.append(.log(level, message, meta))
             case .block:
                 break  // already handed to the link's distiller inside the engine
+            case .verdict(let compromised, let reason): outputs.append(.verdict(link, compromised: compromised, reason: reason))
             }
         }
         reports.withLock { $0 = engines.map(\.currentReport) }

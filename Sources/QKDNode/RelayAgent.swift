@@ -80,7 +80,7 @@ final class RelayAgent {
 
     /// Advertises this node's links when they changed or `advertiseEveryNs` passed; voids relays
     /// whose deadline passed.
-    func tick(at now: Instant, links: [(link: TopologyLink, up: Bool)]) -> [Action] {
+    func tick(at now: Instant, links: [(link: TopologyLink, up: Bool, compromised: Bool)]) -> [Action] {
         var out = relayActions(relay.tick(at: now), at: now)
         for (id, d) in delivered where now.nanoseconds(since: d.at) > deliveredTTLNs { delivered[id] = nil }
         if now.nanoseconds(since: lastExpiry) > 10_000_000_000 {
@@ -91,6 +91,7 @@ final class RelayAgent {
         // Up/down as last advertised; a neighbour that just came up gets the whole view at once
         // (database exchange).
         let before = Dictionary(uniqueKeysWithValues: (lastAdvertised?.links ?? []).map { ($0.link, $0.up) })
+        let wasCompromised = Dictionary(uniqueKeysWithValues: (lastAdvertised?.links ?? []).map { ($0.link, $0.compromised) })
         for l in links where l.up && before[l.link.index] != true {
             guard let peer = l.link.peer(of: node) else { continue }
             for lsa in database.advertisements.values where lsa.origin != node.rawValue {
@@ -100,7 +101,7 @@ final class RelayAgent {
         // A pool that just agreed with its peer (after a link came up) makes its keys usable.
         // Pools are read (under their lock) only while an up link's pool has not agreed yet or
         // the up links changed, not after every event.
-        var changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up }
+        var changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up || wasCompromised[$0.link.index] != $0.compromised }
         if changed || lastSynchronised.contains(false) {
             let synchronised = links.filter(\.up).map { l in pools.read(l.link.name) { $0.isSynchronised } ?? false }
             changed = changed || synchronised != lastSynchronised
@@ -110,7 +111,7 @@ final class RelayAgent {
             // Key counts are read only when advertising (this runs after every event).
             let entries = links.map { l -> LinkStateAdvertisement.Entry in
                 let spare = pools.read(l.link.name) { p in p.isSynchronised ? max(0, p.availableKeys - p.configuration.authenticationReserve) : 0 } ?? 0
-                return .init(link: l.link.index, up: l.up, availableKeys: UInt32(min(Int(UInt32.max), spare)))
+                return .init(link: l.link.index, up: l.up, compromised: l.compromised, availableKeys: UInt32(min(Int(UInt32.max), spare)))
             }
             sequence += 1
             let lsa = LinkStateAdvertisement(origin: node.rawValue, sequence: sequence, links: entries)

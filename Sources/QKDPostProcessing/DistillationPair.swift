@@ -48,7 +48,7 @@ public struct DistillationPair: Sendable {
                 case .committed(_, let ids):
                     let keys = ids.compactMap { id in pool.bits(of: id).map { DistilledKey(id: id, bits: BitVectorBox($0)) } }
                     if role == .alice { committed.alice += keys } else { committed.bob += keys }
-                case .log: break
+                case .log, .estimated: break
                 }
             }
         }

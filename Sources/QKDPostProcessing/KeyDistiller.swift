@@ -19,6 +19,9 @@ public struct DistillerConfiguration: Sendable, Equatable {
     public var source: SourceSettings
     public var ecEfficiency: Double
     public var standardDeviations: Double = 5
+    /// A block whose measured QBER (signal pulses) is above this yields no key and marks the
+    /// link compromised: 11 %, the one-way BB84 limit (Shor, Preskill, PRL 85, 441, 2000).
+    public var abortQBER: Double = 0.11
 
     public init(source: SourceSettings, ecEfficiency: Double) {
         self.source = source
@@ -55,6 +58,9 @@ public struct KeyDistiller: Sendable {
         /// The round's keys are now available in the pool at this end (both ends stored them).
         case committed(block: UInt64, [KeyID])
         case log(String, [String: String])
+        /// Parameter estimation of a block is over: `abortReason` nil means the block goes on
+        /// to Cascade; otherwise it yields no key and the link is to be marked compromised.
+        case estimated(block: UInt64, abortReason: String?)
     }
 
     public struct Counters: Sendable, Equatable {
@@ -76,6 +82,10 @@ public struct KeyDistiller: Sendable {
         public var blocksUnconfirmed: UInt64 = 0
         /// Keys released to the pool.
         public var keysCommitted: UInt64 = 0
+        /// Blocks refused at parameter estimation (`abortReason`): no Cascade, no key.
+        public var roundsAborted: UInt64 = 0
+        /// The newest block that put keys into the pool at this end.
+        public var lastKeyBlock: UInt64?
         /// Rounds whose authentication key was missing from the pool (tagging end: none left;
         /// verifying end: the named key is not held here).
         public var authenticationKeysMissing: UInt64 = 0
@@ -146,10 +156,54 @@ public struct KeyDistiller: Sendable {
         }
     }
 
-    /// Takes this end's sifted block. Bob starts Cascade at once; Alice waits for Bob.
+    /// Why a block's estimates forbid any key, or nil when they allow distillation: the
+    /// measured QBER is above `threshold`, or (decoy states) the decoy analysis certifies no
+    /// single-photon key: Y1_L ≤ 0 or e1_U ≥ 1/2, so Q1_L (1 − H2(e1_U)) ≤ 0 (Lo, Ma, Chen, PRL
+    /// 94, 230504, 2005, Eq. 1; the bounds of `BlockStatistics.estimates`). Both ends hold the
+    /// same statistics, so both reach the same verdict without a message. A photon-number
+    /// splitting attack that blocks single-photon pulses keeps the QBER low but lowers the
+    /// decoy gain below what Y1 > 0 allows; intercept-resend raises the QBER by a quarter of the
+    /// fraction of pulses it measures.
+    public static func abortReason(_ e: Estimates, qberThreshold threshold: Double) -> String? {
+        if e.qberSignal > threshold {
+            return "QBER \(KeyDistiller.percent(e.qberSignal)) is above the abort threshold \(KeyDistiller.percent(threshold))"
+        }
+        if e.decoyStates && (e.y1Lower <= 0 || e.e1Upper >= 0.5) {
+            return "decoy analysis certifies no single-photon key (Y1_L \(e.y1Lower), e1_U \(e.e1Upper))"
+        }
+        return nil
+    }
+
+    static func percent(_ x: Double) -> String { "\((x * 10_000).rounded() / 100) %" }
+
+    /// Rounds this many blocks older than one that just finished are stuck: a message of theirs
+    /// was lost or refused (one link's messages arrive in order, and the peer works on at most
+    /// a few rounds at once).
+    public static let staleRounds: UInt64 = 4
+
+    /// Abandons the rounds `staleRounds` or more blocks older than `finished`.
+    private mutating func abandonStale(finished: UInt64) {
+        for block in rounds.keys where block + KeyDistiller.staleRounds <= finished { abandon(block) }
+    }
+
+    /// Gives up an unfinished round (its peer never answered, or a message of it was refused
+    /// before it could be matched to the round): nothing of it is kept. True if it was open.
+    @discardableResult
+    public mutating func abandon(_ block: UInt64) -> Bool {
+        guard rounds.removeValue(forKey: block) != nil else { return false }
+        counters.roundsAbandoned += 1
+        return true
+    }
+
+    /// Takes this end's sifted block. Bob starts Cascade at once; Alice waits for Bob. A block
+    /// that fails parameter estimation (`abortReason`) is dropped here, at both ends.
     public mutating func sifted(_ block: SiftedBlock) -> [Output] {
         let estimates = block.statistics.estimates(source: configuration.source, ecEfficiency: configuration.ecEfficiency,
                                                    standardDeviations: configuration.standardDeviations)
+        if let reason = KeyDistiller.abortReason(estimates, qberThreshold: configuration.abortQBER) {
+            counters.roundsAborted += 1
+            return [.estimated(block: block.index, abortReason: reason)]
+        }
         var transcript = PolynomialHash(key: authenticationKey)
         transcript.update(bits: block.index, count: 56)
         // Every sifting and estimation message of the block, through its digest.
@@ -168,7 +222,7 @@ public struct KeyDistiller: Sendable {
         case .alice:
             round.alice = CascadeAlice(block: block.index, key: block.key.bits, layout: layout)
             rounds[block.index] = round
-            return []
+            return [.estimated(block: block.index, abortReason: nil)]
         case .bob:
             var bob = CascadeBob(block: block.index, key: block.key.bits, layout: layout)
             let request = bob.start()
@@ -176,7 +230,7 @@ public struct KeyDistiller: Sendable {
             let bytes = request.encoded()
             round.transcript.update(bytes)
             rounds[block.index] = round
-            return [.send(.cascadeRequest, bytes)]
+            return [.estimated(block: block.index, abortReason: nil), .send(.cascadeRequest, bytes)]
         }
     }
 
@@ -256,6 +310,7 @@ public struct KeyDistiller: Sendable {
         guard var round = rounds.removeValue(forKey: done.block), let alice = round.alice else {
             throw ProtocolError(.unknownRound, "reconciliation done for block \(done.block), which is not waiting")
         }
+        abandonStale(finished: done.block)
         // The key Bob named is taken here too (whatever the outcome: it was used once).
         guard let padBits = pool.takeForAuthentication(done.authenticationKey) else {
             counters.blocksFailedAuthentication += 1
@@ -305,6 +360,7 @@ public struct KeyDistiller: Sendable {
         guard let round = rounds.removeValue(forKey: result.block), let corrected = round.corrected, let (_, pad2) = round.pads else {
             throw ProtocolError(.unknownRound, "reconciliation result for block \(result.block), which is not waiting")
         }
+        abandonStale(finished: result.block)
         var t = round.transcript
         t.update(bits: result.accepted ? 1 : 0, count: 1)
         t.update(bits: UInt64(result.finalBits), count: 32)
@@ -410,6 +466,7 @@ public struct KeyDistiller: Sendable {
             return [.log("distilled keys refused by the pool: block discarded", ["block": "\(round.block.index)", "reason": "\(error)"])]
         }
         held[round.block.index] = keys.map(\.id)
+        counters.lastKeyBlock = max(counters.lastKeyBlock ?? 0, round.block.index)
         expireHeld(newest: round.block.index, pool: &pool)
         return [.log("block distilled", ["block": "\(round.block.index)", "final_bits": "\(m)", "keys": "\(keys.count)",
                                          "leaked_bits": "\(leaked)"])]

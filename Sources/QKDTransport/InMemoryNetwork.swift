@@ -116,5 +116,9 @@ public final class InMemoryTransport: NodeTransport {
         network.deliver(.peer(from: sender, frame: frame), to: node)
     }
 
+    public func splice(_ peer: NodeID, through endpoint: String?) -> String? {
+        endpoint == nil ? nil : "an in-memory network has no fibre to splice an interposer into"
+    }
+
     public func close() { network.remove(node) }
 }

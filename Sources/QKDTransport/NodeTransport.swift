@@ -31,6 +31,11 @@ public protocol NodeTransport: AnyObject {
     /// A waker that interrupts `wait` from any thread.
     func makeWaker() -> any Waker
 
+    /// Sends everything for `peer` through an interposer at `endpoint` from now on (an
+    /// eavesdropper spliced into the fibre and the public channel), or directly again with nil.
+    /// Returns why it cannot, or nil.
+    func splice(_ peer: NodeID, through endpoint: String?) -> String?
+
     /// Releases every socket. No call may follow.
     func close()
 }

@@ -13,6 +13,9 @@ import QKDTopology
 ///     sock/<ID>.ctl      ipc:// endpoint of the node's control socket
 ///     store/<ID>.sqlite  each node's key pools (SQLite, WAL), keys sealed under
 ///     store/<ID>.kek     the node's key-encryption key (mode 0600)
+///     eve/<LINK>.pid     an eavesdropper process spliced into a link (qkdctl eve add)
+///     eve/<LINK>.json    its settings; its output in logs/eve-<LINK>.out
+///     sock/eve-<LINK>.*  its peer and control endpoints
 public struct RunLayout: Sendable, Equatable {
     /// Absolute path of the run directory.
     public let root: String
@@ -37,6 +40,15 @@ public struct RunLayout: Sendable, Equatable {
     public func pidPath(_ node: NodeID) -> String { "\(pidsDirectory)/\(node.rawValue).pid" }
     public func logPath(_ node: NodeID) -> String { "\(logsDirectory)/\(node.rawValue).log" }
     public func outputPath(_ node: NodeID) -> String { "\(logsDirectory)/\(node.rawValue).out" }
+
+    public var eveDirectory: String { root + "/eve" }
+    public func evePIDPath(_ link: String) -> String { "\(eveDirectory)/\(link).pid" }
+    public func eveSettingsPath(_ link: String) -> String { "\(eveDirectory)/\(link).json" }
+    public func eveOutputPath(_ link: String) -> String { "\(logsDirectory)/eve-\(link).out" }
+    /// Where an eavesdropper on `link` receives both ends' frames.
+    public func evePeerEndpoint(_ link: String) -> String { "ipc://\(socketsDirectory)/eve-\(link).peer" }
+    /// Where it answers qkdctl.
+    public func eveControlEndpoint(_ link: String) -> String { "ipc://\(socketsDirectory)/eve-\(link).ctl" }
 
     /// The endpoint a node's peer socket binds and its neighbours connect to.
     public func peerEndpoint(_ node: TopologyNode) -> String {

@@ -12,6 +12,9 @@ public final class ZMQNodeTransport: NodeTransport {
     private let peerSocket: ZMQSocket
     private let controlSocket: ZMQSocket
     private var outgoing: [NodeID: ZMQSocket] = [:]
+    /// Per neighbour whose link has an interposer: the DEALER to it (used instead of `outgoing`).
+    private var spliced: [NodeID: ZMQSocket] = [:]
+    private let node: NodeID
     private let wakeFDs: [Int32]
     private let waker = PipeWaker()
 
@@ -19,6 +22,7 @@ public final class ZMQNodeTransport: NodeTransport {
     /// `wakeFD` (optional) is polled too; when readable, `wait` reports `.stopRequested`.
     public init(node: NodeID, peerEndpoint: String, controlEndpoint: String,
                 neighbours: [(id: NodeID, endpoint: String)], stopFD: Int32?) throws(ZMQError) {
+        self.node = node
         context = ZMQContext()
         peerSocket = try ZMQSocket(context: context, kind: .router)
         try peerSocket.setOption(ZMQ_ROUTER_HANDOVER, Int32(1))
@@ -28,23 +32,40 @@ public final class ZMQNodeTransport: NodeTransport {
         try controlSocket.setOption(ZMQ_MAXMSGSIZE, Int64(1 << 20))
         try controlSocket.bind(controlEndpoint)
         for (id, endpoint) in neighbours {
-            let dealer = try ZMQSocket(context: context, kind: .dealer)
-            try dealer.setOption(ZMQ_ROUTING_ID, bytes: Array(node.rawValue.utf8))
-            try dealer.setOption(ZMQ_IMMEDIATE, Int32(1))
-            try dealer.setOption(ZMQ_SNDHWM, Int32(10_000))
-            try dealer.setOption(ZMQ_RECONNECT_IVL, Int32(50))
-            try dealer.setOption(ZMQ_RECONNECT_IVL_MAX, Int32(500))
-            try dealer.connect(endpoint)
-            outgoing[id] = dealer
+            outgoing[id] = try ZMQNodeTransport.dealer(context: context, routingID: node.rawValue, endpoint: endpoint)
         }
         wakeFDs = [waker.readFD] + (stopFD.map { [$0] } ?? [])
+    }
+
+    /// A DEALER connected to `endpoint` that queues nothing for an absent peer (`IMMEDIATE`).
+    public static func dealer(context: ZMQContext, routingID: String, endpoint: String) throws(ZMQError) -> ZMQSocket {
+        let dealer = try ZMQSocket(context: context, kind: .dealer)
+        try dealer.setOption(ZMQ_ROUTING_ID, bytes: Array(routingID.utf8))
+        try dealer.setOption(ZMQ_IMMEDIATE, Int32(1))
+        try dealer.setOption(ZMQ_SNDHWM, Int32(10_000))
+        try dealer.setOption(ZMQ_RECONNECT_IVL, Int32(50))
+        try dealer.setOption(ZMQ_RECONNECT_IVL_MAX, Int32(500))
+        try dealer.connect(endpoint)
+        return dealer
+    }
+
+    public func splice(_ peer: NodeID, through endpoint: String?) -> String? {
+        guard outgoing[peer] != nil else { return "'\(peer)' is not a neighbour" }
+        spliced.removeValue(forKey: peer)?.close()
+        guard let endpoint else { return nil }
+        do {
+            spliced[peer] = try ZMQNodeTransport.dealer(context: context, routingID: node.rawValue, endpoint: endpoint)
+            return nil
+        } catch {
+            return "cannot connect to the interposer at \(endpoint): \(error)"
+        }
     }
 
     public func makeWaker() -> any Waker { waker }
 
     @discardableResult
     public func send(_ frame: [UInt8], to peer: NodeID) -> Bool {
-        guard let socket = outgoing[peer] else { return false }
+        guard let socket = spliced[peer] ?? outgoing[peer] else { return false }
         return socket.send([frame])
     }
 
@@ -86,7 +107,9 @@ public final class ZMQNodeTransport: NodeTransport {
 
     public func close() {
         for socket in outgoing.values { socket.close() }
+        for socket in spliced.values { socket.close() }
         outgoing.removeAll()
+        spliced.removeAll()
         peerSocket.close()
         controlSocket.close()
     }

@@ -21,6 +21,10 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         case relayShow
         /// Inject or clear a fault on one of this node's links (`fault`, `link`, `value`).
         case fault
+        /// Route one of this node's links through an interposer on the fibre (an eavesdropper
+        /// process) at `endpoint`, or directly again without it; `value` is the transmittance of
+        /// the fibre from the link's `a` end to the interposer (what `a` emits into).
+        case splice
     }
 
     /// The faults `qkdctl fault` injects into a link's end.
@@ -52,11 +56,15 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var keyID: String?
     /// For `fault`: which one.
     public var fault: Fault?
-    /// For `fault`: milliseconds (`delay`) or dB (`loss`).
+    /// For `fault`: milliseconds (`delay`) or dB (`loss`); for `splice`: the transmittance
+    /// from the link's `a` end to the interposer.
     public var value: Double?
+    /// For `splice`: the interposer's endpoint (absent: take it out).
+    public var endpoint: String?
 
     public init(command: Command, link: String? = nil, count: Int? = nil, salt: UInt64? = nil, to: String? = nil,
-                bits: Int? = nil, keyID: String? = nil, fault: Fault? = nil, value: Double? = nil) {
+                bits: Int? = nil, keyID: String? = nil, fault: Fault? = nil, value: Double? = nil, endpoint: String? = nil) {
+        self.endpoint = endpoint
         self.fault = fault
         self.value = value
         self.command = command
@@ -68,8 +76,11 @@ public struct ControlRequest: Codable, Equatable, Sendable {
         self.keyID = keyID
     }
 
+    /// The routing id an interposer on `link` (by name) sends with; never a node's id.
+    public static func interposerRoutingID(link: String) -> String { "eve:\(link)" }
+
     enum CodingKeys: String, CodingKey {
-        case command, link, count, salt, to, bits, fault, value
+        case command, link, count, salt, to, bits, fault, value, endpoint
         case keyID = "key_ID"
     }
 }
@@ -271,6 +282,19 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     public var blocksFailedVerification: UInt64 = 0
     public var blocksFailedAuthentication: UInt64 = 0
     public var distillationMessagesRejected: UInt64 = 0
+    /// The last block's parameter estimation failed (QBER above the abort threshold, or no
+    /// single-photon key by the decoy analysis): the link is compromised until a clean block.
+    public var compromised: Bool = false
+    /// Why, while compromised.
+    public var abortReason: String?
+    /// Blocks that yielded no key because parameter estimation failed.
+    public var roundsAborted: UInt64 = 0
+    /// Times the link went from clean to compromised.
+    public var compromisedEventsTotal: UInt64 = 0
+    /// Blocks sifted in the current session (the next block's number).
+    public var sessionBlocks: UInt64 = 0
+    /// The newest block of the current session that put keys into this end's pool.
+    public var lastKeyBlock: UInt64?
 
     public init(link: String, role: String, state: String, session: UInt64, active: Bool, framesSent: UInt64,
                 framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
@@ -312,6 +336,8 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
         case keyRateBps = "key_rate_bps", ecEfficiency = "ec_efficiency"
         case blocksFailedVerification = "blocks_failed_verification", blocksFailedAuthentication = "blocks_failed_authentication"
         case distillationMessagesRejected = "distillation_messages_rejected"
+        case compromised, abortReason = "abort_reason", roundsAborted = "rounds_aborted"
+        case compromisedEventsTotal = "compromised_events_total", sessionBlocks = "session_blocks", lastKeyBlock = "last_key_block"
     }
 }
 
@@ -342,12 +368,15 @@ public struct ControlReply: Codable, Equatable, Sendable {
     public var digests: [KeyDigest]?
     public var relay: RelayReport?
     public var routes: RouteReport?
+    /// An eavesdropper process's answer to `status`.
+    public var eve: EavesdropperReport?
     public var ok: Bool?
     public var error: String?
 
     public init(status: NodeStatusReport? = nil, ping: PingReport? = nil, pools: [QuantumLinkReport]? = nil,
-                digests: [KeyDigest]? = nil, relay: RelayReport? = nil, routes: RouteReport? = nil, ok: Bool? = nil,
-                error: String? = nil) {
+                digests: [KeyDigest]? = nil, relay: RelayReport? = nil, routes: RouteReport? = nil, eve: EavesdropperReport? = nil,
+                ok: Bool? = nil, error: String? = nil) {
+        self.eve = eve
         self.status = status
         self.ping = ping
         self.pools = pools
@@ -356,6 +385,56 @@ public struct ControlReply: Codable, Equatable, Sendable {
         self.routes = routes
         self.ok = ok
         self.error = error
+    }
+}
+
+/// What an eavesdropper learned and did on its link (`qkdctl eve list/remove --json`). Her
+/// knowledge counts sifted signal bits (before estimation sampling, error correction and
+/// privacy amplification) whose value she knows with certainty.
+public struct EavesdropperReport: Codable, Equatable, Sendable {
+    public var link: String
+    public var attack: String
+    public var fraction: Double
+    public var seed: UInt64
+    public var pid: Int32?
+    /// Where Eve sits, km from the link's `a` end.
+    public var atKm: Double?
+    public var framesSeen: UInt64 = 0
+    /// Pulses that reached Eve with at least one photon, and those she attacked.
+    public var pulsesSeen: UInt64 = 0
+    public var pulsesAttacked: UInt64 = 0
+    /// Intercept-resend: pulses measured and resent.
+    public var pulsesResent: UInt64 = 0
+    /// PNS: pulses Eve stopped; PNS and beam splitting: photons she kept.
+    public var pulsesBlocked: UInt64 = 0
+    public var photonsKept: UInt64 = 0
+    /// Sifted signal bits she saw sifted, and those whose value she knows.
+    public var siftedSignalBits: UInt64 = 0
+    public var knownSignalBits: UInt64 = 0
+    /// Classical tamper: post-processing messages seen and altered.
+    public var messagesSeen: UInt64 = 0
+    public var messagesAltered: UInt64 = 0
+    /// Frames she could not parse (passed on unread) or that were not for her link (dropped).
+    public var framesUnreadable: UInt64 = 0
+    public var framesForwarded: UInt64 = 0
+
+    /// Fraction of the sifted signal bits Eve knows (known / sifted).
+    public var knownFraction: Double = 0
+
+    public init(link: String, attack: String, fraction: Double, seed: UInt64) {
+        self.link = link
+        self.attack = attack
+        self.fraction = fraction
+        self.seed = seed
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case link, attack, fraction, seed, pid
+        case atKm = "at_km", framesSeen = "frames_seen", pulsesSeen = "pulses_seen", pulsesAttacked = "pulses_attacked"
+        case pulsesResent = "pulses_resent", pulsesBlocked = "pulses_blocked", photonsKept = "photons_kept"
+        case siftedSignalBits = "sifted_signal_bits", knownSignalBits = "known_signal_bits", knownFraction = "known_fraction"
+        case messagesSeen = "messages_seen", messagesAltered = "messages_altered"
+        case framesUnreadable = "frames_unreadable", framesForwarded = "frames_forwarded"
     }
 }
 

@@ -57,8 +57,9 @@ public struct Envelope: Equatable, Sendable {
     public static let magic: (UInt8, UInt8) = (0x51, 0x4B)
     public static let currentVersion: UInt8 = 1
     public static let headerSize = 20
-    /// The largest payload a decoder accepts unless told otherwise (16 MiB).
-    public static let defaultMaxPayload = 16 << 20
+    /// The largest payload a decoder accepts unless told otherwise (48 MiB: a frame of photons
+    /// at the exit of Alice's source, where an eavesdropper may sit, holds up to ~8 M pulses).
+    public static let defaultMaxPayload = 48 << 20
 
     public var version: UInt8
     public var kind: MessageKind

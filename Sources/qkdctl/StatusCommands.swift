@@ -146,10 +146,11 @@ enum StatusTable {
                          "\(node.linksUp)/\(node.linksTotal)"])
         }
         var out = table(rows)
-        let down = status.links.filter { $0.state != "up" }
         out += "\n\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
-        if !down.isEmpty {
-            out += "\nlinks down: " + down.prefix(12).map(\.id).joined(separator: ", ") + (down.count > 12 ? ", …" : "")
+        for state in ["compromised", "down"] {
+            let links = status.links.filter { $0.state == state }
+            guard !links.isEmpty else { continue }
+            out += "\nlinks \(state): " + links.prefix(12).map(\.id).joined(separator: ", ") + (links.count > 12 ? ", …" : "")
         }
         return out
     }
@@ -187,7 +188,10 @@ struct LiveView {
             out += "\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
             let down = status.nodes.filter { $0.state != "up" }.map(\.id)
             if !down.isEmpty { out += "; nodes down: " + down.joined(separator: ", ") }
-            let faults = Dictionary(uniqueKeysWithValues: status.links.map { ($0.id, $0.faults ?? []) })
+            var faults = Dictionary(uniqueKeysWithValues: status.links.map { ($0.id, $0.faults ?? []) })
+            for eve in network.eves() {
+                faults[eve.link, default: []].append(String(format: "eve: %@ (knows %.1f %% of sifted)", eve.attack, eve.knownFraction * 100))
+            }
             out += "\n\n" + LiveView.linkTable(pools, faults: faults) + "\n"
             print(out, terminator: "")
             fflush(nil)

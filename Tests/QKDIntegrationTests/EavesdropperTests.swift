@@ -1,0 +1,120 @@
+import Foundation
+import QKDAttacks
+import QKDCore
+import QKDLaunch
+import QKDWire
+import Testing
+
+/// Eavesdroppers spliced into a running line-3 (`qkdctl eve add/remove`): the link sees them
+/// (or, without decoys, cannot), stops adding key, routing avoids it, and it comes back by
+/// itself once Eve is gone.
+@Suite(.serialized) struct EavesdropperProcessTests {
+    static func end(_ network: Network, _ link: String, _ role: String) -> QuantumLinkReport? {
+        network.pools().links.first { $0.link == link }?.ends.first { $0.role == role }
+    }
+
+    static func state(_ network: Network, _ link: String) -> String? {
+        network.pools().links.first { $0.link == link }?.state
+    }
+
+    /// Both ends running a session with at least `blocks` sifted blocks in it.
+    static func waitForBlocks(_ network: Network, _ link: String, atLeast blocks: UInt64, within seconds: Double) -> Bool {
+        eventually(within: seconds) {
+            ["alice", "bob"].allSatisfy { (EavesdropperProcessTests.end(network, link, $0)?.sessionBlocks ?? 0) >= blocks }
+        }
+    }
+
+    @Test func fullInterceptResendIsDetectedStopsTheKeyAndTheLinkRecoversWhenEveLeaves() throws {
+        let network = try Harness.up("line-3.yaml", label: "eve-ir")
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        let link = "Alice-Relay"
+        let started = Self.waitForBlocks(network, link, atLeast: 1, within: 60)
+        #expect(started, "the link sifts blocks")
+        #expect(Self.state(network, link) == "up")
+        let eve = try network.addEve(link: link, attack: .interceptResend, fraction: 1).get()
+        #expect(eve.attack == "intercept-resend" && eve.pid != nil)
+        #expect(network.eves().map(\.link) == [link])
+        // The block in progress when Eve arrived may be partly honest; every later one is hers.
+        let attached = ["alice", "bob"].compactMap { Self.end(network, link, $0)?.sessionBlocks }.max() ?? 0
+        #expect(eventually(within: 90) { Self.state(network, link) == "compromised" }, "the link is marked compromised")
+        #expect(network.status().links.first { $0.id == link }?.state == "compromised", "qkdctl status shows it")
+        let aborted = eventually(within: 150) { (network.pools().links.first { $0.link == link }?.roundsAborted ?? 0) >= 3 }
+        #expect(aborted, "every round under attack is aborted")
+        let pools = try #require(network.pools().links.first { $0.link == link })
+        let qber = try #require(pools.qber)
+        #expect(abs(qber - 0.25) <= 0.02, "QBER under full intercept-resend: \(qber)")
+        #expect(pools.abortReason?.contains("QBER") == true, "\(pools.abortReason ?? "-")")
+        for role in ["alice", "bob"] {
+            let lastKey = Self.end(network, link, role)?.lastKeyBlock
+            #expect(lastKey.map { $0 <= attached + 1 } ?? true, "\(role): key from block \(lastKey ?? 0), Eve came at block \(attached)")
+        }
+        let generated = pools.generatedBitsTotal
+        let sifted = pools.blocks
+        let evenMore = eventually(within: 150) { (network.pools().links.first { $0.link == link }?.blocks ?? 0) >= sifted + 3 }
+        #expect(evenMore, "blocks go on under attack")
+        #expect(network.pools().links.first { $0.link == link }?.generatedBitsTotal == generated, "no key while Eve is there")
+        // Routing avoids the link: no path from Alice to Bob on a line, with the reason.
+        let avoided = eventually(within: 15) {
+            guard let routes = try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get() else { return false }
+            return routes.path == nil && routes.excluded.contains { $0.link == link && $0.reason == "compromised" }
+        }
+        #expect(avoided, "routes leave the compromised link out, naming why")
+        // What Eve learned: she measured every pulse in a random basis, so half the sifted bits.
+        let learned = try #require(network.eveReport(link))
+        #expect(learned.siftedSignalBits > 100_000 && abs(learned.knownFraction - 0.5) < 0.05, "\(learned)")
+
+        let last = try network.removeEve(link: link).get()
+        #expect(last.knownSignalBits >= learned.knownSignalBits)
+        #expect(network.eves().isEmpty)
+        #expect(eventually(within: 120) { Self.state(network, link) == "up" }, "back to up after a clean round")
+        #expect(eventually(within: 120) { (network.pools().links.first { $0.link == link }?.generatedBitsTotal ?? 0) > generated },
+                "key again")
+        #expect(network.audit().ok)
+        passed = true
+    }
+
+    @Test func photonNumberSplittingIsCaughtByDecoysAndTamperingByAuthentication() throws {
+        let network = try Harness.up("line-3.yaml", label: "eve-pns")
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        let link = "Relay-Bob"
+        let started = Self.waitForBlocks(network, link, atLeast: 1, within: 60)
+        #expect(started, "the link sifts blocks")
+        _ = try network.addEve(link: link, attack: .photonNumberSplitting).get()
+        #expect(eventually(within: 120) { Self.state(network, link) == "compromised" }, "PNS caught")
+        let pools = try #require(network.pools().links.first { $0.link == link })
+        #expect((pools.qber ?? 1) < 0.11, "the QBER stays low under PNS: \(pools.qber ?? -1)")
+        #expect(pools.abortReason?.contains("single-photon") == true, "\(pools.abortReason ?? "-")")
+        let pns = try network.removeEve(link: link).get()
+        #expect(pns.photonsKept > 0 && pns.knownFraction > 0.9, "\(pns)")
+        #expect(eventually(within: 120) { Self.state(network, link) == "up" })
+
+        // A classical man in the middle: every altered message is caught, no tampered round kept.
+        let before = try #require(network.pools().links.first { $0.link == link })
+        let failedBefore = before.ends.map { $0.blocksFailedAuthentication + $0.distillationMessagesRejected }.reduce(0, +)
+        _ = try network.addEve(link: link, attack: .classicalTamper, fraction: 1).get()
+        let attached = Self.end(network, link, "bob")?.sessionBlocks ?? 0
+        let more = Self.waitForBlocks(network, link, atLeast: attached + 4, within: 150)
+        #expect(more, "blocks go on under attack")
+        let tamper = try #require(network.eveReport(link))
+        #expect(tamper.messagesAltered > 0 && tamper.messagesAltered == tamper.messagesSeen)
+        let during = try #require(network.pools().links.first { $0.link == link })
+        let failed = during.ends.map { $0.blocksFailedAuthentication + $0.distillationMessagesRejected }.reduce(0, +)
+        #expect(failed > failedBefore, "authentication failures counted")
+        for role in ["alice", "bob"] {
+            let lastKey = Self.end(network, link, role)?.lastKeyBlock
+            #expect(lastKey.map { $0 < attached } ?? true, "\(role): no key from a tampered round (last key block \(lastKey ?? 0), Eve at \(attached))")
+        }
+        _ = try network.removeEve(link: link).get()
+        #expect(eventually(within: 120) { (network.pools().links.first { $0.link == link }?.generatedBitsTotal ?? 0) > during.generatedBitsTotal })
+        #expect(network.audit().ok)
+        passed = true
+    }
+}

@@ -1,0 +1,88 @@
+import QKDCore
+import QKDPhysics
+import QKDPostProcessing
+import QKDWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Parameter estimation decides whether a block may become key: above the QBER threshold, or
+/// with a decoy analysis that certifies no single-photon key, both ends drop the block.
+@Suite struct ParameterEstimationAbortTests {
+    static let decoySource = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
+
+    /// Statistics of one block: per class (signal, decoy, vacuum) pulses and clicks; half the
+    /// clicks sifted, every decoy and vacuum bit and 10 % of the signal bits revealed, with
+    /// `errorRate` errors among the revealed signal and decoy bits.
+    static func statistics(pulses: [UInt64], gains: [Double], errorRate: Double) -> BlockStatistics {
+        var s = BlockStatistics()
+        for c in 0..<3 {
+            s.pulses[c] = pulses[c]
+            s.clicks[c] = UInt64((Double(pulses[c]) * gains[c]).rounded())
+            s.sifted[c] = s.clicks[c] / 2
+            s.revealed[c] = c == 0 ? s.sifted[c] / 10 : s.sifted[c]
+            s.errors[c] = c == 2 ? s.revealed[c] / 2 : UInt64((Double(s.revealed[c]) * errorRate).rounded())
+        }
+        return s
+    }
+
+    static func block(_ statistics: BlockStatistics) -> SiftedBlock {
+        let n = Int(statistics.sifted[0] - statistics.revealed[0])
+        return SiftedBlock(index: 0, key: BitVectorBox(BitVector(count: n)), statistics: statistics)
+    }
+
+    static func reason(_ outputs: [KeyDistiller.Output]) -> String?? {
+        for o in outputs { if case .estimated(_, let reason) = o { return .some(reason) } }
+        return .none
+    }
+
+    static let pulses: [UInt64] = [70_000_000, 15_000_000, 15_000_000]
+    /// line-3's 25 km link: gains μt, νt of transmittance 0.0316, dark counts 1e-6.
+    static let honestGains = [1 - exp(-0.5 * 0.0316) + 1e-6, 1 - exp(-0.1 * 0.0316) + 1e-6, 1e-6]
+
+    @Test func anHonestBlockPassesAndGoesToCascade() {
+        let s = Self.statistics(pulses: Self.pulses, gains: Self.honestGains, errorRate: 0.015)
+        let e = s.estimates(source: Self.decoySource, ecEfficiency: 1.16)
+        #expect(KeyDistiller.abortReason(e, qberThreshold: 0.11) == nil)
+        var pair = distillers(seed: 7)
+        let bob = pair.bob.sifted(Self.block(s))
+        #expect(Self.reason(bob) == .some(nil))
+        #expect(bob.contains { if case .send(.cascadeRequest, _) = $0 { true } else { false } })
+        #expect(pair.bob.counters.roundsAborted == 0)
+    }
+
+    @Test(arguments: [0.12, 0.25, 0.5])
+    func aBlockAboveTheQBERThresholdIsDroppedAtBothEnds(qber: Double) {
+        let s = Self.statistics(pulses: Self.pulses, gains: Self.honestGains, errorRate: qber)
+        var pair = distillers(seed: 8)
+        let before = pair.alicePool.availableIDs
+        let alice = pair.alice.sifted(Self.block(s)), bob = pair.bob.sifted(Self.block(s))
+        for outputs in [alice, bob] {
+            let reason = Self.reason(outputs)
+            #expect(reason != nil && reason! != nil && reason!!.contains("QBER"), "\(outputs)")
+            #expect(!outputs.contains { if case .send = $0 { true } else { false } }, "no Cascade for an aborted block")
+        }
+        #expect(pair.alice.counters.roundsAborted == 1 && pair.bob.counters.roundsAborted == 1)
+        #expect(pair.alice.unfinishedRounds == 0 && pair.bob.unfinishedRounds == 0)
+        #expect(pair.alicePool.availableIDs == before)
+    }
+
+    /// Photon-number splitting with blocking: Eve forwards 18 % of the multi-photon pulses
+    /// losslessly and blocks every single photon, so the signal gain is kept (and the QBER is
+    /// untouched) but the decoy gain falls to a fifth: Y1_L < 0.
+    @Test func photonNumberSplittingIsCaughtByTheDecoyAnalysisNotByTheQBER() {
+        func multi(_ mu: Double) -> Double { 1 - exp(-mu) * (1 + mu) }
+        let forwarded = 0.18
+        let gains = [multi(0.5) * forwarded, multi(0.1) * forwarded, 1e-6]
+        let s = Self.statistics(pulses: Self.pulses, gains: gains, errorRate: 0.015)
+        let e = s.estimates(source: Self.decoySource, ecEfficiency: 1.16)
+        #expect(e.qberSignal < 0.11)
+        let reason = KeyDistiller.abortReason(e, qberThreshold: 0.11)
+        #expect(reason?.contains("single-photon") == true, "\(e)")
+        // Without decoy states the same statistics pass: the attack is invisible.
+        let noDecoy = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 1, decoyProbability: 0, vacuumProbability: 0,
+                                     decoyStates: false)
+        #expect(KeyDistiller.abortReason(s.estimates(source: noDecoy, ecEfficiency: 1.16), qberThreshold: 0.11) == nil)
+    }
+}
