@@ -117,4 +117,31 @@ import Testing
         #expect(network.audit().ok)
         passed = true
     }
+
+    /// In a mesh (SECOQC Vienna), a relay between the ends of an attacked link goes around it
+    /// once the link is compromised, and no key is lost anywhere.
+    @Test func relaysRouteAroundACompromisedLinkInAMesh() throws {
+        let network = try Harness.up("secoqc-vienna.yaml", label: "eve-mesh")
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        let (from, to, link) = (NodeID("SIE"), NodeID("GUD"), "SIE-GUD")
+        let direct = eventually(within: 90) { (try? network.relay(from: from, to: to).get().path) == ["SIE", "GUD"] }
+        #expect(direct, "the direct link carries the relay before Eve comes")
+        _ = try network.addEve(link: link, attack: .interceptResend, fraction: 1).get()
+        #expect(eventually(within: 120) { Self.state(network, link) == "compromised" }, "the link is marked compromised")
+        var detour: [String]?
+        let rerouted = eventually(within: 60) {
+            guard let report = try? network.relay(from: from, to: to).get() else { return false }
+            detour = report.path
+            return report.ok && report.path.count > 2
+        }
+        #expect(rerouted, "a relay goes around the compromised link: \(detour ?? [])")
+        #expect(detour.map { !zip($0, $0.dropFirst()).contains { [$0.0, $0.1].sorted() == ["GUD", "SIE"] } } ?? false)
+        _ = try network.removeEve(link: link).get()
+        #expect(network.audit().ok, "no key lost or split at any link end")
+        passed = true
+    }
 }
