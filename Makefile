@@ -16,7 +16,7 @@ QKD014_CLIENT_VERSION := 0.9.0
 RUN_DIR_ARG := $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
 RELEASE_BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 
-.PHONY: help deps build release up down status run test bench lint check clean plot
+.PHONY: help deps build release up down status run test bench lint check clean plot scenario
 
 help:
 	@echo "make run        install, build, start $(TOPOLOGY) with a live view (Ctrl-C stops it)"
@@ -24,6 +24,7 @@ help:
 	@echo "make up / down  start (TOPOLOGY=...) / stop a network in the background"
 	@echo "make status     qkdctl status of the running network"
 	@echo "make bench      benchmarks (release build), printing numbers"
+	@echo "make scenario   SCENARIO=Topologies/scenarios/... : play a timeline of attacks and faults, write a report"
 	@echo "make check      lint (strict build) + tests"
 
 deps:
@@ -65,6 +66,12 @@ status: release
 # up + live view until Ctrl-C + down (qkdctl run traps SIGINT and stops the nodes).
 run: release
 	"$(RELEASE_BIN)/qkdctl" run --topology "$(TOPOLOGY)" $(RUN_DIR_ARG)
+
+SCENARIO ?= Topologies/scenarios/line-3-tour.yaml
+
+# Starts the scenario's network (unless it runs), plays the timeline, writes the report, stops it.
+scenario: release
+	"$(RELEASE_BIN)/qkdctl" scenario run "$(SCENARIO)" $(RUN_DIR_ARG)
 
 test: build
 	$(SWIFT) test --skip-build

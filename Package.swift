@@ -152,6 +152,6 @@ let package = Package(
             dependencies: ["QKDNode", "QKDTransport", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
         .testTarget(
             name: "QKDIntegrationTests",
-            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing"]),
+            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDAttacks"]),
     ]
 )

@@ -93,8 +93,10 @@ public struct NodeCore: Sendable {
     public var faults: LinkFaults
     /// Links whose last block failed parameter estimation (`compromised` while up).
     public private(set) var compromised: Set<LinkIndex> = []
-    /// Links with an interposer on the fibre: the routing id its frames arrive from (accepted
-    /// beside the peer's, so nothing in flight is refused while it is spliced in or out).
+    /// Links this end sends through an interposer. Frames of a link are accepted from the peer
+    /// and from the link's interposer id (`eve:LINK`, reserved: never a node's), whether or not
+    /// this end has been told yet: the other end may send through it first, and frames in
+    /// flight when it is taken out still arrive.
     public private(set) var splices: [LinkIndex: NodeID] = [:]
 
     public init(configuration: Configuration, now: Instant) {
@@ -169,7 +171,7 @@ public struct NodeCore: Sendable {
         guard let record = monitor.record(envelope.link) else {
             return reject(WireError(.unknownLink, "link \(envelope.link) does not end at \(configuration.node)"), from: sender)
         }
-        guard record.peer == sender || splices[envelope.link] == sender else {
+        guard record.peer == sender || sender == NodeCore.interposerID(record.link) else {
             return reject(WireError(.unexpectedSender, "frame for link \(record.link.name) came from '\(sender)', expected '\(record.peer)'"), from: sender)
         }
         do {

@@ -29,7 +29,7 @@ public enum TopologyParser {
     public static func parse(_ text: String, file: String) throws(TopologyValidationError)
         -> Topology
     {
-        var context = Context(file: file)
+        var context = ParserContext(file: file)
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -47,7 +47,8 @@ public enum TopologyParser {
 }
 
 /// The parser's working state: the file name and the problems found so far.
-private struct Context {
+/// Shared by the topology and scenario parsers.
+struct ParserContext {
     let file: String
     var errors: [TopologyError] = []
 
@@ -249,6 +250,10 @@ private struct Context {
             }
             if let (value, node) = id {
                 let nodeID = NodeID(value)
+                if value.hasPrefix("eve:") {
+                    fail(.invalidValue, node, "\(path).id", "node id '\(value)': the prefix 'eve:' is reserved for eavesdroppers on links")
+                    continue
+                }
                 if let first = firstSeen[nodeID] {
                     fail(.duplicateID, node, "\(path).id", "duplicate node id '\(value)' (first defined at nodes[\(first)])")
                     continue

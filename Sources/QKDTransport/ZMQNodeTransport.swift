@@ -37,11 +37,14 @@ public final class ZMQNodeTransport: NodeTransport {
         wakeFDs = [waker.readFD] + (stopFD.map { [$0] } ?? [])
     }
 
-    /// A DEALER connected to `endpoint` that queues nothing for an absent peer (`IMMEDIATE`).
-    public static func dealer(context: ZMQContext, routingID: String, endpoint: String) throws(ZMQError) -> ZMQSocket {
+    /// A DEALER connected to `endpoint`. With `immediate` it queues nothing for an absent peer
+    /// (`IMMEDIATE`: a neighbour that is down loses what is sent to it, as a fibre would);
+    /// without, messages wait (up to the high-water mark) until the connection is made, so
+    /// nothing sent while an interposer's connection is being set up is lost.
+    public static func dealer(context: ZMQContext, routingID: String, endpoint: String, immediate: Bool = true) throws(ZMQError) -> ZMQSocket {
         let dealer = try ZMQSocket(context: context, kind: .dealer)
         try dealer.setOption(ZMQ_ROUTING_ID, bytes: Array(routingID.utf8))
-        try dealer.setOption(ZMQ_IMMEDIATE, Int32(1))
+        if immediate { try dealer.setOption(ZMQ_IMMEDIATE, Int32(1)) }
         try dealer.setOption(ZMQ_SNDHWM, Int32(10_000))
         try dealer.setOption(ZMQ_RECONNECT_IVL, Int32(50))
         try dealer.setOption(ZMQ_RECONNECT_IVL_MAX, Int32(500))
@@ -54,7 +57,7 @@ public final class ZMQNodeTransport: NodeTransport {
         spliced.removeValue(forKey: peer)?.close()
         guard let endpoint else { return nil }
         do {
-            spliced[peer] = try ZMQNodeTransport.dealer(context: context, routingID: node.rawValue, endpoint: endpoint)
+            spliced[peer] = try ZMQNodeTransport.dealer(context: context, routingID: node.rawValue, endpoint: endpoint, immediate: false)
             return nil
         } catch {
             return "cannot connect to the interposer at \(endpoint): \(error)"
