@@ -217,9 +217,12 @@ extension Network {
 }
 
 extension ScenarioReport {
-    /// A failure message without its variable parts (IDs, numbers), to count failures by kind.
+    /// A failure message with relay and key IDs replaced by "ID", to count failures by kind.
     static func reason(_ message: String) -> String {
-        let head = message.split(separator: ":").first.map(String.init) ?? message
-        return String(head.prefix(80))
+        let words = message.split(separator: " ").map { word -> String in
+            let w = word.trimmingCharacters(in: CharacterSet(charactersIn: ":,;()"))
+            return w.count == 36 && w.filter({ $0 == "-" }).count == 4 ? "ID" : String(word)
+        }
+        return String(words.joined(separator: " ").prefix(100))
     }
 }

@@ -177,9 +177,9 @@ public struct KeyDistiller: Sendable {
     static func percent(_ x: Double) -> String { "\((x * 10_000).rounded() / 100) %" }
 
     /// Rounds this many blocks older than one that just finished are stuck: a message of theirs
-    /// was lost or refused (one link's messages arrive in order, and the peer works on at most
-    /// a few rounds at once).
-    public static let staleRounds: UInt64 = 4
+    /// was lost or refused (one link's messages arrive in order, and the source stops at 4
+    /// unfinished rounds, so twice that is never a slow round).
+    public static let staleRounds: UInt64 = 8
 
     /// Abandons the rounds `staleRounds` or more blocks older than `finished`.
     private mutating func abandonStale(finished: UInt64) {
@@ -308,6 +308,9 @@ public struct KeyDistiller: Sendable {
 
     private mutating func aliceVerify(_ done: ReconciliationDone, pool: inout KeyPool) throws -> [Output] {
         guard var round = rounds.removeValue(forKey: done.block), let alice = round.alice else {
+            // Bob spent the authentication key he named on this round; spend it here too, or the
+            // two pools would differ by that key (a round abandoned here while Bob finished it).
+            _ = pool.takeForAuthentication(done.authenticationKey)
             throw ProtocolError(.unknownRound, "reconciliation done for block \(done.block), which is not waiting")
         }
         abandonStale(finished: done.block)

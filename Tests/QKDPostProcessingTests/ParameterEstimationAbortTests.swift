@@ -86,3 +86,31 @@ import Glibc
         #expect(KeyDistiller.abortReason(s.estimates(source: noDecoy, ecEfficiency: 1.16), qberThreshold: 0.11) == nil)
     }
 }
+
+/// A round Alice abandoned (its messages were refused or late) while Bob finished it: his
+/// `Done` still spends the authentication key he named at her end, so the pools stay equal.
+@Suite struct AbandonedRoundTests {
+    @Test func aDoneForAnAbandonedRoundSpendsTheNamedAuthenticationKey() throws {
+        let blocks = try siftedBlocks(km: 20, seed: 11, blocks: 1)
+        var pair = distillers(seed: 11)
+        _ = pair.alice.sifted(blocks[0].alice)
+        var queue: [(toAlice: Bool, kind: MessageKind, payload: [UInt8])] = pair.bob.sifted(blocks[0].bob).compactMap {
+            if case .send(let k, let p) = $0 { (true, k, p) } else { nil }
+        }
+        var named: KeyID?
+        while !queue.isEmpty {
+            let (toAlice, kind, payload) = queue.removeFirst()
+            if kind == .reconciliationDone {
+                named = try ReconciliationDone.decode(payload).authenticationKey
+                let abandoned = pair.alice.abandon(0)
+                #expect(abandoned, "Alice gives the round up before Bob's Done arrives")
+            }
+            let out = toAlice ? pair.alice.received(kind, payload, pool: &pair.alicePool) : pair.bob.received(kind, payload, pool: &pair.bobPool)
+            for o in out { if case .send(let k, let p) = o { queue.append((!toAlice, k, p)) } }
+        }
+        let key = try #require(named)
+        #expect(!pair.bobPool.availableIDs.contains(key))
+        #expect(!pair.alicePool.availableIDs.contains(key), "spent at Alice's end too")
+        #expect(Set(pair.alicePool.availableIDs) == Set(pair.bobPool.availableIDs))
+    }
+}
