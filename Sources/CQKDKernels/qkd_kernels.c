@@ -16,13 +16,23 @@ static void clmul_hw(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi) {
 }
 #endif
 
+/* Portable 64×64 carry-less product, four bits of b at a time: a table of a·i for i < 16
+   (as 128-bit values), then 16 shifted lookups. */
 static void clmul_sw(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi) {
-    uint64_t l = 0, h = 0;
-    for (int i = 0; i < 64; i++) {
-        if ((b >> i) & 1) {
-            l ^= a << i;
-            if (i) h ^= a >> (64 - i);
-        }
+    uint64_t tl[16], th[16];
+    tl[0] = 0; th[0] = 0;
+    tl[1] = a; th[1] = 0;
+    for (int i = 2; i < 16; i += 2) {
+        tl[i] = tl[i / 2] << 1;
+        th[i] = (th[i / 2] << 1) | (tl[i / 2] >> 63);
+        tl[i + 1] = tl[i] ^ a;
+        th[i + 1] = th[i];
+    }
+    uint64_t l = tl[b & 15], h = th[b & 15];
+    for (int w = 4; w < 64; w += 4) {
+        unsigned i = (unsigned)(b >> w) & 15;
+        l ^= tl[i] << w;
+        h ^= (th[i] << w) | (tl[i] >> (64 - w));
     }
     *lo = l;
     *hi = h;
@@ -118,37 +128,128 @@ void qkd_gf2_multiply(const uint64_t *a, size_t na, const uint64_t *b, size_t nb
 
 /* ---- Toeplitz matrix–vector product ---------------------------------------------------- */
 
-#define TMVP_BASE_WORDS 4   /* 256 × 256 blocks are done directly */
+/* Every Toeplitz block below works on P' = P shifted up by one bit (P'[t] = P[t − 1]; P'[0] is
+   never read by an output that is kept), so that y = T·x is exactly the words [nw, 2nw) of the
+   polynomial product P'·X: no bit shifts anywhere below the top level. The windows A, B, C of
+   the recursion are again such shifted windows, for the same reason. */
 
-/* out[0, na + nb) = a[0, na) · b[0, nb) by carry-less schoolbook. */
-#if defined(__x86_64__)
-__attribute__((target("pclmul,sse2")))
-static void rectangle_hw(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, uint64_t *out) {
-    memset(out, 0, (na + nb) * sizeof(uint64_t));
-    for (size_t j = 0; j < nb; j++) {
-        __m128i bj = _mm_set_epi64x(0, (long long)b[j]);
-        for (size_t i = 0; i < na; i++) {
-            __m128i r = _mm_clmulepi64_si128(_mm_set_epi64x(0, (long long)a[i]), bj, 0x00);
-            out[i + j] ^= (uint64_t)_mm_cvtsi128_si64(r);
-            out[i + j + 1] ^= (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(r, r));
+#define TMVP_MAX_BASE 8
+
+/* y[0, nw) = words [nw, 2nw) of P'·X by carry-less schoolbook (portable; nw ≤ TMVP_MAX_BASE). */
+static void base_portable(const uint64_t *p, const uint64_t *x, size_t nw, uint64_t *y) {
+    uint64_t full[4 * TMVP_MAX_BASE];
+    memset(full, 0, sizeof full);
+    for (size_t j = 0; j < nw; j++) {
+        for (size_t i = nw - 1 - j; i < 2 * nw - j; i++) {   /* only i + j ≥ nw − 1 reach the slice */
+            uint64_t lo, hi;
+            clmul_sw(p[i], x[j], &lo, &hi);
+            full[i + j] ^= lo;
+            full[i + j + 1] ^= hi;
         }
     }
+    memcpy(y, full + nw, nw * sizeof(uint64_t));
+}
+
+#if defined(__x86_64__)
+/* The same with PCLMULQDQ, accumulating the 128-bit partial sums of each diagonal
+   s = i + j ∈ [nw − 1, 2nw − 1] in registers: nw·(nw + 1) products instead of 2nw². */
+__attribute__((target("pclmul,sse2")))
+static void base_pclmul(const uint64_t *p, const uint64_t *x, size_t nw, uint64_t *y) {
+    __m128i acc[TMVP_MAX_BASE + 1];
+    for (size_t d = 0; d <= nw; d++) {
+        size_t s = nw - 1 + d;
+        __m128i a = _mm_setzero_si128();
+        for (size_t j = 0; j < nw; j++) {
+            a = _mm_xor_si128(a, _mm_clmulepi64_si128(_mm_loadl_epi64((const __m128i *)(p + s - j)),
+                                                      _mm_loadl_epi64((const __m128i *)(x + j)), 0x00));
+        }
+        acc[d] = a;
+    }
+    for (size_t t = 0; t < nw; t++) {
+        uint64_t lo = (uint64_t)_mm_cvtsi128_si64(acc[t + 1]);
+        uint64_t hi = (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc[t], acc[t]));
+        y[t] = lo ^ hi;
+    }
+}
+
+/* nw = 8 with VPCLMULQDQ on 512-bit registers (four 64×64 products per instruction): for
+   each x_j one load of p[7 − j, 15 − j) gives the diagonals s = 7, 9, 11, 13 (low words of
+   the 128-bit lanes) and s = 8, 10, 12, 14 (high words); s = 15 is one more product. Then
+   y[t] = lo(acc_{8+t}) ⊕ hi(acc_{7+t}). */
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse2")))
+static void base8_vpclmul(const uint64_t *p, const uint64_t *x, uint64_t *y) {
+    __m512i odd = _mm512_setzero_si512(), even = _mm512_setzero_si512();
+    __m128i last = _mm_setzero_si128();
+    for (int j = 0; j < 8; j++) {
+        __m512i xj = _mm512_set1_epi64((long long)x[j]);
+        __m512i w = _mm512_loadu_si512((const void *)(p + 7 - j));
+        odd = _mm512_xor_si512(odd, _mm512_clmulepi64_epi128(w, xj, 0x00));
+        even = _mm512_xor_si512(even, _mm512_clmulepi64_epi128(w, xj, 0x01));
+        last = _mm_xor_si128(last, _mm_clmulepi64_si128(_mm_loadl_epi64((const __m128i *)(p + 15 - j)),
+                                                        _mm512_castsi512_si128(xj), 0x00));
+    }
+    /* next = [acc9, acc11, acc13, acc15]; lane k of y = [lo(acc_{8+2k}) ⊕ hi(acc_{7+2k}),
+       lo(acc_{9+2k}) ⊕ hi(acc_{8+2k})]. */
+    __m512i next = _mm512_alignr_epi64(_mm512_zextsi128_si512(last), odd, 2);
+    __m512i lows = _mm512_unpacklo_epi64(even, next);
+    __m512i highs = _mm512_unpackhi_epi64(odd, even);
+    _mm512_storeu_si512((void *)y, _mm512_xor_si512(lows, highs));
 }
 #endif
 
-static void rectangle(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, uint64_t *out) {
+enum base_kind { BASE_PORTABLE, BASE_PCLMUL, BASE_VPCLMUL };
+static int base_kind_best = -1;
+
+/* The fastest base case this CPU runs. */
+static enum base_kind toeplitz_best(void) {
+    if (base_kind_best < 0) {
+        int kind = BASE_PORTABLE;
 #if defined(__x86_64__)
-    if (qkd_gf2_uses_pclmul()) { rectangle_hw(a, na, b, nb, out); return; }
+        if (qkd_gf2_uses_pclmul()) {
+            kind = BASE_PCLMUL;
+            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq")) kind = BASE_VPCLMUL;
+        }
 #endif
-    memset(out, 0, (na + nb) * sizeof(uint64_t));
-    for (size_t j = 0; j < nb; j++) {
-        for (size_t i = 0; i < na; i++) {
-            uint64_t lo, hi;
-            clmul_sw(a[i], b[j], &lo, &hi);
-            out[i + j] ^= lo;
-            out[i + j + 1] ^= hi;
+        base_kind_best = kind;
+    }
+    return (enum base_kind)base_kind_best;
+}
+
+int qkd_toeplitz_best_kernel(void) { return (int)toeplitz_best(); }
+
+/* y[0, nw) = T·x for the nw-word Toeplitz block given by its shifted parameters p[0, 2nw),
+   nw = 8·2^k (or any nw ≤ 8). Fan & Hasan's two-way split: T = [[A, B], [C, A]] with
+   y0 = A(x0 + x1) + (A + B)x1, y1 = A(x0 + x1) + (A + C)x0. Scratch: 4nw words per level. */
+static void tmvp(const uint64_t *p, const uint64_t *x, size_t nw, uint64_t *y, uint64_t *scratch, enum base_kind kind) {
+    if (nw <= TMVP_MAX_BASE) {
+        switch (kind) {
+#if defined(__x86_64__)
+        case BASE_VPCLMUL:
+            if (nw == 8) { base8_vpclmul(p, x, y); return; }
+            base_pclmul(p, x, nw, y);
+            return;
+        case BASE_PCLMUL:
+            if (nw > 4) break;          /* one more Karatsuba level beats 72 products */
+            base_pclmul(p, x, nw, y);
+            return;
+#endif
+        default:
+            if (nw > 4) break;
+            base_portable(p, x, nw, y);
+            return;
         }
     }
+    size_t hw = nw / 2;
+    const uint64_t *B = p, *A = p + hw, *C = p + 2 * hw;   /* windows of 2h bits */
+    const uint64_t *x0 = x, *x1 = x + hw;
+    uint64_t *sx = scratch, *ab = sx + hw, *ac = ab + 2 * hw, *p1 = ac + 2 * hw, *p2 = p1 + hw, *p3 = p2 + hw;
+    uint64_t *rest = p3 + hw;
+    for (size_t i = 0; i < hw; i++) sx[i] = x0[i] ^ x1[i];
+    for (size_t i = 0; i < 2 * hw; i++) { ab[i] = A[i] ^ B[i]; ac[i] = A[i] ^ C[i]; }
+    tmvp(A, sx, hw, p1, rest, kind);
+    tmvp(ab, x1, hw, p2, rest, kind);
+    tmvp(ac, x0, hw, p3, rest, kind);
+    for (size_t i = 0; i < hw; i++) { y[i] = p1[i] ^ p2[i]; y[hw + i] = p1[i] ^ p3[i]; }
 }
 
 /* Bits [from, from + 64·words) of p into out (words), p having p_words words (zero beyond). */
@@ -161,48 +262,32 @@ static void bit_window(const uint64_t *p, size_t p_words, size_t from, size_t wo
     }
 }
 
-/* y[0, n) = T·x for the n×n Toeplitz matrix with parameters p[0, 2n − 1) (p has 2n/64 words;
-   the top bit is never used), n = 64·nw bits, nw = TMVP_BASE_WORDS · 2^k. */
-static void tmvp(const uint64_t *p, const uint64_t *x, size_t nw, uint64_t *y, uint64_t *scratch) {
-    if (nw <= TMVP_BASE_WORDS) {
-        /* Coefficients [n − 1, 2n − 1) of P·X: a (2nw × nw)-word product, then a slice. */
-        uint64_t full[3 * TMVP_BASE_WORDS + 1];
-        rectangle(p, 2 * nw, x, nw, full);
-        bit_window(full, 3 * nw, 64 * nw - 1, nw, y);
-        return;
-    }
-    size_t hw = nw / 2;                          /* h = 64·hw bits */
-    const uint64_t *B = p, *A = p + hw, *C = p + 2 * hw;   /* windows of 2h bits */
-    const uint64_t *x0 = x, *x1 = x + hw;
-    uint64_t *sx = scratch, *ab = sx + hw, *ac = ab + 2 * hw, *p1 = ac + 2 * hw, *p2 = p1 + hw, *p3 = p2 + hw;
-    uint64_t *rest = p3 + hw;
-    for (size_t i = 0; i < hw; i++) sx[i] = x0[i] ^ x1[i];
-    for (size_t i = 0; i < 2 * hw; i++) { ab[i] = A[i] ^ B[i]; ac[i] = A[i] ^ C[i]; }
-    tmvp(A, sx, hw, p1, rest);
-    tmvp(ab, x1, hw, p2, rest);
-    tmvp(ac, x0, hw, p3, rest);
-    for (size_t i = 0; i < hw; i++) { y[i] = p1[i] ^ p2[i]; y[hw + i] = p1[i] ^ p3[i]; }
+int qkd_toeplitz_multiply(const uint64_t *s, size_t n_bits, size_t m_bits, const uint64_t *x, uint64_t *y) {
+    return qkd_toeplitz_multiply_with(qkd_toeplitz_best_kernel(), s, n_bits, m_bits, x, y);
 }
 
-int qkd_toeplitz_multiply(const uint64_t *s, size_t n_bits, size_t m_bits, const uint64_t *x, uint64_t *y) {
+int qkd_toeplitz_multiply_with(int kernel, const uint64_t *s, size_t n_bits, size_t m_bits, const uint64_t *x, uint64_t *y) {
     size_t m_words = (m_bits + 63) / 64;
     memset(y, 0, m_words * sizeof(uint64_t));
     if (m_bits == 0 || n_bits == 0) return 0;
-    size_t mw = TMVP_BASE_WORDS;
+    if (kernel < BASE_PORTABLE || kernel > (int)toeplitz_best()) return -2;
+    enum base_kind kind = (enum base_kind)kernel;
+    size_t mw = 8;
     while (mw * 64 < m_bits) mw <<= 1;           /* square blocks of M = 64·mw ≥ m bits */
     size_t M = 64 * mw;
     size_t chunks = (n_bits + M - 1) / M;
     size_t s_bits = n_bits + m_bits - 1, s_words = (s_bits + 63) / 64;
     size_t x_words = (n_bits + 63) / 64;
-    /* Seed shifted so every window starts on a word: spad[t] = s[t − shift]. */
-    size_t shift = M + (64 - (n_bits & 63)) % 64;
+    /* Seed shifted so every block's window starts on a word: spad[t] = s[t − shift], and
+       shift + n − 1 ≡ 0 (mod 64). */
+    size_t shift = M + ((64 - ((n_bits - 1) & 63)) & 63);
     size_t spad_words = (shift + s_bits + 2 * M) / 64 + 2;
     uint64_t *spad = calloc(spad_words, sizeof(uint64_t));
     uint64_t *xchunk = malloc(mw * sizeof(uint64_t));
     uint64_t *window = malloc(2 * mw * sizeof(uint64_t));
     uint64_t *acc = calloc(mw, sizeof(uint64_t));
     uint64_t *part = malloc(mw * sizeof(uint64_t));
-    uint64_t *scratch = malloc((16 * mw + 64) * sizeof(uint64_t));
+    uint64_t *scratch = malloc((8 * mw + 64) * sizeof(uint64_t));
     if (!spad || !xchunk || !window || !acc || !part || !scratch) {
         free(spad); free(xchunk); free(window); free(acc); free(part); free(scratch);
         return -1;
@@ -231,10 +316,11 @@ int qkd_toeplitz_multiply(const uint64_t *s, size_t n_bits, size_t m_bits, const
                 else if (valid - lo < 64) xchunk[i] &= ((uint64_t)1 << (valid - lo)) - 1;
             }
         }
-        /* Parameters of T_k: s[d + n − 1 − kM] for d ∈ [−(M−1), M−1] → start n − (k+1)M. */
-        size_t start = shift + n_bits - (k + 1) * M;
+        /* T_k[i][j] = s[i − j + n − 1 − kM] = W[i − j + M − 1] with W starting at
+           s[n − (k+1)M]; the shifted window P' starts one bit lower. */
+        size_t start = shift + n_bits - 1 - (k + 1) * M;
         bit_window(spad, spad_words, start, 2 * mw, window);
-        tmvp(window, xchunk, mw, part, scratch);
+        tmvp(window, xchunk, mw, part, scratch, kind);
         for (size_t i = 0; i < mw; i++) acc[i] ^= part[i];
     }
     memcpy(y, acc, m_words * sizeof(uint64_t));

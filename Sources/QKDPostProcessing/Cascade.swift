@@ -83,11 +83,9 @@ public struct CascadeBob: Sendable {
     private var inverses: [[UInt32]?]
     private var aliceTop: [[UInt8]?]
     private var bobTop: [[UInt8]?]
-    /// Per pass, per tree node: 0 unknown, 1 parity 0, 2 parity 1. Node n of block b sits at
-    /// b · stride + n with stride = 2^(⌈log2 k⌉ + 1): heap numbers of the internal nodes stay
-    /// below 2^⌈log2 k⌉, and the slot of a node's left child (where its asked parity is kept)
-    /// below twice that.
-    private var known: [[UInt8]?]
+    /// Per pass, Alice's parity of the left half of every internal tree node asked so far.
+    /// Internal node n of block b (heap numbering, n < 2^⌈log2 k⌉) sits at b · 2^⌈log2 k⌉ + n.
+    private var known: [KnownParities?]
     private var searches: [Search] = []
     /// Per pass, per top-level block: index in `searches` of its live search, or −1.
     private var slots: [[Int32]?]
@@ -152,7 +150,7 @@ public struct CascadeBob: Sendable {
             } else {
                 let s = searches[searchIndex]
                 // The node's left child holds the asked range.
-                known[pass]![s.block * treeStride(pass) + 2 * s.node] = reply.parities[i] + 1
+                known[pass]!.set(s.block * treeSize(pass) + s.node, parity: reply.parities[i])
                 i += 1
             }
         }
@@ -181,18 +179,19 @@ public struct CascadeBob: Sendable {
         if pass > 0 {
             let order = layout.order(pass)
             orders[pass] = order
-            inverses[pass] = layout.inverse(of: order)
+            inverses[pass] = layout.inverses[pass].isEmpty ? layout.inverse(of: order) : layout.inverses[pass]
             permuted[pass] = layout.permuted(key, pass: pass, order: order)
         } else {
             permuted[pass] = layout.permuted(key, pass: 0)
         }
-        known[pass] = [UInt8](repeating: 0, count: layout.blockCount(pass) * treeStride(pass))
+        known[pass] = KnownParities(nodes: layout.blockCount(pass) * treeSize(pass))
     }
 
-    private func treeStride(_ pass: Int) -> Int {
+    /// 2^⌈log2 k⌉: above the heap number of every internal node of a block's search tree.
+    private func treeSize(_ pass: Int) -> Int {
         var size = 1
         while size < layout.blockSizes[pass] { size <<= 1 }
-        return 2 * size
+        return size
     }
 
     private func position(of j: Int, pass: Int) -> Int { pass == 0 ? j : Int(inverses[pass]![j]) }
@@ -236,11 +235,11 @@ public struct CascadeBob: Sendable {
                 defer { i += 1 }
                 guard searches[i].live else { continue }
                 var s = searches[i]
-                let base = s.block * treeStride(s.pass)
+                let base = s.block * treeSize(s.pass)
                 var asked = false
                 while s.hi - s.lo > 1 {
                     let mid = s.lo + (s.hi - s.lo) / 2
-                    let alice = known[s.pass]![base + 2 * s.node]
+                    let alice = known[s.pass]!.get(base + s.node)
                     if alice == 0 {
                         asked = true
                         break
@@ -307,5 +306,23 @@ public struct CascadeBob: Sendable {
                 closeSearch(pass: pass, block: b)
             }
         }
+    }
+}
+
+/// Two bits per search-tree node, packed: 0 not asked, 1 even, 2 odd (n bits of key need about
+/// 2n bits per pass, so a pass's tree stays in cache).
+struct KnownParities: Sendable {
+    private var words: [UInt64]
+
+    init(nodes: Int) { words = [UInt64](repeating: 0, count: (nodes + 31) / 32) }
+
+    /// 0 unknown, else 1 + parity.
+    @inline(__always)
+    func get(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: (words[i >> 5] >> UInt64((i & 31) << 1)) & 3) }
+
+    @inline(__always)
+    mutating func set(_ i: Int, parity: UInt8) {
+        let shift = UInt64((i & 31) << 1)
+        words[i >> 5] = words[i >> 5] & ~(3 << shift) | UInt64(parity & 1 + 1) << shift
     }
 }

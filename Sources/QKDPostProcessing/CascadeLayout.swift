@@ -18,6 +18,9 @@ public struct CascadeLayout: Sendable {
     let perms: [[UInt32]]
     /// For two-block passes: the master permutation their order is filtered from on demand.
     let masters: [[UInt32]]
+    /// For passes of more than two blocks: the inverse of the order (position of each
+    /// original bit), which Bob needs to cascade corrections; cached with the order.
+    let inverses: [[UInt32]]
     /// For passes of at most two blocks: the original indices of the first block, as a mask,
     /// so its parity is one AND-and-popcount over the key (no reordering needed).
     let firstBlockMasks: [[UInt64]?]
@@ -43,14 +46,17 @@ public struct CascadeLayout: Sendable {
         var perms: [[UInt32]] = [[]]
         var masks: [[UInt64]?] = [nil]
         var masters: [[UInt32]] = [[]]
+        var inverses: [[UInt32]] = [[]]
         for pass in 1..<passes {
             let twoBlocks = blockSizes[pass] * 2 >= n
-            let (order, mask) = permutations.permutation(pass: pass, length: n, firstBlock: twoBlocks ? blockSizes[pass] : nil)
+            let (order, mask, inverse) = permutations.permutation(pass: pass, length: n, firstBlock: twoBlocks ? blockSizes[pass] : nil)
             perms.append(twoBlocks ? [] : order)
             masks.append(mask)
+            inverses.append(inverse)
             masters.append(twoBlocks ? permutations.master(pass: pass, length: n) : [])
         }
         self.perms = perms
+        self.inverses = inverses
         firstBlockMasks = masks
         self.masters = masters
     }
@@ -87,11 +93,13 @@ public struct CascadeLayout: Sendable {
     }
 
     /// The inverse of an order (built only where a search needs positions).
-    func inverse(of order: [UInt32]) -> [UInt32] {
-        var inv = [UInt32](repeating: 0, count: length)
+    func inverse(of order: [UInt32]) -> [UInt32] { CascadeLayout.inverse(of: order) }
+
+    static func inverse(of order: [UInt32]) -> [UInt32] {
+        var inv = [UInt32](repeating: 0, count: order.count)
         order.withUnsafeBufferPointer { p in
             inv.withUnsafeMutableBufferPointer { out in
-                for i in 0..<length { out[Int(p[i])] = UInt32(i) }
+                for i in 0..<p.count { out[Int(p[i])] = UInt32(i) }
             }
         }
         return inv
@@ -159,7 +167,7 @@ public struct CascadePermutations: Sendable {
     let keepMasters: Bool
     private var masters: [Int: [UInt32]] = [:]
     /// The filtered orders and masks of the last length used (blocks often repeat a length).
-    private var recent: [Int: ([UInt32], [UInt64]?)] = [:]
+    private var recent: [Int: (order: [UInt32], mask: [UInt64]?, inverse: [UInt32])] = [:]
     private var recentLength = -1
 
     public init(seeds: SeedTree, keepMasters: Bool = true) {
@@ -180,7 +188,10 @@ public struct CascadePermutations: Sendable {
         return master
     }
 
-    mutating func permutation(pass: Int, length n: Int, firstBlock: Int?) -> ([UInt32], [UInt64]?) {
+    /// The order of a pass for blocks of length n with, for passes of more than two blocks,
+    /// its inverse; for two-block passes (`firstBlock` given) the mask of the first block and
+    /// no order.
+    mutating func permutation(pass: Int, length n: Int, firstBlock: Int?) -> (order: [UInt32], mask: [UInt64]?, inverse: [UInt32]) {
         if recentLength != n {
             recent.removeAll()
             recentLength = n
@@ -203,7 +214,8 @@ public struct CascadePermutations: Sendable {
             mask = m
         }
         if firstBlock != nil { out = [] }  // callers of two-block passes keep the mask only
-        recent[cacheKey] = (out, mask)
-        return (out, mask)
+        let entry = (order: out, mask: mask, inverse: firstBlock == nil ? CascadeLayout.inverse(of: out) : [])
+        recent[cacheKey] = entry
+        return entry
     }
 }

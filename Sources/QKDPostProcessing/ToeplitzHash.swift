@@ -10,20 +10,35 @@ import QKDCore
 /// Fast path: a Karatsuba-style Toeplitz-matrix–vector product (Fan & Hasan, IEEE Trans.
 /// Computers 56(2), 2007): with T = [[A, B], [C, A]] in h×h Toeplitz blocks, y0 = A(x0+x1) +
 /// (A+B)x1 and y1 = A(x0+x1) + (A+C)x0, three half-size products computing only the outputs
-/// needed; an m×n matrix is cut into ⌈n/M⌉ square M×M blocks, M = 512·2^k ≥ m. Blocks of 512
-/// bits are done by carry-less multiplication (CQKDKernels, PCLMULQDQ where available).
+/// needed; an m×n matrix is cut into ⌈n/M⌉ square M×M blocks, M = 512·2^k ≥ m. The
+/// recursion stops at 512-bit blocks (VPCLMULQDQ: four 64×64 carry-less products per AVX-512
+/// instruction, 16 instructions per block) or 256-bit blocks (PCLMULQDQ, or a portable
+/// fallback), which compute only the diagonals of the product that reach the output
+/// (CQKDKernels; the CPU's best is chosen at run time).
 public enum ToeplitzHash {
+    /// The base case of the product.
+    public enum Kernel: Int32, Sendable, CaseIterable, CustomStringConvertible {
+        case portable = 0, pclmul = 1, vpclmul = 2
+
+        /// The fastest this CPU runs (the one `apply` uses by default).
+        public static var best: Kernel { Kernel(rawValue: qkd_toeplitz_best_kernel()) ?? .portable }
+        /// Every kernel this CPU runs.
+        public static var available: [Kernel] { allCases.filter { $0.rawValue <= best.rawValue } }
+        public var description: String { ["portable", "pclmul", "vpclmul"][Int(rawValue)] }
+    }
+
     /// y = T·x with T given by `seed` (exactly n + m − 1 bits).
-    public static func apply(seed: BitVector, input x: BitVector, outputBits m: Int) -> BitVector {
+    public static func apply(seed: BitVector, input x: BitVector, outputBits m: Int, kernel: Kernel = .best) -> BitVector {
         let n = x.count
         precondition(m >= 0 && m <= n, "output length \(m) outside 0...\(n)")
         precondition(seed.count == n + m - 1 || m == 0, "seed must have n + m − 1 = \(n + m - 1) bits, has \(seed.count)")
+        precondition(kernel.rawValue <= Kernel.best.rawValue, "this CPU has no \(kernel) kernel")
         guard m > 0 else { return BitVector() }
         var y = [UInt64](repeating: 0, count: (m + 63) / 64)
         let rc = seed.words.withUnsafeBufferPointer { s in
             x.words.withUnsafeBufferPointer { xv in
                 y.withUnsafeMutableBufferPointer { out in
-                    qkd_toeplitz_multiply(s.baseAddress, n, m, xv.baseAddress, out.baseAddress)
+                    qkd_toeplitz_multiply_with(kernel.rawValue, s.baseAddress, n, m, xv.baseAddress, out.baseAddress)
                 }
             }
         }
