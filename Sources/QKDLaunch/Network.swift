@@ -65,6 +65,14 @@ public struct Network: Sendable {
         URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
+    /// Emulated seconds per wall second the nodes run at: `--time-scale` if they were started
+    /// with it, else the topology's.
+    public var timeScale: Double {
+        let args = manifest.nodeArguments
+        if let i = args.firstIndex(of: "--time-scale"), i + 1 < args.count, let value = Double(args[i + 1]) { return value }
+        return topology.timeScale
+    }
+
     // MARK: Starting
 
     /// Starts one process per node of the topology at `topologyPath` and returns once every
@@ -248,7 +256,8 @@ public struct Network: Sendable {
                 id: node.id.rawValue, role: node.role.rawValue, pid: live[node.id] ?? recordedPID(node.id),
                 state: report != nil && live[node.id] != nil ? "up" : "down", phase: report?.state,
                 uptimeSeconds: report?.uptimeSeconds,
-                linksUp: report?.links.filter { $0.state == "up" }.count ?? 0, linksTotal: total, kmeURL: report?.kmeURL)
+                linksUp: report?.links.filter { $0.state == "up" }.count ?? 0, linksTotal: total, kmeURL: report?.kmeURL,
+                relays: report?.relays)
         }
         let links = topology.links.map { link -> NetworkStatus.Link in
             let states = [link.a, link.b].compactMap { end in reports[end]?.links.first { $0.id == link.name }?.state }

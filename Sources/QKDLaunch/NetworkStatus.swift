@@ -1,3 +1,5 @@
+import QKDWire
+
 /// What `qkdctl status --json` prints: the network as its nodes report it.
 public struct NetworkStatus: Codable, Equatable, Sendable {
     public struct Node: Codable, Equatable, Sendable {
@@ -13,9 +15,11 @@ public struct NetworkStatus: Codable, Equatable, Sendable {
         public var linksTotal: Int
         /// The node's ETSI GS QKD 014 KME (HTTPS, mutual TLS), when it serves one.
         public var kmeURL: String?
+        /// The node's key relay counters, as it reports them.
+        public var relays: RelayCounters?
 
         enum CodingKeys: String, CodingKey {
-            case id, role, pid, state, phase
+            case id, role, pid, state, phase, relays
             case kmeURL = "kme_url"
             case uptimeSeconds = "uptime_s"
             case linksUp = "links_up"

@@ -47,6 +47,8 @@ public struct ScenarioReport: Codable, Sendable {
     public var topology: String
     public var runDirectory: String
     public var durationSeconds: Double
+    /// Emulated seconds per wall second the nodes ran at.
+    public var timeScale: Double = 1
     /// Seconds waited before the timeline started, until every link had sifted a block.
     public var warmupSeconds: Double = 0
     public var events: [EventResult] = []
@@ -60,12 +62,13 @@ public struct ScenarioReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case scenario, topology, events, samples, relays, eavesdroppers, audit
         case runDirectory = "run_dir", durationSeconds = "duration_s", keysLost = "keys_lost", warmupSeconds = "warmup_s"
+        case timeScale = "time_scale"
     }
 
     /// The readable summary: per link the states seen, QBER range and mean key rate; relays;
     /// the audit.
     public var summary: String {
-        var out = "scenario \(scenario) on \(topology): \(Int(durationSeconds)) s, \(samples.count) samples\n\nevents:\n"
+        var out = "scenario \(scenario) on \(topology): \(Int(durationSeconds)) s, \(samples.count) samples, time scale \(timeScale)\n\nevents:\n"
         for e in events { out += String(format: "  %6.1f s  %@  %@%@\n", e.atSeconds, e.action, e.ok ? "ok" : "FAILED", e.message.isEmpty ? "" : ": " + e.message) }
         out += "\nlinks (states seen, QBER min-max, mean key rate):\n"
         let names = samples.first?.links.map(\.link) ?? []
@@ -121,6 +124,7 @@ extension Network {
     public func run(_ scenario: Scenario, warmupLimitSeconds: Double = 180, log: (String) -> Void = { _ in }) -> ScenarioReport {
         var report = ScenarioReport(scenario: scenario.name, topology: topology.name, runDirectory: layout.root,
                                     durationSeconds: scenario.durationSeconds)
+        report.timeScale = timeScale
         let warmup = Date()
         while Date().timeIntervalSince(warmup) < warmupLimitSeconds && !pools(timeoutMs: 1500).links.allSatisfy({ $0.blocks >= 1 }) {
             usleep(200_000)

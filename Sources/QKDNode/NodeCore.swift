@@ -93,6 +93,8 @@ public struct NodeCore: Sendable {
     public var faults: LinkFaults
     /// Links whose last block failed parameter estimation (`compromised` while up).
     public private(set) var compromised: Set<LinkIndex> = []
+    /// The key relay's counters as the shell last reported them (shown by `status`).
+    public var relays: RelayCounters?
     /// Links this end sends through an interposer. Frames of a link are accepted from the peer
     /// and from the link's interposer id (`eve:LINK`, reserved: never a node's), whether or not
     /// this end has been told yet: the other end may send through it first, and frames in
@@ -365,7 +367,7 @@ public struct NodeCore: Sendable {
             uptimeSeconds: Double(now.nanoseconds(since: startedAt)) / 1e9,
             incarnation: configuration.incarnation, links: links,
             rejectedFrames: Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.rawValue, $0.value) }),
-            kmeURL: configuration.kmeURL)
+            kmeURL: configuration.kmeURL, relays: relays)
     }
 
     mutating func startPing(client: [UInt8], request: ControlRequest, at now: Instant) -> [Directive] {

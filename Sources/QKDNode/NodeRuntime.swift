@@ -69,6 +69,7 @@ public final class NodeRuntime {
                     guard let admitted = core.faults.incoming(frame) else { continue }
                     running = execute(core.handle(.peerFrame(from: from, bytes: admitted), at: clock.now()))
                 } else {
+                    if case .control = event { core.relays = relayAgent.counters }
                     running = execute(core.handle(translate(event), at: clock.now()))
                 }
             }

@@ -42,6 +42,8 @@ final class RelayAgent {
     /// Keys relayed here that no slave SAE collected are forgotten after this long.
     let applicationKeyTTLNs: UInt64 = 3_600_000_000_000
     private(set) var delivered: [KeyID: Delivered] = [:]
+    /// What the relay did since the node started (for `status` and `qkdctl watch`).
+    private(set) var counters = RelayCounters()
     /// Released keys no application collected are forgotten after this long.
     let deliveredTTLNs: UInt64 = 600_000_000_000
     /// Link states are advertised at least this often (and at once when a link goes up or
@@ -137,7 +139,11 @@ final class RelayAgent {
             return upNeighbours.filter { $0 != from }.map { .send(to: $0, kind: .linkState, payload: payload) }
         }
         var keys = PoolKeys(pools: pools)
-        return relayActions(relay.received(kind, payload, from: from, at: now, keys: &keys), at: now)
+        let directives = relay.received(kind, payload, from: from, at: now, keys: &keys)
+        if kind == .relayForward, directives.contains(where: { if case .send(_, .relayForward, _) = $0 { true } else { false } }) {
+            counters.forwarded += 1
+        }
+        return relayActions(directives, at: now)
     }
 
     func linkDown(to neighbour: NodeID, at now: Instant) -> [Action] {
@@ -163,9 +169,12 @@ final class RelayAgent {
     func application(_ request: KeyRequests.Request, attempts: Int = 0, at now: Instant) -> [Action] {
         let bits = request.number * request.size
         let route: LinkStateDatabase.Route
+        counters.requested += 1
         switch path(to: request.destination, bits: bits) {
         case .success(let r): route = r
         case .failure(let why):
+            counters.noPath += 1
+            counters.lastFailure = why.message
             request.reply(.failure(KMEError(.serviceUnavailable, why.message)))
             return [.log(.warning, "key request refused: no path", ["master": request.master, "slave": request.slave])]
         }
@@ -173,6 +182,7 @@ final class RelayAgent {
         let keyIDs = (0..<request.number).map { _ in KeyID(randomHigh: ids.next(), randomLow: ids.next()) }
         let app = RelayApplication(master: request.master, slave: request.slave, keySize: request.size, keyIDs: keyIDs)
         applications[id] = (request, attempts + 1)
+        counters.started += 1
         var keys = PoolKeys(pools: pools)
         return [.log(.info, "key request relay started", ["relay.id": "\(id)", "master": request.master, "slave": request.slave,
                                                            "path": route.nodes.map(\.rawValue).joined(separator: ">")])]
@@ -213,12 +223,17 @@ final class RelayAgent {
             let bits = request.bits ?? 256
             guard bits > 0, bits % 8 == 0, bits <= 65_536 else { return fail("relay: bits must be a multiple of 8 in 8...65536, got \(bits)") }
             let route: LinkStateDatabase.Route
+            counters.requested += 1
             switch path(to: NodeID(to), bits: bits) {
             case .success(let r): route = r
-            case .failure(let why): return fail("relay: \(why.message)")
+            case .failure(let why):
+                counters.noPath += 1
+                counters.lastFailure = why.message
+                return fail("relay: \(why.message)")
             }
             let id = KeyID(randomHigh: ids.next(), randomLow: ids.next())
             waiting[id] = (client, now)
+            counters.started += 1
             var keys = PoolKeys(pools: pools)
             return [.log(.info, "relay started", ["relay.id": "\(id)", "path": route.nodes.map(\.rawValue).joined(separator: ">")])]
                 + relayActions(relay.start(relay: id, path: route.nodes, bits: bits, at: now, keys: &keys), at: now)
@@ -245,6 +260,7 @@ final class RelayAgent {
             case .send(let to, let kind, let payload):
                 out.append(.send(to: to, kind: kind, payload: payload))
             case .delivered(let id, let key, let path, let app?):
+                if path.last == node { counters.received += 1 } else { counters.delivered += 1 }
                 if path.last == node {
                     // Destination: stored for the slave SAE before the relay's Done leaves.
                     pools.depositApplicationKeys(RelayAgent.split(key, app, path: path), at: now)
@@ -254,6 +270,7 @@ final class RelayAgent {
                     out.append(.log(.info, "relayed key released to its master SAE", ["relay.id": "\(id)", "master": app.master, "keys": "\(app.keyIDs.count)"]))
                 }
             case .delivered(let id, let key, let path, nil):
+                if path.last == node { counters.received += 1 } else { counters.delivered += 1 }
                 delivered[id] = Delivered(key: key, path: path, at: now)
                 out.append(.log(.info, "relayed key released", ["relay.id": "\(id)", "path": path.map(\.rawValue).joined(separator: ">")]))
                 if let (client, started) = waiting.removeValue(forKey: id) {
@@ -263,6 +280,10 @@ final class RelayAgent {
                 }
             case .failed(let id, let reason):
                 out.append(.log(.warning, "relay failed", ["relay.id": "\(id)", "reason": reason]))
+                if applications[id] != nil || waiting[id] != nil {
+                    counters.failed += 1
+                    counters.lastFailure = reason
+                }
                 if let entry = applications.removeValue(forKey: id) {
                     if entry.attempts < maxAttempts {
                         out += application(entry.request, attempts: entry.attempts, at: now)

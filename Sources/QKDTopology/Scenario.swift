@@ -44,6 +44,9 @@ public struct Scenario: Sendable, Equatable {
     public var topologyPath: String
     public var durationSeconds: Double
     public var sampleEverySeconds: Double
+    /// Emulated seconds per wall second for this run, instead of the topology's `time_scale`
+    /// (a large mesh on few cores runs its quantum layer slower than real time).
+    public var timeScale: Double?
     public var relays: [RelayStream]
     /// In time order.
     public var events: [Event]
@@ -52,7 +55,7 @@ public struct Scenario: Sendable, Equatable {
 /// Parses scenario YAML, checking every node and link it names against its topology; each
 /// problem names the file, line and field (as `TopologyParser` does).
 public enum ScenarioParser {
-    public static let topLevelKeys = ["name", "description", "topology", "duration_s", "sample_every_s", "relays", "events"]
+    public static let topLevelKeys = ["name", "description", "topology", "duration_s", "sample_every_s", "time_scale", "relays", "events"]
     public static let relayKeys = ["from", "to", "every_s", "bits"]
     public static let eventKeys = ["at_s", "action", "link", "attack", "fraction", "at_km", "db", "ms", "nodes", "node"]
     public static let actions = ["eve", "eve-remove", "cut", "loss", "delay", "partition", "kill", "restart", "heal"]
@@ -105,6 +108,10 @@ public enum ScenarioParser {
         }
         let duration = c.positive(top, "duration_s", path: "", owner: root, required: true) ?? 60
         let sample = c.positive(top, "sample_every_s", path: "", owner: root, required: false) ?? 2
+        let timeScale = c.positive(top, "time_scale", path: "", owner: root, required: false)
+        if let timeScale, timeScale > Topology.maximumTimeScale {
+            c.fail(.outOfRange, top["time_scale"], "time_scale", "\(timeScale) is outside (0, \(Int(Topology.maximumTimeScale))]")
+        }
         var relays: [Scenario.RelayStream] = []
         for (i, item) in c.items(top, "relays", owner: root).enumerated() {
             let path = "relays[\(i)]"
@@ -177,7 +184,7 @@ public enum ScenarioParser {
         }
         guard c.errors.isEmpty else { throw TopologyValidationError(errors: c.errors) }
         let scenario = Scenario(name: name, description: description, topologyPath: topologyPath, durationSeconds: duration,
-                                sampleEverySeconds: sample, relays: relays,
+                                sampleEverySeconds: sample, timeScale: timeScale, relays: relays,
                                 events: events.enumerated().sorted { ($0.element.atSeconds, $0.offset) < ($1.element.atSeconds, $1.offset) }.map(\.element))
         return (scenario, topology)
     }

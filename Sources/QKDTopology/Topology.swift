@@ -86,6 +86,7 @@ public struct Topology: Sendable {
     public let seed: UInt64
     /// Emulated seconds per wall second.
     public let timeScale: Double
+    public static let maximumTimeScale = 1e6
     public let defaults: PhysicsParameters
     public let nodes: [TopologyNode]
     public let links: [TopologyLink]
@@ -105,6 +106,11 @@ public struct Topology: Sendable {
         var index: [NodeID: Int] = [:]
         for (i, node) in nodes.enumerated() { index[node.id] = i }
         self.nodeIndex = index
+    }
+
+    /// The same network run at another pace (emulated seconds per wall second).
+    public func with(timeScale: Double) -> Topology {
+        Topology(name: name, seed: seed, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes)
     }
 
     public func node(_ id: NodeID) -> TopologyNode? {

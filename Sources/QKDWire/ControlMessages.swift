@@ -191,10 +191,13 @@ public struct NodeStatusReport: Codable, Equatable, Sendable {
     public var rejectedFrames: [String: UInt64]
     /// The node's ETSI GS QKD 014 endpoint (https://127.0.0.1:PORT), if it serves one.
     public var kmeURL: String?
+    /// The key relay's counters (absent from a node without the relay agent).
+    public var relays: RelayCounters?
 
     public init(id: String, pid: Int32, state: String, uptimeSeconds: Double, incarnation: UInt64,
-                links: [LinkStatusReport], rejectedFrames: [String: UInt64], kmeURL: String? = nil) {
+                links: [LinkStatusReport], rejectedFrames: [String: UInt64], kmeURL: String? = nil, relays: RelayCounters? = nil) {
         self.kmeURL = kmeURL
+        self.relays = relays
         self.id = id
         self.pid = pid
         self.state = state
@@ -209,6 +212,30 @@ public struct NodeStatusReport: Codable, Equatable, Sendable {
         case uptimeSeconds = "uptime_s"
         case rejectedFrames = "rejected_frames"
         case kmeURL = "kme_url"
+        case relays
+    }
+}
+
+/// What a node's key relay did since it started: relays it was asked for (by `qkdctl relay` or
+/// an ETSI 014 request, each retry of a request counted again), refused for want of a path,
+/// started, delivered (its end released the key), failed (void before delivery), received as
+/// the destination, and forwarded as a trusted node in between. Never a key or key ID.
+public struct RelayCounters: Codable, Equatable, Sendable {
+    public var requested: UInt64 = 0
+    public var noPath: UInt64 = 0
+    public var started: UInt64 = 0
+    public var delivered: UInt64 = 0
+    public var failed: UInt64 = 0
+    public var received: UInt64 = 0
+    public var forwarded: UInt64 = 0
+    /// Why the last relay this node started failed (no path, or void on the way).
+    public var lastFailure: String?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case requested, started, delivered, failed, received, forwarded
+        case noPath = "no_path", lastFailure = "last_failure"
     }
 }
 

@@ -9,12 +9,8 @@ import QKDLaunch
 enum RelayBenchmarks {
     static func run(_ report: inout BenchReport, topologies: String, binDirectory: String) throws {
         let dir = "/tmp/qkdnet-bench-relay-\(getpid())"
-        let file = dir + "-beijing-shanghai.yaml"
-        let text = try String(contentsOfFile: "\(topologies)/beijing-shanghai.yaml", encoding: .utf8)
-            .replacingOccurrences(of: "time_scale: 1.0", with: "time_scale: 0.0001")
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let network = try Network.up(topologyPath: file, runDir: dir, binDirectory: binDirectory, readyTimeoutSeconds: 60)
+        let network = try Network.up(topologyPath: "\(topologies)/beijing-shanghai.yaml", runDir: dir, binDirectory: binDirectory,
+                                     readyTimeoutSeconds: 60, extraNodeArguments: ["--time-scale", "0.0001"])
         defer {
             network.down()
             try? FileManager.default.removeItem(atPath: dir)

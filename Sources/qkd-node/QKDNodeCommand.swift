@@ -46,16 +46,25 @@ struct QKDNodeCommand: ParsableCommand {
     @Option(help: "What a key pool write survives before the node acts on it: process (kill -9; no fsync per commit) or power (power loss too; an fsync per commit).")
     var durability: String = "process"
 
+    @Option(name: .customLong("time-scale"), help: "Emulated seconds per wall second, instead of the topology's time_scale.")
+    var timeScale: Double?
+
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
 
     func run() throws {
         if dieWithParent { _ = qkd_set_parent_death_signal(SIGTERM) }
-        let topology: Topology
+        var topology: Topology
         do {
             topology = try TopologyParser.load(path: self.topology)
         } catch {
             fail(2, "\(error)")
+        }
+        if let timeScale {
+            guard timeScale > 0 && timeScale <= Topology.maximumTimeScale else {
+                fail(2, "--time-scale: \(timeScale) is outside (0, \(Int(Topology.maximumTimeScale))]")
+            }
+            topology = topology.with(timeScale: timeScale)
         }
         guard let me = topology.node(NodeID(node)) else {
             fail(2, "\(self.topology): node '\(node)' is not in the topology")
@@ -113,7 +122,7 @@ struct QKDNodeCommand: ParsableCommand {
         let incarnation = UInt64.random(in: 1...UInt64.max)
         logger.notice("starting", metadata: [
             "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)",
-            "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)",
+            "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)", "time_scale": "\(topology.timeScale)",
         ])
 
         let neighbours = topology.links(of: me.id).compactMap { link -> (id: NodeID, endpoint: String)? in

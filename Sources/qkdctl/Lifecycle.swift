@@ -3,6 +3,7 @@ import CQKDSystem
 import Foundation
 import QKDCore
 import QKDLaunch
+import QKDTopology
 
 /// Options of the commands that start a network.
 struct StartOptions: ParsableArguments {
@@ -15,10 +16,16 @@ struct StartOptions: ParsableArguments {
     @Option(help: "What a key pool write survives before a node acts on it: process (kill -9) or power (power loss too; an fsync per write). See docs/security.md.")
     var durability: String = "process"
 
-    var nodeArguments: [String] { ["--durability", durability] }
+    @Option(name: .customLong("time-scale"), help: "Emulated seconds per wall second, instead of the topology's time_scale (below 1 lightens the quantum layer of a large network on few cores).")
+    var timeScale: Double?
+
+    var nodeArguments: [String] { ["--durability", durability] + (timeScale.map { ["--time-scale", "\($0)"] } ?? []) }
 
     func validate() throws {
         guard ["process", "power"].contains(durability) else { throw ValidationError("--durability: expected process or power") }
+        if let timeScale, !(timeScale > 0 && timeScale <= Topology.maximumTimeScale) {
+            throw ValidationError("--time-scale: \(timeScale) is outside (0, \(Int(Topology.maximumTimeScale))]")
+        }
     }
 }
 

@@ -39,7 +39,8 @@ struct ScenarioCommand: ParsableCommand {
                 network = running
             } else {
                 do {
-                    network = try Network.up(topologyPath: scenario.topologyPath, runDir: runDir, binDirectory: binDirectory())
+                    network = try Network.up(topologyPath: scenario.topologyPath, runDir: runDir, binDirectory: binDirectory(),
+                                             extraNodeArguments: scenario.timeScale.map { ["--time-scale", "\($0)"] } ?? [])
                 } catch {
                     throw CLIError(error.message)
                 }

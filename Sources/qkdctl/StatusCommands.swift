@@ -193,11 +193,25 @@ struct LiveView {
                 faults[eve.link, default: []].append(String(format: "eve: %@ (knows %.1f %% of sifted)", eve.attack, eve.knownFraction * 100))
             }
             out += "\n\n" + LiveView.linkTable(pools, faults: faults) + "\n"
+            let relays = LiveView.relayTable(status)
+            out += relays.isEmpty ? "\nno key relays yet\n" : "\nkey relays (since each node started):\n" + relays + "\n"
             print(out, terminator: "")
             fflush(nil)
             var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&item, 1, Int32(interval * 1000))
         }
+    }
+
+    /// One row per node whose relay did anything: relays asked of it, refused for want of a
+    /// path, started, delivered, failed, received as destination, forwarded in between.
+    static func relayTable(_ status: NetworkStatus) -> String {
+        var rows = [["NODE", "ASKED", "NO PATH", "STARTED", "DELIVERED", "FAILED", "RECEIVED", "FORWARDED", "LAST FAILURE"]]
+        for node in status.nodes {
+            guard let r = node.relays, r.requested + r.received + r.forwarded > 0 else { continue }
+            rows.append([node.id, String(r.requested), String(r.noPath), String(r.started), String(r.delivered), String(r.failed),
+                         String(r.received), String(r.forwarded), String((r.lastFailure ?? "").prefix(60))])
+        }
+        return rows.count == 1 ? "" : StatusTable.table(rows)
     }
 
     static func linkTable(_ pools: PoolsStatus, faults: [String: [String]] = [:]) -> String {

@@ -37,21 +37,15 @@ enum Harness {
     /// Starts a shipped topology with its quantum layer slowed down 10^4 times, so that a large
     /// network stays light in tests (relays then use the links' pre-shared keys).
     static func upSlowed(_ topologyFile: String, label: String) throws -> Network {
-        let dir = runDirectory(label)
-        try FileManager.default.createDirectory(atPath: dir + "-topology", withIntermediateDirectories: true)
-        let file = dir + "-topology/" + topologyFile
-        let text = try String(contentsOfFile: topology(topologyFile), encoding: .utf8)
-        guard text.contains("time_scale: 1.0") else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: file]) }
-        try text.replacingOccurrences(of: "time_scale: 1.0", with: "time_scale: 0.0001").write(toFile: file, atomically: true, encoding: .utf8)
-        return try Network.up(topologyPath: file, runDir: dir, binDirectory: binDirectory, readyTimeoutSeconds: 120)
+        try Network.up(topologyPath: topology(topologyFile), runDir: runDirectory(label), binDirectory: binDirectory,
+                       readyTimeoutSeconds: 120, extraNodeArguments: ["--time-scale", "0.0001"])
     }
 
-    /// Stops the network and removes its run directory (and its topology copy, if any).
+    /// Stops the network and removes its run directory.
     static func tearDown(_ network: Network) {
         let result = network.down()
         if !result.killed.isEmpty { print("nodes needing SIGKILL: \(result.killed)") }
         try? FileManager.default.removeItem(atPath: network.layout.root)
-        try? FileManager.default.removeItem(atPath: network.layout.root + "-topology")
     }
 
     static func dumpLogs(_ network: Network) {

@@ -37,6 +37,30 @@ import Testing
         passed = true
     }
 
+    @Test func nodesRunAtTheTimeScaleTheyAreGiven() throws {
+        // line-3 says time_scale 1.0; --time-scale 0.01 must pace every link's source 100 times
+        // slower than real time (a link may fall behind its pace, never run ahead of it).
+        let network = try Network.up(topologyPath: Harness.topology("line-3.yaml"), runDir: Harness.runDirectory("timescale"),
+                                     binDirectory: Harness.binDirectory, readyTimeoutSeconds: 60,
+                                     extraNodeArguments: ["--time-scale", "0.01"])
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        #expect(network.timeScale == 0.01)
+        let paced = eventually(within: 60) {
+            network.pools().links.allSatisfy { $0.wallSeconds >= 3 && $0.emulatedSeconds > 0 }
+        }
+        #expect(paced)
+        for link in network.pools().links {
+            let pace = link.emulatedSeconds / link.wallSeconds
+            #expect(pace <= 0.0125, "\(link.link): \(link.emulatedSeconds) emulated s in \(link.wallSeconds) wall s")
+            #expect(pace >= 0.002, "\(link.link): the source barely ran (\(link.emulatedSeconds) emulated s in \(link.wallSeconds) wall s)")
+        }
+        passed = true
+    }
+
     @Test func simLinkIsByteForByteReproducible() throws {
         let qkdctl = "\(Harness.binDirectory)/qkdctl"
         func run(_ seed: String) throws -> String {

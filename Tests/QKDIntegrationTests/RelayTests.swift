@@ -40,6 +40,13 @@ import Testing
         #expect(unknown.message.contains("Nowhere"))
         guard case .failure(let odd) = network.relay(from: alice, to: bob, bits: 100) else { Issue.record("100 bits accepted"); return }
         #expect(odd.message.contains("multiple of 8"))
+        // Each node's relay counters (qkdctl status --json, qkdctl watch): Alice started two and
+        // received one, Bob the other way round, the relay node forwarded all three.
+        let counters = Dictionary(uniqueKeysWithValues: network.status().nodes.compactMap { n in n.relays.map { (n.id, $0) } })
+        let a = try #require(counters["Alice"]), b = try #require(counters["Bob"]), r = try #require(counters["Relay"])
+        #expect(a.requested == 2 && a.started == 2 && a.delivered == 2 && a.received == 1 && a.failed == 0 && a.noPath == 0, "\(a)")
+        #expect(b.requested == 1 && b.started == 1 && b.delivered == 1 && b.received == 2 && b.failed == 0, "\(b)")
+        #expect(r.forwarded == 3 && r.requested == 0 && r.received == 0, "\(r)")
         // Without the relay node there is no path, and the routes say why.
         let relay = try #require(network.recordedPID(NodeID("Relay")))
         kill(relay, SIGKILL)
@@ -49,6 +56,9 @@ import Testing
         #expect(why.excluded.contains { $0.link == "Alice-Relay" && $0.reason == "down" })
         guard case .failure(let none) = network.relay(from: alice, to: bob) else { Issue.record("relay without a path"); return }
         #expect(none.message.contains("no usable path"))
+        let after = try #require(network.status().nodes.first { $0.id == "Alice" }?.relays)
+        #expect(after.requested == 3 && after.noPath == 1 && after.started == 2, "\(after)")
+        #expect(after.lastFailure?.contains("no usable path") == true)
         passed = true
     }
 

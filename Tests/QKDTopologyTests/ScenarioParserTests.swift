@@ -40,6 +40,9 @@ import Testing
               - { at_s: 6, action: loss, link: Relay-Bob, db: 3 }
             """)
         #expect(s.events.map(\.atSeconds) == [2, 5, 6, 9])
+        #expect(s.timeScale == nil, "no time_scale: the topology's")
+        let slow = try Self.parse("name: t\ntopology: ../line-3.yaml\nduration_s: 20\ntime_scale: 0.05\nevents: []\n")
+        #expect(slow.timeScale == 0.05)
         #expect(s.events[0].action == .eve(link: "Alice-Relay", attack: "pns", fraction: 1, atKm: 3))
         #expect(s.events[1].action == .partition(nodes: [NodeID("Alice")]))
         #expect(s.relays == [.init(from: NodeID("Alice"), to: NodeID("Bob"), everySeconds: 2, bits: 256)])
@@ -55,6 +58,8 @@ import Testing
         ("events:\n  - { at_s: 2, action: loss, link: Alice-Relay }", "events[0].db", 6),
         ("relays:\n  - { from: Alice, to: Alice }", "relays[0]", 6),
         ("events:\n  - { at_s: 2, action: heal, when: now }", "events[0].when", 6),
+        ("time_scale: 0\nevents: []", "time_scale", 5),
+        ("time_scale: 2000000\nevents: []", "time_scale", 5),
     ] as [(String, String, Int)])
     func badInputNamesTheLineAndField(tail: String, field: String, line: Int) {
         let text = "name: bad\ntopology: ../line-3.yaml\nduration_s: 30\nsample_every_s: 1\n" + tail
