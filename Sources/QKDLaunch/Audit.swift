@@ -1,8 +1,6 @@
 import Foundation
 import QKDCore
-import QKDTopology
 import QKDWire
-import Synchronization
 
 /// What `qkdctl audit --json` prints: per link, whether both ends hold the same available keys
 /// with the same bits, compared through keyed digests (never the keys).
@@ -48,61 +46,47 @@ extension Network {
     /// the other may be in flight (a round's acknowledgement or an authentication key on its
     /// way): such keys are re-checked `rechecks` times, `settleMs` apart, and only those still
     /// unmatched count as orphans. Digests use a fresh random salt per link.
-    public func audit(rechecks: Int = 4, settleMs: Int = 400, parallel: Int = 16) -> AuditReport {
-        // Links are independent: up to `parallel` are checked at once (each query has its own
-        // sockets), so a large network under load is audited in seconds, not minutes.
-        let results = Mutex([AuditReport.Link?](repeating: nil, count: topology.links.count))
-        let slots = DispatchSemaphore(value: max(1, parallel))
-        let group = DispatchGroup()
-        for (index, link) in topology.links.enumerated() {
-            slots.wait()
-            DispatchQueue.global().async(group: group) {
-                let checked = self.audit(link: link, rechecks: rechecks, settleMs: settleMs)
-                results.withLock { $0[index] = checked }
-                slots.signal()
+    public func audit(rechecks: Int = 4, settleMs: Int = 400) -> AuditReport {
+        var g = SystemRandomNumberGenerator()
+        var links: [AuditReport.Link] = []
+        for link in topology.links {
+            let salt = UInt64.random(in: 1...UInt64.max, using: &g)
+            func snapshot() -> (a: [String: KeyDigest], b: [String: KeyDigest])? {
+                guard let a = keyDigests(node: link.a, link: link.name, salt: salt),
+                      let b = keyDigests(node: link.b, link: link.name, salt: salt) else { return nil }
+                return (Dictionary(a.map { ($0.keyID, $0) }, uniquingKeysWith: { x, _ in x }),
+                        Dictionary(b.map { ($0.keyID, $0) }, uniquingKeysWith: { x, _ in x }))
             }
+            guard var (a, b) = snapshot() else {
+                links.append(.init(link: link.name, aKeys: 0, bKeys: 0, keysMatched: 0, mismatchedKeys: 0, orphanKeys: 0, reachable: false))
+                continue
+            }
+            var mismatched = Set<String>()
+            var matched = 0
+            func unmatched(_ x: [String: KeyDigest], _ y: [String: KeyDigest]) -> Set<String> {
+                Set(x.filter { !$0.value.pending && (y[$0.key] == nil || y[$0.key]!.pending) }.keys)
+            }
+            for (id, da) in a where !da.pending {
+                guard let db = b[id], !db.pending else { continue }
+                if da.digest == db.digest { matched += 1 } else { mismatched.insert(id) }
+            }
+            var orphans = unmatched(a, b).union(unmatched(b, a))
+            var round = 0
+            while !orphans.isEmpty && round < rechecks {
+                round += 1
+                usleep(UInt32(settleMs) * 1000)
+                guard let next = snapshot() else { break }
+                (a, b) = next
+                orphans = orphans.intersection(unmatched(a, b).union(unmatched(b, a)))
+            }
+            links.append(.init(link: link.name, aKeys: a.values.filter { !$0.pending }.count, bKeys: b.values.filter { !$0.pending }.count,
+                               keysMatched: matched, mismatchedKeys: mismatched.count, orphanKeys: orphans.count, reachable: true))
         }
-        group.wait()
-        let links = results.withLock { $0.compactMap { $0 } }
         let mismatched = links.map(\.mismatchedKeys).reduce(0, +)
         let orphans = links.map(\.orphanKeys).reduce(0, +)
         let unreachable = links.filter { !$0.reachable }.count
         return AuditReport(linksChecked: links.count - unreachable, linksUnreachable: unreachable,
                            keysMatched: links.map(\.keysMatched).reduce(0, +), mismatchedKeys: mismatched, orphanKeys: orphans,
                            ok: mismatched == 0 && orphans == 0 && unreachable == 0, links: links)
-    }
-    /// One link's audit: both ends' digests compared, keys in flight re-checked.
-    private func audit(link: TopologyLink, rechecks: Int, settleMs: Int) -> AuditReport.Link {
-        var g = SystemRandomNumberGenerator()
-        let salt = UInt64.random(in: 1...UInt64.max, using: &g)
-        func snapshot() -> (a: [String: KeyDigest], b: [String: KeyDigest])? {
-            guard let a = keyDigests(node: link.a, link: link.name, salt: salt),
-                  let b = keyDigests(node: link.b, link: link.name, salt: salt) else { return nil }
-            return (Dictionary(a.map { ($0.keyID, $0) }, uniquingKeysWith: { x, _ in x }),
-                    Dictionary(b.map { ($0.keyID, $0) }, uniquingKeysWith: { x, _ in x }))
-        }
-        guard var (a, b) = snapshot() else {
-            return .init(link: link.name, aKeys: 0, bKeys: 0, keysMatched: 0, mismatchedKeys: 0, orphanKeys: 0, reachable: false)
-        }
-        var mismatched = Set<String>()
-        var matched = 0
-        func unmatched(_ x: [String: KeyDigest], _ y: [String: KeyDigest]) -> Set<String> {
-            Set(x.filter { !$0.value.pending && (y[$0.key] == nil || y[$0.key]!.pending) }.keys)
-        }
-        for (id, da) in a where !da.pending {
-            guard let db = b[id], !db.pending else { continue }
-            if da.digest == db.digest { matched += 1 } else { mismatched.insert(id) }
-        }
-        var orphans = unmatched(a, b).union(unmatched(b, a))
-        var round = 0
-        while !orphans.isEmpty && round < rechecks {
-            round += 1
-            usleep(UInt32(settleMs) * 1000)
-            guard let next = snapshot() else { break }
-            (a, b) = next
-            orphans = orphans.intersection(unmatched(a, b).union(unmatched(b, a)))
-        }
-        return .init(link: link.name, aKeys: a.values.filter { !$0.pending }.count, bKeys: b.values.filter { !$0.pending }.count,
-                     keysMatched: matched, mismatchedKeys: mismatched.count, orphanKeys: orphans.count, reachable: true)
     }
 }
