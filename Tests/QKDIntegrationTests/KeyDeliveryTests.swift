@@ -42,7 +42,11 @@ import Testing
             Harness.tearDown(network)
         }
         var api = try Client(network)
-        #expect(eventually(within: 30) { (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil })
+        // Each end's routing view converges on its own: wait for both (keys are relayed both ways).
+        #expect(eventually(within: 30) {
+            (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil
+                && (try? network.routes(from: NodeID("Bob"), to: NodeID("Alice")).get().path) != nil
+        })
 
         // GET enc_keys (defaults: one 256-bit key), POST dec_keys at the slave's KME: same bytes.
         let enc = try api.call("Alice", "/api/v1/keys/SAE-Bob/enc_keys", as: "SAE-Alice")
@@ -135,7 +139,11 @@ import Testing
             Harness.tearDown(network)
         }
         let api = try Client(network)
-        #expect(eventually(within: 30) { (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil })
+        // Each end's routing view converges on its own: wait for both.
+        #expect(eventually(within: 30) {
+            (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil
+                && (try? network.routes(from: NodeID("Bob"), to: NodeID("Alice")).get().path) != nil
+        })
         func run(_ node: String, as sae: String, _ arguments: [String]) throws -> String {
             let host = try #require(api.urls[node]).replacingOccurrences(of: "https://", with: "")
             let out = network.layout.root + "/pypi-\(UInt32.random(in: 0...UInt32.max)).out"
