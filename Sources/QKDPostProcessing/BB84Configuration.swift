@@ -4,6 +4,9 @@ import QKDPhysics
 public struct BB84Configuration: Sendable, Equatable {
     /// Pulses per quantum frame (one sifting round).
     public var pulsesPerFrame: UInt32
+    /// Closed blocks still waiting for the other end's estimation message after this many
+    /// newer blocks closed are given up (the message was lost or refused).
+    public static let closingHorizon: UInt64 = 8
     /// A block closes once it holds at least this many sifted signal bits.
     public var blockSiftedSignalBits: Int
     /// Fraction of sifted signal bits revealed to estimate E_μ (discarded from the key).

@@ -11,6 +11,9 @@ public struct BB84Receiver: Sendable {
     private var block: BlockAccumulator
     private var closing: [UInt64: (BlockAccumulator, [Bool], [UInt8])] = [:]
     public private(set) var framesExpired = 0
+    /// Times Bob's block numbering differed from Alice's (a reply lost or altered on the way)
+    /// and he took hers, dropping the block he was filling.
+    public private(set) var blocksResynchronised = 0
     let authenticationKey: UInt64
 
     /// `seeds` is this link's seed tree; Bob's streams are `bob/*`. `authenticationKey` is the
@@ -50,6 +53,14 @@ public struct BB84Receiver: Sendable {
         guard reply.classCounts.count == 3, reply.classCounts.reduce(0, +) == UInt64(pulses) else {
             throw ProtocolError(.invalidValue, "frame \(reply.frameIndex): class counts do not add up to the frame's pulses")
         }
+        if reply.blockIndex != block.index {
+            // Alice numbers the blocks. Bob's current block was cut where she did not cut it
+            // (a block flag altered or lost): it cannot match hers, so it is dropped, as is any
+            // block he closed at or beyond her index (his reveals for them are refused).
+            blocksResynchronised += 1
+            closing = closing.filter { $0.key < reply.blockIndex }
+            block = BlockAccumulator(index: reply.blockIndex, authenticationKey: authenticationKey)
+        }
         block.add(frameCounts: reply.classCounts)
         for i in 0..<detections.count {
             block.click(class: reply.classes[i], matched: reply.matches[i] == 1, bit: detections.bits[i])
@@ -61,6 +72,7 @@ public struct BB84Receiver: Sendable {
         var bits: [UInt8] = []
         for i in revealed.indices where revealed[i] { bits.append(block.bits[i]) }
         let reveal = EstimationReveal(blockIndex: block.index, bits: bits)
+        closing = closing.filter { $0.key + BB84Configuration.closingHorizon > block.index }
         closing[block.index] = (block, revealed, reveal.encoded())
         block = BlockAccumulator(index: block.index + 1, authenticationKey: authenticationKey)
         return reveal

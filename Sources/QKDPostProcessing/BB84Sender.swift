@@ -86,11 +86,14 @@ public struct BB84Sender: Sendable {
             closes = true
             seed = sampleSeeds.next()
         }
-        let reply = SiftReply(frameIndex: a.frameIndex, matches: matches, classes: mine.classes, classCounts: record.classCounts,
+        let reply = SiftReply(frameIndex: a.frameIndex, blockIndex: block.index, matches: matches, classes: mine.classes, classCounts: record.classCounts,
                               closesBlock: closes, sampleSeed: seed)
         block.transcript.update(a.encoded())
         block.transcript.update(reply.encoded())
         if closes {
+            // A block whose reveal never comes (lost, or refused as altered) is given up after
+            // `closingHorizon` more blocks.
+            closing = closing.filter { $0.key + BB84Configuration.closingHorizon > block.index }
             closing[block.index] = (block, seed)
             block = BlockAccumulator(index: block.index + 1, authenticationKey: authenticationKey)
         }

@@ -89,14 +89,19 @@ public struct SiftAnnouncement: Equatable, Sendable {
 /// with the seed that selects the signal bits sampled for estimation).
 public struct SiftReply: Equatable, Sendable {
     public var frameIndex: UInt64
+    /// Alice's block the frame's clicks go into: Bob follows her numbering, so a reply he
+    /// never got or one altered on the way costs at most the block it falls in.
+    public var blockIndex: UInt64
     public var matches: [UInt8]
     public var classes: [UInt8]
     public var classCounts: [UInt64]
     public var closesBlock: Bool
     public var sampleSeed: UInt64
 
-    public init(frameIndex: UInt64, matches: [UInt8], classes: [UInt8], classCounts: [UInt64], closesBlock: Bool, sampleSeed: UInt64) {
+    public init(frameIndex: UInt64, blockIndex: UInt64, matches: [UInt8], classes: [UInt8], classCounts: [UInt64], closesBlock: Bool,
+                sampleSeed: UInt64) {
         self.frameIndex = frameIndex
+        self.blockIndex = blockIndex
         self.matches = matches
         self.classes = classes
         self.classCounts = classCounts
@@ -107,6 +112,7 @@ public struct SiftReply: Equatable, Sendable {
     public func encoded() -> [UInt8] {
         var w = PayloadWriter(capacity: 64 + matches.count / 2)
         w.u64(frameIndex)
+        w.u64(blockIndex)
         w.bitArray(matches)
         w.crumbArray(classes)
         for c in classCounts { w.u64(c) }
@@ -118,6 +124,7 @@ public struct SiftReply: Equatable, Sendable {
     public static func decode(_ payload: [UInt8]) throws(WireError) -> SiftReply {
         var r = ByteReader(payload)
         let index = try r.u64()
+        let block = try r.u64()
         let matches = try r.bitArray("sift reply matches")
         let classes = try r.crumbArray("sift reply classes")
         guard classes.count == matches.count, classes.allSatisfy({ $0 <= 2 }) else {
@@ -128,7 +135,8 @@ public struct SiftReply: Equatable, Sendable {
         let seed = try r.u64()
         try r.expectEnd("sift reply")
         guard close <= 1 else { throw WireError(.malformedPayload, "sift reply \(index): block flag \(close)") }
-        return SiftReply(frameIndex: index, matches: matches, classes: classes, classCounts: counts, closesBlock: close == 1, sampleSeed: seed)
+        return SiftReply(frameIndex: index, blockIndex: block, matches: matches, classes: classes, classCounts: counts,
+                         closesBlock: close == 1, sampleSeed: seed)
     }
 }
 

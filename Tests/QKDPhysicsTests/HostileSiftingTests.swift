@@ -94,7 +94,7 @@ import Testing
         var lying = SiftAnnouncement(frameIndex: 1, offsets: [1, 2], bases: [0, 1]).encoded()
         lying[11] = 200
         #expect(throws: WireError.self) { try SiftAnnouncement.decode(lying) }
-        let reply = SiftReply(frameIndex: 1, matches: [1, 0], classes: [0, 3], classCounts: [1, 1, 0], closesBlock: false, sampleSeed: 0)
+        let reply = SiftReply(frameIndex: 1, blockIndex: 0, matches: [1, 0], classes: [0, 3], classCounts: [1, 1, 0], closesBlock: false, sampleSeed: 0)
         #expect(throws: WireError.self) { try SiftReply.decode(reply.encoded()) }
         let result = EstimationResult(blockIndex: 0, pulses: [1, 1, 1], clicks: [2, 0, 0], sifted: [0, 0, 0], revealed: [0, 0, 0], errors: [0, 0, 0])
         #expect(throws: WireError.self) { try EstimationResult.decode(result.encoded()) }
@@ -136,5 +136,74 @@ import Testing
         _ = pair.distil(alice: ta, bob: tb)
         #expect(pair.alice.counters.blocksFailedAuthentication == 1)
         #expect(pair.alice.counters.blocksDistilled == 0 && pair.bob.counters.blocksDistilled == 0)
+    }
+}
+
+/// Bob follows Alice's block numbering: a block flag altered or a reply lost on the way costs
+/// the block it falls in, and the blocks after it close at both ends with the same statistics.
+@Suite struct SiftingResynchronisationTests {
+    enum Fault { case forgeClose, loseClosingReply }
+
+    /// Runs frames until `wanted` blocks finished at both ends; `fault` hits the reply of frame 3
+    /// (a forged close, in the middle of block 0) or the first reply that closes a block (lost).
+    func run(_ fault: Fault, wanted: Int) throws -> (finished: [(SiftedBlock, SiftedBlock)], refused: Int, resynchronised: Int) {
+        let config = BB84Configuration(pulsesPerFrame: 1 << 21, blockSiftedSignalBits: 100_000, sampleFraction: 0.1,
+                                       source: SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15))
+        let seeds = SeedTree(root: 9).child("link/r")
+        var alice = BB84Sender(configuration: config, seeds: seeds)
+        var bob = BB84Receiver(configuration: config, seeds: seeds, misalignment: 0.015, darkCountProbability: 1e-6)
+        let eta = LinkPhysics(lengthKm: 20).transmittance
+        var finished: [(SiftedBlock, SiftedBlock)] = []
+        var refused = 0
+        var faulted = false
+        for _ in 0..<400 where finished.count < wanted {
+            let announcement = try bob.received(alice.nextFrame(transmittance: eta))
+            var reply = try alice.received(announcement)
+            switch fault {
+            case .forgeClose where reply.frameIndex == 3:
+                #expect(!reply.closesBlock, "a block of 100,000 sifted signal bits takes several frames")
+                reply.closesBlock = true
+                faulted = true
+            case .loseClosingReply where reply.closesBlock && !faulted:
+                faulted = true
+                continue
+            default: break
+            }
+            guard let reveal = try bob.received(reply) else { continue }
+            do {
+                let (result, a) = try alice.received(reveal)
+                finished.append((a, try bob.received(result)))
+            } catch {
+                refused += 1
+            }
+        }
+        #expect(faulted)
+        return (finished, refused, bob.blocksResynchronised)
+    }
+
+    func expectTheSameBlocks(_ finished: [(SiftedBlock, SiftedBlock)]) {
+        for (a, b) in finished {
+            #expect(a.index == b.index && a.statistics == b.statistics && a.key.count == b.key.count, "block \(a.index)")
+            var differ = 0
+            for i in 0..<min(a.key.count, b.key.count) where a.key.bits[i] != b.key.bits[i] { differ += 1 }
+            #expect(Double(differ) < 0.05 * Double(a.key.count), "block \(a.index): \(differ) of \(a.key.count) bits differ")
+        }
+    }
+
+    @Test func aForgedBlockFlagCostsOneBlock() throws {
+        let (finished, refused, resynchronised) = try run(.forgeClose, wanted: 3)
+        #expect(finished.count == 3, "blocks after the forged flag still finish")
+        #expect(refused >= 1, "the early reveal is refused")
+        #expect(resynchronised >= 1)
+        #expect(finished.first?.0.index == 1, "block 0 is the one lost")
+        expectTheSameBlocks(finished)
+    }
+
+    @Test func aLostClosingReplyCostsOneBlock() throws {
+        let (finished, _, resynchronised) = try run(.loseClosingReply, wanted: 3)
+        #expect(finished.count == 3)
+        #expect(resynchronised == 1)
+        #expect(finished.map(\.0.index) == [1, 2, 3], "block 0 is the one lost")
+        expectTheSameBlocks(finished)
     }
 }
