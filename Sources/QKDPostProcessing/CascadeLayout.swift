@@ -19,7 +19,8 @@ public struct CascadeLayout: Sendable {
     /// For two-block passes: the master permutation their order is filtered from on demand.
     let masters: [[UInt32]]
     /// For passes of more than two blocks: the inverse of the order (position of each
-    /// original bit), which Bob needs to cascade corrections; cached with the order.
+    /// original bit), which Bob needs to cascade corrections; cached with the order. Empty
+    /// when the layout was made without (Alice never needs them).
     let inverses: [[UInt32]]
     /// For passes of at most two blocks: the original indices of the first block, as a mask,
     /// so its parity is one AND-and-popcount over the key (no reordering needed).
@@ -40,7 +41,7 @@ public struct CascadeLayout: Sendable {
         }
     }
 
-    public init(length n: Int, qber: Double, permutations: inout CascadePermutations, passes: Int = 14) {
+    public init(length n: Int, qber: Double, permutations: inout CascadePermutations, passes: Int = 14, withInverses: Bool = true) {
         length = n
         blockSizes = CascadeLayout.blockSizes(qber: qber, length: n, passes: passes)
         var perms: [[UInt32]] = [[]]
@@ -49,7 +50,8 @@ public struct CascadeLayout: Sendable {
         var inverses: [[UInt32]] = [[]]
         for pass in 1..<passes {
             let twoBlocks = blockSizes[pass] * 2 >= n
-            let (order, mask, inverse) = permutations.permutation(pass: pass, length: n, firstBlock: twoBlocks ? blockSizes[pass] : nil)
+            let (order, mask, inverse) = permutations.permutation(pass: pass, length: n, firstBlock: twoBlocks ? blockSizes[pass] : nil,
+                                                                  inverse: withInverses)
             perms.append(twoBlocks ? [] : order)
             masks.append(mask)
             inverses.append(inverse)
@@ -188,16 +190,22 @@ public struct CascadePermutations: Sendable {
         return master
     }
 
-    /// The order of a pass for blocks of length n with, for passes of more than two blocks,
-    /// its inverse; for two-block passes (`firstBlock` given) the mask of the first block and
-    /// no order.
-    mutating func permutation(pass: Int, length n: Int, firstBlock: Int?) -> (order: [UInt32], mask: [UInt64]?, inverse: [UInt32]) {
+    /// The order of a pass for blocks of length n with, for passes of more than two blocks and
+    /// if asked, its inverse; for two-block passes (`firstBlock` given) the mask of the first
+    /// block and no order.
+    mutating func permutation(pass: Int, length n: Int, firstBlock: Int?, inverse wanted: Bool) -> (order: [UInt32], mask: [UInt64]?, inverse: [UInt32]) {
         if recentLength != n {
             recent.removeAll()
             recentLength = n
         }
         let cacheKey = pass << 32 | (firstBlock ?? 0)
-        if let hit = recent[cacheKey] { return hit }
+        if var hit = recent[cacheKey] {
+            if wanted && firstBlock == nil && hit.inverse.isEmpty {
+                hit.inverse = CascadeLayout.inverse(of: hit.order)
+                recent[cacheKey] = hit
+            }
+            return hit
+        }
         let master = self.master(pass: pass, length: n)
         var out: [UInt32]
         if master.count == n {
@@ -214,7 +222,7 @@ public struct CascadePermutations: Sendable {
             mask = m
         }
         if firstBlock != nil { out = [] }  // callers of two-block passes keep the mask only
-        let entry = (order: out, mask: mask, inverse: firstBlock == nil ? CascadeLayout.inverse(of: out) : [])
+        let entry = (order: out, mask: mask, inverse: wanted && firstBlock == nil ? CascadeLayout.inverse(of: out) : [])
         recent[cacheKey] = entry
         return entry
     }

@@ -217,7 +217,8 @@ public struct KeyDistiller: Sendable {
             counters.roundsAbandoned += 1
         }
         var round = Round(block: block, estimates: estimates, transcript: transcript)
-        let layout = CascadeLayout(length: block.key.count, qber: max(estimates.qberSignal, 1e-4), permutations: &permutations)
+        let layout = CascadeLayout(length: block.key.count, qber: max(estimates.qberSignal, 1e-4), permutations: &permutations,
+                                   withInverses: role == .bob)
         switch role {
         case .alice:
             round.alice = CascadeAlice(block: block.index, key: block.key.bits, layout: layout)

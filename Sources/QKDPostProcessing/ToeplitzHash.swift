@@ -86,7 +86,4 @@ public enum ToeplitzHash {
         }
         return BitVector(words: out, count: count)
     }
-
-    /// Whether the hardware carry-less multiply is in use.
-    public static var usesHardwareCarrylessMultiply: Bool { qkd_gf2_uses_pclmul() == 1 }
 }
