@@ -53,7 +53,7 @@ enum Harness {
     }
 
     /// One node's own report.
-    static func report(_ network: Network, _ node: String, timeoutMs: Int = 1000) -> NodeStatusReport? {
+    static func report(_ network: Network, _ node: String, timeoutMs: Int = 5000) -> NodeStatusReport? {
         ControlClient.query(network.controlEndpoints([NodeID(node)]), request: ControlRequest(command: .status),
                             timeoutMs: timeoutMs)[NodeID(node)]?.status
     }
