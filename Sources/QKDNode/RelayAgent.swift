@@ -163,18 +163,26 @@ final class RelayAgent {
         return .failure(NoPath(message: "no usable path from \(node) to \(destination) for \(bits) bits (\(why))"))
     }
 
+    /// `path(to:bits:)` for a relay this node is asked for, counted (and a refusal with it).
+    private func relayPath(to destination: NodeID, bits: Int) -> Result<LinkStateDatabase.Route, NoPath> {
+        counters.requested += 1
+        let result = path(to: destination, bits: bits)
+        if case .failure(let why) = result {
+            counters.noPath += 1
+            counters.lastFailure = why.message
+        }
+        return result
+    }
+
     // MARK: ETSI GS QKD 014
 
     /// Starts the relay for a KME `enc_keys` request (the reply comes when it ends).
     func application(_ request: KeyRequests.Request, attempts: Int = 0, at now: Instant) -> [Action] {
         let bits = request.number * request.size
         let route: LinkStateDatabase.Route
-        counters.requested += 1
-        switch path(to: request.destination, bits: bits) {
+        switch relayPath(to: request.destination, bits: bits) {
         case .success(let r): route = r
         case .failure(let why):
-            counters.noPath += 1
-            counters.lastFailure = why.message
             request.reply(.failure(KMEError(.serviceUnavailable, why.message)))
             return [.log(.warning, "key request refused: no path", ["master": request.master, "slave": request.slave])]
         }
@@ -223,13 +231,9 @@ final class RelayAgent {
             let bits = request.bits ?? 256
             guard bits > 0, bits % 8 == 0, bits <= 65_536 else { return fail("relay: bits must be a multiple of 8 in 8...65536, got \(bits)") }
             let route: LinkStateDatabase.Route
-            counters.requested += 1
-            switch path(to: NodeID(to), bits: bits) {
+            switch relayPath(to: NodeID(to), bits: bits) {
             case .success(let r): route = r
-            case .failure(let why):
-                counters.noPath += 1
-                counters.lastFailure = why.message
-                return fail("relay: \(why.message)")
+            case .failure(let why): return fail("relay: \(why.message)")
             }
             let id = KeyID(randomHigh: ids.next(), randomLow: ids.next())
             waiting[id] = (client, now)
@@ -256,11 +260,13 @@ final class RelayAgent {
     private func relayActions(_ directives: [KeyRelay.Directive], at now: Instant) -> [Action] {
         var out: [Action] = []
         for d in directives {
+            if case .delivered(_, _, let path, _) = d {
+                if path.last == node { counters.received += 1 } else { counters.delivered += 1 }
+            }
             switch d {
             case .send(let to, let kind, let payload):
                 out.append(.send(to: to, kind: kind, payload: payload))
             case .delivered(let id, let key, let path, let app?):
-                if path.last == node { counters.received += 1 } else { counters.delivered += 1 }
                 if path.last == node {
                     // Destination: stored for the slave SAE before the relay's Done leaves.
                     pools.depositApplicationKeys(RelayAgent.split(key, app, path: path), at: now)
@@ -270,7 +276,6 @@ final class RelayAgent {
                     out.append(.log(.info, "relayed key released to its master SAE", ["relay.id": "\(id)", "master": app.master, "keys": "\(app.keyIDs.count)"]))
                 }
             case .delivered(let id, let key, let path, nil):
-                if path.last == node { counters.received += 1 } else { counters.delivered += 1 }
                 delivered[id] = Delivered(key: key, path: path, at: now)
                 out.append(.log(.info, "relayed key released", ["relay.id": "\(id)", "path": path.map(\.rawValue).joined(separator: ">")]))
                 if let (client, started) = waiting.removeValue(forKey: id) {

@@ -109,8 +109,8 @@ public enum ScenarioParser {
         let duration = c.positive(top, "duration_s", path: "", owner: root, required: true) ?? 60
         let sample = c.positive(top, "sample_every_s", path: "", owner: root, required: false) ?? 2
         let timeScale = c.positive(top, "time_scale", path: "", owner: root, required: false)
-        if let timeScale, timeScale > Topology.maximumTimeScale {
-            c.fail(.outOfRange, top["time_scale"], "time_scale", "\(timeScale) is outside (0, \(Int(Topology.maximumTimeScale))]")
+        if let timeScale, let problem = Topology.timeScaleProblem(timeScale) {
+            c.fail(.outOfRange, top["time_scale"], "time_scale", problem)
         }
         var relays: [Scenario.RelayStream] = []
         for (i, item) in c.items(top, "relays", owner: root).enumerated() {

@@ -87,6 +87,11 @@ public struct Topology: Sendable {
     /// Emulated seconds per wall second.
     public let timeScale: Double
     public static let maximumTimeScale = 1e6
+
+    /// Why `value` cannot be a time scale, or nil if it can: (0, 1e6] emulated s per wall s.
+    public static func timeScaleProblem(_ value: Double) -> String? {
+        value > 0 && value <= maximumTimeScale ? nil : "\(value) is outside (0, \(Int(maximumTimeScale))]"
+    }
     public let defaults: PhysicsParameters
     public let nodes: [TopologyNode]
     public let links: [TopologyLink]

@@ -181,8 +181,8 @@ struct ParserContext {
 
         var timeScale = 1.0
         if let (value, node) = number(top, "time_scale", path: "", required: false, owner: root) {
-            if value > 0 && value <= Topology.maximumTimeScale { timeScale = value } else {
-                fail(.outOfRange, node, "time_scale", "\(value) is outside (0, \(Int(Topology.maximumTimeScale))]")
+            if let problem = Topology.timeScaleProblem(value) { fail(.outOfRange, node, "time_scale", problem) } else {
+                timeScale = value
             }
         }
 

@@ -61,9 +61,7 @@ struct QKDNodeCommand: ParsableCommand {
             fail(2, "\(error)")
         }
         if let timeScale {
-            guard timeScale > 0 && timeScale <= Topology.maximumTimeScale else {
-                fail(2, "--time-scale: \(timeScale) is outside (0, \(Int(Topology.maximumTimeScale))]")
-            }
+            if let problem = Topology.timeScaleProblem(timeScale) { fail(2, "--time-scale: \(problem)") }
             topology = topology.with(timeScale: timeScale)
         }
         guard let me = topology.node(NodeID(node)) else {

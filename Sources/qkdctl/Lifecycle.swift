@@ -23,8 +23,8 @@ struct StartOptions: ParsableArguments {
 
     func validate() throws {
         guard ["process", "power"].contains(durability) else { throw ValidationError("--durability: expected process or power") }
-        if let timeScale, !(timeScale > 0 && timeScale <= Topology.maximumTimeScale) {
-            throw ValidationError("--time-scale: \(timeScale) is outside (0, \(Int(Topology.maximumTimeScale))]")
+        if let timeScale, let problem = Topology.timeScaleProblem(timeScale) {
+            throw ValidationError("--time-scale: \(problem)")
         }
     }
 }
