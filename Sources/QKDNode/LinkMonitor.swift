@@ -42,6 +42,9 @@ public struct LinkMonitor: Sendable {
     public let configuration: Configuration
     public private(set) var records: [Record]
     private var position: [LinkIndex: Int] = [:]
+    /// The latest instant by which every frame that had arrived was handled (`listened(at:)`);
+    /// nil: always up to date (the caller never reports it).
+    private var listenedUntil: Instant?
 
     public init(node: NodeID, links: [TopologyLink], configuration: Configuration = .init(),
                 now: Instant) {
@@ -89,8 +92,15 @@ public struct LinkMonitor: Sendable {
         return [.stateChanged(link: link, state: .down, reason: "\(records[i].peer) shut down")]
     }
 
-    /// Sends due heartbeats and takes down links whose peer fell silent.
+    /// The node handled every frame that had arrived by `instant` (its shell drained the socket).
+    /// Silence is measured up to there only: a node whose own loop stalled (CPU starvation, a
+    /// long step) must not blame its peers for frames that wait unread in its socket.
+    public mutating func listened(at instant: Instant) { listenedUntil = instant }
+
+    /// Sends due heartbeats and takes down links whose peer fell silent (silent up to the last
+    /// instant the node listened, see `listened(at:)`).
     public mutating func tick(at now: Instant) -> [Directive] {
+        let observed = listenedUntil.map { min($0, now) } ?? now
         var directives: [Directive] = []
         for i in records.indices {
             if now >= records[i].nextHeartbeat {
@@ -100,10 +110,10 @@ public struct LinkMonitor: Sendable {
                 records[i].nextHeartbeat = next
             }
             if records[i].state == .up, let heard = records[i].lastHeard,
-               now.nanoseconds(since: heard) >= configuration.timeoutNs
+               observed.nanoseconds(since: heard) >= configuration.timeoutNs
             {
                 records[i].state = .down
-                let silentMs = now.nanoseconds(since: heard) / 1_000_000
+                let silentMs = observed.nanoseconds(since: heard) / 1_000_000
                 directives.append(.stateChanged(link: records[i].link.index, state: .down,
                                                 reason: "no frame from \(records[i].peer) for \(silentMs) ms"))
             }

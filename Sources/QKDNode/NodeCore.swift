@@ -239,6 +239,9 @@ public struct NodeCore: Sendable {
 
     // MARK: Time
 
+    /// The shell handled every frame that had arrived by `instant` (see `LinkMonitor.listened`).
+    public mutating func listened(at instant: Instant) { monitor.listened(at: instant) }
+
     mutating func tick(at now: Instant) -> [Directive] {
         var out: [Directive] = []
         for directive in monitor.tick(at: now) {

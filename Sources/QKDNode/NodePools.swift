@@ -5,6 +5,7 @@ import QKDPostProcessing
 import QKDStore
 import QKDTopology
 import Foundation
+import Synchronization
 
 /// A node's key pools, one per link, shared by the quantum worker (distillation, pool
 /// synchronisation) and the event loop (inspection, audit, key delivery). Every mutation goes
@@ -16,8 +17,20 @@ import Foundation
 /// `@unchecked Sendable`: `pools` is read and written only while `lock` is held; `store` is
 /// immutable and used only under `lock` (it has one writer at a time by construction).
 public final class NodePools: @unchecked Sendable {
+    /// What routing reads of a pool: whether it agreed with the peer, and the keys it can give
+    /// to relays (available beyond the authentication reserve; 0 until agreed).
+    public struct Level: Sendable, Equatable {
+        public var synchronised: Bool
+        public var spareKeys: Int
+    }
+
     private let lock = NSLock()
     private var pools: [String: KeyPool]
+    /// Each pool's level as of its last change, and how many application keys wait: kept under
+    /// `levels`' own lock (written while `lock` is held), so the event loop reads them without
+    /// waiting behind the quantum worker, which holds `lock` through a whole reconciliation step
+    /// and its store write.
+    private let levels = Mutex<(pools: [String: Level], applicationKeys: Int)>(([:], 0))
     /// Keys relayed here for slave SAEs that have not collected them, with when they arrived
     /// (or when the node started, for those it read from the store).
     private var applicationKeys: [KeyID: (key: ApplicationKey, since: Instant)] = [:]
@@ -63,6 +76,23 @@ public final class NodePools: @unchecked Sendable {
         self.pools = pools
         self.store = store
         for k in waitingKeys { applicationKeys[k.id] = (k, Instant(nanoseconds: 0)) }
+        for (link, pool) in pools { noteLevel(link, pool) }
+        noteApplicationKeys()
+    }
+
+    /// A link pool's level as of its last change (nil for an unknown link), without `lock`.
+    public func level(_ link: String) -> Level? { levels.withLock { $0.pools[link] } }
+
+    private func noteLevel(_ link: String, _ pool: KeyPool) {
+        let level = Level(synchronised: pool.isSynchronised,
+                          spareKeys: pool.isSynchronised ? max(0, pool.availableKeys - pool.configuration.authenticationReserve) : 0)
+        levels.withLock { $0.pools[link] = level }
+    }
+
+    /// Called with `lock` held, after application keys changed.
+    private func noteApplicationKeys() {
+        let count = applicationKeys.count
+        levels.withLock { $0.applicationKeys = count }
     }
 
     static func poolConfiguration(_ link: TopologyLink) -> KeyPool.Configuration {
@@ -110,6 +140,7 @@ public final class NodePools: @unchecked Sendable {
         var journals: [(link: String, changes: [KeyPool.Change])] = []
         for (link, var pool) in zip(links, taken) {
             journals.append((link, pool.drainJournal()))
+            noteLevel(link, pool)
             pools[link] = pool
         }
         var failure: StoreError?
@@ -178,6 +209,7 @@ public final class NodePools: @unchecked Sendable {
     /// for keys read from the store); returns how many.
     @discardableResult
     public func expireApplicationKeys(at now: Instant, ttlNs: UInt64) -> Int {
+        guard levels.withLock({ $0.applicationKeys }) > 0 else { return 0 }
         var expired: [KeyID] = []
         withStore { store throws(StoreError) in
             expired = applicationKeys.filter { $0.value.since.nanoseconds == 0 ? false : now.nanoseconds(since: $0.value.since) > ttlNs }.map(\.key)
@@ -204,6 +236,7 @@ public final class NodePools: @unchecked Sendable {
         } catch {
             failure = error
         }
+        noteApplicationKeys()
         lock.unlock()
         if let failure { onStoreFailure(failure) }
     }

@@ -58,6 +58,9 @@ public final class NodeRuntime {
                 let ns = deadline.nanoseconds(since: now)
                 timeout = min(timeout, Int((ns + 999_999) / 1_000_000))
             }
+            // Frames that arrived before this instant come out of this wait (and are handled
+            // below): link silence is measured up to here, not across a stall of this loop.
+            let listening = clock.now()
             for event in transport.wait(timeoutMs: timeout) where running {
                 if event == .wake {
                     running = drainWorker()
@@ -74,6 +77,7 @@ public final class NodeRuntime {
                 }
             }
             if !delayed.isEmpty { sendDelayed(at: clock.now()) }
+            core.listened(at: listening)
             if running { running = execute(core.handle(.tick, at: clock.now())) }
             if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
                 ($0.link, $0.state == .up, core.compromised.contains($0.link.index))

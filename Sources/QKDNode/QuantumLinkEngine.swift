@@ -124,9 +124,28 @@ public struct QuantumLinkEngine: Sendable {
         report.active = false
     }
 
+    /// Whether handling a message of `kind` reads or changes the link's key pool: only
+    /// reconciliation does (it spends authentication keys and deposits distilled keys). The
+    /// worker holds the node's pool lock for these messages only, so the event loop never waits
+    /// behind a frame's detection or sifting.
+    public static func touchesPool(_ kind: MessageKind) -> Bool {
+        switch kind {
+        case .cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult: true
+        default: false
+        }
+    }
+
     /// Handles a quantum-layer message from the peer. A malformed or out-of-place message
     /// discards its round only.
     public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant, pool: inout KeyPool) -> [Effect] {
+        guard Self.touchesPool(kind) else { return received(kind, payload, at: now) }
+        guard active else { return [] }
+        return translate(distiller!.received(kind, payload, pool: &pool))
+    }
+
+    /// Handles a message that does not touch the pool (`touchesPool(kind)` false): frames,
+    /// sifting and estimation. A reconciliation message here is refused (its round discarded).
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant) -> [Effect] {
         guard active else { return [] }
         do {
             switch (role, kind) {
@@ -147,9 +166,6 @@ public struct QuantumLinkEngine: Sendable {
                 return [.send(.estimationResult, result.encoded())] + finished(block, at: now)
             case (.bob, .estimationResult):
                 return finished(try receiver!.received(EstimationResult.decode(payload)), at: now)
-            case (_, .cascadeRequest), (_, .cascadeReply), (_, .reconciliationDone), (_, .reconciliationResult):
-                let out = distiller!.received(kind, payload, pool: &pool)
-                return translate(out)
             default:
                 report.roundsDiscarded += 1
                 return [.log(.warning, "quantum-layer message not expected by \(role.rawValue)", ["link.id": link.name, "kind": "\(kind)"])]

@@ -149,7 +149,9 @@ public final class QuantumWorker: @unchecked Sendable {
                 case .message(let link, let kind, let payload):
                     guard let i = position[link] else { continue }
                     let name = engines[i].link.name
-                    let out = pools.modify(name) { pool in engines[i].received(kind, payload, at: at, pool: &pool) } ?? []
+                    let out = QuantumLinkEngine.touchesPool(kind)
+                        ? pools.modify(name) { pool in engines[i].received(kind, payload, at: at, pool: &pool) } ?? []
+                        : engines[i].received(kind, payload, at: at)
                     effects += out.map { (link, $0) }
                 case .linkUp(let link):
                     guard let i = position[link] else { continue }

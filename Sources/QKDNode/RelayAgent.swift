@@ -101,18 +101,19 @@ final class RelayAgent {
             }
         }
         // A pool that just agreed with its peer (after a link came up) makes its keys usable.
-        // Pools are read (under their lock) only while an up link's pool has not agreed yet or
-        // the up links changed, not after every event.
+        // Pool levels are read only while an up link's pool has not agreed yet or the up links
+        // changed, not after every event.
         var changed = lastAdvertised == nil || links.contains { before[$0.link.index] != $0.up || wasCompromised[$0.link.index] != $0.compromised }
         if changed || lastSynchronised.contains(false) {
-            let synchronised = links.filter(\.up).map { l in pools.read(l.link.name) { $0.isSynchronised } ?? false }
+            let synchronised = links.filter(\.up).map { l in pools.level(l.link.name)?.synchronised ?? false }
             changed = changed || synchronised != lastSynchronised
             lastSynchronised = synchronised
         }
         if changed || lastAdvertised.map({ now.nanoseconds(since: $0.at) >= advertiseEveryNs }) ?? true {
-            // Key counts are read only when advertising (this runs after every event).
+            // Key counts are read only when advertising (this runs after every event), from the
+            // pools' levels: never waiting on the pool lock the quantum worker may hold.
             let entries = links.map { l -> LinkStateAdvertisement.Entry in
-                let spare = pools.read(l.link.name) { p in p.isSynchronised ? max(0, p.availableKeys - p.configuration.authenticationReserve) : 0 } ?? 0
+                let spare = pools.level(l.link.name)?.spareKeys ?? 0
                 return .init(link: l.link.index, up: l.up, compromised: l.compromised, availableKeys: UInt32(min(Int(UInt32.max), spare)))
             }
             sequence += 1

@@ -39,9 +39,40 @@ public struct PolynomialHash: Sendable {
         accumulator = r >= PolynomialHash.prime ? r - PolynomialHash.prime : r
     }
 
-    /// Feeds bytes.
+    /// Feeds bytes (each as 8 bits, in order): the same value as feeding them one at a time
+    /// through `update(bits:count:)`, but whole 7-byte chunks are absorbed at once while the
+    /// pending chunk is byte-aligned.
     public mutating func update(_ bytes: [UInt8]) {
-        for b in bytes { update(bits: UInt64(b), count: 8) }
+        bytes.withUnsafeBufferPointer { b in
+            var i = 0
+            while i < b.count {
+                if pendingBits == 0 && b.count - i >= 8 {
+                    // A whole chunk: the next 7 bytes, little-endian, straight in.
+                    let word = UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self)
+                    absorb(chunk: UInt64(littleEndian: word) & 0x00FF_FFFF_FFFF_FFFF)
+                    self.bits &+= 56
+                    i += 7
+                    continue
+                }
+                guard pendingBits & 7 == 0 else {
+                    update(bits: UInt64(b[i]), count: 8)
+                    i += 1
+                    continue
+                }
+                let take = min((56 - pendingBits) >> 3, b.count - i)
+                var v: UInt64 = 0
+                for j in 0..<take { v |= UInt64(b[i + j]) << UInt64(j * 8) }
+                pending |= v << UInt64(pendingBits)
+                pendingBits += take * 8
+                self.bits &+= UInt64(take * 8)
+                i += take
+                if pendingBits == 56 {
+                    absorb(chunk: pending)
+                    pending = 0
+                    pendingBits = 0
+                }
+            }
+        }
     }
 
     /// Feeds the low `count` (≤ 56) bits of `value`.

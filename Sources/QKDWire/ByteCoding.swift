@@ -22,6 +22,17 @@ public struct ByteReader {
         try take(4).reduce(0) { ($0 << 8) | UInt32($1) }
     }
 
+    /// `n` big-endian u32 values in one bounds check (the caller checked `n` against its limit).
+    mutating func u32s(_ n: Int) throws(WireError) -> [UInt32] {
+        let slice = try take(n * 4)
+        return [UInt32](unsafeUninitializedCapacity: n) { out, initialized in
+            slice.withUnsafeBytes { raw in
+                for i in 0..<n { out[i] = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
+            }
+            initialized = n
+        }
+    }
+
     public mutating func u64() throws(WireError) -> UInt64 {
         try take(8).reduce(0) { ($0 << 8) | UInt64($1) }
     }
@@ -38,10 +49,19 @@ public struct ByteReader {
 
 extension Array where Element == UInt8 {
     public mutating func appendBigEndian(_ value: UInt32) {
-        for shift in stride(from: 24, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
     }
 
     public mutating func appendBigEndian(_ value: UInt64) {
-        for shift in stride(from: 56, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+    }
+
+    /// Appends every value big-endian, 4 bytes each, in one resize.
+    public mutating func appendBigEndian(contentsOf values: [UInt32]) {
+        let start = count
+        append(contentsOf: repeatElement(0, count: values.count * 4))
+        withUnsafeMutableBytes { raw in
+            for (i, v) in values.enumerated() { raw.storeBytes(of: v.bigEndian, toByteOffset: start + i * 4, as: UInt32.self) }
+        }
     }
 }

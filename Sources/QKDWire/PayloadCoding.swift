@@ -13,8 +13,7 @@ public struct PayloadWriter {
     /// A length-prefixed array of u32.
     public mutating func u32Array(_ values: [UInt32]) {
         u32(UInt32(values.count))
-        bytes.reserveCapacity(bytes.count + values.count * 4)
-        for v in values { bytes.appendBigEndian(v) }
+        bytes.appendBigEndian(contentsOf: values)
     }
 
     /// A non-empty UTF-8 string of at most 255 bytes, with a one-byte length (longer ones are
@@ -34,6 +33,7 @@ public struct PayloadWriter {
     /// `count` then the values (each 0 or 1) packed 8 per byte.
     public mutating func bitArray(_ bits: [UInt8]) {
         u32(UInt32(bits.count))
+        bytes.reserveCapacity(bytes.count + (bits.count + 7) / 8)
         var byte: UInt8 = 0
         for (i, b) in bits.enumerated() {
             byte |= (b & 1) << UInt8(i & 7)
@@ -45,6 +45,7 @@ public struct PayloadWriter {
     /// `count` then 2-bit values packed 4 per byte.
     public mutating func crumbArray(_ values: [UInt8]) {
         u32(UInt32(values.count))
+        bytes.reserveCapacity(bytes.count + (values.count + 3) / 4)
         var byte: UInt8 = 0
         for (i, v) in values.enumerated() {
             byte |= (v & 3) << UInt8((i & 3) * 2)
@@ -78,11 +79,7 @@ extension ByteReader {
     }
 
     public mutating func u32Array(_ what: String, limit: Int = 1 << 28) throws(WireError) -> [UInt32] {
-        let n = try count(what, bytesPerItem: 4, limit: limit)
-        var out = [UInt32]()
-        out.reserveCapacity(n)
-        for _ in 0..<n { out.append(try u32()) }
-        return out
+        try u32s(try count(what, bytesPerItem: 4, limit: limit))
     }
 
     public mutating func byteArray(_ what: String, limit: Int = 1 << 28) throws(WireError) -> [UInt8] {

@@ -31,6 +31,22 @@ func ms(_ value: UInt64) -> Instant { Instant(nanoseconds: value * 1_000_000) }
         #expect(m.record(LinkIndex(0))?.state == .down)
     }
 
+    /// A node whose own loop stalled does not take its links down for frames it has not read
+    /// yet: silence counts up to the last instant it listened. Once it has listened past the
+    /// timeout with nothing heard, the link goes down.
+    @Test func aStallOfTheNodeItselfIsNotThePeersSilence() {
+        var m = LinkMonitor(node: NodeID("B"), links: lineTopology.links, now: ms(0))
+        _ = m.received(link: LinkIndex(0), heartbeat: Heartbeat(incarnation: 1), at: ms(10))
+        m.listened(at: ms(100))
+        // The loop stalled from 100 ms to 3 s: frames may wait in its socket.
+        #expect(m.tick(at: ms(3000)).allSatisfy { if case .stateChanged = $0 { false } else { true } })
+        #expect(m.record(LinkIndex(0))?.state == .up)
+        // It drained its socket (nothing from the peer there) and listened until 3 s.
+        m.listened(at: ms(3000))
+        let down = m.tick(at: ms(3001))
+        #expect(down.contains { if case .stateChanged(LinkIndex(0), .down, let reason) = $0 { reason.contains("2990 ms") } else { false } })
+    }
+
     @Test func heartbeatsAreDueEveryInterval() {
         var m = LinkMonitor(node: NodeID("A"), links: lineTopology.links, now: ms(0))
         func beats(_ d: [LinkMonitor.Directive]) -> Int { d.filter { if case .sendHeartbeat = $0 { true } else { false } }.count }

@@ -130,3 +130,25 @@ import Testing
         #expect(throws: WireError.self) { try ControlCodec.decode(ControlRequest.self, from: [0xFF, 0x00]) }
     }
 }
+
+@Suite struct PayloadCodingTests {
+    /// u32 arrays are a big-endian count then big-endian values, and read back exactly; a
+    /// count the bytes cannot hold is refused.
+    @Test func u32ArraysAreBigEndianAndTruncationIsRefused() throws {
+        var w = PayloadWriter()
+        w.u32Array([0x0102_0304, 0xA0B0_C0D0])
+        #expect(w.bytes == [0, 0, 0, 2, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0])
+        var g = Xoshiro256(seed: 11)
+        let values = (0..<1000).map { _ in UInt32(truncatingIfNeeded: g.next()) }
+        var long = PayloadWriter()
+        long.u64(0x1122_3344_5566_7788)
+        long.u32Array(values)
+        #expect(Array(long.bytes.prefix(8)) == [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])
+        var r = ByteReader(long.bytes)
+        #expect(try r.u64() == 0x1122_3344_5566_7788)
+        #expect(try r.u32Array("values") == values)
+        try r.expectEnd("values")
+        var short = ByteReader(Array(w.bytes.dropLast()))
+        #expect(throws: WireError.self) { try short.u32Array("values") }
+    }
+}
