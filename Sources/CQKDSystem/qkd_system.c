@@ -6,6 +6,8 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -99,4 +101,14 @@ int qkd_unpin_thread(void) {
     long n = sysconf(_SC_NPROCESSORS_CONF);
     for (long i = 0; i < n && i < CPU_SETSIZE; i++) CPU_SET((int)i, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int qkd_lower_thread_priority(int increment) {
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    errno = 0;
+    int current = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (current == -1 && errno != 0) return errno;
+    int target = current + increment;
+    if (target > 19) target = 19;
+    return setpriority(PRIO_PROCESS, (id_t)tid, target) == 0 ? 0 : errno;
 }

@@ -218,7 +218,9 @@ public struct Eavesdropper: Sendable {
     }
 
     /// Alice's reply for a frame: the sifted clicks (same basis) and their classes. Counts the
-    /// sifted signal bits of frames that passed Eve, and those she knows.
+    /// sifted signal bits of frames that passed Eve, and those she knows; and the signal gain
+    /// Bob observed (clicks on signal pulses per signal pulse sent), with the tagged fraction
+    /// GLLP would charge for it (`KeyRate.taggedFraction`).
     public mutating func observe(_ reply: SiftReply) {
         guard let flags = frames.removeValue(forKey: reply.frameIndex)?.announced else { return }
         for i in reply.matches.indices where reply.matches[i] == 1 && i < reply.classes.count && reply.classes[i] == 0 {
@@ -226,6 +228,13 @@ public struct Eavesdropper: Sendable {
             if i < flags.count, flags[i] { report.knownSignalBits += 1 }
         }
         if report.siftedSignalBits > 0 { report.knownFraction = Double(report.knownSignalBits) / Double(report.siftedSignalBits) }
+        report.signalPulses += reply.classCounts.first ?? 0
+        report.signalClicks += UInt64(reply.classes.lazy.filter { $0 == 0 }.count)
+        if report.signalPulses > 0, report.signalClicks > 0 {
+            let gain = Double(report.signalClicks) / Double(report.signalPulses)
+            report.signalGain = gain
+            report.gllpTaggedFraction = KeyRate.taggedFraction(mu: settings.source.intensities[0], gain: gain)
+        }
     }
 
     /// Classical tamper: flips one random bit of a post-processing message with probability

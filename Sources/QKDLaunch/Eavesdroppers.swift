@@ -135,3 +135,15 @@ extension Network {
         return "eve on \(link) not ready after \(timeoutSeconds) s"
     }
 }
+
+extension EavesdropperReport {
+    /// What Eve knows, beside what GLLP charges to her without decoys at the gain Bob observed:
+    /// one line, as `qkdctl eve list` and the scenario summary print it.
+    public var knowledgeSummary: String {
+        var out = String(format: "knows %llu of %llu sifted signal bits (%.2f %%)", knownSignalBits, siftedSignalBits, knownFraction * 100)
+        if let delta = gllpTaggedFraction, let gain = signalGain {
+            out += String(format: "; GLLP without decoys charges %.2f %% (tagged fraction at the observed signal gain %.3e)", delta * 100, gain)
+        }
+        return out
+    }
+}

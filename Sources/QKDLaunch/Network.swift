@@ -9,11 +9,43 @@ import QKDWire
 public struct Network: Sendable {
     public static let readinessMarker = "QKDNET READY"
 
-    /// Every node's event loop and libzmq I/O thread share CPU 0 by default: on a small
-    /// machine, cross-core thread wake-ups dominate classical latency (measured: p50 round
-    /// trip about 55 µs pinned, 100-130 µs unpinned, on 2 vCPUs). Compute-heavy worker
-    /// threads are not pinned. See docs/architecture.md.
-    public static let defaultIOCPU: Int? = 0
+    /// Where nodes' event loops and libzmq I/O threads run.
+    public enum IOCPU: Sendable, Equatable {
+        /// CPU 0 in a network of at most `pinnedNetworkLimit` nodes, else not pinned.
+        case auto
+        case cpu(Int)
+        case none
+
+        /// Parses `auto`, `none` or a CPU number.
+        public init?(_ text: String) {
+            switch text {
+            case "auto": self = .auto
+            case "none": self = .none
+            default:
+                guard let n = Int(text), n >= 0 else { return nil }
+                self = .cpu(n)
+            }
+        }
+
+        /// The CPU for a network of `nodes` nodes (nil: not pinned).
+        public func resolved(nodes: Int) -> Int? {
+            switch self {
+            case .auto: nodes <= Network.pinnedNetworkLimit ? 0 : nil
+            case .cpu(let n): n
+            case .none: nil
+            }
+        }
+    }
+
+    /// In a small network every node's event loop and libzmq I/O thread share CPU 0 by default:
+    /// on a small machine, cross-core thread wake-ups dominate classical latency (measured: p50
+    /// round trip about 55 µs pinned, 100-130 µs unpinned, on 2 vCPUs). In a large one the
+    /// classical traffic of all nodes (heartbeats, routing, every Cascade round trip) no longer
+    /// fits one CPU: the 16-city mesh (105 nodes) pinned saw links drop for 1 s without a
+    /// heartbeat while every link reconciled its first block, and none unpinned (each node pinned
+    /// to one of the two CPUs by its place in the topology was worse still). Compute-heavy
+    /// worker threads are never pinned. See docs/architecture.md.
+    public static let pinnedNetworkLimit = 16
 
     public let layout: RunLayout
     public let topology: Topology
@@ -79,7 +111,7 @@ public struct Network: Sendable {
     /// node printed its readiness line. On any failure every node started is stopped and the
     /// error carries the output of the node that did not come up.
     public static func up(topologyPath: String, runDir: String? = nil, binDirectory: String,
-                          readyTimeoutSeconds: Double = 60, ioCPU: Int? = Network.defaultIOCPU,
+                          readyTimeoutSeconds: Double = 60, ioCPU: IOCPU = .auto,
                           extraNodeArguments: [String] = [])
         throws(LaunchError) -> Network
     {
@@ -114,7 +146,8 @@ public struct Network: Sendable {
         let manifest = NetworkManifest(topology: topology.name, topologySource: absolute(topologyPath),
                                        runDirectory: layout.root, binDirectory: absolute(binDirectory),
                                        startedAt: wallClockSeconds(),
-                                       nodeArguments: ["--io-cpu", ioCPU.map(String.init) ?? "none"] + extraNodeArguments)
+                                       nodeArguments: ["--io-cpu", ioCPU.resolved(nodes: topology.nodes.count).map(String.init) ?? "none"]
+                                           + extraNodeArguments)
         try manifest.save(path: layout.networkPath)
         let network = Network(layout: layout, topology: topology, manifest: manifest)
 

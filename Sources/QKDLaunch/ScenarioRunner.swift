@@ -54,6 +54,7 @@ public struct ScenarioReport: Codable, Sendable {
     public var events: [EventResult] = []
     public var samples: [Sample] = []
     public var relays: [RelayTotals] = []
+    /// Every eavesdropper of the run: the last report of each one taken out, then those still in.
     public var eavesdroppers: [EavesdropperReport] = []
     public var audit: AuditReport?
     /// Keys held at one end of a link only, or differing between its ends, after the run.
@@ -87,8 +88,7 @@ public struct ScenarioReport: Codable, Sendable {
             out += "  \(r.from) -> \(r.to): attempted \(r.attempted), delivered \(r.delivered), re-routed \(r.rerouted), failed \(r.failed)\n"
         }
         for e in eavesdroppers {
-            out += String(format: "\neve on %@ (%@): knows %llu of %llu sifted signal bits (%.2f %%)", e.link, e.attack, e.knownSignalBits,
-                          e.siftedSignalBits, e.knownFraction * 100)
+            out += "\neve on \(e.link) (\(e.attack)): \(e.knowledgeSummary)"
         }
         if let audit {
             out += "\n\naudit: \(audit.ok ? "OK" : "FAILED"), \(audit.linksChecked) links, \(audit.keysMatched) keys matched, "
@@ -136,6 +136,7 @@ extension Network {
         var nextRelay = scenario.relays.map { _ in 0.0 }
         var nextSample = 0.0
         var pending = scenario.events[...]
+        var removed: [EavesdropperReport] = []
         let start = Date()
         func elapsed() -> Double { Date().timeIntervalSince(start) }
         while true {
@@ -143,7 +144,7 @@ extension Network {
             if t >= scenario.durationSeconds && pending.isEmpty { break }
             while let event = pending.first, event.atSeconds <= t {
                 pending = pending.dropFirst()
-                let (ok, message) = apply(event.action)
+                let (ok, message) = apply(event.action, removed: &removed)
                 report.events.append(.init(atSeconds: t, action: event.action.words, ok: ok, message: message))
                 log(String(format: "%6.1f s  %@: %@", t, event.action.words, ok ? (message.isEmpty ? "ok" : message) : "FAILED: " + message))
             }
@@ -173,15 +174,16 @@ extension Network {
             let upcoming = ([nextSample, scenario.durationSeconds] + nextRelay + (pending.first.map { [$0.atSeconds] } ?? [])).filter { $0 > elapsed() }
             if let wake = upcoming.min() { usleep(UInt32(min(0.5, max(0.005, wake - elapsed())) * 1e6)) }
         }
-        report.eavesdroppers = eves()
+        report.eavesdroppers = removed + eves()
         let audit = self.audit()
         report.audit = audit
         report.keysLost = audit.mismatchedKeys + audit.orphanKeys
         return report
     }
 
-    /// Carries out one action; whether it worked and what it said.
-    func apply(_ action: Scenario.Action) -> (Bool, String) {
+    /// Carries out one action; whether it worked and what it said. The last reports of the
+    /// eavesdroppers it took out are appended to `removed`.
+    func apply(_ action: Scenario.Action, removed: inout [EavesdropperReport]) -> (Bool, String) {
         func outcome<T>(_ r: Result<T, LaunchError>, _ words: (T) -> String = { _ in "" }) -> (Bool, String) {
             switch r {
             case .success(let v): return (true, words(v))
@@ -193,7 +195,9 @@ extension Network {
             guard let kind = Eavesdropper.Attack(rawValue: attack) else { return (false, "unknown attack \(attack)") }
             return outcome(addEve(link: link, attack: kind, fraction: fraction, atKm: atKm)) { "pid \($0.pid ?? 0)" }
         case .eveRemove(let link):
-            return outcome(removeEve(link: link)) { String(format: "she knew %.2f %% of the sifted bits", $0.knownFraction * 100) }
+            let result = removeEve(link: link)
+            if case .success(let last) = result { removed.append(last) }
+            return outcome(result) { String(format: "she knew %.2f %% of the sifted bits", $0.knownFraction * 100) }
         case .cut(let link): return outcome(fault(.cut, link: link))
         case .loss(let link, let db): return outcome(fault(.loss, link: link, value: db))
         case .delay(let link, let ms): return outcome(fault(.delay, link: link, value: ms))
@@ -213,9 +217,11 @@ extension Network {
             }
         case .heal(let link):
             if let link { return outcome(heal(link: link)) }
-            let removed = eves().map(\.link)
-            for l in removed { _ = removeEve(link: l) }
-            return outcome(heal()) { _ in removed.isEmpty ? "" : "eavesdroppers removed from \(removed.joined(separator: ", "))" }
+            var gone: [EavesdropperReport] = []
+            for l in eves().map(\.link) { if case .success(let last) = removeEve(link: l) { gone.append(last) } }
+            removed += gone
+            let words = gone.map { String(format: "%@ (she knew %.2f %%)", $0.link, $0.knownFraction * 100) }
+            return outcome(heal()) { _ in gone.isEmpty ? "" : "eavesdroppers removed from \(words.joined(separator: ", "))" }
         }
     }
 }

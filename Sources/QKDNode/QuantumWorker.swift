@@ -40,6 +40,8 @@ public final class QuantumWorker: @unchecked Sendable {
     private let clock: any QKDClock
     private let pools: NodePools
     private var thread: Thread?
+    /// How much lower than the event loop the worker thread runs (nice increment).
+    static let niceIncrement: Int32 = 10
 
     /// One link's pool agreement (`PoolSync`): Alice offers, Bob answers.
     struct Handshake {
@@ -71,6 +73,10 @@ public final class QuantumWorker: @unchecked Sendable {
         reports.withLock { $0 = engines.map(\.currentReport) }
         let thread = Thread { [self] in
             _ = qkd_unpin_thread()
+            // Below the event loop: when the CPU is short (a large network on few cores), the
+            // classical control plane (heartbeats, routing, relays, the KME) keeps its pace and
+            // the quantum layer falls behind instead (its lag is reported).
+            _ = qkd_lower_thread_priority(QuantumWorker.niceIncrement)
             run(engines)
         }
         thread.name = "quantum-worker"

@@ -74,9 +74,18 @@ public struct BlockStatistics: Equatable, Sendable, Codable {
                 e.y1Lower = max(0, y1)
             }
         } else if qs > 0 {
+            // GLLP without decoys: every multi-photon pulse may have been split and detected, so
+            // at least Q_μ,L − P_multi(μ) of the gain is untagged (single-photon or vacuum), and
+            // all errors may sit there: e1_U = E_μ,U Q_μ / Q_1,L = E/(1 − Δ) (Gottesman, Lo,
+            // Lütkenhaus, Preskill, QIC 4, 325, 2004). Privacy amplification reads these.
+            let mu = source.intensities[0]
             let qsLower = BlockStatistics.wilson(clicks[0], pulses[0], u).lower
-            e.keyPerSignalPulse = qsLower > 0
-                ? KeyRate.gllpNoDecoy(q: q, f: f, mu: source.intensities[0], gain: qsLower, error: esUpper) : 0
+            let untagged = qsLower - (1 - (1 + mu) * exp(-mu))
+            if untagged > 0 {
+                e.singlePhotonGainLower = untagged * qs / qsLower
+                e.e1Upper = min(0.5, esUpper * qs / e.singlePhotonGainLower)
+                e.keyPerSignalPulse = KeyRate.gllpNoDecoy(q: q, f: f, mu: mu, gain: qsLower, error: esUpper)
+            }
         }
         return e
     }

@@ -447,6 +447,15 @@ public struct EavesdropperReport: Codable, Equatable, Sendable {
 
     /// Fraction of the sifted signal bits Eve knows (known / sifted).
     public var knownFraction: Double = 0
+    /// Signal pulses Alice sent and Bob's clicks on them, in the frames Eve saw answered (public:
+    /// Alice announces both), so the gain Q_μ Bob observed under the attack.
+    public var signalPulses: UInt64 = 0
+    public var signalClicks: UInt64 = 0
+    public var signalGain: Double?
+    /// What GLLP charges to Eve without decoys for that gain: the multi-photon (tagged) fraction
+    /// Δ = [1 − (1 + μ) e^(−μ)] / Q_μ of the detected signal pulses, at most 1. Compare with
+    /// `knownFraction`.
+    public var gllpTaggedFraction: Double?
 
     public init(link: String, attack: String, fraction: Double, seed: UInt64) {
         self.link = link
@@ -460,6 +469,8 @@ public struct EavesdropperReport: Codable, Equatable, Sendable {
         case atKm = "at_km", framesSeen = "frames_seen", pulsesSeen = "pulses_seen", pulsesAttacked = "pulses_attacked"
         case pulsesResent = "pulses_resent", pulsesBlocked = "pulses_blocked", photonsKept = "photons_kept"
         case siftedSignalBits = "sifted_signal_bits", knownSignalBits = "known_signal_bits", knownFraction = "known_fraction"
+        case signalPulses = "signal_pulses", signalClicks = "signal_clicks", signalGain = "signal_gain"
+        case gllpTaggedFraction = "gllp_tagged_fraction"
         case messagesSeen = "messages_seen", messagesAltered = "messages_altered"
         case framesUnreadable = "frames_unreadable", framesForwarded = "frames_forwarded"
     }

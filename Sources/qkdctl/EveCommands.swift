@@ -20,7 +20,7 @@ struct EveCommand: ParsableCommand {
         if r.photonsKept > 0 { out += ", photons kept \(r.photonsKept)" }
         out += "\n"
         if r.messagesSeen > 0 { out += "  post-processing messages seen \(r.messagesSeen), altered \(r.messagesAltered)\n" }
-        out += String(format: "  knows %llu of %llu sifted signal bits (%.2f %%)", r.knownSignalBits, r.siftedSignalBits, r.knownFraction * 100)
+        out += "  " + r.knowledgeSummary
         return out
     }
 

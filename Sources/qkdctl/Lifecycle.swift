@@ -38,16 +38,16 @@ struct Up: ParsableCommand {
     @Option(help: "Seconds to wait for every node to be ready.")
     var timeout: Double = 90
 
-    @Option(name: .customLong("io-cpu"), help: "CPU for every node's event loop, or 'none'.")
-    var ioCPU: String = Network.defaultIOCPU.map(String.init) ?? "none"
+    @Option(name: .customLong("io-cpu"), help: "CPU for every node's event loop, 'none', or 'auto' (CPU 0 for networks of at most \(Network.pinnedNetworkLimit) nodes, else none).")
+    var ioCPU: String = "auto"
 
     func run() throws {
         let started = Date()
         let network: Network
-        guard ioCPU == "none" || Int(ioCPU) != nil else { throw CLIError("--io-cpu: expected a CPU number or 'none'") }
+        guard let pinning = Network.IOCPU(ioCPU) else { throw CLIError("--io-cpu: expected a CPU number, 'none' or 'auto', got '\(ioCPU)'") }
         do {
             network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory(),
-                                     readyTimeoutSeconds: timeout, ioCPU: Int(ioCPU), extraNodeArguments: start.nodeArguments)
+                                     readyTimeoutSeconds: timeout, ioCPU: pinning, extraNodeArguments: start.nodeArguments)
         } catch {
             throw CLIError(error.message)
         }

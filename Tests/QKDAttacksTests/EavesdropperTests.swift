@@ -95,6 +95,11 @@ func runLink(attack: Eavesdropper.Attack?, fraction: Double = 1, atKm: Double? =
         let tagged = (1 - exp(-mu) * (1 + mu)) / s.gain(.signal)
         let report = try #require(eve)
         #expect(abs(report.knownFraction - tagged) < 0.1 * tagged, "Eve knows \(report.knownFraction), GLLP's Δ = \(tagged)")
+        // Eve's own figure, from the public sifting only (every frame she saw answered, the
+        // unfinished last block too), is the gain and Δ of Bob's closed blocks within 3 %.
+        let gain = try #require(report.signalGain), eveDelta = try #require(report.gllpTaggedFraction)
+        #expect(report.signalPulses >= s.pulses[0] && report.signalClicks >= s.clicks[0], "\(report)")
+        #expect(abs(gain / s.gain(.signal) - 1) < 0.03 && abs(eveDelta / tagged - 1) < 0.03, "Eve's Δ \(eveDelta), from Bob's statistics \(tagged)")
     }
 
     /// Beam splitting at Alice's exit changes nothing Bob sees; Eve holds photons of

@@ -2,6 +2,7 @@ import Foundation
 import QKDAttacks
 import QKDCore
 import QKDLaunch
+import QKDPhysics
 import QKDTopology
 import QKDWire
 import Testing
@@ -25,6 +26,21 @@ import Testing
         }
     }
 
+    /// A link under full intercept-resend since block `attached`: its QBER is 25 % ± 2 points,
+    /// its rounds are aborted for the QBER, and neither end kept key from a block after the one
+    /// in progress when Eve came (the key stops within two rounds).
+    static func expectInterceptResendCaught(_ network: Network, _ link: String, attachedAt attached: UInt64) throws -> PoolsStatus.Link {
+        let pools = try #require(network.pools().links.first { $0.link == link })
+        let qber = try #require(pools.qber)
+        #expect(abs(qber - 0.25) <= 0.02, "QBER under full intercept-resend: \(qber)")
+        #expect(pools.abortReason?.contains("QBER") == true, "\(pools.abortReason ?? "-")")
+        for role in ["alice", "bob"] {
+            let lastKey = end(network, link, role)?.lastKeyBlock
+            #expect(lastKey.map { $0 <= attached + 1 } ?? true, "\(role): key from block \(lastKey ?? 0), Eve came at block \(attached)")
+        }
+        return pools
+    }
+
     @Test func fullInterceptResendIsDetectedStopsTheKeyAndTheLinkRecoversWhenEveLeaves() throws {
         let network = try Harness.up("line-3.yaml", label: "eve-ir")
         var passed = false
@@ -45,14 +61,7 @@ import Testing
         #expect(network.status().links.first { $0.id == link }?.state == "compromised", "qkdctl status shows it")
         let aborted = eventually(within: 150) { (network.pools().links.first { $0.link == link }?.roundsAborted ?? 0) >= 3 }
         #expect(aborted, "every round under attack is aborted")
-        let pools = try #require(network.pools().links.first { $0.link == link })
-        let qber = try #require(pools.qber)
-        #expect(abs(qber - 0.25) <= 0.02, "QBER under full intercept-resend: \(qber)")
-        #expect(pools.abortReason?.contains("QBER") == true, "\(pools.abortReason ?? "-")")
-        for role in ["alice", "bob"] {
-            let lastKey = Self.end(network, link, role)?.lastKeyBlock
-            #expect(lastKey.map { $0 <= attached + 1 } ?? true, "\(role): key from block \(lastKey ?? 0), Eve came at block \(attached)")
-        }
+        let pools = try Self.expectInterceptResendCaught(network, link, attachedAt: attached)
         let generated = pools.generatedBitsTotal
         let sifted = pools.blocks
         let evenMore = eventually(within: 150) { (network.pools().links.first { $0.link == link }?.blocks ?? 0) >= sifted + 3 }
@@ -117,6 +126,45 @@ import Testing
         // Rounds stalled by the tampering hold the source (backlog) until they are abandoned
         // (30 s); a loaded CI machine needed more than 120 s in all once.
         #expect(eventually(within: 240) { (network.pools().links.first { $0.link == link }?.generatedBitsTotal ?? 0) > during.generatedBitsTotal })
+        #expect(network.audit().ok)
+        passed = true
+    }
+
+    /// The decoy lesson (Topologies/decoy-lesson.yaml): the same photon-number splitting on a
+    /// decoy-state link and on a weak-signal link without decoys. The decoy analysis catches her
+    /// on Alice-Relay; Relay-Bob stays up and keeps adding key, and what Eve knows of its sifted
+    /// key is, within 10 %, the tagged fraction GLLP charges at the gain the link measured.
+    @Test func withoutDecoysPhotonNumberSplittingGoesUnnoticedWhileDecoysCatchIt() throws {
+        let network = try Harness.up("decoy-lesson.yaml", label: "eve-lesson")
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        let (decoy, plain) = ("Alice-Relay", "Relay-Bob")
+        #expect(Self.waitForBlocks(network, decoy, atLeast: 1, within: 60) && Self.waitForBlocks(network, plain, atLeast: 1, within: 60))
+        _ = try network.addEve(link: decoy, attack: .photonNumberSplitting).get()
+        _ = try network.addEve(link: plain, attack: .photonNumberSplitting).get()
+        let attached = ["alice", "bob"].compactMap { Self.end(network, plain, $0)?.sessionBlocks }.max() ?? 0
+        let generated = network.pools().links.first { $0.link == plain }?.generatedBitsTotal ?? 0
+        #expect(eventually(within: 90) { Self.state(network, decoy) == "compromised" }, "the decoy analysis catches PNS")
+        var states: Set<String> = []
+        let more = eventually(within: 120) {
+            states.insert(Self.state(network, plain) ?? "missing")
+            return ["alice", "bob"].allSatisfy { (Self.end(network, plain, $0)?.sessionBlocks ?? 0) >= attached + 4 }
+        }
+        #expect(more && states == ["up"], "without decoys the link goes on, unaware: states seen \(states)")
+        let pools = try #require(network.pools().links.first { $0.link == plain })
+        #expect(pools.roundsAborted == 0 && pools.generatedBitsTotal > generated, "key from attacked rounds: \(pools.generatedBitsTotal) > \(generated)")
+        let gain = try #require(pools.gain)
+        let tagged = KeyRate.taggedFraction(mu: 0.05, gain: gain)
+        let eve = try #require(network.eveReport(plain))
+        #expect(eve.siftedSignalBits > 100_000 && abs(eve.knownFraction - tagged) < 0.1 * tagged,
+                "Eve knows \(eve.knownFraction) of the sifted key; GLLP's tagged fraction at gain \(gain) is \(tagged)")
+        #expect(eve.gllpTaggedFraction.map { abs($0 - tagged) < 0.1 * tagged } == true, "Eve's own figure \(eve.gllpTaggedFraction ?? -1)")
+        _ = try network.removeEve(link: decoy).get()
+        _ = try network.removeEve(link: plain).get()
+        #expect(eventually(within: 60) { Self.state(network, decoy) == "up" })
         #expect(network.audit().ok)
         passed = true
     }

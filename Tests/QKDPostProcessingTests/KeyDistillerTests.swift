@@ -1,3 +1,4 @@
+import Foundation
 import QKDCore
 import QKDKeyPool
 import QKDPhysics
@@ -129,5 +130,34 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
         #expect(pair.alice.counters.blocksFailedVerification == 1)
         #expect(pair.bob.counters.blocksFailedVerification == 1)
         #expect(pair.alicePool.pendingKeys == 0 && pair.bobPool.pendingKeys == 0)
+    }
+}
+
+/// A link without decoy states distils key from GLLP's untagged share: the estimates take the
+/// multi-photon probability off the signal gain, and both ends keep the same keys.
+@Suite struct NoDecoyDistillationTests {
+    @Test func aWeakSignalLinkWithoutDecoysDistilsKeyFromTheUntaggedShare() throws {
+        let mu = 0.05
+        let source = SourceSettings(signal: mu, decoy: 0, signalProbability: 1, decoyProbability: 0, vacuumProbability: 0, decoyStates: false)
+        let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockSiftedSignalBits: 100_000, sampleFraction: 0.1, source: source)
+        let outcome = try LinkSimulation(physics: LinkPhysics(lengthKm: 5), configuration: config, seed: 3)
+            .run(pulses: 1 << 28, keepBlocks: true, distill: false)
+        let blocks = Array(outcome.blocks.prefix(2))
+        try #require(blocks.count == 2)
+        let e = blocks[0].alice.statistics.estimates(source: source, ecEfficiency: 1.16)
+        let multi = 1 - (1 + mu) * Foundation.exp(-mu)
+        let qsLower = BlockStatistics.wilson(blocks[0].alice.statistics.clicks[0], blocks[0].alice.statistics.pulses[0], 5).lower
+        #expect(e.singlePhotonGainLower > 0 && abs(e.singlePhotonGainLower / e.gainSignal - (1 - multi / qsLower)) < 1e-12, "\(e)")
+        #expect(e.e1Upper > e.qberSignal && e.e1Upper < 0.05 && e.keyPerSignalPulse > 0, "\(e)")
+        #expect(KeyDistiller.abortReason(e, qberThreshold: 0.11) == nil)
+        var pair = DistillationPair(configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16),
+                                    linkSeeds: SeedTree(root: 3).child("link/test"), session: 1)
+        var keys = 0
+        for block in blocks {
+            let out = pair.distil(alice: block.alice, bob: block.bob)
+            #expect(out.alice.map(\.id) == out.bob.map(\.id) && out.alice.map(\.bits.bits) == out.bob.map(\.bits.bits))
+            keys += out.alice.count
+        }
+        #expect(keys > 0, "no-decoy blocks yield key")
     }
 }

@@ -30,4 +30,8 @@ int qkd_pin_thread_to_cpu(int cpu);
 
 /// Lets the calling thread run on every CPU again (for worker threads created by a pinned one).
 int qkd_unpin_thread(void);
+
+/// Raises the calling thread's nice value by `increment` (lower priority; Linux threads have
+/// their own). Returns 0 or an errno value.
+int qkd_lower_thread_priority(int increment);
 #endif

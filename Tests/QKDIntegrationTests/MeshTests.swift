@@ -1,0 +1,61 @@
+import Foundation
+import QKDAttacks
+import QKDCore
+import QKDLaunch
+import Testing
+
+/// The 16-city mesh with every one of its 105 nodes a process and every link running the whole
+/// quantum layer, at 1/50 of real time (what two cores carry). `make test` runs this suite on
+/// its own, after the others, so that no other network competes for the CPU.
+@Suite(.serialized) struct MeshTests {
+    static let timeScale = "0.02"
+
+    static func crosses(_ path: [String], _ a: String, _ b: String) -> Bool {
+        zip(path, path.dropFirst()).contains { [$0.0, $0.1].sorted() == [a, b].sorted() }
+    }
+
+    /// Full intercept-resend on the fibre out of Hefei towards Nanjing: the link's QBER reaches
+    /// 25 %, it adds no key from the second block after Eve came, it is marked compromised, and
+    /// relays from Hefei to Nanjing go around it; when she leaves it comes back, and no key is
+    /// lost anywhere in the mesh.
+    @Test func interceptResendInTheSixteenCityMeshIsCaughtAndRelaysGoAroundIt() throws {
+        let network = try Network.up(topologyPath: Harness.topology("china-16-cities.yaml"), runDir: Harness.runDirectory("mesh-eve"),
+                                     binDirectory: Harness.binDirectory, readyTimeoutSeconds: 120,
+                                     extraNodeArguments: ["--time-scale", Self.timeScale])
+        var passed = false
+        defer {
+            if !passed { for node in ["Hefei", "R-HEFNAN-1", "R-HEFNAN-2", "Nanjing"] { print(network.diagnostics(NodeID(node), lines: 25)) } }
+            Harness.tearDown(network)
+        }
+        let (a, b, link) = ("Hefei", "R-HEFNAN-1", "Hefei-R-HEFNAN-1")
+        let sifting = eventually(within: 150) { ["alice", "bob"].allSatisfy { (EavesdropperProcessTests.end(network, link, $0)?.sessionBlocks ?? 0) >= 1 } }
+        #expect(sifting, "the link sifts blocks")
+        var before: [String] = []
+        let direct = eventually(within: 90) {
+            guard let report = try? network.relay(from: NodeID(a), to: NodeID("Nanjing")).get(), report.ok else { return false }
+            before = report.path
+            return true
+        }
+        #expect(direct && Self.crosses(before, a, b), "before Eve the shortest path takes the link: \(before)")
+
+        _ = try network.addEve(link: link, attack: .interceptResend, fraction: 1).get()
+        let attached = ["alice", "bob"].compactMap { EavesdropperProcessTests.end(network, link, $0)?.sessionBlocks }.max() ?? 0
+        #expect(eventually(within: 150) { EavesdropperProcessTests.state(network, link) == "compromised" }, "the link is marked compromised")
+        _ = try EavesdropperProcessTests.expectInterceptResendCaught(network, link, attachedAt: attached)
+        var detour: [String] = []
+        let rerouted = eventually(within: 60) {
+            guard let report = try? network.relay(from: NodeID(a), to: NodeID("Nanjing")).get(), report.ok else { return false }
+            detour = report.path
+            return !Self.crosses(detour, a, b)
+        }
+        #expect(rerouted, "relays from Hefei to Nanjing go around the compromised link: \(detour)")
+        let learned = try #require(network.eveReport(link))
+        #expect(learned.siftedSignalBits > 100_000 && abs(learned.knownFraction - 0.5) < 0.05, "\(learned)")
+
+        _ = try network.removeEve(link: link).get()
+        #expect(eventually(within: 150) { EavesdropperProcessTests.state(network, link) == "up" }, "back to up after a clean round")
+        let audit = network.audit()
+        #expect(audit.ok && audit.linksChecked == network.topology.links.count, "no key lost or split at any link end: \(audit)")
+        passed = true
+    }
+}
