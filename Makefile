@@ -13,13 +13,15 @@ RELEASE_FLAGS := -c release --static-swift-stdlib
 VENV := .build/venv
 QKD014_CLIENT_VERSION := 0.9.0
 
+TIME_SCALE ?=
 RUN_DIR_ARG := $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
+TIME_SCALE_ARG := $(if $(TIME_SCALE),--time-scale $(TIME_SCALE),)
 RELEASE_BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 
 .PHONY: help deps build release up down status run test bench lint check clean plot scenario
 
 help:
-	@echo "make run        install, build, start $(TOPOLOGY) with a live view (Ctrl-C stops it)"
+	@echo "make run        install, build, start $(TOPOLOGY) with a live view (Ctrl-C stops it; TIME_SCALE=0.05 on few cores)"
 	@echo "make test       install, build, run every test"
 	@echo "make up / down  start (TOPOLOGY=...) / stop a network in the background"
 	@echo "make status     qkdctl status of the running network"
@@ -55,7 +57,7 @@ release: deps
 	$(SWIFT) build $(RELEASE_FLAGS)
 
 up: release
-	"$(RELEASE_BIN)/qkdctl" up --topology "$(TOPOLOGY)" $(RUN_DIR_ARG)
+	"$(RELEASE_BIN)/qkdctl" up --topology "$(TOPOLOGY)" $(RUN_DIR_ARG) $(TIME_SCALE_ARG)
 
 down: release
 	"$(RELEASE_BIN)/qkdctl" down $(RUN_DIR_ARG)
@@ -65,7 +67,7 @@ status: release
 
 # up + live view until Ctrl-C + down (qkdctl run traps SIGINT and stops the nodes).
 run: release
-	"$(RELEASE_BIN)/qkdctl" run --topology "$(TOPOLOGY)" $(RUN_DIR_ARG)
+	"$(RELEASE_BIN)/qkdctl" run --topology "$(TOPOLOGY)" $(RUN_DIR_ARG) $(TIME_SCALE_ARG)
 
 SCENARIO ?= Topologies/scenarios/line-3-tour.yaml
 

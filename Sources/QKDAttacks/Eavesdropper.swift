@@ -233,7 +233,11 @@ public struct Eavesdropper: Sendable {
         if report.signalPulses > 0, report.signalClicks > 0 {
             let gain = Double(report.signalClicks) / Double(report.signalPulses)
             report.signalGain = gain
-            report.gllpTaggedFraction = KeyRate.taggedFraction(mu: settings.source.intensities[0], gain: gain)
+            // The charge that privacy amplification of a link without decoys makes; a decoy-state
+            // link charges its own bound instead (1 − Q1_L/Q_μ, from the decoy gains).
+            if !settings.source.decoyStates {
+                report.gllpTaggedFraction = KeyRate.taggedFraction(mu: settings.source.intensities[0], gain: gain)
+            }
         }
     }
 

@@ -137,8 +137,8 @@ extension Network {
 }
 
 extension EavesdropperReport {
-    /// What Eve knows, beside what GLLP charges to her without decoys at the gain Bob observed:
-    /// one line, as `qkdctl eve list` and the scenario summary print it.
+    /// What Eve knows, beside (on a link without decoys) what GLLP charges to her at the gain
+    /// Bob observed: one line, as `qkdctl eve list` and the scenario summary print it.
     public var knowledgeSummary: String {
         var out = String(format: "knows %llu of %llu sifted signal bits (%.2f %%)", knownSignalBits, siftedSignalBits, knownFraction * 100)
         if let delta = gllpTaggedFraction, let gain = signalGain {

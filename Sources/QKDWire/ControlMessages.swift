@@ -452,9 +452,9 @@ public struct EavesdropperReport: Codable, Equatable, Sendable {
     public var signalPulses: UInt64 = 0
     public var signalClicks: UInt64 = 0
     public var signalGain: Double?
-    /// What GLLP charges to Eve without decoys for that gain: the multi-photon (tagged) fraction
-    /// Δ = [1 − (1 + μ) e^(−μ)] / Q_μ of the detected signal pulses, at most 1. Compare with
-    /// `knownFraction`.
+    /// On a link without decoy states, what GLLP charges to Eve for that gain: the multi-photon
+    /// (tagged) fraction Δ = [1 − (1 + μ) e^(−μ)] / Q_μ of the detected signal pulses, at most 1
+    /// (nil on a decoy-state link). Compare with `knownFraction`.
     public var gllpTaggedFraction: Double?
 
     public init(link: String, attack: String, fraction: Double, seed: UInt64) {
