@@ -146,7 +146,7 @@ public enum KeyRate {
     /// Δ = [1 − (1 + μ) e^(−μ)] / Q_μ,
     /// R = q { −Q_μ f H2(E_μ) + Q_μ (1 − Δ) [1 − H2(E_μ / (1 − Δ))] } (GLLP 2004).
     public static func gllpNoDecoy(q: Double, f: Double, mu: Double, gain: Double, error: Double) -> Double {
-        let delta = (1 - (1 + mu) * exp(-mu)) / gain
+        let delta = multiPhotonProbability(mu: mu) / gain
         guard delta < 1 else { return 0 }
         let r = q * (-gain * f * binaryEntropy(min(0.5, error))
             + gain * (1 - delta) * (1 - binaryEntropy(min(0.5, error / (1 - delta)))))
@@ -155,7 +155,13 @@ public enum KeyRate {
 
     /// The multi-photon (tagged) fraction Δ of detected signal pulses under GLLP without decoys.
     public static func taggedFraction(mu: Double, gain: Double) -> Double {
-        min(1, (1 - (1 + mu) * exp(-mu)) / gain)
+        min(1, multiPhotonProbability(mu: mu) / gain)
+    }
+
+    /// P_multi(μ) = 1 − (1 + μ) e^(−μ): the probability that a Poisson(μ) pulse holds two or
+    /// more photons (what photon-number splitting can tag; GLLP 2004).
+    public static func multiPhotonProbability(mu: Double) -> Double {
+        1 - (1 + mu) * exp(-mu)
     }
 
     /// PLOB: −log2(1 − η) (Pirandola et al., Nat. Commun. 8, 15043, 2017).

@@ -80,7 +80,7 @@ public struct BlockStatistics: Equatable, Sendable, Codable {
             // Lütkenhaus, Preskill, QIC 4, 325, 2004). Privacy amplification reads these.
             let mu = source.intensities[0]
             let qsLower = BlockStatistics.wilson(clicks[0], pulses[0], u).lower
-            let untagged = qsLower - (1 - (1 + mu) * exp(-mu))
+            let untagged = qsLower - KeyRate.multiPhotonProbability(mu: mu)
             if untagged > 0 {
                 e.singlePhotonGainLower = untagged * qs / qsLower
                 e.e1Upper = min(0.5, esUpper * qs / e.singlePhotonGainLower)
