@@ -190,14 +190,19 @@ extension Network {
             case .failure(let e): return (false, e.message)
             }
         }
+        /// Takes Eve out of `link`, keeping her last report.
+        func takeOut(_ link: String) -> Result<EavesdropperReport, LaunchError> {
+            let result = removeEve(link: link)
+            if case .success(let last) = result { removed.append(last) }
+            return result
+        }
+        func knew(_ r: EavesdropperReport) -> String { String(format: "she knew %.2f %% of the sifted bits", r.knownFraction * 100) }
         switch action {
         case .eve(let link, let attack, let fraction, let atKm):
             guard let kind = Eavesdropper.Attack(rawValue: attack) else { return (false, "unknown attack \(attack)") }
             return outcome(addEve(link: link, attack: kind, fraction: fraction, atKm: atKm)) { "pid \($0.pid ?? 0)" }
         case .eveRemove(let link):
-            let result = removeEve(link: link)
-            if case .success(let last) = result { removed.append(last) }
-            return outcome(result) { String(format: "she knew %.2f %% of the sifted bits", $0.knownFraction * 100) }
+            return outcome(takeOut(link), knew)
         case .cut(let link): return outcome(fault(.cut, link: link))
         case .loss(let link, let db): return outcome(fault(.loss, link: link, value: db))
         case .delay(let link, let ms): return outcome(fault(.delay, link: link, value: ms))
@@ -217,11 +222,8 @@ extension Network {
             }
         case .heal(let link):
             if let link { return outcome(heal(link: link)) }
-            var gone: [EavesdropperReport] = []
-            for l in eves().map(\.link) { if case .success(let last) = removeEve(link: l) { gone.append(last) } }
-            removed += gone
-            let words = gone.map { String(format: "%@ (she knew %.2f %%)", $0.link, $0.knownFraction * 100) }
-            return outcome(heal()) { _ in gone.isEmpty ? "" : "eavesdroppers removed from \(words.joined(separator: ", "))" }
+            let words = eves().compactMap { try? takeOut($0.link).get() }.map { "\($0.link) (\(knew($0)))" }
+            return outcome(heal()) { _ in words.isEmpty ? "" : "eavesdroppers removed from \(words.joined(separator: ", "))" }
         }
     }
 }

@@ -10,6 +10,7 @@ import Testing
 @Suite(.serialized) struct MeshTests {
     static let timeScale = "0.02"
 
+    /// Whether a relay path takes the link between `a` and `b` (either direction).
     static func crosses(_ path: [String], _ a: String, _ b: String) -> Bool {
         zip(path, path.dropFirst()).contains { [$0.0, $0.1].sorted() == [a, b].sorted() }
     }
