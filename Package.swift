@@ -67,7 +67,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
-        // Layer 5: the ETSI GS QKD 014 key delivery API (HTTPS, mutual TLS).
+        // Layer 3: the ETSI GS QKD 014 key delivery API (HTTPS, mutual TLS) and the port the node
+        // implements (KeyManagementService): QKDNode depends on it.
         .target(
             name: "QKDAPI",
             dependencies: [
@@ -79,12 +80,20 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict),
-        // Layer 4: the node shell.
+        // Layer 3 (pure): one link end (liveness, faults, the quantum engine, pool agreement)
+        // and a node's whole quantum layer, as instances (optimised in debug too: every frame passes here).
+        .target(
+            name: "QKDLink",
+            dependencies: ["QKDCore", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDKeyPool"],
+            swiftSettings: hot),
+        // Layer 4 (pure): what a node decides (frames validated, links, control, faults), as an instance.
+        .target(name: "QKDNodeCore", dependencies: ["QKDCore", "QKDTopology", "QKDWire", "QKDLink"], swiftSettings: strict),
+        // Layer 5: the node shell.
         .target(
             name: "QKDNode",
             dependencies: [
                 "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDPhysics", "QKDPostProcessing",
-                "QKDKeyPool", "QKDStore", "QKDRouting", "QKDAPI",
+                "QKDKeyPool", "QKDStore", "QKDRouting", "QKDAPI", "QKDLink", "QKDNodeCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -102,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDNode", "QKDTopology", "CQKDSystem", "QKDAPI",
+                "QKDNode", "QKDNodeCore", "QKDTopology", "CQKDSystem", "QKDAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -130,6 +139,13 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict),
+        // Test support: shared topologies, a manual clock, `eventually`, log capture, and the
+        // deterministic in-process network.
+        .target(
+            name: "QKDTestKit",
+            dependencies: ["QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "QKDLink", "QKDNodeCore", "QKDNode", "QKDAttacks",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(name: "QKDCoreTests", dependencies: ["QKDCore"]),
         .testTarget(name: "QKDAttacksTests", dependencies: ["QKDAttacks", "QKDCore", "QKDPhysics", "QKDWire", "QKDPostProcessing"]),
         .testTarget(name: "QKDKeyPoolTests", dependencies: ["QKDKeyPool", "QKDCore"]),
@@ -149,9 +165,12 @@ let package = Package(
         .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire", "QKDTopology", "CZeroMQ"]),
         .testTarget(
             name: "QKDNodeTests",
-            dependencies: ["QKDNode", "QKDTransport", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
+            dependencies: ["QKDTestKit", "QKDNode", "QKDNodeCore", "QKDLink", "QKDTransport", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
+        .testTarget(
+            name: "QKDLinkTests",
+            dependencies: ["QKDTestKit", "QKDLink", "QKDNodeCore", "QKDCore", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
         .testTarget(
             name: "QKDIntegrationTests",
-            dependencies: ["QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDAttacks"]),
+            dependencies: ["QKDTestKit", "QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDAttacks"]),
     ]
 )

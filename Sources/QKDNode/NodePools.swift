@@ -1,6 +1,6 @@
 import QKDCore
 import QKDKeyPool
-import QKDPhysics
+import QKDLink
 import QKDPostProcessing
 import QKDStore
 import QKDTopology
@@ -16,7 +16,7 @@ import Synchronization
 ///
 /// `@unchecked Sendable`: `pools` is read and written only while `lock` is held; `store` is
 /// immutable and used only under `lock` (it has one writer at a time by construction).
-public final class NodePools: @unchecked Sendable {
+public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// What routing reads of a pool: whether it agreed with the peer, and the keys it can give
     /// to relays (available beyond the authentication reserve; 0 until agreed).
     public struct Level: Sendable, Equatable {
@@ -54,14 +54,14 @@ public final class NodePools: @unchecked Sendable {
         let waitingKeys = try store?.loadApplicationKeys() ?? []
         readDuration = ContinuousClock.now - t0
         for link in topology.links(of: node) {
-            let configuration = NodePools.poolConfiguration(link)
+            let configuration = link.poolConfiguration
             if let store, try store.isBootstrapped(link: link.name) {
                 pools[link.name] = KeyPool(configuration: configuration, restoring: stored[link.name] ?? [])
             } else {
                 var pool = KeyPool(configuration: configuration)
                 let seeds = SeedTree(root: topology.seed).child("link/\(link.name)")
                 do {
-                    try pool.deposit(KeyDistiller.preSharedKeys(linkSeeds: seeds, configuration: NodePools.distillation(link)), pending: false)
+                    try pool.deposit(KeyDistiller.preSharedKeys(linkSeeds: seeds, configuration: link.distillation), pending: false)
                 } catch {
                     throw StoreError(.io, "link \(link.name): pre-shared keys refused: \(error)")
                 }
@@ -93,19 +93,6 @@ public final class NodePools: @unchecked Sendable {
     private func noteApplicationKeys() {
         let count = applicationKeys.count
         levels.withLock { $0.applicationKeys = count }
-    }
-
-    static func poolConfiguration(_ link: TopologyLink) -> KeyPool.Configuration {
-        KeyPool.Configuration(maxKeyCount: link.physics.maxKeyCount, authenticationReserve: 64, reservationTTLMs: 30_000)
-    }
-
-    /// The distillation settings of a link (the same at both ends).
-    public static func distillation(_ link: TopologyLink) -> DistillerConfiguration {
-        let p = link.physics
-        let source = SourceSettings(signal: p.signalIntensity, decoy: p.decoyIntensity, signalProbability: p.signalProbability,
-                                    decoyProbability: p.decoyProbability, vacuumProbability: p.vacuumProbability,
-                                    decoyStates: p.decoyStates)
-        return DistillerConfiguration(source: source, ecEfficiency: p.ecEfficiency)
     }
 
     /// Runs `body` on a link's pool, then makes its changes durable. Nil for an unknown link.

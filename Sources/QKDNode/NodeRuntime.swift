@@ -1,5 +1,8 @@
 import Logging
 import QKDCore
+import QKDLink
+import QKDNodeCore
+import QKDTopology
 import QKDTransport
 import QKDWire
 #if canImport(Glibc)
@@ -14,7 +17,7 @@ public final class NodeRuntime {
     private let clock: any QKDClock
     private var logger: Logger
     private let announceReady: (String) -> Void
-    private let worker: QuantumWorker?
+    private let worker: (any QuantumDriver)?
     public let pools: NodePools
     private let relayAgent: RelayAgent
     private let keyRequests: KeyRequests?
@@ -24,17 +27,36 @@ public final class NodeRuntime {
     private let rateWindowNs: UInt64 = 10_000_000_000
     /// Longest wait in one poll, so a missed wake-up costs at most this much.
     private let maxWaitMs = 100
+    /// When the last step began.
+    private var lastStep: Instant?
     /// Frames held back by an injected delay, in the order they were sent.
     private var delayed: [(at: Instant, frame: [UInt8], peer: NodeID)] = []
 
-    /// With `quantum` true the node runs its links' quantum layer on a worker thread.
+    /// Where the node's quantum layer runs.
+    public enum QuantumMode {
+        /// No quantum layer: the classical spine only.
+        case off
+        /// On the quantum worker thread (`qkd-node`).
+        case worker
+        /// On the event loop's own thread, stepped with it (the deterministic in-process
+        /// network: one thread, a manual clock). `engine` makes each link's engine (nil: the
+        /// topology's defaults).
+        case inline(engine: (@Sendable (TopologyLink) -> QuantumLinkEngine)?)
+    }
+
     public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, pools: NodePools,
-                quantum: Bool = true, keyRequests: KeyRequests? = nil, announceReady: @escaping (String) -> Void) {
+                quantum: QuantumMode = .worker, keyRequests: KeyRequests? = nil, announceReady: @escaping (String) -> Void) {
         self.pools = pools
         self.keyRequests = keyRequests
-        relayAgent = RelayAgent(node: core.configuration.node, topology: core.configuration.topology, pools: pools)
-        worker = quantum ? QuantumWorker(node: core.configuration.node, topology: core.configuration.topology, clock: clock,
-                                         waker: transport.makeWaker(), pools: pools) : nil
+        let node = core.configuration.node, topology = core.configuration.topology
+        relayAgent = RelayAgent(node: node, topology: topology, pools: pools)
+        switch quantum {
+        case .off: worker = nil
+        case .worker: worker = QuantumWorker(node: node, topology: topology, clock: clock, waker: transport.makeWaker(), pools: pools)
+        case .inline(let engine):
+            worker = InlineQuantumLayer(layer: QuantumLayer(node: node, topology: topology, epoch: pools.starts, now: clock.now(), engine: engine),
+                                        pools: pools, clock: clock, waker: transport.makeWaker())
+        }
         self.core = core
         self.transport = transport
         self.clock = clock
@@ -49,40 +71,76 @@ public final class NodeRuntime {
 
     /// Runs the event loop until a stop is requested, then closes the transport.
     public func run() {
+        var running = start()
+        while running { running = step().running }
+        finish()
+    }
+
+    /// Starts the quantum layer and handles the first tick; false if the node stops at once.
+    public func start() -> Bool {
         worker?.start()
-        var running = execute(core.handle(.tick, at: clock.now()))
-        while running {
-            let now = clock.now()
-            var timeout = maxWaitMs
-            for deadline in [core.nextDeadline(), relayAgent.nextDeadline(after: now), delayed.map(\.at).min()].compactMap({ $0 }) {
-                let ns = deadline.nanoseconds(since: now)
-                timeout = min(timeout, Int((ns + 999_999) / 1_000_000))
-            }
-            // Frames that arrived before this instant come out of this wait (and are handled
-            // below): link silence is measured up to here, not across a stall of this loop.
-            let listening = clock.now()
-            for event in transport.wait(timeoutMs: timeout) where running {
-                if event == .wake {
-                    running = drainWorker()
-                    for request in keyRequests?.takeAll() ?? [] where running {
-                        running = perform(relayAgent.application(request, at: clock.now()))
-                    }
-                } else if case .peer(let from, let frame) = event {
-                    // An injected fault may drop the frame or thin its photons.
-                    guard let admitted = core.faults.incoming(frame) else { continue }
-                    running = execute(core.handle(.peerFrame(from: from, bytes: admitted), at: clock.now()))
-                } else {
-                    if case .control = event { core.relays = relayAgent.counters }
-                    running = execute(core.handle(translate(event), at: clock.now()))
+        return execute(core.handle(.tick, at: clock.now()))
+    }
+
+    /// The earliest instant something is due: a heartbeat, a link's silence, an
+    /// advertisement, a delayed frame, the quantum layer's next frame (when it runs inline), and
+    /// at the latest `maxWaitMs` after the last step (the loop never waits longer: relay
+    /// timeouts and key expiry are checked on every step).
+    public func nextDeadline() -> Instant {
+        let now = clock.now()
+        let latest = (lastStep ?? now).advanced(byNanoseconds: UInt64(maxWaitMs) * 1_000_000)
+        return [core.nextDeadline(), relayAgent.nextDeadline(after: now), delayed.map(\.at).min(), worker?.nextDeadline(after: now)]
+            .compactMap { $0 }.reduce(latest, min)
+    }
+
+    /// One turn of the event loop: waits for events until the next deadline (at most
+    /// `timeoutMs`; nil: `maxWaitMs`), handles them, then whatever is due. Returns whether the
+    /// node runs on and how many events it handled.
+    public func step(timeoutMs: Int? = nil) -> (running: Bool, events: Int) {
+        var running = true
+        let now = clock.now()
+        let timeout = min(timeoutMs ?? maxWaitMs, Int((nextDeadline().nanoseconds(since: now) + 999_999) / 1_000_000))
+        lastStep = now
+        // Frames that arrived before this instant come out of this wait (and are handled
+        // below): link silence is measured up to here, not across a stall of this loop.
+        let listening = clock.now()
+        let events = transport.wait(timeoutMs: timeout)
+        for event in events where running {
+            if event == .wake {
+                running = drainWorker()
+                for request in keyRequests?.takeAll() ?? [] where running {
+                    running = perform(relayAgent.application(request, at: clock.now()))
                 }
+            } else if case .peer(let from, let frame) = event {
+                // An injected fault may drop the frame or thin its photons.
+                guard let admitted = core.faults.incoming(frame) else { continue }
+                running = execute(core.handle(.peerFrame(from: from, bytes: admitted), at: clock.now()))
+            } else {
+                if case .control = event { core.relays = relayAgent.counters }
+                running = execute(core.handle(translate(event), at: clock.now()))
             }
-            if !delayed.isEmpty { sendDelayed(at: clock.now()) }
-            core.listened(at: listening)
-            if running { running = execute(core.handle(.tick, at: clock.now())) }
-            if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
-                ($0.link, $0.state == .up, core.compromised.contains($0.link.index))
-            })) }
         }
+        if !delayed.isEmpty { sendDelayed(at: clock.now()) }
+        core.listened(at: listening)
+        worker?.poll(at: clock.now())
+        if running { running = drainWorker() }
+        if running { running = execute(core.handle(.tick, at: clock.now())) }
+        if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
+            ($0.link, $0.state == .up, core.compromised.contains($0.link.index))
+        })) }
+        return (running, events.count)
+    }
+
+    /// The node's status as `qkdctl status` reports it. Only from the loop's own thread (the
+    /// deterministic network reads it between steps instead of asking over the control path).
+    public func statusReport() -> NodeStatusReport {
+        core.relays = relayAgent.counters
+        return core.status(at: clock.now())
+    }
+
+    /// After the loop: refuses waiting key requests, joins the quantum worker (it touches the
+    /// pools no more), closes the transport. The caller closes the store after this.
+    public func finish() {
         keyRequests?.close()
         relayAgent.abandonApplications()
         worker?.stop()
@@ -226,7 +284,7 @@ public final class NodeRuntime {
     }
 }
 
-extension NodeCore.LogLevel {
+extension LogLevel {
     var swiftLog: Logger.Level {
         switch self {
         case .debug: .debug

@@ -1,5 +1,7 @@
 import QKDAPI
 import QKDCore
+import QKDLink
+import QKDNodeCore
 import QKDKeyPool
 import QKDRouting
 import QKDStore
@@ -13,7 +15,7 @@ final class RelayAgent {
     enum Action {
         case send(to: NodeID, kind: MessageKind, payload: [UInt8])
         case reply(bytes: [UInt8], to: [UInt8])
-        case log(NodeCore.LogLevel, String, [String: String])
+        case log(LogLevel, String, [String: String])
     }
 
     /// A relayed key this node holds releasable (source or destination), for the KME.

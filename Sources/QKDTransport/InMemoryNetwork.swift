@@ -11,6 +11,15 @@ public final class InMemoryNetwork: @unchecked Sendable {
     private var mailboxes: [NodeID: [TransportEvent]] = [:]
     private var cut: Set<Set<NodeID>> = []
     private var stopped: Set<NodeID> = []
+    /// Interposers between two nodes (an in-process eavesdropper): they carry every frame either
+    /// end sends the other through a splice, and say where it goes on and with what bytes.
+    private var interposers: [Set<NodeID>: Interposer] = [:]
+    /// (sender, peer) pairs whose sender sends through the pair's interposer.
+    private var spliced: Set<[NodeID]> = []
+
+    /// Carries one frame from `from` (one end) on: the receiving end, the sender id it sees,
+    /// and the bytes; nil drops the frame.
+    public typealias Interposer = @Sendable (_ frame: [UInt8], _ from: NodeID) -> (to: NodeID, as: NodeID, frame: [UInt8])?
 
     public init() {}
 
@@ -35,6 +44,40 @@ public final class InMemoryNetwork: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Whether events wait in `node`'s mailbox.
+    public func hasEvents(_ node: NodeID) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !(mailboxes[node]?.isEmpty ?? true)
+    }
+
+    /// Installs an interposer between `a` and `b`; frames go through it once an end splices
+    /// (`NodeTransport.splice`, on that end's `splice` control request). Nil takes it out.
+    public func setInterposer(_ a: NodeID, _ b: NodeID, _ interposer: Interposer?) {
+        condition.lock()
+        interposers[[a, b]] = interposer
+        if interposer == nil { spliced = spliced.filter { Set($0) != [a, b] } }
+        condition.unlock()
+    }
+
+    func splice(_ sender: NodeID, to peer: NodeID, on: Bool) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !on || interposers[[sender, peer]] != nil else { return false }
+        if on { spliced.insert([sender, peer]) } else { spliced.remove([sender, peer]) }
+        return true
+    }
+
+    /// Sends a peer frame, through the interposer if the sender spliced it in.
+    func send(_ frame: [UInt8], from sender: NodeID, to peer: NodeID) -> Bool {
+        condition.lock()
+        let interposer = spliced.contains([sender, peer]) ? interposers[[sender, peer]] : nil
+        condition.unlock()
+        guard let interposer else { return deliver(.peer(from: sender, frame: frame), to: peer, from: sender) }
+        guard let (to, as: seen, frame: carried) = interposer(frame, sender) else { return true }
+        return deliver(.peer(from: seen, frame: carried), to: to, from: sender)
+    }
+
     /// Delivers `.stopRequested` to `node`, as SIGTERM would.
     public func requestStop(_ node: NodeID) {
         deliver(.stopRequested, to: node)
@@ -53,6 +96,26 @@ public final class InMemoryNetwork: @unchecked Sendable {
         condition.unlock()
         if case .control(_, let bytes) = reply { return bytes }
         return nil
+    }
+
+    /// Sends a control request to `node` without waiting; the reply is collected with
+    /// `takeReply` (for a test that steps every node itself, on one thread).
+    public func sendControl(_ request: [UInt8], to node: NodeID) -> NodeID {
+        let client = NodeID("client-\(UUID().uuidString)")
+        condition.lock()
+        mailboxes[client] = []
+        condition.unlock()
+        deliver(.control(client: Array(client.rawValue.utf8), request: request), to: node)
+        return client
+    }
+
+    /// The reply to a `sendControl` request, once it has come (the client is then forgotten).
+    public func takeReply(_ client: NodeID) -> [UInt8]? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let events = mailboxes[client], let first = events.first, case .control(_, let bytes) = first else { return nil }
+        mailboxes[client] = nil
+        return bytes
     }
 
     @discardableResult
@@ -97,7 +160,7 @@ public final class InMemoryTransport: NodeTransport {
 
     @discardableResult
     public func send(_ frame: [UInt8], to peer: NodeID) -> Bool {
-        network.deliver(.peer(from: node, frame: frame), to: peer, from: node)
+        network.send(frame, from: node, to: peer)
     }
 
     public func reply(_ bytes: [UInt8], to client: [UInt8]) {
@@ -116,8 +179,10 @@ public final class InMemoryTransport: NodeTransport {
         network.deliver(.peer(from: sender, frame: frame), to: node)
     }
 
+    /// Splices the interposer the test installed between this node and `peer` (`endpoint` is
+    /// not used: there is one per pair), or takes it out with nil.
     public func splice(_ peer: NodeID, through endpoint: String?) -> String? {
-        endpoint == nil ? nil : "an in-memory network has no fibre to splice an interposer into"
+        network.splice(node, to: peer, on: endpoint != nil) ? nil : "no interposer between \(node) and \(peer) in this in-memory network"
     }
 
     public func close() { network.remove(node) }

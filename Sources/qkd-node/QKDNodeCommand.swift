@@ -5,6 +5,7 @@ import Logging
 import QKDCore
 import QKDAPI
 import QKDNode
+import QKDNodeCore
 import QKDStore
 import Synchronization
 import QKDTopology
@@ -170,7 +171,7 @@ struct QKDNodeCommand: ParsableCommand {
             configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, kmeURL: kmeURL),
             now: clock.now())
         let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
-                                  quantum: quantum == "on", keyRequests: keyRequests) { line in
+                                  quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests) { line in
             writeLine(line, to: 1)
         }
         runtime.run()

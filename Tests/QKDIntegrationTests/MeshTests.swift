@@ -1,3 +1,4 @@
+import QKDTestKit
 import Foundation
 import QKDAttacks
 import QKDCore

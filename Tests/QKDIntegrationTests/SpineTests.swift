@@ -1,3 +1,4 @@
+import QKDTestKit
 import CZeroMQ
 import Foundation
 import QKDCore

@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import QKDCore
 import QKDNode
+import QKDNodeCore
+import QKDTestKit
 import QKDTopology
 import QKDTransport
 import QKDWire
@@ -28,7 +30,7 @@ final class InProcessNetwork: Sendable {
                 let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
                 let pools = try! NodePools(node: node.id, topology: self.topology, store: nil)
                 let runtime = NodeRuntime(core: core, transport: transport, clock: SystemClock(), logger: logger, pools: pools,
-                                          quantum: false) { line in
+                                          quantum: .off) { line in
                     self.ready.withLock { $0.append(line) }
                 }
                 runtime.run()
@@ -48,41 +50,31 @@ final class InProcessNetwork: Sendable {
     }
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date(timeIntervalSinceNow: seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(10_000)
-    }
-    return condition()
-}
-
 @Suite(.serialized) struct InMemoryNetworkTests {
     @Test func lineComesUpThenACutLinkGoesDownAndHeals() {
-        let net = InProcessNetwork(topology: lineTopology)
+        let net = InProcessNetwork(topology: TestTopologies.line3)
         net.start()
         defer {
             net.stopAll()
-            _ = waitUntil(5) { net.finished.withLock { $0 } == 3 }
+            _ = eventually(within: 5) { net.finished.withLock { $0 } == 3 }
         }
-        #expect(waitUntil(5) { net.ready.withLock { $0.count } == 3 })
+        #expect(eventually(within: 5) { net.ready.withLock { $0.count } == 3 })
         #expect(net.ready.withLock { $0 }.contains { $0.hasPrefix("QKDNET READY node=B ") && $0.hasSuffix("links=2/2") })
 
         net.network.cutLink(NodeID("B"), NodeID("C"))
-        #expect(waitUntil(5) { net.status("C")?.links.first?.state == "down" })
-        #expect(waitUntil(5) { net.status("B")?.links.first { $0.id == "B-C" }?.state == "down" })
+        #expect(eventually(within: 5) { net.status("C")?.links.first?.state == "down" })
+        #expect(eventually(within: 5) { net.status("B")?.links.first { $0.id == "B-C" }?.state == "down" })
         #expect(net.status("A")?.links.first?.state == "up")
 
         net.network.healLink(NodeID("B"), NodeID("C"))
-        #expect(waitUntil(5) { net.status("C")?.links.first?.state == "up" })
+        #expect(eventually(within: 5) { net.status("C")?.links.first?.state == "up" })
     }
 
     @Test func stopRequestEndsEveryRuntime() {
-        let net = InProcessNetwork(topology: lineTopology)
+        let net = InProcessNetwork(topology: TestTopologies.line3)
         net.start()
-        #expect(waitUntil(5) { net.ready.withLock { $0.count } == 3 })
+        #expect(eventually(within: 5) { net.ready.withLock { $0.count } == 3 })
         net.stopAll()
-        #expect(waitUntil(5) { net.finished.withLock { $0 } == 3 })
+        #expect(eventually(within: 5) { net.finished.withLock { $0 } == 3 })
     }
 }

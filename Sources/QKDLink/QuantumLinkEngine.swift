@@ -15,7 +15,7 @@ public struct QuantumLinkEngine: Sendable {
 
     public enum Effect: Sendable {
         case send(MessageKind, [UInt8])
-        case log(NodeCore.LogLevel, String, [String: String])
+        case log(LogLevel, String, [String: String])
         case block(SiftedBlock)
         /// The link became compromised (with the reason) or clean again.
         case verdict(compromised: Bool, reason: String?)
@@ -65,7 +65,7 @@ public struct QuantumLinkEngine: Sendable {
         physics = LinkPhysics(lengthKm: link.lengthKm, lossDbPerKm: p.lossDbPerKm, detectorEfficiency: p.detectorEfficiency,
                               darkCountProbability: p.darkCountProbability, misalignment: p.misalignment,
                               ecEfficiency: p.ecEfficiency, signalIntensity: p.signalIntensity, decoyIntensity: p.decoyIntensity)
-        distillation = NodePools.distillation(link)
+        distillation = link.distillation
         let source = distillation.source
         // 10 ms of emulated time per frame by default.
         let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))

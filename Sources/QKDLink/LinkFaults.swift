@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import QKDCore
 import QKDWire
 
@@ -19,6 +23,13 @@ public struct LinkFaults: Sendable {
         public var classicalCut = false
         public var delayNs: UInt64 = 0
         public var extraLossDb: Double = 0
+
+        public init(cut: Bool = false, classicalCut: Bool = false, delayNs: UInt64 = 0, extraLossDb: Double = 0) {
+            self.cut = cut
+            self.classicalCut = classicalCut
+            self.delayNs = delayNs
+            self.extraLossDb = extraLossDb
+        }
 
         public var isNone: Bool { self == Fault() }
 
@@ -62,7 +73,7 @@ public struct LinkFaults: Sendable {
 
     /// The link index and message kind of a frame, read from its envelope header without
     /// decoding it (nil if the header is not one; the node's decoder rejects it later).
-    static func peek(_ frame: [UInt8]) -> (link: LinkIndex, kind: UInt8)? {
+    public static func peek(_ frame: [UInt8]) -> (link: LinkIndex, kind: UInt8)? {
         guard frame.count >= Envelope.headerSize else { return nil }
         let link = UInt32(frame[4]) << 24 | UInt32(frame[5]) << 16 | UInt32(frame[6]) << 8 | UInt32(frame[7])
         return (LinkIndex(link), frame[3])

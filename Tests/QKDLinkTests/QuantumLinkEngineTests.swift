@@ -1,23 +1,15 @@
 import QKDCore
 import QKDKeyPool
-import QKDNode
+import QKDLink
 import QKDPostProcessing
+import QKDTestKit
 import QKDTopology
 import QKDWire
 import Testing
 
 /// Alice's and Bob's engines driven directly with a manual clock, messages passed by hand.
 @Suite struct QuantumLinkEngineTests {
-    static let topology = try! TopologyParser.parse("""
-        name: q
-        seed: 5
-        defaults: { source_rate_hz: 1.0e8 }
-        nodes:
-          - { id: A, lat: 0, lon: 0, role: metro-core }
-          - { id: B, lat: 0, lon: 1, role: metro-core }
-        links:
-          - { a: A, b: B, length_km: 20 }
-        """, file: "q.yaml")
+    static let topology = TestTopologies.pair
 
     func engines(at now: Instant) -> (QuantumLinkEngine, QuantumLinkEngine) {
         let link = Self.topology.links[0]
@@ -28,7 +20,7 @@ import Testing
     /// A link end's pool with the link's pre-shared keys, agreed with the peer's.
     static func pool() -> KeyPool {
         let link = topology.links[0]
-        let psk = KeyDistiller.preSharedKeys(linkSeeds: SeedTree(root: 5).child("link/\(link.name)"), configuration: NodePools.distillation(link))
+        let psk = KeyDistiller.preSharedKeys(linkSeeds: SeedTree(root: 5).child("link/\(link.name)"), configuration: link.distillation)
         var pool = KeyPool()
         try! pool.deposit(psk, pending: false)
         pool.synchronise(peerHolds: Set(psk.map(\.id)))

@@ -1,21 +1,14 @@
 import QKDCore
-import QKDNode
+import QKDLink
+import QKDNodeCore
 import QKDTopology
+import QKDTestKit
 import QKDWire
 import Testing
 
-let lineTopology = try! TopologyParser.parse("""
-    name: t
-    nodes:
-      - { id: A, lat: 0, lon: 0, role: metro-core }
-      - { id: B, lat: 0, lon: 1, role: trusted-relay }
-      - { id: C, lat: 0, lon: 2, role: metro-core }
-    links:
-      - { a: A, b: B, length_km: 10 }
-      - { a: B, b: C, length_km: 10 }
-    """, file: "t.yaml")
+let lineTopology = TestTopologies.line3
 
-func ms(_ value: UInt64) -> Instant { Instant(nanoseconds: value * 1_000_000) }
+func ms(_ value: UInt64) -> Instant { .ms(value) }
 
 @Suite struct LinkMonitorTests {
     @Test func linkComesUpOnFirstFrameAndGoesDownAfterSilence() {

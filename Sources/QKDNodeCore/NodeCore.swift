@@ -1,4 +1,5 @@
 import QKDCore
+import QKDLink
 import QKDTopology
 import QKDWire
 
@@ -41,9 +42,7 @@ public struct NodeCore: Sendable {
         case verdict(LinkIndex, compromised: Bool, reason: String?)
     }
 
-    public enum LogLevel: String, Sendable {
-        case debug, info, notice, warning, error
-    }
+    public typealias LogLevel = QKDLink.LogLevel
 
     public enum Directive: Equatable, Sendable {
         case send(frame: [UInt8], to: NodeID)
@@ -54,7 +53,7 @@ public struct NodeCore: Sendable {
         /// Leave the event loop (after carrying out the directives before this one).
         case stop
         /// Hand this to the quantum worker.
-        case quantum(QuantumWorker.Input)
+        case quantum(QuantumLayer.Input)
         /// Answer a `pools` request with the worker's reports (the shell holds them).
         case replyPools(to: [UInt8])
         /// Answer a `keyDigests` request (audit) from the key pools.

@@ -1,0 +1,141 @@
+import Logging
+import QKDCore
+import QKDLink
+import QKDNode
+import QKDNodeCore
+import QKDTopology
+import QKDTransport
+import QKDWire
+
+/// A whole network in one thread: every node's real shell (`NodeRuntime`: the core, the relay
+/// agent, the pools, the quantum layer inline) over the in-memory transport, stepped in turn
+/// on a manual clock. Nothing races: the same topology and seed give the same run, event for
+/// event, and emulated time moves as fast as the computer can step it.
+///
+/// The loop (`run`): step every node until none has an event left at this instant, then move
+/// the clock to the earliest deadline of any node (a heartbeat, a frame, a timeout). Messages
+/// arrive at the instant they are sent.
+public final class DeterministicNetwork {
+    public struct Node {
+        public let id: NodeID
+        public let runtime: NodeRuntime
+        public let pools: NodePools
+        public fileprivate(set) var running = true
+    }
+
+    public let topology: Topology
+    public let clock: ManualClock
+    public let network = InMemoryNetwork()
+    public let logs = LogCapture()
+    public private(set) var nodes: [Node] = []
+    public private(set) var readyLines: [String] = []
+    /// Node steps taken (a measure of the work a test did).
+    public private(set) var steps = 0
+
+    /// `quantum`: run every link's quantum layer (inline), with blocks of `blockBits` sifted
+    /// bits (smaller than a live node's, so a test distils in seconds of emulated time).
+    public init(topology: Topology, quantum: Bool = true, blockBits: Int = 1 << 16, logLevel: Logger.Level = .info,
+                start: Instant = Instant(nanoseconds: 1_000_000_000)) throws {
+        self.topology = topology
+        clock = ManualClock(start)
+        let ready = ReadyLines()
+        for (i, node) in topology.nodes.enumerated() {
+            let core = NodeCore(configuration: .init(node: node.id, topology: topology, pid: 0, incarnation: UInt64(i + 1)),
+                                now: clock.now())
+            let pools = try NodePools(node: node.id, topology: topology, store: nil)
+            let id = node.id
+            let mode: NodeRuntime.QuantumMode = quantum ? .inline(engine: { [clock] link in
+                QuantumLinkEngine(link: link, node: id, topologySeed: topology.seed, timeScale: topology.timeScale,
+                                  now: clock.now(), blockBits: blockBits)
+            }) : .off
+            let runtime = NodeRuntime(core: core, transport: network.transport(for: node.id), clock: clock,
+                                      logger: logs.logger(node: node.id.rawValue, level: logLevel), pools: pools, quantum: mode) {
+                ready.lines.append($0)
+            }
+            nodes.append(Node(id: node.id, runtime: runtime, pools: pools))
+        }
+        readyBox = ready
+        for i in nodes.indices where !nodes[i].runtime.start() { nodes[i].running = false }
+    }
+
+    private final class ReadyLines { var lines: [String] = [] }
+    private let readyBox: ReadyLines
+
+    /// The node `id`.
+    public func node(_ id: String) -> Node? { nodes.first { $0.id.rawValue == id } }
+
+    /// Steps the network until `condition` holds (true) or `seconds` of manual time pass
+    /// (false). The condition is checked whenever the network is quiet.
+    @discardableResult
+    public func run(seconds: Double, until condition: () -> Bool = { false }) -> Bool {
+        let end = clock.now().advanced(byNanoseconds: UInt64(seconds * 1e9))
+        while true {
+            quiesce()
+            readyLines = readyBox.lines
+            if condition() { return true }
+            let now = clock.now()
+            guard now < end else { return false }
+            let next = nodes.filter(\.running).map { $0.runtime.nextDeadline() }.min() ?? end
+            // At least a microsecond: a deadline already due that produced nothing moves on.
+            clock.set(min(end, max(next, now.advanced(byNanoseconds: 1000))))
+        }
+    }
+
+    /// Steps the running nodes that have an event waiting or something due, until none has.
+    private func quiesce() {
+        var rounds = 0
+        while true {
+            var events = 0
+            let now = clock.now()
+            for i in nodes.indices where nodes[i].running {
+                guard network.hasEvents(nodes[i].id) || nodes[i].runtime.nextDeadline() <= now else { continue }
+                let (running, n) = nodes[i].runtime.step(timeoutMs: 0)
+                steps += 1
+                events += n
+                if !running {
+                    nodes[i].running = false
+                    nodes[i].runtime.finish()
+                }
+            }
+            rounds += 1
+            precondition(rounds < 100_000, "the network never went quiet at \(clock.now())")
+            if events == 0 { return }
+        }
+    }
+
+    /// Sends a control request to `node` and steps the network until it answers (nil if it
+    /// does not within `seconds` of manual time, or the answer does not decode).
+    public func control(_ request: ControlRequest, to node: String, seconds: Double = 5) -> ControlReply? {
+        let client = network.sendControl(ControlCodec.encode(request), to: NodeID(node))
+        var reply: [UInt8]?
+        run(seconds: seconds) {
+            reply = network.takeReply(client)
+            return reply != nil
+        }
+        return reply.flatMap { try? ControlCodec.decode(ControlReply.self, from: $0) }
+    }
+
+    /// A node's status, read from its runtime between steps (what `qkdctl status` shows).
+    public func status(_ node: String) -> NodeStatusReport? { self.node(node)?.runtime.statusReport() }
+
+    /// A link's state at one end (`up`, `down` or `compromised`).
+    public func linkState(_ node: String, _ link: String) -> String? { status(node)?.links.first { $0.id == link }?.state }
+
+    /// (key ID, digest) of every key a node holds for `link`, digests under `salt`.
+    public func digests(_ node: String, link: String, salt: UInt64 = 1) -> [KeyDigest] {
+        control(ControlRequest(command: .keyDigests, link: link, salt: salt), to: node)?.digests ?? []
+    }
+
+    /// Whether every link is up at both ends and both pools agree.
+    public var allLinksAgreed: Bool {
+        topology.links.allSatisfy { link in
+            [link.a, link.b].allSatisfy { end in node(end.rawValue)?.pools.level(link.name)?.synchronised ?? false }
+        }
+    }
+
+    /// Stops every node (as SIGTERM would) and steps them until they have left their loops.
+    public func stop() {
+        for node in nodes where node.running { network.requestStop(node.id) }
+        quiesce()
+    }
+}
