@@ -1,6 +1,7 @@
 import Foundation
 import QKDAPI
 import QKDCore
+import QKDKeyPool
 import QKDStore
 import QKDTransport
 

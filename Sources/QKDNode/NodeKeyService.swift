@@ -1,6 +1,7 @@
 import Crypto
 import QKDAPI
 import QKDCore
+import QKDKeyPool
 import QKDStore
 import QKDTopology
 

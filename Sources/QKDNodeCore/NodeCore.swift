@@ -42,7 +42,7 @@ public struct NodeCore: Sendable {
         case verdict(LinkIndex, compromised: Bool, reason: String?)
     }
 
-    public typealias LogLevel = QKDLink.LogLevel
+    public typealias LogLevel = QKDCore.LogLevel
 
     public enum Directive: Equatable, Sendable {
         case send(frame: [UInt8], to: NodeID)

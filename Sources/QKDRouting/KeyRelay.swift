@@ -189,7 +189,10 @@ public struct KeyRelay: Sendable {
             [.send(to: from, kind: .relayAbort, payload: RelaySignal(relay: f.relay, reason: reason).encoded()),
              .failed(relay: f.relay, reason: reason)]
         }
-        guard legs[f.relay] == nil, finished[f.relay] == nil, path[f.hop] == node, path[f.hop - 1] == from,
+        // A forward of a relay this node holds, or that ended here, is a duplicate or late: it
+        // changes nothing (answering it with an abort would void a relay that is going well).
+        if legs[f.relay] != nil || finished[f.relay] != nil { return [] }
+        guard path[f.hop] == node, path[f.hop - 1] == from,
               Set(path).count == path.count, let inLink = linkName(from, node) else {
             return fail("relay message out of place at \(node)")
         }

@@ -1,24 +1,7 @@
 import Foundation
 import GRDB
 import QKDCore
-
-/// A key an application (ETSI GS QKD 014 slave SAE) has not collected yet: relayed to this node
-/// for `slave`, requested by `master`, over `path`.
-public struct ApplicationKey: Equatable, Sendable {
-    public var id: KeyID
-    public var master: String
-    public var slave: String
-    public var bits: BitVector
-    public var path: [String]
-
-    public init(id: KeyID, master: String, slave: String, bits: BitVector, path: [String]) {
-        self.id = id
-        self.master = master
-        self.slave = slave
-        self.bits = bits
-        self.path = path
-    }
-}
+import QKDKeyPool
 
 /// Application keys on disk, beside the pools: a relayed key is stored here before the node
 /// confirms the relay, and removed in the transaction that hands it to its slave SAE, so a key
