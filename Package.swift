@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Layer 0: identifiers, seeded PRNG streams, clocks. No dependencies.
@@ -78,6 +79,7 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         // Layer 3 (pure): one link end (liveness, faults, the quantum engine, pool agreement)
@@ -111,8 +113,10 @@ let package = Package(
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDNode", "QKDNodeCore", "QKDTopology", "CQKDSystem", "QKDAPI",
+                "QKDNode", "QKDNodeCore", "QKDTopology", "CQKDSystem", "QKDAPI", "QKDCore", "QKDStore", "QKDTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         .executableTarget(

@@ -61,10 +61,19 @@ static void on_stop_signal(int sig) {
     errno = saved;
 }
 
-int qkd_install_stop_handlers(void) {
+int qkd_create_stop_pipe(void) {
     if (stop_pipe[0] < 0) {
         if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return errno;
     }
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+void qkd_request_stop(int sig) { on_stop_signal(sig); }
+
+int qkd_install_stop_handlers(void) {
+    int rc = qkd_create_stop_pipe();
+    if (rc != 0) return rc;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTLS
 import NIOCore
 import NIOSSL
+import ServiceLifecycle
 import X509
 
 /// An ETSI GS QKD 014 error: the HTTP status (400, 401 or 503, the only ones the standard
@@ -119,9 +120,11 @@ public enum KMEServer {
         }
     }
 
-    /// Serves until the task is cancelled; `onRunning` gets the bound port.
-    public static func run(paths: Paths, port: Int = 0, service: some KeyManagementService,
-                           onRunning: @escaping @Sendable (Int) -> Void) async throws {
+    /// The KME as a service (swift-service-lifecycle): it serves from when its group runs it
+    /// until the group shuts it down gracefully (requests in flight are answered first) or is
+    /// cancelled; `onRunning` gets the bound port. Throws if the certificates cannot be read.
+    public static func service(paths: Paths, port: Int = 0, service: some KeyManagementService,
+                               onRunning: @escaping @Sendable (Int) -> Void) throws -> some Service {
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(paths.certificate).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: paths.key, format: .pem)))
@@ -173,7 +176,7 @@ public enum KMEServer {
         let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: tls),
                               configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "QKDNet KME"),
                               onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) })
-        try await app.runService(gracefulShutdownSignals: [])
+        return app
     }
 
     /// The caller's SAE ID: the common name of the client certificate of this connection.

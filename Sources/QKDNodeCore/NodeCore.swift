@@ -307,6 +307,7 @@ public struct NodeCore: Sendable {
         let via = NodeCore.interposerID(link)
         guard let endpoint = request.endpoint else {
             splices[link.index] = nil
+            monitor.interposed(link.index, false)
             return [.splice(link: link.index, peer: peer, endpoint: nil, transmittance: nil, client: client),
                     .log(.notice, "interposer taken out", ["link.id": link.name])]
         }
@@ -319,12 +320,16 @@ public struct NodeCore: Sendable {
             transmittance = t
         }
         splices[link.index] = via
+        monitor.interposed(link.index, true)
         return [.splice(link: link.index, peer: peer, endpoint: endpoint, transmittance: transmittance, client: client),
                 .log(.notice, "interposer spliced in", ["link.id": link.name])]
     }
 
     /// Undoes a splice the shell could not carry out.
-    public mutating func spliceFailed(_ link: LinkIndex) { splices[link] = nil }
+    public mutating func spliceFailed(_ link: LinkIndex) {
+        splices[link] = nil
+        monitor.interposed(link, false)
+    }
 
     mutating func injectFault(_ request: ControlRequest, client: [UInt8]) -> [Directive] {
         func reply(_ error: String?) -> [Directive] {

@@ -10,10 +10,11 @@ import QKDStore
 import Synchronization
 import QKDTopology
 import QKDTransport
+import ServiceLifecycle
 
 /// One city node of a QKDNet network: one OS process per node.
 @main
-struct QKDNodeCommand: ParsableCommand {
+struct QKDNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qkd-node",
         abstract: "Run one trusted node of a QKDNet network.",
@@ -21,7 +22,8 @@ struct QKDNodeCommand: ParsableCommand {
             Binds the node's peer and control endpoints, connects to every neighbour named by \
             the topology, keeps a heartbeat on each link, prints one readiness line \
             (QKDNET READY ...) when all its links are connected, logs to RUN_DIR/logs/ID.log, \
-            and shuts down gracefully on SIGTERM. Key pools live in RUN_DIR/store/ID.sqlite. \
+            and shuts down gracefully on SIGTERM or SIGINT (event loop stopped, quantum worker \
+            joined, KME drained, key store closed). Key pools live in RUN_DIR/store/ID.sqlite. \
             Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration, 3 key store refused \
             (damaged, unreadable or not this node's: the node never serves keys from it).
             """)
@@ -53,18 +55,9 @@ struct QKDNodeCommand: ParsableCommand {
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
 
-    func run() throws {
+    func run() async throws {
         if dieWithParent { _ = qkd_set_parent_death_signal(SIGTERM) }
-        var topology: Topology
-        do {
-            topology = try TopologyParser.load(path: self.topology)
-        } catch {
-            fail(2, "\(error)")
-        }
-        if let timeScale {
-            if let problem = Topology.timeScaleProblem(timeScale) { fail(2, "--time-scale: \(problem)") }
-            topology = topology.with(timeScale: timeScale)
-        }
+        let topology = loadTopology()
         guard let me = topology.node(NodeID(node)) else {
             fail(2, "\(self.topology): node '\(node)' is not in the topology")
         }
@@ -75,112 +68,164 @@ struct QKDNodeCommand: ParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             fail(2, "--log-level: unknown level '\(logLevel)'")
         }
-        let root = URL(fileURLWithPath: runDir).standardizedFileURL.path
-        let layout = RunLayout(root: root)
+        let layout = RunLayout(root: URL(fileURLWithPath: runDir).standardizedFileURL.path)
         if let problem = layout.validateEndpoints(for: topology) { fail(2, problem) }
-        do {
-            for dir in [layout.logsDirectory, layout.socketsDirectory] {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            }
-        } catch {
-            fail(1, "cannot create run directory '\(root)': \(error.localizedDescription)")
-        }
-
-        let sink: LogSink
-        do { sink = try LogSink(path: layout.logPath(me.id)) } catch { fail(1, error.message) }
-        var logger = Logger(label: "qkd-node") { FileLogHandler(label: $0, sink: sink) }
-        logger.logLevel = level
-        logger[metadataKey: "node"] = "\(me.id)"
-
+        let logger = openLog(layout, me.id, level: level)
         // Before pinning: loading the pools opens sealed keys on every core.
-        let pools: NodePools
-        do {
-            let opening = Date()
-            let store = try KeyStore.open(directory: layout.storeDirectory, node: me.id.rawValue, durability: storeDurability)
-            pools = try NodePools(node: me.id, topology: topology, store: store) { [logger] error in
-                logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
-                fail(1, "\(error)")
-            }
-            logger.notice("key store opened", metadata: [
-                "path": "\(store.path)", "starts": "\(store.starts)", "keys": "\(pools.heldKeys)", "durability": "\(storeDurability.rawValue)",
-                "load_ms": "\(Int(Date().timeIntervalSince(opening) * 1000))", "read": "\(pools.readDuration)",
-            ])
-        } catch {
-            logger.critical("key store refused", metadata: ["error": "\(error)"])
-            fail(3, "node \(me.id): \(error)")
-        }
-
+        let pools = openPools(layout, me.id, topology, durability: storeDurability, logger: logger)
         if ioCPU != "none" {
             guard let cpu = Int32(ioCPU), cpu >= 0 else { fail(2, "--io-cpu: expected a CPU number or 'none', got '\(ioCPU)'") }
             // Threads created from here on (libzmq's I/O thread among them) inherit the pin.
             let rc = qkd_pin_thread_to_cpu(cpu)
             if rc != 0 { logger.warning("cannot pin to CPU", metadata: ["cpu": "\(cpu)", "errno": "\(rc)"]) }
         }
-        guard qkd_install_stop_handlers() == 0 else { fail(1, "cannot install signal handlers") }
+        // SIGTERM and SIGINT go to the service group, which asks the event loop to stop through
+        // the stop pipe that its poll watches.
+        guard qkd_create_stop_pipe() == 0 else { fail(1, "cannot create the stop pipe") }
         let pid = getpid()
         let incarnation = UInt64.random(in: 1...UInt64.max)
         logger.notice("starting", metadata: [
             "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)",
             "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)", "time_scale": "\(topology.timeScale)",
         ])
-
-        let neighbours = topology.links(of: me.id).compactMap { link -> (id: NodeID, endpoint: String)? in
-            guard let peer = link.peer(of: me.id), let peerNode = topology.node(peer) else { return nil }
-            return (peer, layout.peerEndpoint(peerNode))
-        }
-        let transport: ZMQNodeTransport
-        do {
-            transport = try ZMQNodeTransport(
-                node: me.id, peerEndpoint: layout.peerEndpoint(me),
-                controlEndpoint: layout.controlEndpoint(me), neighbours: neighbours,
-                stopFD: qkd_stop_fd())
-        } catch {
-            logger.error("cannot open transport", metadata: ["error": "\(error)"])
-            fail(1, "node \(me.id): cannot open transport: \(error)")
-        }
-
-        // The ETSI GS QKD 014 KME, when the launcher made this node a certificate.
-        var kmeURL: String?
+        let transport = openTransport(layout, me, topology, logger: logger)
         let keyRequests = KeyRequests(waker: transport.makeWaker())
-        if FileManager.default.fileExists(atPath: layout.kmeCertificatePath(me.id)) {
-            let paths = KMEServer.Paths(ca: layout.caCertificatePath, certificate: layout.kmeCertificatePath(me.id),
-                                        key: layout.kmeKeyPath(me.id))
-            let service = NodeKeyService(node: me.id, topology: topology, pools: pools, requests: keyRequests)
-            let bound = Mutex<Int?>(nil)
-            let started = DispatchSemaphore(value: 0)
-            Task.detached { [logger] in
-                do {
-                    try await KMEServer.run(paths: paths, service: service) { port in
-                        bound.withLock { $0 = port }
-                        started.signal()
-                    }
-                } catch {
-                    logger.error("KME stopped", metadata: ["error": "\(error)"])
-                    started.signal()
-                }
-            }
-            guard started.wait(timeout: .now() + 20) == .success, let port = bound.withLock({ $0 }), port > 0 else {
-                fail(1, "node \(me.id): the KME (HTTPS) did not start; see \(layout.logPath(me.id))")
-            }
-            kmeURL = "https://127.0.0.1:\(port)"
-            logger.notice("KME serving", metadata: ["url": "\(kmeURL!)"])
-        }
+        let kme = kmeService(layout, me.id, topology, pools: pools, requests: keyRequests)
 
-        let clock = SystemClock()
-        let core = NodeCore(
-            configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, kmeURL: kmeURL),
-            now: clock.now())
-        let runtime = NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
-                                  quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests) { line in
-            writeLine(line, to: 1)
+        let handOff = HandOff((transport: transport, keyRequests: keyRequests, pools: pools, topology: topology, logger: logger))
+        let quantum = self.quantum
+        let loop = EventLoopService(logger: logger, kmePort: kme?.port, pinTo: Int32(ioCPU)) { kmeURL in
+            let (transport, keyRequests, pools, topology, logger) = handOff.value
+            if let kmeURL { logger.notice("KME serving", metadata: ["url": "\(kmeURL)"]) }
+            let clock = SystemClock()
+            let core = NodeCore(
+                configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, kmeURL: kmeURL),
+                now: clock.now())
+            return NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
+                               quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests) { line in
+                writeLine(line, to: 1)
+            }
         }
-        runtime.run()
+        await serve(kme.map { [$0.service] } ?? [], then: loop, node: me.id, logger: logger)
         do {
             try pools.close()
         } catch {
             logger.error("key store did not close cleanly", metadata: ["error": "\(error)"])
         }
+        if let failure = loop.failure.withLock({ $0 }) { fail(1, "node \(me.id): \(failure)") }
+        logger.notice("exiting")
     }
+
+    func loadTopology() -> Topology {
+        var topology: Topology
+        do {
+            topology = try TopologyParser.load(path: self.topology)
+        } catch {
+            fail(2, "\(error)")
+        }
+        if let timeScale {
+            if let problem = Topology.timeScaleProblem(timeScale) { fail(2, "--time-scale: \(problem)") }
+            topology = topology.with(timeScale: timeScale)
+        }
+        return topology
+    }
+
+    /// The node's log file, RUN_DIR/logs/ID.log (the run directory's folders made if missing).
+    func openLog(_ layout: RunLayout, _ node: NodeID, level: Logger.Level) -> Logger {
+        do {
+            for dir in [layout.logsDirectory, layout.socketsDirectory] {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            }
+        } catch {
+            fail(1, "cannot create run directory '\(layout.root)': \(error.localizedDescription)")
+        }
+        let sink: LogSink
+        do { sink = try LogSink(path: layout.logPath(node)) } catch { fail(1, error.message) }
+        var logger = Logger(label: "qkd-node") { FileLogHandler(label: $0, sink: sink) }
+        logger.logLevel = level
+        logger[metadataKey: "node"] = "\(node)"
+        return logger
+    }
+
+    /// The node's pools from its store; exit 3 if the store is refused (damaged, foreign).
+    func openPools(_ layout: RunLayout, _ node: NodeID, _ topology: Topology, durability: KeyStore.Durability, logger: Logger) -> NodePools {
+        do {
+            let opening = Date()
+            let store = try KeyStore.open(directory: layout.storeDirectory, node: node.rawValue, durability: durability)
+            let pools = try NodePools(node: node, topology: topology, store: store) { [logger] error in
+                logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
+                fail(1, "\(error)")
+            }
+            logger.notice("key store opened", metadata: [
+                "path": "\(store.path)", "starts": "\(store.starts)", "keys": "\(pools.heldKeys)", "durability": "\(durability.rawValue)",
+                "load_ms": "\(Int(Date().timeIntervalSince(opening) * 1000))", "read": "\(pools.readDuration)",
+            ])
+            return pools
+        } catch {
+            logger.critical("key store refused", metadata: ["error": "\(error)"])
+            fail(3, "node \(node): \(error)")
+        }
+    }
+
+    func openTransport(_ layout: RunLayout, _ me: TopologyNode, _ topology: Topology, logger: Logger) -> ZMQNodeTransport {
+        let neighbours = topology.links(of: me.id).compactMap { link -> (id: NodeID, endpoint: String)? in
+            guard let peer = link.peer(of: me.id), let peerNode = topology.node(peer) else { return nil }
+            return (peer, layout.peerEndpoint(peerNode))
+        }
+        do {
+            return try ZMQNodeTransport(node: me.id, peerEndpoint: layout.peerEndpoint(me), controlEndpoint: layout.controlEndpoint(me),
+                                        neighbours: neighbours, stopFD: qkd_stop_fd())
+        } catch {
+            logger.error("cannot open transport", metadata: ["error": "\(error)"])
+            fail(1, "node \(me.id): cannot open transport: \(error)")
+        }
+    }
+
+    /// The ETSI GS QKD 014 KME, when the launcher made this node a certificate, and the port it
+    /// will have bound once the group runs it (status reports its URL).
+    func kmeService(_ layout: RunLayout, _ node: NodeID, _ topology: Topology, pools: NodePools, requests: KeyRequests)
+        -> (service: ServiceGroupConfiguration.ServiceConfiguration, port: AsyncStream<Int>)?
+    {
+        guard FileManager.default.fileExists(atPath: layout.kmeCertificatePath(node)) else { return nil }
+        let paths = KMEServer.Paths(ca: layout.caCertificatePath, certificate: layout.kmeCertificatePath(node), key: layout.kmeKeyPath(node))
+        let keys = NodeKeyService(node: node, topology: topology, pools: pools, requests: requests)
+        let (port, bound) = AsyncStream.makeStream(of: Int.self)
+        do {
+            let kme = try KMEServer.service(paths: paths, service: keys) { number in
+                bound.yield(number)
+                bound.finish()
+            }
+            return (.init(service: kme, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+                    port)
+        } catch {
+            fail(1, "node \(node): the KME (HTTPS) cannot start: \(error)")
+        }
+    }
+
+    /// Runs `services`, then `loop`, as one group until it shuts down. The loop is last: a
+    /// graceful shutdown stops it first (its goodbyes, the worker joined, waiting key requests
+    /// answered), then the KME drains. Any of them ending shuts the others down.
+    func serve(_ services: [ServiceGroupConfiguration.ServiceConfiguration], then loop: EventLoopService, node: NodeID, logger: Logger) async {
+        let all = services + [.init(service: loop, successTerminationBehavior: .gracefullyShutdownGroup,
+                                    failureTerminationBehavior: .gracefullyShutdownGroup)]
+        let group = ServiceGroup(configuration: .init(services: all, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      cancellationSignals: [], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("service group failed", metadata: ["error": "\(error)"])
+            fail(1, "node \(node): \(error)")
+        }
+    }
+}
+
+/// Hands values made on the main thread to the event loop's thread, which alone uses them from
+/// then on. `@unchecked Sendable`: the transport (libzmq sockets) is touched only by the thread
+/// that runs the loop, after `Thread.start` (a happens-before edge); the pools and key requests
+/// are thread-safe themselves.
+struct HandOff<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 func writeLine(_ line: String, to fd: Int32) {

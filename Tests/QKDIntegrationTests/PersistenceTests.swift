@@ -64,6 +64,52 @@ import Testing
         passed = true
     }
 
+    @Test func sigtermWhileEveryLinkDistilsStopsEveryNodeCleanlyAndTheStoresReopen() throws {
+        let network = try Harness.up("line-3.yaml", label: "sigterm")
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        // Every link running a session and past its first distilled keys (60 s: line-3 distils
+        // its first block in a few seconds; the margin is for a loaded CI machine).
+        #expect(eventually(within: 60) {
+            Self.allSynchronised(network) && Self.generated(network).values.allSatisfy { $0 > 0 } && Self.generated(network).count == 2
+        })
+        let pids = network.topology.nodes.compactMap { network.recordedPID($0.id) }
+        #expect(pids.count == 3)
+        let sent = Date()
+        for pid in pids { kill(pid, SIGTERM) }
+        var states: [Int32: Processes.ChildState] = [:]
+        // 10 s: only to end the test if a node hangs; the exit codes and the time are the check.
+        let ended = eventually(within: 10) {
+            for pid in pids where states[pid] == nil {
+                let state = Processes.childState(pid)
+                if state != .running { states[pid] = state }
+            }
+            return states.count == pids.count
+        }
+        let seconds = Date().timeIntervalSince(sent)
+        #expect(ended && states.values.allSatisfy { $0 == .exited(0) }, "\(states)")
+        #expect(seconds < 2, "graceful shutdown took \(seconds) s")
+        for node in network.topology.nodes {
+            let log = try String(contentsOfFile: network.layout.logPath(node.id), encoding: .utf8)
+            // In order: the loop stops, the worker is joined, the KME drains, the store closes.
+            let order = ["shutting down", "stopped", "exiting"].map { log.range(of: $0, options: .backwards)?.lowerBound }
+            #expect(order.allSatisfy { $0 != nil } && order == order.sorted { $0! < $1! }, "\(node.id): \(order)")
+            // A clean close folds the write-ahead log into the database.
+            #expect(!FileManager.default.fileExists(atPath: "\(network.layout.storeDirectory)/\(node.id).sqlite-wal"))
+        }
+        // The same run directory again: every store opens, the pools agree, nothing is lost.
+        var restarted: [NodeID: Int32] = [:]
+        for node in network.topology.nodes { restarted[node.id] = try network.startNode(node.id) }
+        try network.waitReady(restarted, timeoutSeconds: 30)
+        #expect(eventually(within: 30) { Self.allSynchronised(network) })
+        let audit = network.audit()
+        #expect(audit.ok && audit.linksChecked == 2 && audit.orphanKeys == 0, "\(audit)")
+        passed = true
+    }
+
     @Test func aNodeRefusesToStartFromADamagedStoreNamingTheFile() throws {
         let network = try Harness.up("line-3.yaml", label: "corrupt")
         defer { Harness.tearDown(network) }

@@ -24,6 +24,26 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
         #expect(m.record(LinkIndex(0))?.state == .down)
     }
 
+    @Test func aLinkThroughAnInterposerMayBeSilentThreeTimesAsLong() {
+        var m = LinkMonitor(node: NodeID("B"), links: lineTopology.links, now: ms(0))
+        _ = m.received(link: LinkIndex(0), heartbeat: Heartbeat(incarnation: 1), at: ms(10))
+        _ = m.received(link: LinkIndex(1), heartbeat: Heartbeat(incarnation: 1), at: ms(10))
+        m.interposed(LinkIndex(0), true)
+        #expect(m.nextDeadline().map { $0 <= ms(1010) } == true)  // the direct link's timeout
+        let early = m.tick(at: ms(1500))
+        #expect(m.record(LinkIndex(0))?.state == .up && m.record(LinkIndex(1))?.state == .down)
+        #expect(!early.contains { if case .stateChanged(LinkIndex(0), _, _) = $0 { true } else { false } })
+        _ = m.tick(at: ms(3009))
+        #expect(m.record(LinkIndex(0))?.state == .up)
+        _ = m.tick(at: ms(3010))
+        #expect(m.record(LinkIndex(0))?.state == .down)
+        // Out again: the usual timeout.
+        _ = m.received(link: LinkIndex(0), heartbeat: Heartbeat(incarnation: 1), at: ms(4000))
+        m.interposed(LinkIndex(0), false)
+        _ = m.tick(at: ms(5000))
+        #expect(m.record(LinkIndex(0))?.state == .down)
+    }
+
     /// A node whose own loop stalled does not take its links down for frames it has not read
     /// yet: silence counts up to the last instant it listened. Once it has listened past the
     /// timeout with nothing heard, the link goes down.

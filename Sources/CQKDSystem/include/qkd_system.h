@@ -11,6 +11,14 @@
 int qkd_spawn(const char *path, char *const argv[], const char *output_path, int new_session,
               pid_t *out_pid);
 
+/// Creates the stop pipe (`qkd_stop_fd()`) without installing signal handlers, for a process
+/// whose signals something else handles; ignores SIGPIPE. Returns 0 or an errno value.
+int qkd_create_stop_pipe(void);
+
+/// Records a stop request as a stop signal would, and makes `qkd_stop_fd()` readable.
+/// Async-signal-safe; callable from any thread.
+void qkd_request_stop(int sig);
+
 /// Installs handlers for SIGTERM and SIGINT that record the request and make
 /// `qkd_stop_fd()` readable; ignores SIGPIPE. Returns 0 or an errno value.
 int qkd_install_stop_handlers(void);
