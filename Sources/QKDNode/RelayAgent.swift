@@ -34,13 +34,13 @@ final class RelayAgent {
     /// The link keys of relays: taken from the node's durable pools.
     struct PoolKeys: RelayKeys {
         let pools: NodePools
-        mutating func take(link: String, count: Int, owner: String, at now: Instant) -> [(id: KeyID, bits: BitVector)]? {
+        mutating func take(link: String, count: Int, at now: Instant) -> [(id: KeyID, bits: BitVector)]? {
             pools.modify(link) { try? $0.consume(count: count, at: now) } ?? nil
         }
-        mutating func take(link: String, named: [KeyID], owner: String, at now: Instant) -> [BitVector]? {
+        mutating func take(link: String, named: [KeyID], at now: Instant) -> [BitVector]? {
             pools.modify(link) { try? $0.consume(named: named, at: now) } ?? nil
         }
-        mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, owner: String, at now: Instant)
+        mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, at now: Instant)
             -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
         {
             pools.modify(incoming, outgoing) { a, b -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)? in

@@ -9,11 +9,11 @@ import Testing
 struct PoolKeys: RelayKeys {
     var pools: [String: KeyPool]
 
-    mutating func take(link: String, count: Int, owner: String, at now: Instant) -> [(id: KeyID, bits: BitVector)]? {
+    mutating func take(link: String, count: Int, at now: Instant) -> [(id: KeyID, bits: BitVector)]? {
         try? pools[link]?.consume(count: count, at: now)
     }
 
-    mutating func take(link: String, named: [KeyID], owner: String, at now: Instant) -> [BitVector]? {
+    mutating func take(link: String, named: [KeyID], at now: Instant) -> [BitVector]? {
         try? pools[link]?.consume(named: named, at: now)
     }
 }
