@@ -28,7 +28,8 @@ public final class DeterministicNetwork {
     public let network = InMemoryNetwork()
     public let logs = LogCapture()
     public private(set) var nodes: [Node] = []
-    public private(set) var readyLines: [String] = []
+    /// The readiness lines the nodes printed, in order.
+    public var readyLines: [String] { readyBox.lines }
     /// Node steps taken (a measure of the work a test did).
     public private(set) var steps = 0
 
@@ -71,7 +72,6 @@ public final class DeterministicNetwork {
         let end = clock.now().advanced(byNanoseconds: UInt64(seconds * 1e9))
         while true {
             quiesce()
-            readyLines = readyBox.lines
             if condition() { return true }
             let now = clock.now()
             guard now < end else { return false }

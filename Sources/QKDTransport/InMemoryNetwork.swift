@@ -85,11 +85,7 @@ public final class InMemoryNetwork: @unchecked Sendable {
 
     /// Sends a control request to `node` and waits for the reply (nil after `timeoutMs`).
     public func control(_ request: [UInt8], to node: NodeID, timeoutMs: Int) -> [UInt8]? {
-        let client = NodeID("client-\(UUID().uuidString)")
-        condition.lock()
-        mailboxes[client] = []
-        condition.unlock()
-        deliver(.control(client: Array(client.rawValue.utf8), request: request), to: node)
+        let client = sendControl(request, to: node)
         let reply = receive(client, timeoutMs: timeoutMs).first
         condition.lock()
         mailboxes[client] = nil

@@ -71,9 +71,9 @@ import Testing
             if !passed { Harness.dumpLogs(network) }
             Harness.tearDown(network)
         }
-        // Every link running a session and past its first distilled keys (60 s: line-3 distils
-        // its first block in a few seconds; the margin is for a loaded CI machine).
-        #expect(eventually(within: 60) {
+        // Every link running a session and past its first distilled keys (30 s: line-3 distils
+        // its first block in about 3 s at time scale 1).
+        #expect(eventually(within: 30) {
             Self.allSynchronised(network) && Self.generated(network).values.allSatisfy { $0 > 0 } && Self.generated(network).count == 2
         })
         let pids = network.topology.nodes.compactMap { network.recordedPID($0.id) }

@@ -33,13 +33,20 @@ struct RelayNetwork {
     var keys: [NodeID: PoolKeys] = [:]
 
     init(seed: UInt64) {
-        var g = Xoshiro256(seed: seed)
         for node in Self.topology.nodes {
             relays[node.id] = KeyRelay(node: node.id, topology: Self.topology, timeoutMs: 1000)
-            keys[node.id] = PoolKeys(pools: [:])
         }
-        for link in Self.topology.links {
-            let batch = (0..<40).map { _ in
+        keys = PoolKeys.agreed(Self.topology, keysPerLink: 40, seed: seed)
+    }
+}
+
+extension PoolKeys {
+    /// Every node's pools, both ends of each link holding the same `keysPerLink` agreed keys.
+    static func agreed(_ topology: Topology, keysPerLink: Int, seed: UInt64) -> [NodeID: PoolKeys] {
+        var g = Xoshiro256(seed: seed)
+        var keys = Dictionary(uniqueKeysWithValues: topology.nodes.map { ($0.id, PoolKeys(pools: [:])) })
+        for link in topology.links {
+            let batch = (0..<keysPerLink).map { _ in
                 (id: KeyID(randomHigh: g.next(), randomLow: g.next()), bits: BitVector(words: [g.next(), g.next(), g.next(), g.next()], count: 256))
             }
             var pool = KeyPool(configuration: .init(maxKeyCount: 1000, authenticationReserve: 4))
@@ -48,6 +55,7 @@ struct RelayNetwork {
             keys[link.a]!.pools[link.name] = pool
             keys[link.b]!.pools[link.name] = pool
         }
+        return keys
     }
 }
 

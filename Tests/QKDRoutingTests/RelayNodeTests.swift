@@ -33,21 +33,10 @@ struct RelaySquare {
     var now = Instant(nanoseconds: 1_000_000_000)
 
     init(keysPerLink: Int = 40) {
-        var g = Xoshiro256(seed: 11)
         for node in Self.topology.nodes {
             nodes[node.id] = RelayNode(node: node.id, topology: Self.topology, epoch: 1)
-            keys[node.id] = PoolKeys(pools: [:])
         }
-        for link in Self.topology.links {
-            let batch = (0..<keysPerLink).map { _ in
-                (id: KeyID(randomHigh: g.next(), randomLow: g.next()), bits: BitVector(words: [g.next(), g.next(), g.next(), g.next()], count: 256))
-            }
-            var pool = KeyPool(configuration: .init(maxKeyCount: 1000, authenticationReserve: 4))
-            try! pool.deposit(batch, pending: false)
-            pool.synchronise(peerHolds: Set(batch.map(\.id)))
-            keys[link.a]!.pools[link.name] = pool
-            keys[link.b]!.pools[link.name] = pool
-        }
+        keys = PoolKeys.agreed(Self.topology, keysPerLink: keysPerLink, seed: 11)
     }
 
     static func id(_ name: String) -> NodeID { NodeID(name) }
