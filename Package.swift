@@ -169,7 +169,9 @@ let package = Package(
         .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire", "QKDTopology", "CZeroMQ"]),
         .testTarget(
             name: "QKDNodeTests",
-            dependencies: ["QKDTestKit", "QKDNode", "QKDNodeCore", "QKDLink", "QKDTransport", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
+            dependencies: ["QKDTestKit", "QKDNode", "QKDNodeCore", "QKDLink", "QKDTransport", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing",
+                           "QKDAPI", "QKDCore", .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "QKDLinkTests",
             dependencies: ["QKDTestKit", "QKDLink", "QKDNodeCore", "QKDCore", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),

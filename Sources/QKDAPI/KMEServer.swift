@@ -93,14 +93,25 @@ public protocol KeyManagementService: Sendable {
     func decKeys(caller: String, master: String, ids: [String]) async throws(KMEError) -> [KMEKey]
 }
 
-/// A request context that keeps the connection, for the client certificate.
-public struct KMERequestContext: RequestContext {
+/// A request context that knows who is calling: the KME's routes need nothing else of it.
+public protocol KMECallerContext: RequestContext {
+    /// The calling SAE's ID (401 if the caller cannot be identified).
+    func callerSAE() async throws(KMEError) -> String
+}
+
+/// The served context: it keeps the connection, whose client certificate names the caller.
+public struct KMERequestContext: KMECallerContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         channel = source.channel
+    }
+
+    /// The common name of this connection's client certificate.
+    public func callerSAE() async throws(KMEError) -> String {
+        try await KMEServer.callerSAE(channel)
     }
 }
 
@@ -131,17 +142,28 @@ public enum KMEServer {
         tls.trustRoots = .file(paths.ca)
         tls.certificateVerification = .noHostnameVerification
         tls.minimumTLSVersion = .tlsv12
-        let router = Router(context: KMERequestContext.self)
+        let router = router(service: service, context: KMERequestContext.self)
+        let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: tls),
+                              configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "QKDNet KME"),
+                              onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) })
+        return app
+    }
+
+    /// The five routes of ETSI GS QKD 014 V1.1.1 (6.1-6.3, GET and POST forms) over `service`,
+    /// in any context that names the caller: the served one reads the client certificate; a
+    /// test's names the caller itself (the routes run without sockets).
+    public static func router<Context: KMECallerContext>(service: some KeyManagementService, context: Context.Type) -> Router<Context> {
+        let router = Router(context: Context.self)
         router.get("/api/v1/keys/:sae/status") { _, context in
             await respond { () async throws(KMEError) -> Response in
-                let caller = try await callerSAE(context.channel)
+                let caller = try await context.callerSAE()
                 let slave = try parameter("sae", context)
                 return try encode(try await service.status(caller: caller, slave: slave))
             }
         }
         router.get("/api/v1/keys/:sae/enc_keys") { request, context in
             await respond { () async throws(KMEError) -> Response in
-                let caller = try await callerSAE(context.channel)
+                let caller = try await context.callerSAE()
                 let slave = try parameter("sae", context)
                 let query = try keyRequest(query: request.uri.queryParameters)
                 return container(try await service.encKeys(caller: caller, slave: slave, request: query))
@@ -149,7 +171,7 @@ public enum KMEServer {
         }
         router.post("/api/v1/keys/:sae/enc_keys") { request, context in
             await respond { () async throws(KMEError) -> Response in
-                let caller = try await callerSAE(context.channel)
+                let caller = try await context.callerSAE()
                 let slave = try parameter("sae", context)
                 let body = try keyRequest(body: try await object(request))
                 return container(try await service.encKeys(caller: caller, slave: slave, request: body))
@@ -157,7 +179,7 @@ public enum KMEServer {
         }
         router.get("/api/v1/keys/:sae/dec_keys") { request, context in
             await respond { () async throws(KMEError) -> Response in
-                let caller = try await callerSAE(context.channel)
+                let caller = try await context.callerSAE()
                 let master = try parameter("sae", context)
                 guard let id = request.uri.queryParameters["key_ID"].map(String.init), !id.isEmpty else {
                     throw KMEError(.badRequest, "dec_keys: the GET form needs ?key_ID=<uuid>")
@@ -167,16 +189,13 @@ public enum KMEServer {
         }
         router.post("/api/v1/keys/:sae/dec_keys") { request, context in
             await respond { () async throws(KMEError) -> Response in
-                let caller = try await callerSAE(context.channel)
+                let caller = try await context.callerSAE()
                 let master = try parameter("sae", context)
                 let ids = try keyIDs(body: try await object(request))
                 return container(try await service.decKeys(caller: caller, master: master, ids: ids))
             }
         }
-        let app = Application(router: router, server: try .tls(.http1(), tlsConfiguration: tls),
-                              configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "QKDNet KME"),
-                              onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) })
-        return app
+        return router
     }
 
     /// The caller's SAE ID: the common name of the client certificate of this connection.
@@ -200,7 +219,7 @@ public enum KMEServer {
         }
     }
 
-    static func parameter(_ name: String, _ context: KMERequestContext) throws(KMEError) -> String {
+    static func parameter(_ name: String, _ context: some RequestContext) throws(KMEError) -> String {
         guard let value = context.parameters.get(name), !value.isEmpty else { throw KMEError(.badRequest, "missing \(name) in the path") }
         return value.removingPercentEncoding ?? value
     }

@@ -24,6 +24,7 @@ public final class KeyRequests: @unchecked Sendable {
     private let lock = NSLock()
     private var queue: [Request] = []
     private var closed = false
+    private var unanswered = 0
     private let waker: (any Waker)?
 
     public init(waker: (any Waker)?) {
@@ -33,10 +34,12 @@ public final class KeyRequests: @unchecked Sendable {
     /// Queues a request and waits for the event loop's answer.
     public func submit(master: String, slave: String, destination: NodeID, number: Int, size: Int) async -> Result<[ApplicationKey], KMEError> {
         await withCheckedContinuation { continuation in
-            let request = Request(master: master, slave: slave, destination: destination, number: number, size: size) {
+            let request = Request(master: master, slave: slave, destination: destination, number: number, size: size) { [self] in
+                lock.withLock { unanswered -= 1 }
                 continuation.resume(returning: $0)
             }
             lock.lock()
+            unanswered += 1
             if closed {
                 lock.unlock()
                 request.reply(.failure(KMEError(.serviceUnavailable, "the node is stopping")))
@@ -47,6 +50,10 @@ public final class KeyRequests: @unchecked Sendable {
             waker?.wake()
         }
     }
+
+    /// Requests submitted and not yet answered (a test stepping the event loop by hand waits
+    /// for a request to arrive, then steps until it is answered).
+    public var outstanding: Int { lock.withLock { unanswered } }
 
     /// Everything queued since the last call (the event loop's side).
     func takeAll() -> [Request] {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import QKDCore
 import QKDLink
@@ -20,6 +21,9 @@ public final class DeterministicNetwork {
         public let id: NodeID
         public let runtime: NodeRuntime
         public let pools: NodePools
+        /// The node's ETSI GS QKD 014 service, as its KME serves it (see `kme`).
+        public let keyService: NodeKeyService
+        let keyRequests: KeyRequests
         public fileprivate(set) var running = true
     }
 
@@ -49,11 +53,15 @@ public final class DeterministicNetwork {
                 QuantumLinkEngine(link: link, node: id, topologySeed: topology.seed, timeScale: topology.timeScale,
                                   now: clock.now(), blockBits: blockBits)
             }) : .off
-            let runtime = NodeRuntime(core: core, transport: network.transport(for: node.id), clock: clock,
-                                      logger: logs.logger(node: node.id.rawValue, level: logLevel), pools: pools, quantum: mode) {
+            let transport = network.transport(for: node.id)
+            let requests = KeyRequests(waker: transport.makeWaker())
+            let runtime = NodeRuntime(core: core, transport: transport, clock: clock,
+                                      logger: logs.logger(node: node.id.rawValue, level: logLevel), pools: pools, quantum: mode,
+                                      keyRequests: requests) {
                 ready.lines.append($0)
             }
-            nodes.append(Node(id: node.id, runtime: runtime, pools: pools))
+            let service = NodeKeyService(node: node.id, topology: topology, pools: pools, requests: requests)
+            nodes.append(Node(id: node.id, runtime: runtime, pools: pools, keyService: service, keyRequests: requests))
         }
         readyBox = ready
         for i in nodes.indices where !nodes[i].runtime.start() { nodes[i].running = false }
@@ -115,6 +123,25 @@ public final class DeterministicNetwork {
         return reply.flatMap { try? ControlCodec.decode(ControlReply.self, from: $0) }
     }
 
+    /// Runs `call`, an async call into `node`'s KME (its key service or its routes, as
+    /// another thread of a live node would), stepping the network on this thread whenever the
+    /// call waits on the event loop; nil if a request the call made is not answered within
+    /// `seconds` of manual time.
+    public func kme<T: Sendable>(_ node: String, seconds: Double = 30, _ call: @escaping @Sendable () async -> T) -> T? {
+        guard let requests = self.node(node)?.keyRequests else { return nil }
+        let result = CallResult<T>()
+        // On a thread of its own, not the cooperative pool: the test's thread (itself one of
+        // the pool's, on a 2-core machine one of two) blocks while it steps the network.
+        Task(executorPreference: CallExecutor.shared) { result.set(await call()) }
+        while true {
+            // Handing the call to another task and on to the event loop's queue takes
+            // microseconds of wall time; 10 s only bounds a call that hangs without a request.
+            guard eventually(within: 10, { result.value != nil || requests.outstanding > 0 }) else { return nil }
+            if let value = result.value { return value }
+            guard run(seconds: seconds, until: { requests.outstanding == 0 }) else { return nil }
+        }
+    }
+
     /// A node's status, read from its runtime between steps (what `qkdctl status` shows).
     public func status(_ node: String) -> NodeStatusReport? { self.node(node)?.runtime.statusReport() }
 
@@ -137,5 +164,27 @@ public final class DeterministicNetwork {
     public func stop() {
         for node in nodes where node.running { network.requestStop(node.id) }
         quiesce()
+    }
+}
+
+/// The value an async call returned, set on its task and read on the test's thread.
+/// `@unchecked Sendable`: `stored` is read and written only under `lock`.
+private final class CallResult<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T?
+
+    var value: T? { lock.withLock { stored } }
+    func set(_ value: T) { lock.withLock { stored = value } }
+}
+
+/// Runs the jobs of the tasks that prefer it on one serial dispatch queue (an overcommit
+/// thread outside Swift's cooperative pool, so that tests blocking the pool cannot starve it).
+private final class CallExecutor: TaskExecutor {
+    static let shared = CallExecutor()
+    private let queue = DispatchQueue(label: "qkdnet.testkit.kme-calls")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
