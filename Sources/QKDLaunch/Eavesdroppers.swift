@@ -46,7 +46,7 @@ extension Network {
         let geometry = Eavesdropper.Settings.onLink(link, attack: attack, fraction: fraction, atKm: atKm)
         let endpoint = layout.evePeerEndpoint(link.name)
         for (end, transmittance) in [(link.b, nil), (link.a, geometry.settings.fromAlice)] as [(NodeID, Double?)] {
-            let request = ControlRequest(command: .splice, link: link.name, value: transmittance, endpoint: endpoint)
+            let request = ControlRequest.splice(link: link.name, via: .init(endpoint: endpoint, transmittance: transmittance))
             if let problem = ask(end, request) {
                 _ = removeEve(link: link.name)
                 return .failure(LaunchError(.control, "eve: node \(end) refused the splice: \(problem)"))
@@ -67,7 +67,7 @@ extension Network {
         let live = livePIDs()
         var problems: [String] = []
         for end in [link.a, link.b] where live[end] != nil {
-            if let problem = ask(end, ControlRequest(command: .splice, link: link.name)) { problems.append("\(end): \(problem)") }
+            if let problem = ask(end, ControlRequest.splice(link: link.name, via: nil)) { problems.append("\(end): \(problem)") }
         }
         let report = eveReport(link.name)
         Processes.stop([pid], programName: "qkd-eve")
@@ -86,7 +86,7 @@ extension Network {
 
     /// Asks the eavesdropper on `link` for her report.
     public func eveReport(_ link: String, timeoutMs: Int = 3000) -> EavesdropperReport? {
-        let reply = ControlClient.query([(NodeID(link), layout.eveControlEndpoint(link))], request: ControlRequest(command: .status),
+        let reply = ControlClient.query([(NodeID(link), layout.eveControlEndpoint(link))], request: ControlRequest.status,
                                         timeoutMs: timeoutMs)[NodeID(link)]
         return reply?.eve
     }

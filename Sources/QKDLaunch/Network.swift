@@ -277,7 +277,7 @@ public struct Network: Sendable {
     /// Asks every live node for its status and merges the answers.
     public func status(timeoutMs: Int = 1500) -> NetworkStatus {
         let live = livePIDs()
-        let replies = ControlClient.query(controlEndpoints(Array(live.keys)), request: ControlRequest(command: .status),
+        let replies = ControlClient.query(controlEndpoints(Array(live.keys)), request: ControlRequest.status,
                                           timeoutMs: timeoutMs)
         var reports: [NodeID: NodeStatusReport] = [:]
         for (id, reply) in replies { if let status = reply.status { reports[id] = status } }
@@ -287,9 +287,9 @@ public struct Network: Sendable {
             let total = topology.links(of: node.id).count
             return NetworkStatus.Node(
                 id: node.id.rawValue, role: node.role.rawValue, pid: live[node.id] ?? recordedPID(node.id),
-                state: report != nil && live[node.id] != nil ? "up" : "down", phase: report?.state,
+                state: report != nil && live[node.id] != nil ? .up : .down, phase: report?.state,
                 uptimeSeconds: report?.uptimeSeconds,
-                linksUp: report?.links.filter { $0.state == "up" }.count ?? 0, linksTotal: total, kmeURL: report?.kmeURL,
+                linksUp: report?.links.filter { $0.state == .up }.count ?? 0, linksTotal: total, kmeURL: report?.kmeURL,
                 relays: report?.relays)
         }
         let links = topology.links.map { link -> NetworkStatus.Link in
@@ -300,7 +300,7 @@ public struct Network: Sendable {
             }
             return NetworkStatus.Link(id: link.name, a: link.a.rawValue, b: link.b.rawValue,
                                       lengthKm: link.lengthKm,
-                                      state: NetworkStatus.linkState(states), faults: faults.isEmpty ? nil : faults)
+                                      state: LinkState.combined(states), faults: faults.isEmpty ? nil : faults)
         }
         return NetworkStatus(topology: topology.name, runDirectory: layout.root, nodes: nodes, links: links,
                              saes: topology.saes.map { .init(id: $0.id, node: $0.node.rawValue) })

@@ -2,14 +2,19 @@ import QKDWire
 
 /// What `qkdctl status --json` prints: the network as its nodes report it.
 public struct NetworkStatus: Codable, Equatable, Sendable {
+    /// Whether a node's process is alive and answers its control socket.
+    public enum Liveness: String, Codable, Sendable, CustomStringConvertible {
+        case up, down
+        public var description: String { rawValue }
+    }
+
     public struct Node: Codable, Equatable, Sendable {
         public var id: String
         public var role: String
         public var pid: Int32?
-        /// `up` (process alive and answering) or `down`.
-        public var state: String
-        /// What the node itself reports: `starting` (not every link connected yet), `up`, `stopping`.
-        public var phase: String?
+        public var state: Liveness
+        /// What the node itself reports.
+        public var phase: NodePhase?
         public var uptimeSeconds: Double?
         public var linksUp: Int
         public var linksTotal: Int
@@ -32,8 +37,8 @@ public struct NetworkStatus: Codable, Equatable, Sendable {
         public var a: String
         public var b: String
         public var lengthKm: Double
-        /// `up` when both ends report it up, otherwise `down`.
-        public var state: String
+        /// Both ends' states combined (`LinkState.combined`).
+        public var state: LinkState
         /// Faults injected at either end (`qkdctl fault`), nil when none.
         public var faults: [String]?
 
@@ -59,13 +64,6 @@ public struct NetworkStatus: Codable, Equatable, Sendable {
         case runDirectory = "run_dir"
     }
 
-    public var nodesUp: Int { nodes.filter { $0.state == "up" }.count }
-    public var linksUp: Int { links.filter { $0.state == "up" }.count }
-
-    /// A link's state from its two ends' reports: `down` unless both report it up (or
-    /// compromised); `compromised` when either end's last block failed parameter estimation.
-    public static func linkState(_ ends: [String]) -> String {
-        guard ends.count == 2, ends.allSatisfy({ $0 == "up" || $0 == "compromised" }) else { return "down" }
-        return ends.contains("compromised") ? "compromised" : "up"
-    }
+    public var nodesUp: Int { nodes.filter { $0.state == .up }.count }
+    public var linksUp: Int { links.filter { $0.state == .up }.count }
 }

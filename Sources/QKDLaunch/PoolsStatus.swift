@@ -5,9 +5,8 @@ import QKDWire
 public struct PoolsStatus: Codable, Equatable, Sendable {
     public struct Link: Codable, Equatable, Sendable {
         public var link: String
-        /// `up` when both ends report the link up, `compromised` when either end's last block
-        /// failed parameter estimation, otherwise `down`.
-        public var state: String
+        /// Both ends' states combined (`LinkState.combined`).
+        public var state: LinkState
         /// Latest block estimates (both ends agree on them after estimation).
         public var qber: Double?
         public var gain: Double?
@@ -52,7 +51,7 @@ public struct PoolsStatus: Codable, Equatable, Sendable {
 extension Network {
     /// Asks every live node for its link reports and merges them per link.
     public func pools(timeoutMs: Int = 1500) -> PoolsStatus {
-        let replies = ControlClient.query(controlEndpoints(Array(livePIDs().keys)), request: ControlRequest(command: .pools),
+        let replies = ControlClient.query(controlEndpoints(Array(livePIDs().keys)), request: ControlRequest.pools,
                                           timeoutMs: timeoutMs)
         var byLink: [String: [QuantumLinkReport]] = [:]
         for reply in replies.values { for report in reply.pools ?? [] { byLink[report.link, default: []].append(report) } }
@@ -62,7 +61,7 @@ extension Network {
             let bob = ends.first { $0.role == "bob" }
             let latest = ends.max { $0.blocks < $1.blocks }
             return PoolsStatus.Link(
-                link: link.name, state: NetworkStatus.linkState(ends.map(\.state)),
+                link: link.name, state: LinkState.combined(ends.map(\.state)),
                 qber: latest?.qber, gain: latest?.gain, keyPerSignalPulse: latest?.keyPerSignalPulse,
                 siftedBitsTotal: alice?.siftedBitsTotal ?? 0, emulatedSeconds: alice?.emulatedSeconds ?? 0,
                 wallSeconds: alice?.wallSeconds ?? 0, lagSeconds: alice?.lagSeconds ?? 0, blocks: latest?.blocks ?? 0,
@@ -80,7 +79,7 @@ extension Network {
     /// Keyed digests (HMAC-SHA-256 under `salt`, truncated) of the keys `node` holds for
     /// `link`. Nil if the node does not answer or refuses.
     public func keyDigests(node: NodeID, link: String, salt: UInt64, timeoutMs: Int = 20_000) -> [KeyDigest]? {
-        let reply = ControlClient.query(controlEndpoints([node]), request: ControlRequest(command: .keyDigests, link: link, salt: salt),
+        let reply = ControlClient.query(controlEndpoints([node]), request: ControlRequest.keyDigests(link: link, salt: salt),
                                         timeoutMs: timeoutMs)[node]
         return reply?.digests
     }

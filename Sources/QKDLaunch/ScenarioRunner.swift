@@ -17,7 +17,7 @@ public struct ScenarioReport: Codable, Sendable {
 
     public struct LinkSample: Codable, Sendable {
         public var link: String
-        public var state: String
+        public var state: LinkState
         public var qber: Double?
         public var keyRateBps: Double
         public var storedKeys: Int
@@ -75,13 +75,13 @@ public struct ScenarioReport: Codable, Sendable {
         let names = samples.first?.links.map(\.link) ?? []
         for name in names {
             let series = samples.compactMap { $0.links.first { $0.link == name } }
-            var states: [String] = []
+            var states: [LinkState] = []
             for s in series where states.last != s.state { states.append(s.state) }
             let qbers = series.compactMap(\.qber)
             let rate = series.map(\.keyRateBps).reduce(0, +) / Double(max(1, series.count))
             let q = qbers.isEmpty ? "-" : String(format: "%.2f-%.2f %%", (qbers.min() ?? 0) * 100, (qbers.max() ?? 0) * 100)
             func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count + 1), withPad: " ", startingAt: 0) }
-            out += "  " + pad(name, 28) + pad(states.joined(separator: ">"), 30) + pad(q, 16) + String(format: "%10.0f bit/s\n", rate)
+            out += "  " + pad(name, 28) + pad(states.map(\.rawValue).joined(separator: ">"), 30) + pad(q, 16) + String(format: "%10.0f bit/s\n", rate)
         }
         out += "\nrelays:\n"
         for r in relays {
@@ -203,9 +203,9 @@ extension Network {
             return outcome(addEve(link: link, attack: kind, fraction: fraction, atKm: atKm)) { "pid \($0.pid ?? 0)" }
         case .eveRemove(let link):
             return outcome(takeOut(link), knew)
-        case .cut(let link): return outcome(fault(.cut, link: link))
-        case .loss(let link, let db): return outcome(fault(.loss, link: link, value: db))
-        case .delay(let link, let ms): return outcome(fault(.delay, link: link, value: ms))
+        case .cut(let link): return outcome(fault(.cut(link: link)))
+        case .loss(let link, let db): return outcome(fault(.loss(link: link, decibels: db)))
+        case .delay(let link, let ms): return outcome(fault(.delay(link: link, milliseconds: ms)))
         case .partition(let nodes): return outcome(partition(Set(nodes))) { "links \($0.joined(separator: ", "))" }
         case .kill(let node):
             guard let pid = livePIDs()[node] else { return (false, "\(node) is not running") }

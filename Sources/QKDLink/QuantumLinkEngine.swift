@@ -75,7 +75,7 @@ public struct QuantumLinkEngine: Sendable {
         self.window = window
         roundTimeoutNs = roundTimeoutMs * 1_000_000
         paceStart = now
-        report = Report(link: link.name, role: role.rawValue, state: "down", session: 0, active: false, framesSent: 0, framesMeasured: 0,
+        report = Report(link: link.name, role: role.rawValue, state: .down, session: 0, active: false, framesSent: 0, framesMeasured: 0,
                         roundsDiscarded: 0, blocks: 0, siftedBitsTotal: 0, keyBitsSifted: 0, emulatedSeconds: 0, wallSeconds: 0,
                         lagSeconds: 0)
     }

@@ -256,7 +256,7 @@ public final class NodeRuntime {
                 var reports = worker?.snapshot() ?? []
                 for i in reports.indices {
                     let record = core.monitor.records.first { $0.link.name == reports[i].link }
-                    reports[i].state = record.map { core.linkState($0) } ?? "down"
+                    reports[i].state = record.map { core.linkState($0) } ?? .down
                     pools.read(reports[i].link) { pool in
                         reports[i].storedKeys = pool.availableKeys
                         reports[i].storedBits = pool.availableBits

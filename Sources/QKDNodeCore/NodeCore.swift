@@ -141,8 +141,9 @@ public struct NodeCore: Sendable {
 
     /// A link's state as reported: `down`, `up`, or `compromised` (up, but its last block
     /// failed parameter estimation).
-    public func linkState(_ record: LinkMonitor.Record) -> String {
-        record.state == .up && compromised.contains(record.link.index) ? "compromised" : record.state.rawValue
+    public func linkState(_ record: LinkMonitor.Record) -> LinkState {
+        guard record.state == .up else { return .down }
+        return compromised.contains(record.link.index) ? .compromised : .up
     }
 
     /// The latest instant by which `.tick` must be handled.
@@ -271,41 +272,40 @@ public struct NodeCore: Sendable {
             rejected[error.code, default: 0] += 1
             return [.reply(bytes: ControlCodec.encode(ControlReply(error: error.message)), to: client)]
         }
-        switch request.command {
+        switch request {
         case .status:
             return [.reply(bytes: ControlCodec.encode(ControlReply(status: status(at: now))), to: client)]
         case .shutdown:
             return [.reply(bytes: ControlCodec.encode(ControlReply(ok: true)), to: client)] + stop()
-        case .ping:
-            return startPing(client: client, request: request, at: now)
+        case .ping(let link, let count):
+            return startPing(client: client, link: link, count: count, at: now)
         case .pools:
             return [.replyPools(to: client)]
-        case .keyDigests:
-            guard let name = request.link, let link = configuration.topology.link(named: name),
-                  link.peer(of: configuration.node) != nil, let salt = request.salt
-            else {
-                return [.reply(bytes: ControlCodec.encode(ControlReply(error: "keyDigests needs a link of this node and a salt")), to: client)]
+        case .keyDigests(let name, let salt):
+            guard let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
+                return [.reply(bytes: ControlCodec.encode(ControlReply(error: "keyDigests: link '\(name)' does not end at \(configuration.node)")),
+                               to: client)]
             }
             return [.replyDigests(to: client, link: link.name, salt: salt)]
         case .relay, .routes, .relayShow:
             return [.relayControl(request, client: client)]
-        case .fault:
-            return injectFault(request, client: client)
-        case .splice:
-            return splice(request, client: client)
+        case .fault(let action):
+            return injectFault(action, client: client)
+        case .splice(let link, let via):
+            return splice(link, via: via, client: client)
         }
     }
 
     /// The routing id an interposer on `link` sends with (never a node's id).
     public static func interposerID(_ link: TopologyLink) -> NodeID { NodeID(ControlRequest.interposerRoutingID(link: link.name)) }
 
-    mutating func splice(_ request: ControlRequest, client: [UInt8]) -> [Directive] {
+    mutating func splice(_ name: String, via interposer: ControlRequest.Interposer?, client: [UInt8]) -> [Directive] {
         func fail(_ message: String) -> [Directive] { [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)] }
-        guard let name = request.link, let link = configuration.topology.link(named: name), let peer = link.peer(of: configuration.node) else {
-            return fail("splice: link '\(request.link ?? "")' does not end at \(configuration.node)")
+        guard let link = configuration.topology.link(named: name), let peer = link.peer(of: configuration.node) else {
+            return fail("splice: link '\(name)' does not end at \(configuration.node)")
         }
         let via = NodeCore.interposerID(link)
-        guard let endpoint = request.endpoint else {
+        guard let interposer else {
             splices[link.index] = nil
             monitor.interposed(link.index, false)
             return [.splice(link: link.index, peer: peer, endpoint: nil, transmittance: nil, client: client),
@@ -314,14 +314,14 @@ public struct NodeCore: Sendable {
         guard configuration.topology.node(via) == nil else { return fail("splice: '\(via)' is a node of the topology") }
         var transmittance: Double?
         if link.a == configuration.node {
-            guard let t = request.value, t > 0, t <= 1 else {
+            guard let t = interposer.transmittance, t > 0, t <= 1 else {
                 return fail("splice: the a end needs the transmittance to the interposer, in (0, 1]")
             }
             transmittance = t
         }
         splices[link.index] = via
         monitor.interposed(link.index, true)
-        return [.splice(link: link.index, peer: peer, endpoint: endpoint, transmittance: transmittance, client: client),
+        return [.splice(link: link.index, peer: peer, endpoint: interposer.endpoint, transmittance: transmittance, client: client),
                 .log(.notice, "interposer spliced in", ["link.id": link.name])]
     }
 
@@ -331,27 +331,27 @@ public struct NodeCore: Sendable {
         monitor.interposed(link, false)
     }
 
-    mutating func injectFault(_ request: ControlRequest, client: [UInt8]) -> [Directive] {
+    mutating func injectFault(_ action: ControlRequest.FaultAction, client: [UInt8]) -> [Directive] {
         func reply(_ error: String?) -> [Directive] {
             [.reply(bytes: ControlCodec.encode(error.map { ControlReply(error: $0) } ?? ControlReply(ok: true)), to: client)]
         }
-        guard let kind = request.fault else { return reply("fault: which fault (cut, partition, delay, loss, heal)?") }
-        if kind == .heal && request.link == nil {
+        let kind = action.kind
+        guard let name = action.link else {
             faults.healAll()
             return reply(nil) + [.log(.notice, "faults healed", ["links": "all"])]
         }
-        guard let name = request.link, let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
-            return reply("fault: link '\(request.link ?? "")' does not end at \(configuration.node)")
+        guard let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
+            return reply("fault: link '\(name)' does not end at \(configuration.node)")
         }
         var f = faults.fault(link.index)
-        switch kind {
+        switch action {
         case .cut: f.cut = true
         case .partition: f.classicalCut = true
-        case .delay:
-            guard let ms = request.value, ms >= 0, ms <= 60_000 else { return reply("fault delay: milliseconds in 0...60000 required") }
+        case .delay(_, let ms):
+            guard ms >= 0, ms <= 60_000 else { return reply("fault delay: milliseconds in 0...60000 required, got \(ms)") }
             f.delayNs = UInt64(ms * 1e6)
-        case .loss:
-            guard let db = request.value, db >= 0, db <= 100 else { return reply("fault loss: dB in 0...100 required") }
+        case .loss(_, let db):
+            guard db >= 0, db <= 100 else { return reply("fault loss: dB in 0...100 required, got \(db)") }
             f.extraLossDb = db
         case .heal: f = .init()
         }
@@ -368,7 +368,7 @@ public struct NodeCore: Sendable {
                 lastHeardMsAgo: record.lastHeard.map { Double(now.nanoseconds(since: $0)) / 1e6 },
                 peerIncarnation: record.peerIncarnation, faults: faults.fault(record.link.index).words.nilIfEmpty)
         }
-        let state = isStopping ? "stopping" : (isReady ? "up" : "starting")
+        let state: NodePhase = isStopping ? .stopping : (isReady ? .up : .starting)
         return NodeStatusReport(
             id: configuration.node.rawValue, pid: configuration.pid, state: state,
             uptimeSeconds: Double(now.nanoseconds(since: startedAt)) / 1e9,
@@ -377,15 +377,14 @@ public struct NodeCore: Sendable {
             kmeURL: configuration.kmeURL, relays: relays)
     }
 
-    mutating func startPing(client: [UInt8], request: ControlRequest, at now: Instant) -> [Directive] {
+    mutating func startPing(client: [UInt8], link name: String, count: Int, at now: Instant) -> [Directive] {
         func fail(_ message: String) -> [Directive] {
             [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)]
         }
         guard ping == nil else { return fail("a ping is already running on this node") }
-        guard let name = request.link, let link = configuration.topology.link(named: name),
-              let peer = link.peer(of: configuration.node)
-        else { return fail("link '\(request.link ?? "")' does not end at \(configuration.node)") }
-        let count = request.count ?? 10
+        guard let link = configuration.topology.link(named: name), let peer = link.peer(of: configuration.node) else {
+            return fail("ping: link '\(name)' does not end at \(configuration.node)")
+        }
         guard (1...100_000).contains(count) else { return fail("count \(count) is outside 1...100000") }
         ping = PendingPing(client: client, link: link, peer: peer, remaining: count)
         return nextPing(at: now)

@@ -264,20 +264,18 @@ public struct RelayNode: Sendable {
     public mutating func control(_ request: ControlRequest, client: [UInt8], at now: Instant, keys: inout some RelayKeys,
                                  waitingKey: (KeyID) -> ApplicationKey?) -> [Directive] {
         func fail(_ message: String) -> [Directive] { [.reply(ControlReply(error: message), to: client)] }
-        switch request.command {
-        case .routes:
-            guard let to = request.to, topology.node(NodeID(to)) != nil else { return fail("routes: unknown destination '\(request.to ?? "")'") }
-            let bits = request.bits ?? 256
+        switch request {
+        case .routes(let to, let bits):
+            guard topology.node(NodeID(to)) != nil else { return fail("routes: unknown destination '\(to)'") }
             let decision = database.route(from: node, to: NodeID(to), keys: (bits + relay.keyBits - 1) / relay.keyBits)
             let report = RouteReport(from: node.rawValue, to: to, path: decision.route?.nodes.map(\.rawValue), hops: decision.route?.hops,
                                      distanceKm: decision.route?.distanceKm,
                                      excluded: decision.excluded.map { .init(link: $0.link, reason: $0.reason) })
             return [.reply(ControlReply(routes: report), to: client)]
-        case .relay:
-            guard let to = request.to, topology.node(NodeID(to)) != nil, to != node.rawValue else {
-                return fail("relay: '\(request.to ?? "")' is not another node of the topology")
+        case .relay(let to, let bits):
+            guard topology.node(NodeID(to)) != nil, to != node.rawValue else {
+                return fail("relay: '\(to)' is not another node of the topology")
             }
-            let bits = request.bits ?? 256
             guard bits > 0, bits % 8 == 0, bits <= 65_536 else { return fail("relay: bits must be a multiple of 8 in 8...65536, got \(bits)") }
             let route: LinkStateDatabase.Route
             switch relayPath(to: NodeID(to), bits: bits) {
@@ -289,13 +287,13 @@ public struct RelayNode: Sendable {
             counters.started += 1
             return [.log(.info, "relay started", ["relay.id": "\(id)", "path": route.nodes.map(\.rawValue).joined(separator: ">")])]
                 + relayed(relay.start(relay: id, path: route.nodes, bits: bits, at: now, keys: &keys), at: now, keys: &keys)
-        case .relayShow:
-            guard let text = request.keyID, let id = KeyID(uuidString: text) else { return fail("relayShow: key_ID must be a UUID") }
+        case .relayShow(let text, let salt):
+            guard let id = KeyID(uuidString: text) else { return fail("relayShow: key_ID must be a UUID") }
             let held: (bits: BitVector, path: [String])? = delivered[id].map { ($0.key, $0.path.map(\.rawValue)) }
                 ?? waitingKey(id).map { ($0.bits, $0.path) }
             guard let held else { return fail("relayShow: no relayed key \(text) at \(node)") }
             let report = RelayReport(keyID: text, path: held.path, ok: true, bits: held.bits.count)
-            return [.show(report, key: held.bits, salt: request.salt, to: client)]
+            return [.show(report, key: held.bits, salt: salt, to: client)]
         default:
             return fail("not a relay command")
         }

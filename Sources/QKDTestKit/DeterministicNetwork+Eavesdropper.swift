@@ -30,7 +30,7 @@ extension DeterministicNetwork {
             eve.interposer.withLock { $0.carry(frame, from: from) }.map { (to: $0.to, as: seenAs, frame: $0.frame) }
         }
         for (end, transmittance) in [(link.b, nil), (link.a, settings.fromAlice)] as [(NodeID, Double?)] {
-            let request = ControlRequest(command: .splice, link: link.name, value: transmittance, endpoint: "in-memory")
+            let request = ControlRequest.splice(link: link.name, via: .init(endpoint: "in-memory", transmittance: transmittance))
             guard control(request, to: end.rawValue)?.ok == true else {
                 removeEve(link: name)
                 return nil
@@ -42,7 +42,7 @@ extension DeterministicNetwork {
     /// Takes the eavesdropper out of `link`: both ends send directly again.
     public func removeEve(link name: String) {
         guard let link = topology.link(named: name) else { return }
-        for end in [link.a, link.b] { _ = control(ControlRequest(command: .splice, link: link.name), to: end.rawValue) }
+        for end in [link.a, link.b] { _ = control(ControlRequest.splice(link: link.name, via: nil), to: end.rawValue) }
         network.setInterposer(link.a, link.b, nil)
     }
 }

@@ -145,12 +145,12 @@ public final class DeterministicNetwork {
     /// A node's status, read from its runtime between steps (what `qkdctl status` shows).
     public func status(_ node: String) -> NodeStatusReport? { self.node(node)?.runtime.statusReport() }
 
-    /// A link's state at one end (`up`, `down` or `compromised`).
-    public func linkState(_ node: String, _ link: String) -> String? { status(node)?.links.first { $0.id == link }?.state }
+    /// A link's state at one end.
+    public func linkState(_ node: String, _ link: String) -> LinkState? { status(node)?.links.first { $0.id == link }?.state }
 
     /// (key ID, digest) of every key a node holds for `link`, digests under `salt`.
     public func digests(_ node: String, link: String, salt: UInt64 = 1) -> [KeyDigest] {
-        control(ControlRequest(command: .keyDigests, link: link, salt: salt), to: node)?.digests ?? []
+        control(ControlRequest.keyDigests(link: link, salt: salt), to: node)?.digests ?? []
     }
 
     /// Whether every link is up at both ends and both pools agree.

@@ -1,79 +1,120 @@
 import Foundation
 
-/// A request from qkdctl to one node's control socket (JSON).
-public struct ControlRequest: Codable, Equatable, Sendable {
+/// A request from qkdctl to one node's control socket: one case per command, each with what
+/// it needs. On the wire a JSON object: `command` and that command's fields (`link`, `count`,
+/// `salt`, `to`, `bits`, `key_ID`, `fault`, `value`, `endpoint`); decoding refuses a command
+/// without a field it needs, naming the field.
+public enum ControlRequest: Codable, Equatable, Sendable {
+    /// Report the node's state and its links.
+    case status
+    /// Measure `count` sequential round trips (1...100000) to a neighbour over `link`'s peer
+    /// channel.
+    case ping(link: String, count: Int)
+    /// Shut down gracefully (as SIGTERM does).
+    case shutdown
+    /// Report every link end's quantum layer and key pool.
+    case pools
+    /// Keyed digests (HMAC under `salt`, for audits) of `link`'s keys.
+    case keyDigests(link: String, salt: UInt64)
+    /// Relay an end-to-end key of `bits` bits from this node to `to`; answered when done.
+    case relay(to: String, bits: Int)
+    /// The path this node would choose for a relay of `bits` bits to `to`, and why.
+    case routes(to: String, bits: Int)
+    /// What this node knows of a relayed key: its path, never its bits (a digest under
+    /// `salt` when given).
+    case relayShow(keyID: String, salt: UInt64?)
+    /// Inject or clear a fault on one of this node's links.
+    case fault(FaultAction)
+    /// Route `link` through an interposer on the fibre (an eavesdropper process), or directly
+    /// again (nil).
+    case splice(link: String, via: Interposer?)
+
+    /// The command names, as `command` carries them.
     public enum Command: String, Codable, Sendable {
-        /// Report the node's state and its links.
-        case status
-        /// Measure round trips to a neighbour over the link's peer channel.
-        case ping
-        /// Shut down gracefully (as SIGTERM does).
-        case shutdown
-        /// Report every link end's quantum layer and key pool.
-        case pools
-        /// Keyed digests (HMAC, for audits) of a link's keys.
-        case keyDigests
-        /// Relay an end-to-end key from this node to `to` (`bits` bits); answered when done.
-        case relay
-        /// The path this node would choose for a relay to `to`, and why.
-        case routes
-        /// What this node knows of a relayed key (`keyID`): its path, never its bits.
-        case relayShow
-        /// Inject or clear a fault on one of this node's links (`fault`, `link`, `value`).
-        case fault
-        /// Route one of this node's links through an interposer on the fibre (an eavesdropper
-        /// process) at `endpoint`, or directly again without it; `value` is the transmittance of
-        /// the fibre from the link's `a` end to the interposer (what `a` emits into).
-        case splice
+        case status, ping, shutdown, pools, keyDigests, relay, routes, relayShow, fault, splice
     }
 
-    /// The faults `qkdctl fault` injects into a link's end.
+    /// The faults `qkdctl fault` injects into a link's end, as `fault` names them.
     public enum Fault: String, Codable, Sendable, CaseIterable {
         /// Fibre cut: nothing passes.
         case cut
         /// The link crosses a partition: classical messages are dropped.
         case partition
-        /// One-way delay of classical messages, `value` milliseconds.
+        /// One-way delay of classical messages.
         case delay
-        /// Extra attenuation of the quantum channel, `value` dB.
+        /// Extra attenuation of the quantum channel.
         case loss
-        /// Clear the link's faults (every link of the node without `link`).
+        /// Clear the link's faults (every link of the node without a link).
         case heal
     }
 
-    public var command: Command
-    /// For `ping`: the link, by name.
-    public var link: String?
-    /// For `ping`: how many sequential round trips (1...100000).
-    public var count: Int?
-    /// For `keyDigests`: the key of the universal hash; for `relayShow`: a digest salt.
-    public var salt: UInt64?
-    /// For `relay` and `routes`: the destination node.
-    public var to: String?
-    /// For `relay`: the key's length in bits (a multiple of 8).
-    public var bits: Int?
-    /// For `relayShow`: the relayed key's ID.
-    public var keyID: String?
-    /// For `fault`: which one.
-    public var fault: Fault?
-    /// For `fault`: milliseconds (`delay`) or dB (`loss`); for `splice`: the transmittance
-    /// from the link's `a` end to the interposer.
-    public var value: Double?
-    /// For `splice`: the interposer's endpoint (absent: take it out).
-    public var endpoint: String?
+    /// One fault request: which fault, on which link, how much.
+    public enum FaultAction: Equatable, Sendable {
+        case cut(link: String)
+        case partition(link: String)
+        /// One-way delay of `milliseconds` (0...60000) on the classical channel.
+        case delay(link: String, milliseconds: Double)
+        /// `decibels` (0...100) of extra loss on the quantum channel.
+        case loss(link: String, decibels: Double)
+        /// Clear `link`'s faults, or every link's (nil).
+        case heal(link: String?)
 
-    public init(command: Command, link: String? = nil, count: Int? = nil, salt: UInt64? = nil, to: String? = nil,
-                bits: Int? = nil, keyID: String? = nil, fault: Fault? = nil, value: Double? = nil, endpoint: String? = nil) {
-        self.endpoint = endpoint
-        self.fault = fault
-        self.value = value
-        self.command = command
-        self.link = link
-        self.count = count
-        self.salt = salt
-        self.to = to
-        self.bits = bits
-        self.keyID = keyID
+        public var kind: Fault {
+            switch self {
+            case .cut: .cut
+            case .partition: .partition
+            case .delay: .delay
+            case .loss: .loss
+            case .heal: .heal
+            }
+        }
+
+        public var link: String? {
+            switch self {
+            case .cut(let link), .partition(let link), .delay(let link, _), .loss(let link, _): link
+            case .heal(let link): link
+            }
+        }
+
+        /// The amount (`value` on the wire): milliseconds for a delay, dB for a loss.
+        public var value: Double? {
+            switch self {
+            case .delay(_, let ms): ms
+            case .loss(_, let db): db
+            default: nil
+            }
+        }
+    }
+
+    /// Where a spliced link goes: the interposer's endpoint and, at the link's `a` end, the
+    /// transmittance of the fibre from `a` to the interposer (what `a` emits into).
+    public struct Interposer: Equatable, Sendable {
+        public var endpoint: String
+        public var transmittance: Double?
+
+        public init(endpoint: String, transmittance: Double?) {
+            self.endpoint = endpoint
+            self.transmittance = transmittance
+        }
+    }
+
+    /// Round trips of a ping, and bits of a relay or route, when the request names none.
+    public static let defaultPingCount = 10
+    public static let defaultBits = 256
+
+    public var command: Command {
+        switch self {
+        case .status: .status
+        case .ping: .ping
+        case .shutdown: .shutdown
+        case .pools: .pools
+        case .keyDigests: .keyDigests
+        case .relay: .relay
+        case .routes: .routes
+        case .relayShow: .relayShow
+        case .fault: .fault
+        case .splice: .splice
+        }
     }
 
     /// The routing id an interposer on `link` (by name) sends with; never a node's id.
@@ -82,6 +123,68 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case command, link, count, salt, to, bits, fault, value, endpoint
         case keyID = "key_ID"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let command = try c.decode(Command.self, forKey: .command)
+        /// A field `command` needs.
+        func needed<T: Decodable>(_ type: T.Type, _ key: CodingKeys) throws -> T {
+            guard let value = try c.decodeIfPresent(type, forKey: key) else {
+                throw DecodingError.keyNotFound(key, .init(codingPath: [key], debugDescription: "\(command.rawValue) needs '\(key.stringValue)'"))
+            }
+            return value
+        }
+        switch command {
+        case .status: self = .status
+        case .shutdown: self = .shutdown
+        case .pools: self = .pools
+        case .ping: self = .ping(link: try needed(String.self, .link), count: try c.decodeIfPresent(Int.self, forKey: .count) ?? Self.defaultPingCount)
+        case .keyDigests: self = .keyDigests(link: try needed(String.self, .link), salt: try needed(UInt64.self, .salt))
+        case .relay: self = .relay(to: try needed(String.self, .to), bits: try c.decodeIfPresent(Int.self, forKey: .bits) ?? Self.defaultBits)
+        case .routes: self = .routes(to: try needed(String.self, .to), bits: try c.decodeIfPresent(Int.self, forKey: .bits) ?? Self.defaultBits)
+        case .relayShow: self = .relayShow(keyID: try needed(String.self, .keyID), salt: try c.decodeIfPresent(UInt64.self, forKey: .salt))
+        case .splice:
+            let link = try needed(String.self, .link)
+            let endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint)
+            self = .splice(link: link, via: try endpoint.map { Interposer(endpoint: $0, transmittance: try c.decodeIfPresent(Double.self, forKey: .value)) })
+        case .fault:
+            switch try needed(Fault.self, .fault) {
+            case .cut: self = .fault(.cut(link: try needed(String.self, .link)))
+            case .partition: self = .fault(.partition(link: try needed(String.self, .link)))
+            case .delay: self = .fault(.delay(link: try needed(String.self, .link), milliseconds: try needed(Double.self, .value)))
+            case .loss: self = .fault(.loss(link: try needed(String.self, .link), decibels: try needed(Double.self, .value)))
+            case .heal: self = .fault(.heal(link: try c.decodeIfPresent(String.self, forKey: .link)))
+            }
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(command, forKey: .command)
+        switch self {
+        case .status, .shutdown, .pools: break
+        case .ping(let link, let count):
+            try c.encode(link, forKey: .link)
+            try c.encode(count, forKey: .count)
+        case .keyDigests(let link, let salt):
+            try c.encode(link, forKey: .link)
+            try c.encode(salt, forKey: .salt)
+        case .relay(let to, let bits), .routes(let to, let bits):
+            try c.encode(to, forKey: .to)
+            try c.encode(bits, forKey: .bits)
+        case .relayShow(let keyID, let salt):
+            try c.encode(keyID, forKey: .keyID)
+            try c.encodeIfPresent(salt, forKey: .salt)
+        case .fault(let action):
+            try c.encode(action.kind, forKey: .fault)
+            try c.encodeIfPresent(action.link, forKey: .link)
+            try c.encodeIfPresent(action.value, forKey: .value)
+        case .splice(let link, let via):
+            try c.encode(link, forKey: .link)
+            try c.encodeIfPresent(via?.endpoint, forKey: .endpoint)
+            try c.encodeIfPresent(via?.transmittance, forKey: .value)
+        }
     }
 }
 
@@ -146,12 +249,42 @@ public struct RouteReport: Codable, Equatable, Sendable {
     }
 }
 
+/// A link's state as one end (or, combined, both ends) reports it.
+public enum LinkState: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Frames from the peer arrive within the liveness timeout.
+    case up
+    /// Silent past the timeout, cut, or never heard from.
+    case down
+    /// Up, but its last block failed parameter estimation (the QBER an eavesdropper leaves).
+    case compromised
+
+    public var description: String { rawValue }
+
+    /// A link's state from its two ends' reports: `down` unless both report it up (or
+    /// compromised); `compromised` when either end does.
+    public static func combined(_ ends: [LinkState]) -> LinkState {
+        guard ends.count == 2, !ends.contains(.down) else { return .down }
+        return ends.contains(.compromised) ? .compromised : .up
+    }
+}
+
+/// A node's phase as it reports it.
+public enum NodePhase: String, Codable, Sendable, CustomStringConvertible {
+    /// Not every link has connected yet.
+    case starting
+    /// Every link connected at least once.
+    case up
+    /// Shutting down (goodbyes sent, waiting requests refused).
+    case stopping
+
+    public var description: String { rawValue }
+}
+
 /// One link as one of its ends sees it.
 public struct LinkStatusReport: Codable, Equatable, Sendable {
     public var id: String
     public var peer: String
-    /// `up` or `down`.
-    public var state: String
+    public var state: LinkState
     public var heartbeatsReceived: UInt64
     /// Milliseconds since the last frame from the peer, nil if none ever arrived.
     public var lastHeardMsAgo: Double?
@@ -159,7 +292,7 @@ public struct LinkStatusReport: Codable, Equatable, Sendable {
     /// Faults injected at this end ("cut", "partitioned", "delay 50.0 ms", "loss 3.0 dB").
     public var faults: [String]?
 
-    public init(id: String, peer: String, state: String, heartbeatsReceived: UInt64,
+    public init(id: String, peer: String, state: LinkState, heartbeatsReceived: UInt64,
                 lastHeardMsAgo: Double?, peerIncarnation: UInt64?, faults: [String]? = nil) {
         self.faults = faults
         self.id = id
@@ -182,8 +315,7 @@ public struct LinkStatusReport: Codable, Equatable, Sendable {
 public struct NodeStatusReport: Codable, Equatable, Sendable {
     public var id: String
     public var pid: Int32
-    /// `starting`, `up` (all links connected at least once) or `stopping`.
-    public var state: String
+    public var state: NodePhase
     public var uptimeSeconds: Double
     public var incarnation: UInt64
     public var links: [LinkStatusReport]
@@ -194,7 +326,7 @@ public struct NodeStatusReport: Codable, Equatable, Sendable {
     /// The key relay's counters (absent from a node without the relay agent).
     public var relays: RelayCounters?
 
-    public init(id: String, pid: Int32, state: String, uptimeSeconds: Double, incarnation: UInt64,
+    public init(id: String, pid: Int32, state: NodePhase, uptimeSeconds: Double, incarnation: UInt64,
                 links: [LinkStatusReport], rejectedFrames: [String: UInt64], kmeURL: String? = nil, relays: RelayCounters? = nil) {
         self.kmeURL = kmeURL
         self.relays = relays
@@ -262,8 +394,8 @@ public struct PingReport: Codable, Equatable, Sendable {
 public struct QuantumLinkReport: Codable, Sendable, Equatable {
     public var link: String
     public var role: String
-    /// The link's liveness as this end sees it: `up` or `down`.
-    public var state: String
+    /// The link's state as this end sees it.
+    public var state: LinkState
     public var session: UInt64
     public var active: Bool
     public var framesSent: UInt64
@@ -323,7 +455,7 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     /// The newest block of the current session that put keys into this end's pool.
     public var lastKeyBlock: UInt64?
 
-    public init(link: String, role: String, state: String, session: UInt64, active: Bool, framesSent: UInt64,
+    public init(link: String, role: String, state: LinkState, session: UInt64, active: Bool, framesSent: UInt64,
                 framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
                 keyBitsSifted: UInt64, qber: Double? = nil, gain: Double? = nil, y1Lower: Double? = nil,
                 e1Upper: Double? = nil, keyPerSignalPulse: Double? = nil, emulatedSeconds: Double, wallSeconds: Double,
@@ -488,8 +620,26 @@ public enum ControlCodec {
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(WireError) -> T {
         do {
             return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw WireError(.malformedPayload, "control message is not a valid \(T.self): \(describe(error))")
         } catch {
             throw WireError(.malformedPayload, "control message is not a valid \(T.self): \(error)")
+        }
+    }
+
+    /// A decoding error in a sentence that names the field at fault.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return context.debugDescription.hasPrefix("No value associated") ? "missing field '\(key.stringValue)'" : context.debugDescription
+        case .typeMismatch(let type, let context): return "field '\(path(context))' is not a \(type)"
+        case .valueNotFound(let type, let context): return "field '\(path(context))' is null, expected a \(type)"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not JSON" : "field '\(path(context))': \(context.debugDescription)"
+        @unknown default: return "\(error)"
         }
     }
 }

@@ -21,7 +21,7 @@ struct FaultCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Fibre cut: nothing passes on the link, quantum or classical.")
         @OptionGroup var options: NetworkOptions
         @Option(help: "Link name (A-B).") var link: String
-        func run() throws { try FaultCommand.report(try options.network().fault(.cut, link: link), "cut \(link)") }
+        func run() throws { try FaultCommand.report(try options.network().fault(.cut(link: link)), "cut \(link)") }
     }
 
     struct Loss: ParsableCommand {
@@ -29,7 +29,7 @@ struct FaultCommand: ParsableCommand {
         @OptionGroup var options: NetworkOptions
         @Option(help: "Link name (A-B).") var link: String
         @Option(help: "Extra loss in dB (0...100).") var db: Double
-        func run() throws { try FaultCommand.report(try options.network().fault(.loss, link: link, value: db), "loss \(db) dB on \(link)") }
+        func run() throws { try FaultCommand.report(try options.network().fault(.loss(link: link, decibels: db)), "loss \(db) dB on \(link)") }
     }
 
     struct Delay: ParsableCommand {
@@ -37,7 +37,7 @@ struct FaultCommand: ParsableCommand {
         @OptionGroup var options: NetworkOptions
         @Option(help: "Link name (A-B).") var link: String
         @Option(help: "Delay in milliseconds (0...60000).") var ms: Double
-        func run() throws { try FaultCommand.report(try options.network().fault(.delay, link: link, value: ms), "delay \(ms) ms on \(link)") }
+        func run() throws { try FaultCommand.report(try options.network().fault(.delay(link: link, milliseconds: ms)), "delay \(ms) ms on \(link)") }
     }
 
     struct Partition: ParsableCommand {

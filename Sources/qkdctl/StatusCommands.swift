@@ -35,7 +35,7 @@ struct Pools: ParsableCommand {
         if json { try printJSON(pools); return }
         var rows = [["LINK", "STATE", "QBER", "GAIN", "SIFTED BITS", "KEY RATE", "f", "FAILED", "EMULATED", "WALL"]]
         for l in pools.links {
-            rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
+            rows.append([l.link, l.state.rawValue, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
                          l.gain.map { String(format: "%.3e", $0) } ?? "-", String(l.siftedBitsTotal),
                          String(format: "%.0f kbit/s", l.keyRateBps / 1000), l.ecEfficiency.map { String(format: "%.3f", $0) } ?? "-",
                          String(l.blocksFailedVerification), String(format: "%.2fs", l.emulatedSeconds), String(format: "%.1fs", l.wallSeconds)])
@@ -48,7 +48,7 @@ struct Pools: ParsableCommand {
             let link = network.topology.link(named: l.link)
             for e in l.ends {
                 let node = e.role == "alice" ? link?.a.rawValue : link?.b.rawValue
-                ends.append([l.link, node ?? e.role, e.state, e.synchronised ? "yes" : "no", String(e.storedKeys), String(e.storedBits),
+                ends.append([l.link, node ?? e.role, e.state.rawValue, e.synchronised ? "yes" : "no", String(e.storedKeys), String(e.storedBits),
                              String(e.pendingKeys), String(e.reservedKeys), String(e.consumedKeysTotal), String(e.authReserveKeys),
                              String(e.authBitsTotal), String(e.droppedKeysTotal), String(e.orphansRemovedTotal), String(e.generatedBitsTotal)])
             }
@@ -141,13 +141,13 @@ enum StatusTable {
         var rows = [["NODE", "ROLE", "PID", "STATE", "UPTIME", "LINKS"]]
         for node in status.nodes {
             rows.append([node.id, node.role, node.pid.map(String.init) ?? "-",
-                         node.state == "up" ? (node.phase == "up" ? "up" : "up (\(node.phase ?? "?"))") : "down",
+                         node.state == .up ? (node.phase == .up ? "up" : "up (\(node.phase.map(\.rawValue) ?? "?"))") : "down",
                          node.uptimeSeconds.map { formatDuration($0) } ?? "-",
                          "\(node.linksUp)/\(node.linksTotal)"])
         }
         var out = table(rows)
         out += "\n\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
-        for state in ["compromised", "down"] {
+        for state in [LinkState.compromised, .down] {
             let links = status.links.filter { $0.state == state }
             guard !links.isEmpty else { continue }
             out += "\nlinks \(state): " + links.prefix(12).map(\.id).joined(separator: ", ") + (links.count > 12 ? ", …" : "")
@@ -186,7 +186,7 @@ struct LiveView {
             var out = "\u{1B}[H\u{1B}[2J"
             out += "QKDNet — \(status.topology) — \(clock) — Ctrl-C to stop\n"
             out += "\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
-            let down = status.nodes.filter { $0.state != "up" }.map(\.id)
+            let down = status.nodes.filter { $0.state != .up }.map(\.id)
             if !down.isEmpty { out += "; nodes down: " + down.joined(separator: ", ") }
             var faults = Dictionary(uniqueKeysWithValues: status.links.map { ($0.id, $0.faults ?? []) })
             for eve in network.eves() {
@@ -217,7 +217,7 @@ struct LiveView {
     static func linkTable(_ pools: PoolsStatus, faults: [String: [String]] = [:]) -> String {
         var rows = [["LINK", "STATE", "QBER", "KEY RATE", "POOL (KEYS)", "SIFTED BITS", "EMULATED/WALL", "FAULTS"]]
         for l in pools.links {
-            rows.append([l.link, l.state, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
+            rows.append([l.link, l.state.rawValue, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
                          String(format: "%.0f kbit/s", l.keyRateBps / 1000), String(l.storedKeys), String(l.siftedBitsTotal),
                          l.wallSeconds > 0 ? String(format: "%.2fs / %.0fs", l.emulatedSeconds, l.wallSeconds) : "-",
                          (faults[l.link] ?? []).joined(separator: ", ")])

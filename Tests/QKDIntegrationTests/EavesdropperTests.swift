@@ -16,7 +16,7 @@ import Testing
         network.pools().links.first { $0.link == link }?.ends.first { $0.role == role }
     }
 
-    static func state(_ network: Network, _ link: String) -> String? {
+    static func state(_ network: Network, _ link: String) -> LinkState? {
         network.pools().links.first { $0.link == link }?.state
     }
 
@@ -52,14 +52,14 @@ import Testing
         let link = "Alice-Relay"
         let started = Self.waitForBlocks(network, link, atLeast: 1, within: 60)
         #expect(started, "the link sifts blocks")
-        #expect(Self.state(network, link) == "up")
+        #expect(Self.state(network, link) == .up)
         let eve = try network.addEve(link: link, attack: .interceptResend, fraction: 1).get()
         #expect(eve.attack == "intercept-resend" && eve.pid != nil)
         #expect(network.eves().map(\.link) == [link])
         // The block in progress when Eve arrived may be partly honest; every later one is hers.
         let attached = ["alice", "bob"].compactMap { Self.end(network, link, $0)?.sessionBlocks }.max() ?? 0
-        #expect(eventually(within: 90) { Self.state(network, link) == "compromised" }, "the link is marked compromised")
-        #expect(network.status().links.first { $0.id == link }?.state == "compromised", "qkdctl status shows it")
+        #expect(eventually(within: 90) { Self.state(network, link) == .compromised }, "the link is marked compromised")
+        #expect(network.status().links.first { $0.id == link }?.state == .compromised, "qkdctl status shows it")
         let aborted = eventually(within: 150) { (network.pools().links.first { $0.link == link }?.roundsAborted ?? 0) >= 3 }
         #expect(aborted, "every round under attack is aborted")
         let pools = try Self.expectInterceptResendCaught(network, link, attachedAt: attached)
@@ -81,7 +81,7 @@ import Testing
         let last = try network.removeEve(link: link).get()
         #expect(last.knownSignalBits >= learned.knownSignalBits)
         #expect(network.eves().isEmpty)
-        #expect(eventually(within: 120) { Self.state(network, link) == "up" }, "back to up after a clean round")
+        #expect(eventually(within: 120) { Self.state(network, link) == .up }, "back to up after a clean round")
         #expect(eventually(within: 120) { (network.pools().links.first { $0.link == link }?.generatedBitsTotal ?? 0) > generated },
                 "key again")
         #expect(network.audit().ok)
@@ -99,13 +99,13 @@ import Testing
         let started = Self.waitForBlocks(network, link, atLeast: 1, within: 60)
         #expect(started, "the link sifts blocks")
         _ = try network.addEve(link: link, attack: .photonNumberSplitting).get()
-        #expect(eventually(within: 120) { Self.state(network, link) == "compromised" }, "PNS caught")
+        #expect(eventually(within: 120) { Self.state(network, link) == .compromised }, "PNS caught")
         let pools = try #require(network.pools().links.first { $0.link == link })
         #expect((pools.qber ?? 1) < 0.11, "the QBER stays low under PNS: \(pools.qber ?? -1)")
         #expect(pools.abortReason?.contains("single-photon") == true, "\(pools.abortReason ?? "-")")
         let pns = try network.removeEve(link: link).get()
         #expect(pns.photonsKept > 0 && pns.knownFraction > 0.9, "\(pns)")
-        #expect(eventually(within: 120) { Self.state(network, link) == "up" })
+        #expect(eventually(within: 120) { Self.state(network, link) == .up })
 
         // A classical man in the middle: every altered message is caught, no tampered round kept.
         let before = try #require(network.pools().links.first { $0.link == link })
@@ -148,10 +148,10 @@ import Testing
         _ = try network.addEve(link: plain, attack: .photonNumberSplitting).get()
         let attached = ["alice", "bob"].compactMap { Self.end(network, plain, $0)?.sessionBlocks }.max() ?? 0
         let generated = network.pools().links.first { $0.link == plain }?.generatedBitsTotal ?? 0
-        #expect(eventually(within: 90) { Self.state(network, decoy) == "compromised" }, "the decoy analysis catches PNS")
-        var states: Set<String> = []
+        #expect(eventually(within: 90) { Self.state(network, decoy) == .compromised }, "the decoy analysis catches PNS")
+        var states: Set<String> = []  // "missing" when the link is absent from the report
         let more = eventually(within: 120) {
-            states.insert(Self.state(network, plain) ?? "missing")
+            states.insert(Self.state(network, plain)?.rawValue ?? "missing")
             return ["alice", "bob"].allSatisfy { (Self.end(network, plain, $0)?.sessionBlocks ?? 0) >= attached + 4 }
         }
         #expect(more && states == ["up"], "without decoys the link goes on, unaware: states seen \(states)")
@@ -165,7 +165,7 @@ import Testing
         #expect(eve.gllpTaggedFraction.map { abs($0 - tagged) < 0.1 * tagged } == true, "Eve's own figure \(eve.gllpTaggedFraction ?? -1)")
         _ = try network.removeEve(link: decoy).get()
         _ = try network.removeEve(link: plain).get()
-        #expect(eventually(within: 60) { Self.state(network, decoy) == "up" })
+        #expect(eventually(within: 60) { Self.state(network, decoy) == .up })
         #expect(network.audit().ok)
         passed = true
     }
@@ -183,7 +183,7 @@ import Testing
         let direct = eventually(within: 90) { (try? network.relay(from: from, to: to).get().path) == ["SIE", "GUD"] }
         #expect(direct, "the direct link carries the relay before Eve comes")
         _ = try network.addEve(link: link, attack: .interceptResend, fraction: 1).get()
-        #expect(eventually(within: 120) { Self.state(network, link) == "compromised" }, "the link is marked compromised")
+        #expect(eventually(within: 120) { Self.state(network, link) == .compromised }, "the link is marked compromised")
         var detour: [String]?
         let rerouted = eventually(within: 60) {
             guard let report = try? network.relay(from: from, to: to).get() else { return false }
@@ -214,9 +214,9 @@ import Testing
         #expect(report.events.count == 3 && report.events.allSatisfy(\.ok), "\(report.events)")
         let states = report.samples.compactMap { $0.links.first { $0.link == "Alice-Relay" }?.state }
         let aliceLog = (try? String(contentsOfFile: network.layout.logPath(NodeID("Alice")), encoding: .utf8)) ?? ""
-        #expect(states.contains("compromised") && states.last == "up",
+        #expect(states.contains(.compromised) && states.last == .up,
                 "\(states)\n\(aliceLog.split(separator: "\n").filter { $0.contains("interposer") || $0.contains("compromised") || $0.contains("link ") }.joined(separator: "\n"))")
-        #expect(report.samples.contains { $0.links.contains { $0.link == "Relay-Bob" && $0.state == "down" } }, "the cut shows")
+        #expect(report.samples.contains { $0.links.contains { $0.link == "Relay-Bob" && $0.state == .down } }, "the cut shows")
         let relays = try #require(report.relays.first)
         #expect(relays.attempted == relays.delivered + relays.failed && relays.failed > 0 && relays.delivered > 0, "\(relays)")
         #expect(report.keysLost == 0 && report.audit?.ok == true)

@@ -8,7 +8,7 @@ import Testing
 /// Faults injected into a running line-3 (`qkdctl fault ...`): each takes effect, shows in
 /// status, and `heal` brings every link back up with pools growing again.
 @Suite(.serialized) struct FaultTests {
-    static func linkState(_ network: Network, _ node: String, _ link: String) -> (state: String, faults: [String])? {
+    static func linkState(_ network: Network, _ node: String, _ link: String) -> (state: LinkState, faults: [String])? {
         guard let l = Harness.report(network, node)?.links.first(where: { $0.id == link }) else { return nil }
         return (l.state, l.faults ?? [])
     }
@@ -21,7 +21,7 @@ import Testing
     static func expectHealedAndGrowing(_ network: Network) {
         #expect(eventually(within: 30) {
             network.topology.links.allSatisfy { link in
-                [link.a, link.b].allSatisfy { FaultTests.linkState(network, $0.rawValue, link.name).map { $0.state == "up" && $0.faults.isEmpty } ?? false }
+                [link.a, link.b].allSatisfy { FaultTests.linkState(network, $0.rawValue, link.name).map { $0.state == .up && $0.faults.isEmpty } ?? false }
             }
         }, "every link back up after heal")
         let before = Dictionary(uniqueKeysWithValues: network.pools().links.map { ($0.link, $0.generatedBitsTotal) })
@@ -39,13 +39,13 @@ import Testing
             Harness.tearDown(network)
         }
         #expect(eventually(within: 30) { (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil })
-        _ = try network.fault(.cut, link: "Alice-Relay").get()
+        _ = try network.fault(.cut(link: "Alice-Relay")).get()
         #expect(eventually(within: 15) {
-            FaultTests.linkState(network, "Alice", "Alice-Relay")?.state == "down" && FaultTests.linkState(network, "Relay", "Alice-Relay")?.state == "down"
+            FaultTests.linkState(network, "Alice", "Alice-Relay")?.state == .down && FaultTests.linkState(network, "Relay", "Alice-Relay")?.state == .down
         }, "both ends see the cut")
         #expect(FaultTests.linkState(network, "Alice", "Alice-Relay")?.faults == ["cut"])
         #expect(network.status().links.first { $0.id == "Alice-Relay" }?.faults == ["cut"], "qkdctl status shows the fault")
-        #expect(FaultTests.linkState(network, "Relay", "Relay-Bob")?.state == "up", "the other link is untouched")
+        #expect(FaultTests.linkState(network, "Relay", "Relay-Bob")?.state == .up, "the other link is untouched")
         // Routing learns it; relays between the two sides fail cleanly.
         #expect(eventually(within: 15) { (try? network.routes(from: NodeID("Bob"), to: NodeID("Alice")).get().path) == nil })
         guard case .failure(let none) = network.relay(from: NodeID("Alice"), to: NodeID("Bob")) else { Issue.record("relay across a cut"); return }
@@ -67,29 +67,29 @@ import Testing
         // Loss: 10 dB more on Relay-Bob divides its measured gain by about ten.
         #expect(eventually(within: 30) { (FaultTests.pool(network, "Relay-Bob")?.gain ?? 0) > 0 })
         let gain = try #require(FaultTests.pool(network, "Relay-Bob")?.gain)
-        _ = try network.fault(.loss, link: "Relay-Bob", value: 10).get()
+        _ = try network.fault(.loss(link: "Relay-Bob", decibels: 10)).get()
         #expect(FaultTests.linkState(network, "Bob", "Relay-Bob")?.faults == ["loss 10.0 dB"])
         var lossy = gain
         #expect(eventually(within: 60) { lossy = FaultTests.pool(network, "Relay-Bob")?.gain ?? gain; return lossy < gain / 5 },
                 "gain \(gain) → \(lossy)")
         #expect(lossy > gain / 20, "about 10 dB: \(gain) → \(lossy)")
-        #expect(FaultTests.linkState(network, "Relay", "Relay-Bob")?.state == "up", "a lossy link stays up")
+        #expect(FaultTests.linkState(network, "Relay", "Relay-Bob")?.state == .up, "a lossy link stays up")
 
         // Delay: 25 ms each way adds 50 ms to a round trip.
-        _ = try network.fault(.delay, link: "Alice-Relay", value: 25).get()
+        _ = try network.fault(.delay(link: "Alice-Relay", milliseconds: 25)).get()
         let slow = try network.ping(link: "Alice-Relay", count: 5).get()
         #expect(slow.roundTripsMicroseconds.count == 5 && slow.roundTripsMicroseconds.allSatisfy { $0 >= 50_000 }, "\(slow)")
 
         // Partition: Alice alone; her classical channel goes, so her link goes down.
         #expect(try network.partition([NodeID("Alice")]).get() == ["Alice-Relay"])
-        #expect(eventually(within: 15) { FaultTests.linkState(network, "Relay", "Alice-Relay")?.state == "down" })
+        #expect(eventually(within: 15) { FaultTests.linkState(network, "Relay", "Alice-Relay")?.state == .down })
         #expect(FaultTests.linkState(network, "Alice", "Alice-Relay")?.faults.contains("partitioned") == true)
 
         // Kill: Bob dies; heal starts him again.
         let bob = try #require(network.recordedPID(NodeID("Bob")))
         kill(bob, SIGKILL)
         Processes.waitUntilGone([bob], seconds: 5)
-        #expect(eventually(within: 15) { FaultTests.linkState(network, "Relay", "Relay-Bob")?.state == "down" })
+        #expect(eventually(within: 15) { FaultTests.linkState(network, "Relay", "Relay-Bob")?.state == .down })
 
         let healed = try network.heal().get()
         #expect(healed.contains(NodeID("Bob")))

@@ -54,7 +54,7 @@ enum Harness {
 
     /// One node's own report.
     static func report(_ network: Network, _ node: String, timeoutMs: Int = 5000) -> NodeStatusReport? {
-        ControlClient.query(network.controlEndpoints([NodeID(node)]), request: ControlRequest(command: .status),
+        ControlClient.query(network.controlEndpoints([NodeID(node)]), request: ControlRequest.status,
                             timeoutMs: timeoutMs)[NodeID(node)]?.status
     }
 }

@@ -97,7 +97,7 @@ import Testing
         let restarted = try Client(network)
         let collected = try restarted.call("Bob", "/api/v1/keys/SAE-Alice/dec_keys?key_ID=\(kept.id)", as: "SAE-Bob")
         #expect(collected.status == 200 && collected.keys.first?.key == kept.key && kept.key.count == 128, "\(collected)")
-        #expect(eventually(within: 30) { network.pools().links.allSatisfy { $0.state == "up" } })
+        #expect(eventually(within: 30) { network.pools().links.allSatisfy { $0.state == .up } })
 
         // Bad requests: the spec's status and a JSON message; no relay runs, no pool changes.
         api = restarted

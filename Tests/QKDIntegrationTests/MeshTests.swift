@@ -44,7 +44,7 @@ import Testing
         let attached = ["alice", "bob"].compactMap { EavesdropperProcessTests.end(network, link, $0)?.sessionBlocks }.max() ?? 0
         // 150 s: the block in progress when Eve came (partly honest) and the next one, about 15 s
         // each on this 65 km link at this time scale, plus the lag of a loaded machine.
-        let caught = eventually(within: 150) { EavesdropperProcessTests.state(network, link) == "compromised" }
+        let caught = eventually(within: 150) { EavesdropperProcessTests.state(network, link) == .compromised }
         #expect(caught, "the link is marked compromised")
         // The first aborted block may be the partly honest one (its QBER between 11 % and 25 %):
         // the QBER is checked on a block wholly under Eve, the second aborted one (same reason).
@@ -63,7 +63,7 @@ import Testing
         #expect(learned.siftedSignalBits > 100_000 && abs(learned.knownFraction - 0.5) < 0.05, "\(learned)")
 
         _ = try network.removeEve(link: link).get()
-        #expect(eventually(within: 150) { EavesdropperProcessTests.state(network, link) == "up" }, "back to up after a clean round")
+        #expect(eventually(within: 150) { EavesdropperProcessTests.state(network, link) == .up }, "back to up after a clean round")
         let audit = network.audit()
         #expect(audit.ok && audit.linksChecked == network.topology.links.count, "no key lost or split at any link end: \(audit)")
         passed = sifting && direct && caught && wholly && rerouted && audit.ok

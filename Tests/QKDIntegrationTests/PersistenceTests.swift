@@ -136,6 +136,6 @@ import Testing
         #expect(output.contains(path), "\(output)")
         #expect(output.contains("key store"))
         // The neighbours never see the relay up again.
-        #expect(network.status().nodes.first { $0.id == "Relay" }?.state == "down")
+        #expect(network.status().nodes.first { $0.id == "Relay" }?.state == .down)
     }
 }

@@ -22,7 +22,7 @@ import Testing
         let pools = network.pools()
         let model = DecoyStateModel(LinkPhysics(lengthKm: 25))
         for link in pools.links {
-            #expect(link.state == "up")
+            #expect(link.state == .up)
             let qber = try #require(link.qber)
             let gain = try #require(link.gain)
             // Blocks of 2^18 sifted signal bits, 10% sampled: E_μ within ±20%, Q_μ within ±3%.

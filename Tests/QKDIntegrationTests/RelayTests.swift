@@ -124,7 +124,7 @@ import Testing
             topology.links(of: NodeID(a)).first { $0.peer(of: NodeID(a)) == NodeID(b) }?.name
         }
         let cutLink = try #require(hops.first { reachable(c.from, c.to, without: c.victim, cut: $0) }, "no avoidable link on \(second.path)")
-        _ = try network.fault(.cut, link: cutLink).get()
+        _ = try network.fault(.cut(link: cutLink)).get()
         var around: [String]?
         #expect(eventually(within: 20) {
             around = try? network.routes(from: c.from, to: c.to).get().path

@@ -18,7 +18,7 @@ import Testing
         let status = network.status()
         #expect(status.nodesUp == 3)
         #expect(status.linksUp == 2)
-        #expect(status.nodes.allSatisfy { $0.pid != nil && $0.phase == "up" })
+        #expect(status.nodes.allSatisfy { $0.pid != nil && $0.phase == .up })
         #expect(status.saes.count == 4)
         for node in network.topology.nodes {
             let pid = try #require(network.recordedPID(node.id))
@@ -29,12 +29,12 @@ import Testing
         kill(relay, SIGKILL)
         // Each neighbour notices on its own, within 3 s.
         let noticed = eventually(within: 3) {
-            Harness.report(network, "Alice")?.links.first?.state == "down"
-                && Harness.report(network, "Bob")?.links.first?.state == "down"
+            Harness.report(network, "Alice")?.links.first?.state == .down
+                && Harness.report(network, "Bob")?.links.first?.state == .down
         }
         #expect(noticed)
         let after = network.status()
-        #expect(after.nodes.first { $0.id == "Relay" }?.state == "down")
+        #expect(after.nodes.first { $0.id == "Relay" }?.state == .down)
         #expect(after.nodesUp == 2)
         #expect(after.linksUp == 0)
 
@@ -88,8 +88,8 @@ import Testing
         #expect(sent > 0)
         // The relay survived, and its real links are untouched.
         let report = try #require(Harness.report(network, "Relay"))
-        #expect(report.state == "up")
-        #expect(report.links.allSatisfy { $0.state == "up" })
+        #expect(report.state == .up)
+        #expect(report.links.allSatisfy { $0.state == .up })
         #expect(network.status().linksUp == 2)
     }
 
@@ -103,7 +103,7 @@ import Testing
         #expect(Date().timeIntervalSince(start) < 2)
         // Goodbye takes the link down at once: the relay says why (not the 1 s silence timeout).
         #expect(eventually(within: 10) {
-            Harness.report(network, "Relay")?.links.first { $0.id == "Relay-Bob" }?.state == "down"
+            Harness.report(network, "Relay")?.links.first { $0.id == "Relay-Bob" }?.state == .down
         })
         let relayLog = try String(contentsOfFile: network.layout.logPath(NodeID("Relay")), encoding: .utf8)
         #expect(relayLog.contains("reason=\"Bob shut down\"") || relayLog.contains("reason=Bob shut down"), "the link went down by silence, not goodbye")

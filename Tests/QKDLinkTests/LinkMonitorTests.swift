@@ -140,7 +140,7 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
     @Test func pingAnswersWithPongAndPingerMeasuresRoundTrip() throws {
         var a = core("A")
         var b = core("B")
-        let request = ControlCodec.encode(ControlRequest(command: .ping, link: "A-B", count: 2))
+        let request = ControlCodec.encode(ControlRequest.ping(link: "A-B", count: 2))
         var out = a.handle(.control(client: [7], request: request), at: ms(10))
         for round in 0..<2 {
             guard case .send(let ping, NodeID("B")) = out.first else {
@@ -166,7 +166,7 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
 
     @Test func controlErrorsAreAnsweredNotFatal() throws {
         var a = core("A")
-        for request in [Array("not json".utf8), ControlCodec.encode(ControlRequest(command: .ping, link: "B-C"))] {
+        for request in [Array("not json".utf8), ControlCodec.encode(ControlRequest.ping(link: "B-C", count: ControlRequest.defaultPingCount))] {
             let out = a.handle(.control(client: [1], request: request), at: ms(1))
             guard case .reply(let bytes, [1]) = out.first else {
                 Issue.record("expected an error reply, got \(out)")

@@ -25,7 +25,7 @@ import Testing
     }
 
     static func relay(_ net: DeterministicNetwork, _ from: String, _ to: String, bits: Int = 256) -> ControlReply? {
-        net.control(ControlRequest(command: .relay, to: to, bits: bits), to: from)
+        net.control(ControlRequest.relay(to: to, bits: bits), to: from)
     }
 
     @Test func theSameSeedGivesTheSameKeysAtEveryNode() throws {
@@ -45,7 +45,7 @@ import Testing
         let relay = try #require(reply.relay, "\(reply.error ?? "no report")")
         #expect(relay.ok && relay.bits == 1024)
         #expect(relay.path == net.topology.nodes.map(\.id.rawValue))  // the backbone is a line: every node
-        let show = ControlRequest(command: .relayShow, salt: 77, keyID: relay.keyID)
+        let show = ControlRequest.relayShow(keyID: relay.keyID, salt: 77)
         let atSource = try #require(net.control(show, to: "Beijing")?.relay?.digest)
         let atDestination = try #require(net.control(show, to: "Shanghai")?.relay?.digest)
         #expect(atSource == atDestination)
@@ -62,10 +62,10 @@ import Testing
     @Test func aCutLinkGoesDownAtBothEndsAndRelaysWaitUntilItHeals() throws {
         let net = try Self.distilledBackbone()
         let (a, b, name) = ("Jinan", "Taian", "Jinan-Taian")
-        #expect(net.linkState(a, name) == "up")
+        #expect(net.linkState(a, name) == .up)
         let cutAt = net.clock.now()
         net.network.cutLink(NodeID(a), NodeID(b))
-        let down = net.run(seconds: 5) { net.linkState(a, name) == "down" && net.linkState(b, name) == "down" }
+        let down = net.run(seconds: 5) { net.linkState(a, name) == .down && net.linkState(b, name) == .down }
         #expect(down, "both ends see the cut")
         // Liveness: 1 s of silence (plus at most one heartbeat interval) takes the link down.
         let downAfter = Double(net.clock.now().nanoseconds(since: cutAt)) / 1e9
@@ -88,9 +88,9 @@ import Testing
         let name = "Hefei-R-HEFNAN-1"
         let link = try #require(net.topology.link(named: name))
         let eve = try #require(net.addEve(link: name, attack: .interceptResend))
-        let caught = net.run(seconds: 30) { net.linkState("Hefei", name) == "compromised" }
+        let caught = net.run(seconds: 30) { net.linkState("Hefei", name) == .compromised }
         #expect(caught, "the link is marked compromised")
-        let report = try #require(net.control(ControlRequest(command: .pools), to: link.a.rawValue)?.pools?.first { $0.link == name })
+        let report = try #require(net.control(ControlRequest.pools, to: link.a.rawValue)?.pools?.first { $0.link == name })
         let qber = try #require(report.qber)
         #expect(abs(qber - 0.25) < 0.02, "QBER under full intercept-resend: \(qber)")
         #expect(report.abortReason?.contains("QBER") == true)
@@ -98,7 +98,7 @@ import Testing
         // No path while the only path is compromised.
         #expect(Self.relay(net, "Nanjing", "Hefei")?.error?.contains("no usable path") == true)
         net.removeEve(link: name)
-        let clean = net.run(seconds: 30) { net.linkState("Hefei", name) == "up" }
+        let clean = net.run(seconds: 30) { net.linkState("Hefei", name) == .up }
         #expect(clean, "clean again after a block without Eve")
         #expect(net.digests("Hefei", link: name).map(\.digest) == net.digests(link.b.rawValue, link: name).map(\.digest))
     }

@@ -41,7 +41,7 @@ final class InProcessNetwork: Sendable {
     }
 
     func status(_ node: String) -> NodeStatusReport? {
-        let reply = network.control(ControlCodec.encode(ControlRequest(command: .status)), to: NodeID(node), timeoutMs: 2000)
+        let reply = network.control(ControlCodec.encode(ControlRequest.status), to: NodeID(node), timeoutMs: 2000)
         return reply.flatMap { try? ControlCodec.decode(ControlReply.self, from: $0) }?.status
     }
 
@@ -62,12 +62,12 @@ final class InProcessNetwork: Sendable {
         #expect(net.ready.withLock { $0 }.contains { $0.hasPrefix("QKDNET READY node=B ") && $0.hasSuffix("links=2/2") })
 
         net.network.cutLink(NodeID("B"), NodeID("C"))
-        #expect(eventually(within: 5) { net.status("C")?.links.first?.state == "down" })
-        #expect(eventually(within: 5) { net.status("B")?.links.first { $0.id == "B-C" }?.state == "down" })
-        #expect(net.status("A")?.links.first?.state == "up")
+        #expect(eventually(within: 5) { net.status("C")?.links.first?.state == .down })
+        #expect(eventually(within: 5) { net.status("B")?.links.first { $0.id == "B-C" }?.state == .down })
+        #expect(net.status("A")?.links.first?.state == .up)
 
         net.network.healLink(NodeID("B"), NodeID("C"))
-        #expect(eventually(within: 5) { net.status("C")?.links.first?.state == "up" })
+        #expect(eventually(within: 5) { net.status("C")?.links.first?.state == .up })
     }
 
     @Test func stopRequestEndsEveryRuntime() {

@@ -310,9 +310,9 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
         let net = try Self.line3()
         let alice = Self.routes(net, "Alice")
         // A fibre cut on Relay-Bob: no path from Alice to Bob's SAE once Alice learns it is down.
-        let cut = net.control(ControlRequest(command: .fault, link: "Relay-Bob", fault: .cut), to: "Relay")
+        let cut = net.control(ControlRequest.fault(.cut(link: "Relay-Bob")), to: "Relay")
         #expect(cut?.ok == true, "\(String(describing: cut))")
-        let down = net.run(seconds: 10) { net.linkState("Relay", "Relay-Bob") == "down" && net.linkState("Bob", "Relay-Bob") == "down" }
+        let down = net.run(seconds: 10) { net.linkState("Relay", "Relay-Bob") == .down && net.linkState("Bob", "Relay-Bob") == .down }
         #expect(down)
         let refused = try #require(net.kme("Alice") { await alice.get("/api/v1/keys/SAE-Carol/enc_keys", as: "SAE-Alice") })
         #expect(refused.status == 503, "\(refused)")

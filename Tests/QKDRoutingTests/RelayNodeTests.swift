@@ -241,7 +241,7 @@ struct RelaySquare {
     @Test func aControlRelayIsRepliedAndShownAtBothEndsUntilItsTTL() throws {
         var net = RelaySquare()
         net.converge()
-        _ = net.control(ControlRequest(command: .relay, to: "D", bits: 512), at: a, client: [42])
+        _ = net.control(ControlRequest.relay(to: "D", bits: 512), at: a, client: [42])
         net.now = net.now.advanced(byNanoseconds: 3_000_000)
         net.deliverAll()
         let reply = try #require(net.effects[a]?.compactMap { d -> RelayReport? in
@@ -250,7 +250,7 @@ struct RelaySquare {
         #expect(reply.ok && reply.bits == 512 && reply.path == ["A", "B", "D"] && reply.latencyMs == 3)
         func show(_ node: NodeID) -> (RelayReport, BitVector, UInt64?)? {
             var net2 = net
-            return net2.control(ControlRequest(command: .relayShow, salt: 5, keyID: reply.keyID), at: node).compactMap { d in
+            return net2.control(ControlRequest.relayShow(keyID: reply.keyID, salt: 5), at: node).compactMap { d in
                 if case .show(let r, let key, let salt, _) = d { (r, key, salt) } else { nil }
             }.first
         }
@@ -262,9 +262,9 @@ struct RelaySquare {
         net.tick(a)
         #expect(show(a)?.1 == nil)
         // Bad requests are answered with what is wrong.
-        let bad = net.control(ControlRequest(command: .relay, to: "A"), at: a)
+        let bad = net.control(ControlRequest.relay(to: "A", bits: ControlRequest.defaultBits), at: a)
         #expect(bad.contains { if case .reply(let r, _) = $0 { r.error?.contains("not another node") == true } else { false } })
-        let odd = net.control(ControlRequest(command: .relay, to: "D", bits: 7), at: a)
+        let odd = net.control(ControlRequest.relay(to: "D", bits: 7), at: a)
         #expect(odd.contains { if case .reply(let r, _) = $0 { r.error?.contains("multiple of 8") == true } else { false } })
     }
 

@@ -124,10 +124,70 @@ import Testing
 
 @Suite struct ControlCodecTests {
     @Test func requestsRoundTripAndGarbageIsRejected() throws {
-        let request = ControlRequest(command: .ping, link: "A-B", count: 5)
+        let request = ControlRequest.ping(link: "A-B", count: 5)
         #expect(try ControlCodec.decode(ControlRequest.self, from: ControlCodec.encode(request)) == request)
         #expect(throws: WireError.self) { try ControlCodec.decode(ControlRequest.self, from: Array("{\"command\":\"rm -rf\"}".utf8)) }
         #expect(throws: WireError.self) { try ControlCodec.decode(ControlRequest.self, from: [0xFF, 0x00]) }
+    }
+
+    /// Every request keeps the JSON qkdctl and other tools send (the wire format of the bag of
+    /// optionals it replaced), and reads back as the same case.
+    @Test func everyRequestHasItsWireForm() throws {
+        let forms: [(ControlRequest, String)] = [
+            (.status, #"{"command":"status"}"#),
+            (.shutdown, #"{"command":"shutdown"}"#),
+            (.pools, #"{"command":"pools"}"#),
+            (.ping(link: "A-B", count: 3), #"{"command":"ping","count":3,"link":"A-B"}"#),
+            (.keyDigests(link: "A-B", salt: 9), #"{"command":"keyDigests","link":"A-B","salt":9}"#),
+            (.relay(to: "C", bits: 512), #"{"bits":512,"command":"relay","to":"C"}"#),
+            (.routes(to: "C", bits: 256), #"{"bits":256,"command":"routes","to":"C"}"#),
+            (.relayShow(keyID: "k", salt: 5), #"{"command":"relayShow","key_ID":"k","salt":5}"#),
+            (.relayShow(keyID: "k", salt: nil), #"{"command":"relayShow","key_ID":"k"}"#),
+            (.fault(.cut(link: "A-B")), #"{"command":"fault","fault":"cut","link":"A-B"}"#),
+            (.fault(.partition(link: "A-B")), #"{"command":"fault","fault":"partition","link":"A-B"}"#),
+            (.fault(.delay(link: "A-B", milliseconds: 25)), #"{"command":"fault","fault":"delay","link":"A-B","value":25}"#),
+            (.fault(.loss(link: "A-B", decibels: 3.5)), #"{"command":"fault","fault":"loss","link":"A-B","value":3.5}"#),
+            (.fault(.heal(link: nil)), #"{"command":"fault","fault":"heal"}"#),
+            (.fault(.heal(link: "A-B")), #"{"command":"fault","fault":"heal","link":"A-B"}"#),
+            (.splice(link: "A-B", via: .init(endpoint: "ipc:///e", transmittance: 0.5)),
+             #"{"command":"splice","endpoint":"ipc:\/\/\/e","link":"A-B","value":0.5}"#),
+            (.splice(link: "A-B", via: .init(endpoint: "ipc:///e", transmittance: nil)), #"{"command":"splice","endpoint":"ipc:\/\/\/e","link":"A-B"}"#),
+            (.splice(link: "A-B", via: nil), #"{"command":"splice","link":"A-B"}"#),
+        ]
+        for (request, json) in forms {
+            #expect(String(decoding: ControlCodec.encode(request), as: UTF8.self) == json)
+            #expect(try ControlCodec.decode(ControlRequest.self, from: Array(json.utf8)) == request, "\(json)")
+        }
+        // Fields a command can do without take their defaults.
+        #expect(try ControlCodec.decode(ControlRequest.self, from: Array(#"{"command":"ping","link":"A-B"}"#.utf8)) == .ping(link: "A-B", count: 10))
+        #expect(try ControlCodec.decode(ControlRequest.self, from: Array(#"{"command":"relay","to":"C"}"#.utf8)) == .relay(to: "C", bits: 256))
+    }
+
+    /// A command without a field it needs, or with a field of the wrong type, is refused with a
+    /// message naming the field.
+    @Test func aMissingOrMistypedFieldIsNamed() {
+        let refused: [(String, String)] = [
+            (#"{"command":"ping"}"#, "ping needs 'link'"),
+            (#"{"command":"keyDigests","link":"A-B"}"#, "keyDigests needs 'salt'"),
+            (#"{"command":"relay"}"#, "relay needs 'to'"),
+            (#"{"command":"relayShow","salt":1}"#, "relayShow needs 'key_ID'"),
+            (#"{"command":"fault","link":"A-B"}"#, "fault needs 'fault'"),
+            (#"{"command":"fault","fault":"cut"}"#, "fault needs 'link'"),
+            (#"{"command":"fault","fault":"delay","link":"A-B"}"#, "fault needs 'value'"),
+            (#"{"command":"splice"}"#, "splice needs 'link'"),
+            (#"{"link":"A-B"}"#, "missing field 'command'"),
+            (#"{"command":"ping","link":"A-B","count":"many"}"#, "field 'count' is not a Int"),
+            (#"{"command":"fault","fault":"melt","link":"A-B"}"#, "field 'fault'"),
+            ("[1]", "ControlRequest"),
+        ]
+        for (json, message) in refused {
+            do {
+                let request = try ControlCodec.decode(ControlRequest.self, from: Array(json.utf8))
+                Issue.record("\(json) decoded as \(request)")
+            } catch {
+                #expect(error.message.contains(message), "\(json): \(error.message)")
+            }
+        }
     }
 }
 
