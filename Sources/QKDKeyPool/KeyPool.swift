@@ -4,40 +4,37 @@ import QKDCore
 /// in). Keys are identified by their `KeyID`, the same at both ends of the link.
 ///
 /// States: `pending` (distilled and stored here, not yet known to be stored at the peer) →
-/// `available` → `reserved` (for an application or a relay, with a deadline) → consumed (gone).
-/// A reservation can be released back to `available` (a voided relay) or expire (never
-/// collected: the key is discarded, since the other end may have used it).
+/// `available` → consumed (gone). A relay hop consumes its keys in the step that names them to
+/// the peer (`consume(count:)`) or reads the peer's names (`consume(named:)`): nothing is ever
+/// set aside to be collected later.
 ///
-/// The oldest `authenticationReserve` available keys are the link's own: `reserve` never hands
-/// them out; Wegman–Carter authentication takes the oldest one (`takeOldestForAuthentication`,
-/// the end that tags) or a named one (`takeForAuthentication(_:)`, the end that verifies).
-/// Both ends keep the same order, so applications and authentication never collide.
+/// The oldest `authenticationReserve` available keys are the link's own: `consume(count:)`
+/// never hands them out; Wegman–Carter authentication takes the oldest one
+/// (`takeOldestForAuthentication`, the end that tags) or a named one (`takeForAuthentication(_:)`,
+/// the end that verifies). Both ends keep the same order, so relays and authentication never
+/// collide.
 ///
 /// Guarantees (checked by model-based tests): a key is handed out at most once; a pending key is
-/// never handed out; a key disappears only by consumption, authentication, expiry,
-/// synchronisation with the peer (it is not held there) or by being dropped at deposit because
-/// the pool is full (each counted). Every change that must survive a crash is recorded in a
+/// never handed out; a key disappears only by consumption, authentication, synchronisation with
+/// the peer (it is not held there), a relay that named it and failed, or by being dropped at
+/// deposit because the pool is full (each counted). Every change that must survive a crash is recorded in a
 /// journal (`drainJournal`) that the shell writes to disk before acting on the change.
 public struct KeyPool: Sendable {
     public struct Configuration: Sendable, Equatable {
-        /// Keys held (pending + available + reserved) at most; deposits beyond are dropped and counted.
+        /// Keys held (pending + available) at most; deposits beyond are dropped and counted.
         public var maxKeyCount: Int
         /// Oldest available keys kept for the link's own authentication.
         public var authenticationReserve: Int
-        /// How long a reservation may wait to be collected.
-        public var reservationTTLNs: UInt64
 
-        public init(maxKeyCount: Int = 100_000, authenticationReserve: Int = 64, reservationTTLMs: UInt64 = 30_000) {
+        public init(maxKeyCount: Int = 100_000, authenticationReserve: Int = 64) {
             self.maxKeyCount = maxKeyCount
             self.authenticationReserve = authenticationReserve
-            reservationTTLNs = reservationTTLMs * 1_000_000
         }
     }
 
     public enum State: Equatable, Sendable {
         case pending
         case available
-        case reserved(owner: String, deadline: Instant)
     }
 
     /// A change to persist, in order.
@@ -52,8 +49,6 @@ public struct KeyPool: Sendable {
         public var dropped: UInt64 = 0
         public var consumed: UInt64 = 0
         public var consumedBits: UInt64 = 0
-        public var expired: UInt64 = 0
-        public var released: UInt64 = 0
         public var authenticationTaken: UInt64 = 0
         public var authenticationBits: UInt64 = 0
         /// Keys removed by synchronisation because the peer did not hold them.
@@ -69,10 +64,8 @@ public struct KeyPool: Sendable {
     public enum Failure: Error, Equatable, Sendable {
         /// Not enough keys outside the authentication reserve.
         case insufficient(requested: Int, available: Int)
-        /// The key is unknown (never deposited, or already consumed, expired or dropped).
+        /// The key is not available (never deposited, pending, or already consumed or dropped).
         case unknownKey(KeyID)
-        /// The key is reserved for someone else, or not reserved at all.
-        case notReservedBy(String, key: KeyID)
         case duplicateKey(KeyID)
         /// The link has not agreed its pool with the peer since it came up.
         case notSynchronised
@@ -97,7 +90,7 @@ public struct KeyPool: Sendable {
     public private(set) var pendingKeys = 0
     public private(set) var availableBits = 0
     /// Whether the pool agrees with the peer's (set by `synchronise`, cleared when the link
-    /// goes down): reservations need it.
+    /// goes down): consuming keys needs it.
     public private(set) var isSynchronised = false
 
     public init(configuration: Configuration = .init()) { self.configuration = configuration }
@@ -115,10 +108,9 @@ public struct KeyPool: Sendable {
     }
 
     public var heldKeys: Int { entries.count }
-    public var reservedKeys: Int { entries.count - availableKeys - pendingKeys }
     public func state(of id: KeyID) -> State? { entries[id]?.state }
 
-    /// Every held key (pending, available or reserved), sorted: what `synchronise` compares.
+    /// Every held key (pending or available), sorted: what `synchronise` compares.
     public var heldIDs: [KeyID] { entries.keys.sorted() }
 
     /// Available keys in hand-out order (oldest first).
@@ -201,20 +193,19 @@ public struct KeyPool: Sendable {
         return (removed, toConfirm.count)
     }
 
-    /// The link went down: no reservations until the next `synchronise`.
+    /// The link went down: nothing is consumed until the next `synchronise`.
     public mutating func desynchronise() { isSynchronised = false }
 
-    /// Reserves `count` available keys for `owner` until `now + TTL`: the oldest ones after the
-    /// authentication reserve, provided that many exist.
-    public mutating func reserve(count: Int, for owner: String, at now: Instant) throws(Failure) -> [KeyID] {
+    /// Consumes `count` keys outside the authentication reserve at once, oldest first (the
+    /// sending end of a relay hop, which names them to the peer): all or nothing.
+    public mutating func consume(count: Int) throws(Failure) -> [(id: KeyID, bits: BitVector)] {
         guard isSynchronised else { throw .notSynchronised }
         let spare = availableKeys - configuration.authenticationReserve
         guard count > 0, count <= spare else { throw .insufficient(requested: count, available: max(0, spare)) }
         compactQueue()
-        var picked: [KeyID] = []
+        var picked: [(id: KeyID, bits: BitVector)] = []
         var skipped = 0
         var i = queueHead
-        let deadline = now.advanced(byNanoseconds: configuration.reservationTTLNs)
         while picked.count < count && i < queue.count {
             let id = queue[i]
             i += 1
@@ -223,45 +214,20 @@ public struct KeyPool: Sendable {
                 skipped += 1
                 continue
             }
-            leaveQueue(id)
-            entries[id]!.state = .reserved(owner: owner, deadline: deadline)
-            picked.append(id)
+            picked.append((id, entries[id]!.bits))
         }
+        for (id, _) in picked { consumeHeld(id) }
         return picked
     }
 
-    /// Reserves keys the peer named (the receiving end of a relay hop): each must be available
-    /// here. All or nothing. Returns their bits (the caller may use them only after `take`).
-    public mutating func reserve(named ids: [KeyID], for owner: String, at now: Instant) throws(Failure) -> [BitVector] {
-        guard isSynchronised else { throw .notSynchronised }
-        for id in ids where entries[id]?.state != .available { throw .unknownKey(id) }
-        guard Set(ids).count == ids.count else { throw .duplicateKey(ids[0]) }
-        let deadline = now.advanced(byNanoseconds: configuration.reservationTTLNs)
-        return ids.map { id in
-            leaveQueue(id)
-            entries[id]!.state = .reserved(owner: owner, deadline: deadline)
-            return entries[id]!.bits
-        }
-    }
-
-    /// Consumes `count` keys outside the authentication reserve at once, oldest first (the
-    /// sending end of a relay hop, which names them to the peer).
-    public mutating func consume(count: Int, at now: Instant) throws(Failure) -> [(id: KeyID, bits: BitVector)] {
-        let owner = "\u{0}consume"
-        let ids = try reserve(count: count, for: owner, at: now)
-        var out: [(id: KeyID, bits: BitVector)] = []
-        for id in ids { out.append((id, try take(id, by: owner))) }
-        return out
-    }
-
-    /// Consumes the keys the peer named (the receiving end of a relay hop): all or nothing. If
-    /// one is missing, the named keys held here are discarded anyway (the peer has used them).
-    public mutating func consume(named ids: [KeyID], at now: Instant) throws(Failure) -> [BitVector] {
-        let owner = "\u{0}consume"
-        do {
-            let bits = try reserve(named: ids, for: owner, at: now)
-            for id in ids { _ = try take(id, by: owner) }
-            return bits
+    /// Consumes the keys the peer named (the receiving end of a relay hop): all or nothing,
+    /// each available here. If one is not, the named keys held here are discarded anyway (the
+    /// peer has used them).
+    public mutating func consume(named ids: [KeyID]) throws(Failure) -> [BitVector] {
+        do throws(Failure) {
+            guard isSynchronised else { throw Failure.notSynchronised }
+            for id in ids where entries[id]?.state != .available { throw Failure.unknownKey(id) }
+            guard Set(ids).count == ids.count else { throw Failure.duplicateKey(ids[0]) }
         } catch {
             for id in ids where entries[id] != nil && entries[id]!.state != .pending {
                 remove(id)
@@ -269,37 +235,18 @@ public struct KeyPool: Sendable {
             }
             throw error
         }
-    }
-
-    /// Hands a reserved key to its owner and consumes it: the bits leave the pool for good.
-    public mutating func take(_ id: KeyID, by owner: String) throws(Failure) -> BitVector {
-        guard let entry = entries[id] else { throw .unknownKey(id) }
-        guard case .reserved(let holder, _) = entry.state, holder == owner else { throw .notReservedBy(owner, key: id) }
-        remove(id)
-        counters.consumed += 1
-        counters.consumedBits += UInt64(entry.bits.count)
-        return entry.bits
-    }
-
-    /// Returns a reservation to the available keys (a relay voided before using the key).
-    public mutating func release(_ id: KeyID, by owner: String) throws(Failure) {
-        guard let entry = entries[id] else { throw .unknownKey(id) }
-        guard case .reserved(let holder, _) = entry.state, holder == owner else { throw .notReservedBy(owner, key: id) }
-        entries[id]!.state = .available
-        makeAvailable(id, bits: entry.bits.count)  // back in line, at the end
-        counters.released += 1
-    }
-
-    /// Discards reservations whose deadline passed; returns their IDs (sorted).
-    public mutating func expire(at now: Instant) -> [KeyID] {
-        var gone: [KeyID] = []
-        for (id, entry) in entries {
-            if case .reserved(_, let deadline) = entry.state, deadline <= now { gone.append(id) }
+        return ids.map { id in
+            let bits = entries[id]!.bits
+            consumeHeld(id)
+            return bits
         }
-        gone.sort()
-        for id in gone { remove(id) }
-        counters.expired += UInt64(gone.count)
-        return gone
+    }
+
+    /// An available key leaves the pool for good, counted as consumed.
+    private mutating func consumeHeld(_ id: KeyID) {
+        counters.consumed += 1
+        counters.consumedBits += UInt64(entries[id]!.bits.count)
+        remove(id)
     }
 
     /// Takes the oldest available key for the link's own authentication.
@@ -313,8 +260,7 @@ public struct KeyPool: Sendable {
         return (id, bits)
     }
 
-    /// Takes a key the peer named for authentication: available, or reserved (the reservation
-    /// is revoked: the peer has already consumed the key, so no relay could use it).
+    /// Takes a key the peer named for authentication (available: a pending one is refused).
     public mutating func takeForAuthentication(_ id: KeyID) -> BitVector? {
         guard let entry = entries[id], entry.state != .pending else { return nil }
         remove(id)
@@ -333,7 +279,6 @@ public struct KeyPool: Sendable {
         switch entry.state {
         case .available: dropFromQueue(id, bits: entry.bits.count)
         case .pending: pendingKeys -= 1
-        case .reserved: break
         }
         journal.append(.removed(id))
     }
@@ -350,9 +295,6 @@ public struct KeyPool: Sendable {
         availableKeys -= 1
         availableBits -= bits
     }
-
-    /// An available key leaves the queue by reservation.
-    private mutating func leaveQueue(_ id: KeyID) { dropFromQueue(id, bits: entries[id]!.bits.count) }
 
     private func isCurrent(_ id: KeyID, at index: Int) -> Bool { position[id] == queueBase + index }
 

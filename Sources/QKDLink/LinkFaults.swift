@@ -7,7 +7,8 @@ import QKDCore
 import QKDWire
 
 /// Faults injected into this node's ends of its links (`qkdctl fault ...`), as a pure value:
-/// what happens to a frame leaving or arriving on a link. Both ends of a link get the same
+/// what happens to a message leaving or arriving on a link (`LinkChannel` asks, with the link
+/// and kind of a frame it builds or has decoded). Both ends of a link get the same
 /// fault, so each direction is affected once.
 ///
 /// - `cut`: a fibre cut. Nothing passes, quantum or classical.
@@ -71,19 +72,11 @@ public struct LinkFaults: Sendable {
 
     public mutating func healAll() { faults.removeAll() }
 
-    /// The link index and message kind of a frame, read from its envelope header without
-    /// decoding it (nil if the header is not one; the node's decoder rejects it later).
-    public static func peek(_ frame: [UInt8]) -> (link: LinkIndex, kind: UInt8)? {
-        guard frame.count >= Envelope.headerSize else { return nil }
-        let link = UInt32(frame[4]) << 24 | UInt32(frame[5]) << 16 | UInt32(frame[6]) << 8 | UInt32(frame[7])
-        return (LinkIndex(link), frame[3])
-    }
+    static func isQuantum(_ kind: MessageKind) -> Bool { kind == .quantumFrame }
 
-    static func isQuantum(_ kind: UInt8) -> Bool { kind == MessageKind.quantumFrame.rawValue }
-
-    /// What to do with a frame this end is sending.
-    public mutating func outgoing(_ frame: [UInt8]) -> Outgoing {
-        guard !faults.isEmpty, let (link, kind) = LinkFaults.peek(frame), let f = faults[link] else { return .send }
+    /// What to do with a message of `kind` this end is sending on `link`.
+    public mutating func outgoing(_ kind: MessageKind, on link: LinkIndex) -> Outgoing {
+        guard let f = faults[link] else { return .send }
         if f.cut || (f.classicalCut && !LinkFaults.isQuantum(kind)) {
             dropped[link, default: 0] += 1
             return .drop
@@ -91,18 +84,21 @@ public struct LinkFaults: Sendable {
         return f.delayNs > 0 && !LinkFaults.isQuantum(kind) ? .delay(f.delayNs) : .send
     }
 
-    /// A frame that arrived: nil to drop it, else the frame to hand on (a quantum frame thinned
-    /// by the link's extra loss).
-    public mutating func incoming(_ frame: [UInt8]) -> [UInt8]? {
-        guard !faults.isEmpty, let (link, kind) = LinkFaults.peek(frame), let f = faults[link] else { return frame }
+    /// Whether a message of `kind` that arrived on `link` passes (a dropped one is counted).
+    public mutating func admits(_ kind: MessageKind, on link: LinkIndex) -> Bool {
+        guard let f = faults[link] else { return true }
         if f.cut || (f.classicalCut && !LinkFaults.isQuantum(kind)) {
             dropped[link, default: 0] += 1
-            return nil
+            return false
         }
-        guard f.extraLossDb > 0, LinkFaults.isQuantum(kind), let envelope = try? Envelope.decode(frame),
-              let quantum = try? QuantumFrame.decode(envelope.payload) else { return frame }
-        let thinned = LinkFaults.attenuate(quantum, transmittance: pow(10, -f.extraLossDb / 10), random: &random)
-        return Envelope(kind: envelope.kind, link: envelope.link, sequence: envelope.sequence, payload: thinned.encoded()).encoded()
+        return true
+    }
+
+    /// The payload of a quantum frame that arrived on `link`, thinned by the link's extra loss
+    /// (unchanged without one, or if it is not a quantum frame: the engine's decoder rejects it).
+    public mutating func arriving(quantumFrame payload: [UInt8], on link: LinkIndex) -> [UInt8] {
+        guard let f = faults[link], f.extraLossDb > 0, let quantum = try? QuantumFrame.decode(payload) else { return payload }
+        return LinkFaults.attenuate(quantum, transmittance: pow(10, -f.extraLossDb / 10), random: &random).encoded()
     }
 
     /// Each photon survives with probability `transmittance`; pulses left empty are removed.

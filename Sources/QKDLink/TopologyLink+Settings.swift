@@ -17,6 +17,6 @@ extension TopologyLink {
     /// The key pool of either end of the link: its capacity, the keys kept back for
     /// authentication, and how long a reservation holds.
     public var poolConfiguration: KeyPool.Configuration {
-        KeyPool.Configuration(maxKeyCount: physics.maxKeyCount, authenticationReserve: 64, reservationTTLMs: 30_000)
+        KeyPool.Configuration(maxKeyCount: physics.maxKeyCount, authenticationReserve: 64)
     }
 }

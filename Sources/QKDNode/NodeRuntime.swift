@@ -30,7 +30,6 @@ public final class NodeRuntime {
     /// When the last step began.
     private var lastStep: Instant?
     /// Frames held back by an injected delay, in the order they were sent.
-    private var delayed: [(at: Instant, frame: [UInt8], peer: NodeID)] = []
 
     /// Where the node's quantum layer runs.
     public enum QuantumMode {
@@ -89,7 +88,7 @@ public final class NodeRuntime {
     public func nextDeadline() -> Instant {
         let now = clock.now()
         let latest = (lastStep ?? now).advanced(byNanoseconds: UInt64(maxWaitMs) * 1_000_000)
-        return [core.nextDeadline(), relayAgent.nextDeadline(after: now), delayed.map(\.at).min(), worker?.nextDeadline(after: now)]
+        return [core.nextDeadline(), relayAgent.nextDeadline(after: now), worker?.nextDeadline(after: now)]
             .compactMap { $0 }.reduce(latest, min)
     }
 
@@ -111,16 +110,11 @@ public final class NodeRuntime {
                 for request in keyRequests?.takeAll() ?? [] where running {
                     running = perform(relayAgent.application(request, at: clock.now()))
                 }
-            } else if case .peer(let from, let frame) = event {
-                // An injected fault may drop the frame or thin its photons.
-                guard let admitted = core.faults.incoming(frame) else { continue }
-                running = execute(core.handle(.peerFrame(from: from, bytes: admitted), at: clock.now()))
             } else {
                 if case .control = event { core.relays = relayAgent.counters }
                 running = execute(core.handle(translate(event), at: clock.now()))
             }
         }
-        if !delayed.isEmpty { sendDelayed(at: clock.now()) }
         core.listened(at: listening)
         worker?.poll(at: clock.now())
         if running { running = drainWorker() }
@@ -171,22 +165,13 @@ public final class NodeRuntime {
         return emulated > 0 ? Double(committed) / emulated : 0
     }
 
-    /// Sends the delayed frames whose time came (in order: a link's frames share one delay).
-    private func sendDelayed(at now: Instant) {
-        var kept: [(at: Instant, frame: [UInt8], peer: NodeID)] = []
-        for d in delayed {
-            if d.at <= now { transport.send(d.frame, to: d.peer) } else { kept.append(d) }
-        }
-        delayed = kept
-    }
-
     /// Sends what the quantum worker queued and logs what it reported.
     private func drainWorker() -> Bool {
         guard let worker else { return true }
         for output in worker.takeOutputs() {
             switch output {
             case .send(let link, let kind, let payload):
-                if !execute(core.handle(.fromWorker(link, kind, payload), at: clock.now())) { return false }
+                if let t = core.send(kind, payload, on: link, at: clock.now()) { transport.send(t.frame, to: t.peer) }
             case .log(let level, let message, let metadata):
                 logger.log(level: level.swiftLog, "\(message)", metadata: metadata.mapValues { .string($0) })
             case .verdict(let link, let compromised, let reason):
@@ -201,9 +186,7 @@ public final class NodeRuntime {
         for action in actions {
             switch action {
             case .send(let to, let kind, let payload):
-                let me = core.configuration.node
-                guard let link = core.configuration.topology.links(of: me).first(where: { $0.peer(of: me) == to }) else { continue }
-                if !execute(core.handle(.fromWorker(link.index, kind, payload), at: clock.now())) { return false }
+                if let t = core.send(kind, payload, toNeighbour: to, at: clock.now()) { transport.send(t.frame, to: t.peer) }
             case .reply(let bytes, let client):
                 transport.reply(bytes, to: client)
             case .log(let level, let message, let metadata):
@@ -213,16 +196,37 @@ public final class NodeRuntime {
         return true
     }
 
+    /// Every link end's quantum layer (the worker's snapshot) with its pool and state, as
+    /// `qkdctl pools` shows them.
+    private func poolsReport() -> [QuantumLinkReport] {
+        var reports = worker?.snapshot() ?? []
+        for i in reports.indices {
+            let record = core.monitor.records.first { $0.link.name == reports[i].link }
+            reports[i].state = record.map { core.linkState($0) } ?? .down
+            pools.read(reports[i].link) { pool in
+                reports[i].storedKeys = pool.availableKeys
+                reports[i].storedBits = pool.availableBits
+                reports[i].pendingKeys = pool.pendingKeys
+                reports[i].authReserveKeys = min(pool.availableKeys, pool.configuration.authenticationReserve)
+                reports[i].consumedKeysTotal = pool.counters.consumed
+                reports[i].consumedBitsTotal = pool.counters.consumedBits
+                reports[i].authBitsTotal = pool.counters.authenticationBits
+                reports[i].droppedKeysTotal = pool.counters.dropped
+                reports[i].orphansRemovedTotal = pool.counters.orphansRemoved
+                reports[i].synchronised = pool.isSynchronised
+            }
+            reports[i].keyRateBps = currentRate(link: reports[i].link, emulated: reports[i].emulatedSeconds,
+                                                committed: reports[i].generatedBitsTotal)
+        }
+        return reports
+    }
+
     /// Carries out directives in order; returns false once one says stop.
     private func execute(_ directives: [NodeCore.Directive]) -> Bool {
         for directive in directives {
             switch directive {
             case .send(let frame, let peer):
-                switch core.faults.outgoing(frame) {
-                case .send: transport.send(frame, to: peer)
-                case .drop: break
-                case .delay(let ns): delayed.append((clock.now().advanced(byNanoseconds: ns), frame, peer))
-                }
+                transport.send(frame, to: peer)
             case .reply(let bytes, let client):
                 transport.reply(bytes, to: client)
             case .log(let level, let message, let metadata):
@@ -253,27 +257,7 @@ public final class NodeRuntime {
                     transport.reply(ControlCodec.encode(ControlReply(ok: true)), to: client)
                 }
             case .replyPools(let client):
-                var reports = worker?.snapshot() ?? []
-                for i in reports.indices {
-                    let record = core.monitor.records.first { $0.link.name == reports[i].link }
-                    reports[i].state = record.map { core.linkState($0) } ?? .down
-                    pools.read(reports[i].link) { pool in
-                        reports[i].storedKeys = pool.availableKeys
-                        reports[i].storedBits = pool.availableBits
-                        reports[i].pendingKeys = pool.pendingKeys
-                        reports[i].reservedKeys = pool.reservedKeys
-                        reports[i].authReserveKeys = min(pool.availableKeys, pool.configuration.authenticationReserve)
-                        reports[i].consumedKeysTotal = pool.counters.consumed
-                        reports[i].consumedBitsTotal = pool.counters.consumedBits
-                        reports[i].authBitsTotal = pool.counters.authenticationBits
-                        reports[i].droppedKeysTotal = pool.counters.dropped
-                        reports[i].orphansRemovedTotal = pool.counters.orphansRemoved
-                        reports[i].synchronised = pool.isSynchronised
-                    }
-                    reports[i].keyRateBps = currentRate(link: reports[i].link, emulated: reports[i].emulatedSeconds,
-                                                        committed: reports[i].generatedBitsTotal)
-                }
-                transport.reply(ControlCodec.encode(ControlReply(pools: reports)), to: client)
+                transport.reply(ControlCodec.encode(ControlReply(pools: poolsReport())), to: client)
             case .replyDigests(let client, let link, let salt):
                 let digests = pools.read(link) { $0.auditDigests(salt: salt) }?
                     .map { KeyDigest(keyID: $0.id.uuidString, digest: $0.digest, pending: $0.pending) } ?? []

@@ -34,18 +34,18 @@ final class RelayAgent {
     /// The link keys of relays: taken from the node's durable pools.
     struct PoolKeys: RelayKeys {
         let pools: NodePools
-        mutating func take(link: String, count: Int, at now: Instant) -> [(id: KeyID, bits: BitVector)]? {
-            pools.modify(link) { try? $0.consume(count: count, at: now) } ?? nil
+        mutating func take(link: String, count: Int) -> [(id: KeyID, bits: BitVector)]? {
+            pools.modify(link) { try? $0.consume(count: count) } ?? nil
         }
-        mutating func take(link: String, named: [KeyID], at now: Instant) -> [BitVector]? {
-            pools.modify(link) { try? $0.consume(named: named, at: now) } ?? nil
+        mutating func take(link: String, named: [KeyID]) -> [BitVector]? {
+            pools.modify(link) { try? $0.consume(named: named) } ?? nil
         }
-        mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, at now: Instant)
+        mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int)
             -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
         {
             pools.modify(incoming, outgoing) { a, b -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)? in
-                guard let inBits = try? a.consume(named: named, at: now) else { return nil }
-                return (inBits, try? b.consume(count: count, at: now))
+                guard let inBits = try? a.consume(named: named) else { return nil }
+                return (inBits, try? b.consume(count: count))
             } ?? nil
         }
     }

@@ -36,8 +36,6 @@ public struct NodeCore: Sendable {
         case malformed(reason: String)
         case stopRequested
         case tick
-        /// A quantum-layer message the worker wants sent to the link's peer.
-        case fromWorker(LinkIndex, MessageKind, [UInt8])
         /// The link's parameter estimation failed (compromised) or passed again.
         case verdict(LinkIndex, compromised: Bool, reason: String?)
     }
@@ -85,11 +83,10 @@ public struct NodeCore: Sendable {
     public private(set) var isReady = false
     public private(set) var isStopping = false
     private let startedAt: Instant
-    private var sequences: [LinkIndex: UInt64] = [:]
     private var ping: PendingPing?
     private var nonces: Xoshiro256
-    /// Faults injected into this node's link ends; the shell applies them to every frame.
-    public var faults: LinkFaults
+    /// Frames out and in, with the faults injected into this node's link ends.
+    public private(set) var channel: LinkChannel
     /// Links whose last block failed parameter estimation (`compromised` while up).
     public private(set) var compromised: Set<LinkIndex> = []
     /// The key relay's counters as the shell last reported them (shown by `status`).
@@ -107,8 +104,9 @@ public struct NodeCore: Sendable {
                               configuration: configuration.monitor, now: now)
         nonces = SeedTree(root: configuration.topology.seed)
             .stream("node/\(configuration.node.rawValue)/ping/\(configuration.incarnation)")
-        faults = LinkFaults(seed: SeedTree(root: configuration.topology.seed)
-            .seed(for: "node/\(configuration.node.rawValue)/faults/\(configuration.incarnation)"))
+        channel = LinkChannel(node: configuration.node, links: configuration.topology.links(of: configuration.node),
+                              faultSeed: SeedTree(root: configuration.topology.seed)
+                                  .seed(for: "node/\(configuration.node.rawValue)/faults/\(configuration.incarnation)"))
     }
 
     /// Handles one event at `now`.
@@ -122,12 +120,9 @@ public struct NodeCore: Sendable {
             rejected[.malformedPayload, default: 0] += 1
             return [.log(.warning, "dropped malformed message", ["reason": reason])]
         case .stopRequested:
-            return stop()
+            return stop(at: now)
         case .tick:
             return tick(at: now)
-        case .fromWorker(let link, let kind, let payload):
-            guard let record = monitor.record(link) else { return [] }
-            return [.send(frame: frame(kind, on: record, payload: payload), to: record.peer)]
         case .verdict(let link, let isCompromised, let reason):
             let name = configuration.topology.link(link)?.name ?? "\(link)"
             if isCompromised {
@@ -139,6 +134,17 @@ public struct NodeCore: Sendable {
         }
     }
 
+    /// A message of the quantum layer for the peer of `link`: the frame to send now, or nil
+    /// (a fault dropped or holds it; not a link of this node).
+    public mutating func send(_ kind: MessageKind, _ payload: [UInt8], on link: LinkIndex, at now: Instant) -> LinkChannel.Transmission? {
+        channel.send(kind, payload, on: link, at: now)
+    }
+
+    /// A routing or relay message for the neighbour `peer`, as `send(_:_:on:at:)`.
+    public mutating func send(_ kind: MessageKind, _ payload: [UInt8], toNeighbour peer: NodeID, at now: Instant) -> LinkChannel.Transmission? {
+        channel.send(kind, payload, toNeighbour: peer, at: now)
+    }
+
     /// A link's state as reported: `down`, `up`, or `compromised` (up, but its last block
     /// failed parameter estimation).
     public func linkState(_ record: LinkMonitor.Record) -> LinkState {
@@ -148,7 +154,7 @@ public struct NodeCore: Sendable {
 
     /// The latest instant by which `.tick` must be handled.
     public func nextDeadline() -> Instant? {
-        var deadline = monitor.nextDeadline()
+        var deadline = [monitor.nextDeadline(), channel.nextDue].compactMap { $0 }.min()
         if let ping {
             let pingDeadline = ping.sentAt.advanced(byNanoseconds: configuration.pingTimeoutNs)
             deadline = deadline.map { min($0, pingDeadline) } ?? pingDeadline
@@ -165,16 +171,13 @@ public struct NodeCore: Sendable {
 
     mutating func peerFrame(from sender: NodeID, bytes: [UInt8], at now: Instant) -> [Directive] {
         let envelope: Envelope
-        do {
-            envelope = try Envelope.decode(bytes)
-        } catch {
-            return reject(error, from: sender)
+        switch channel.receive(bytes, from: sender) {
+        case .accepted(let e): envelope = e
+        case .dropped: return []
+        case .rejected(let error): return reject(error, from: sender)
         }
         guard let record = monitor.record(envelope.link) else {
             return reject(WireError(.unknownLink, "link \(envelope.link) does not end at \(configuration.node)"), from: sender)
-        }
-        guard record.peer == sender || sender == NodeCore.interposerID(record.link) else {
-            return reject(WireError(.unexpectedSender, "frame for link \(record.link.name) came from '\(sender)', expected '\(record.peer)'"), from: sender)
         }
         do {
             switch envelope.kind {
@@ -186,7 +189,7 @@ public struct NodeCore: Sendable {
             case .ping:
                 let probe = try Probe.decode(envelope.payload)
                 var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
-                out.append(.send(frame: frame(.pong, on: record, payload: probe.encoded()), to: record.peer))
+                out += transmit(.pong, probe.encoded(), on: record, at: now)
                 return out
             case .pong:
                 let probe = try Probe.decode(envelope.payload)
@@ -226,10 +229,9 @@ public struct NodeCore: Sendable {
         }
     }
 
-    mutating func frame(_ kind: MessageKind, on record: LinkMonitor.Record, payload: [UInt8]) -> [UInt8] {
-        let sequence = sequences[record.link.index, default: 0]
-        sequences[record.link.index] = sequence &+ 1
-        return Envelope(kind: kind, link: record.link.index, sequence: sequence, payload: payload).encoded()
+    /// The `send` directive of a message the core itself sends (none if a fault drops or holds it).
+    mutating func transmit(_ kind: MessageKind, _ payload: [UInt8], on record: LinkMonitor.Record, at now: Instant) -> [Directive] {
+        channel.send(kind, payload, on: record.link.index, at: now).map { [.send(frame: $0.frame, to: $0.peer)] } ?? []
     }
 
     /// Messages of the quantum layer: handed to the link's engine on the worker.
@@ -243,10 +245,10 @@ public struct NodeCore: Sendable {
     public mutating func listened(at instant: Instant) { monitor.listened(at: instant) }
 
     mutating func tick(at now: Instant) -> [Directive] {
-        var out: [Directive] = []
+        var out: [Directive] = channel.due(at: now).map { .send(frame: $0.frame, to: $0.peer) }
         for directive in monitor.tick(at: now) {
-            if case .sendHeartbeat(let link, let peer) = directive, let record = monitor.record(link) {
-                out.append(.send(frame: frame(.heartbeat, on: record, payload: Heartbeat(incarnation: configuration.incarnation).encoded()), to: peer))
+            if case .sendHeartbeat(let link, _) = directive, let record = monitor.record(link) {
+                out += transmit(.heartbeat, Heartbeat(incarnation: configuration.incarnation).encoded(), on: record, at: now)
             } else {
                 out += translate(directive)
             }
@@ -276,7 +278,7 @@ public struct NodeCore: Sendable {
         case .status:
             return [.reply(bytes: ControlCodec.encode(ControlReply(status: status(at: now))), to: client)]
         case .shutdown:
-            return [.reply(bytes: ControlCodec.encode(ControlReply(ok: true)), to: client)] + stop()
+            return [.reply(bytes: ControlCodec.encode(ControlReply(ok: true)), to: client)] + stop(at: now)
         case .ping(let link, let count):
             return startPing(client: client, link: link, count: count, at: now)
         case .pools:
@@ -296,15 +298,12 @@ public struct NodeCore: Sendable {
         }
     }
 
-    /// The routing id an interposer on `link` sends with (never a node's id).
-    public static func interposerID(_ link: TopologyLink) -> NodeID { NodeID(ControlRequest.interposerRoutingID(link: link.name)) }
-
     mutating func splice(_ name: String, via interposer: ControlRequest.Interposer?, client: [UInt8]) -> [Directive] {
         func fail(_ message: String) -> [Directive] { [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)] }
         guard let link = configuration.topology.link(named: name), let peer = link.peer(of: configuration.node) else {
             return fail("splice: link '\(name)' does not end at \(configuration.node)")
         }
-        let via = NodeCore.interposerID(link)
+        let via = LinkChannel.interposerID(link)
         guard let interposer else {
             splices[link.index] = nil
             monitor.interposed(link.index, false)
@@ -337,13 +336,13 @@ public struct NodeCore: Sendable {
         }
         let kind = action.kind
         guard let name = action.link else {
-            faults.healAll()
+            channel.healAll()
             return reply(nil) + [.log(.notice, "faults healed", ["links": "all"])]
         }
         guard let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
             return reply("fault: link '\(name)' does not end at \(configuration.node)")
         }
-        var f = faults.fault(link.index)
+        var f = channel.faults.fault(link.index)
         switch action {
         case .cut: f.cut = true
         case .partition: f.classicalCut = true
@@ -355,7 +354,7 @@ public struct NodeCore: Sendable {
             f.extraLossDb = db
         case .heal: f = .init()
         }
-        faults.set(link.index, f)
+        channel.setFault(link.index, f)
         return reply(nil) + [.log(.notice, kind == .heal ? "fault healed" : "fault injected",
                                   ["link.id": link.name, "fault": kind.rawValue, "now": f.words.joined(separator: ", ")])]
     }
@@ -366,7 +365,7 @@ public struct NodeCore: Sendable {
                 id: record.link.name, peer: record.peer.rawValue, state: linkState(record),
                 heartbeatsReceived: record.heartbeatsReceived,
                 lastHeardMsAgo: record.lastHeard.map { Double(now.nanoseconds(since: $0)) / 1e6 },
-                peerIncarnation: record.peerIncarnation, faults: faults.fault(record.link.index).words.nilIfEmpty)
+                peerIncarnation: record.peerIncarnation, faults: channel.faults.fault(record.link.index).words.nilIfEmpty)
         }
         let state: NodePhase = isStopping ? .stopping : (isReady ? .up : .starting)
         return NodeStatusReport(
@@ -402,7 +401,7 @@ public struct NodeCore: Sendable {
         pending.sentAt = now
         ping = pending
         guard let record = monitor.record(pending.link.index) else { return [] }
-        return [.send(frame: frame(.ping, on: record, payload: Probe(nonce: pending.nonce).encoded()), to: pending.peer)]
+        return transmit(.ping, Probe(nonce: pending.nonce).encoded(), on: record, at: now)
     }
 
     mutating func pong(_ probe: Probe, link: LinkIndex, at now: Instant) -> [Directive] {
@@ -415,12 +414,12 @@ public struct NodeCore: Sendable {
 
     // MARK: Shutdown
 
-    mutating func stop() -> [Directive] {
+    mutating func stop(at now: Instant) -> [Directive] {
         guard !isStopping else { return [] }
         isStopping = true
         var out: [Directive] = [.log(.notice, "shutting down", [:])]
         for record in monitor.records {
-            out.append(.send(frame: frame(.goodbye, on: record, payload: []), to: record.peer))
+            out += transmit(.goodbye, [], on: record, at: now)
         }
         out.append(.stop)
         return out

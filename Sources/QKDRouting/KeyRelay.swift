@@ -9,23 +9,23 @@ import QKDWire
 /// sent is never used again, whatever happens to the relay or the node.
 public protocol RelayKeys {
     /// Consumes `count` available keys of `link` (the sending end picks); nil if it cannot.
-    mutating func take(link: String, count: Int, at now: Instant) -> [(id: KeyID, bits: BitVector)]?
+    mutating func take(link: String, count: Int) -> [(id: KeyID, bits: BitVector)]?
     /// Consumes the keys the peer named (the receiving end). Nil unless all are available; then
     /// those that are held are consumed anyway (the peer has used them).
-    mutating func take(link: String, named: [KeyID], at now: Instant) -> [BitVector]?
+    mutating func take(link: String, named: [KeyID]) -> [BitVector]?
     /// A transit hop: the named keys of `incoming` and `count` keys of `outgoing`, consumed
     /// together (one durable write). Nil for the outgoing keys if there are not enough (the
     /// incoming ones are consumed anyway); nil for both if the named keys are not all here.
-    mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, at now: Instant)
+    mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int)
         -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
 }
 
 extension RelayKeys {
-    public mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int, at now: Instant)
+    public mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int)
         -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
     {
-        guard let inBits = take(link: incoming, named: named, at: now) else { return nil }
-        return (inBits, take(link: outgoing, count: count, at: now))
+        guard let inBits = take(link: incoming, named: named) else { return nil }
+        return (inBits, take(link: outgoing, count: count))
     }
 }
 
@@ -105,7 +105,7 @@ public struct KeyRelay: Sendable {
             return [.failed(relay: relay, reason: "bad relay request: \(bits) bits along \(path.map(\.rawValue))")]
         }
         let n = (bits + keyBits - 1) / keyBits
-        guard let k0 = keys.take(link: link, count: n, at: now) else {
+        guard let k0 = keys.take(link: link, count: n) else {
             return [.failed(relay: relay, reason: "link \(link): fewer than \(n) keys available")]
         }
         let key = KeyRelay.concatenate(k0.map(\.bits), bits: bits)
@@ -201,8 +201,8 @@ public struct KeyRelay: Sendable {
         let next = last ? nil : path[f.hop + 1]
         let outLink = next.flatMap { linkName(node, $0) }
         if !last && outLink == nil { return fail("relay path \(f.path) has no link \(node)-\(next!)") }
-        let taken = last ? keys.take(link: inLink, named: f.keys, at: now).map { ($0, nil as [(id: KeyID, bits: BitVector)]?) }
-            : keys.takeHop(incoming: inLink, named: f.keys, outgoing: outLink!, count: n, at: now)
+        let taken = last ? keys.take(link: inLink, named: f.keys).map { ($0, nil as [(id: KeyID, bits: BitVector)]?) }
+            : keys.takeHop(incoming: inLink, named: f.keys, outgoing: outLink!, count: n)
         guard let (inBits, outKeys) = taken else {
             finished[f.relay] = lastNow
             return fail("link \(inLink): keys named by \(from) not available at \(node)")

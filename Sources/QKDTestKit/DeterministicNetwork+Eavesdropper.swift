@@ -1,5 +1,6 @@
 import QKDAttacks
 import QKDCore
+import QKDLink
 import QKDNodeCore
 import QKDTopology
 import QKDWire
@@ -25,7 +26,7 @@ extension DeterministicNetwork {
         let (settings, _) = Eavesdropper.Settings.onLink(link, attack: attack, fraction: fraction, atKm: atKm)
         let seed = SeedTree(root: topology.seed).seed(for: "eve/\(link.name)")
         let eve = Eve(Interposer(link: link.index, a: link.a, b: link.b, eve: Eavesdropper(settings: settings, link: link.name, seed: seed)))
-        let seenAs = NodeCore.interposerID(link)
+        let seenAs = LinkChannel.interposerID(link)
         network.setInterposer(link.a, link.b) { frame, from in
             eve.interposer.withLock { $0.carry(frame, from: from) }.map { (to: $0.to, as: seenAs, frame: $0.frame) }
         }

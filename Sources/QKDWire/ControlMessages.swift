@@ -421,7 +421,8 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     public var storedBits: Int = 0
     /// Keys stored here, waiting for the peer's acknowledgement.
     public var pendingKeys: Int = 0
-    /// Keys reserved for applications or relays, not yet collected.
+    /// Always 0: pools set no keys aside (a relay hop consumes its keys in the step that names
+    /// them). Kept so that the JSON of `qkdctl pools --json` keeps every field it had.
     public var reservedKeys: Int = 0
     /// Available keys kept for the link's own authentication (applications never get them).
     public var authReserveKeys: Int = 0

@@ -42,14 +42,14 @@ struct Pools: ParsableCommand {
         }
         print(StatusTable.table(rows))
         print("")
-        var ends = [["LINK", "END", "STATE", "SYNC", "AVAILABLE", "BITS", "PENDING", "RESERVED", "CONSUMED", "AUTH RESERVE", "AUTH BITS",
+        var ends = [["LINK", "END", "STATE", "SYNC", "AVAILABLE", "BITS", "PENDING", "CONSUMED", "AUTH RESERVE", "AUTH BITS",
                      "DROPPED", "ORPHANS REMOVED", "GENERATED BITS"]]
         for l in pools.links {
             let link = network.topology.link(named: l.link)
             for e in l.ends {
                 let node = e.role == "alice" ? link?.a.rawValue : link?.b.rawValue
                 ends.append([l.link, node ?? e.role, e.state.rawValue, e.synchronised ? "yes" : "no", String(e.storedKeys), String(e.storedBits),
-                             String(e.pendingKeys), String(e.reservedKeys), String(e.consumedKeysTotal), String(e.authReserveKeys),
+                             String(e.pendingKeys), String(e.consumedKeysTotal), String(e.authReserveKeys),
                              String(e.authBitsTotal), String(e.droppedKeysTotal), String(e.orphansRemovedTotal), String(e.generatedBitsTotal)])
             }
         }

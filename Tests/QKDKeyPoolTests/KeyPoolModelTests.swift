@@ -7,27 +7,24 @@ func kid(_ n: Int) -> KeyID { KeyID(high: 0x1111, low: UInt64(n)) }
 /// Model-based test: random operations against a plain reference model, many seeds, with
 /// crash-and-reload from what the journal wrote to a simulated disk.
 @Suite struct KeyPoolModelTests {
-    enum RefState: Equatable { case pending, available, reserved(String, UInt64) }
+    enum RefState: Equatable { case pending, available }
 
     @Test(arguments: Array(0..<40) as [UInt64])
     func randomOperationsAgreeWithTheReferenceModel(seed: UInt64) throws {
         var g = Xoshiro256(seed: seed)
-        let config = KeyPool.Configuration(maxKeyCount: 50 + Int(g.nextBounded(100)), authenticationReserve: Int(g.nextBounded(10)),
-                                           reservationTTLMs: 100)
+        let config = KeyPool.Configuration(maxKeyCount: 50 + Int(g.nextBounded(100)), authenticationReserve: Int(g.nextBounded(10)))
         var pool = KeyPool(configuration: config)
         var model: [KeyID: RefState] = [:]
+        var synchronised = true
         var bits: [KeyID: BitVector] = [:]
-        var order: [KeyID] = []             // the order keys became available (release: to the end)
+        var order: [KeyID] = []             // the order keys became available
         var disk: [(id: KeyID, pending: Bool)] = []  // the journal applied, in insertion order
         var delivered = Set<KeyID>()
-        var dropped = 0, expired = 0, consumed = 0, authentication = 0, orphans = 0
+        var dropped = 0, consumed = 0, discarded = 0, authentication = 0, orphans = 0
         var prior = KeyPool.Counters()      // counters of the pools before each reload
-        var nowMs: UInt64 = 0
         var next = 0
-        let owners = ["SAE-A", "SAE-B", "relay-1"]
 
         func available() -> [KeyID] { order.filter { model[$0] == .available } }
-        func reservedIDs() -> [KeyID] { model.filter { if case .reserved = $0.value { true } else { false } }.keys.sorted() }
         func deliver(_ id: KeyID, _ got: BitVector) {
             #expect(!delivered.contains(id), "key \(id) delivered twice (seed \(seed))")
             #expect(got == bits[id])
@@ -46,9 +43,7 @@ func kid(_ n: Int) -> KeyID { KeyID(high: 0x1111, low: UInt64(n)) }
         _ = pool.synchronise(peerHolds: [])
 
         for step in 0..<700 {
-            nowMs += g.nextBounded(20)
-            let now = Instant(nanoseconds: nowMs * 1_000_000)
-            switch g.nextBounded(11) {
+            switch g.nextBounded(10) {
             case 0, 1:  // deposit a batch, pending (distilled here, peer not known) or available
                 let n = Int(g.nextBounded(8)) + 1
                 let pending = g.nextBounded(2) == 0
@@ -74,43 +69,44 @@ func kid(_ n: Int) -> KeyID { KeyID(high: 0x1111, low: UInt64(n)) }
                     model[id] = .available
                     order.append(id)
                 }
-            case 3:  // reserve
+            case 3:  // the sending end of a relay hop consumes the oldest keys after the reserve
                 let n = Int(g.nextBounded(5)) + 1
-                let owner = owners[Int(g.nextBounded(3))]
                 let spare = available().count - config.authenticationReserve
                 do {
-                    let ids = try pool.reserve(count: n, for: owner, at: now)
-                    #expect(n <= spare)
-                    // The oldest available keys after the authentication reserve, in order.
-                    #expect(ids == Array(available().dropFirst(config.authenticationReserve).prefix(n)))
-                    for id in ids { model[id] = .reserved(owner, nowMs + 100) }
+                    let got = try pool.consume(count: n)
+                    #expect(n <= spare && synchronised)
+                    #expect(got.map(\.id) == Array(available().dropFirst(config.authenticationReserve).prefix(n)))
+                    for (id, b) in got { deliver(id, b) }
+                    consumed += got.count
                 } catch {
-                    #expect(n > spare || !pool.isSynchronised, "refused \(n) with \(spare) spare")
+                    #expect(n > spare || !synchronised, "refused \(n) with \(spare) spare")
                 }
-            case 4:  // take a reserved key (sometimes by the wrong owner)
-                guard let id = reservedIDs().randomElement(using: &g), case .reserved(let owner, _) = model[id]! else { continue }
-                let asker = g.nextBounded(4) == 0 ? "intruder" : owner
+            case 4:  // the receiving end consumes the keys its peer named; sometimes one is not here
+                var named = available().filter { _ in g.nextBounded(4) == 0 }
+                switch g.nextBounded(4) {
+                case 0: if let p = model.first(where: { $0.value == .pending })?.key { named.append(p) }
+                case 1: named.append(kid(3_000_000 + step))
+                default: break
+                }
+                guard !named.isEmpty else { continue }
+                let whole = synchronised && named.allSatisfy { model[$0] == .available }
                 do {
-                    let key = try pool.take(id, by: asker)
-                    #expect(asker == owner)
-                    deliver(id, key)
-                    consumed += 1
+                    let got = try pool.consume(named: named)
+                    #expect(whole)
+                    for (id, b) in zip(named, got) { deliver(id, b) }
+                    consumed += named.count
                 } catch {
-                    #expect(asker != owner)
+                    #expect(!whole)
+                    // All or nothing: the named keys held here are discarded (the peer used them).
+                    for id in named where model[id] == .available {
+                        model[id] = nil
+                        discarded += 1
+                    }
                 }
-            case 5:  // release
-                guard let id = reservedIDs().randomElement(using: &g), case .reserved(let owner, _) = model[id]! else { continue }
-                try pool.release(id, by: owner)
-                model[id] = .available
-                order.removeAll { $0 == id }
-                order.append(id)
-            case 6:  // expire
-                let gone = pool.expire(at: now)
-                let expected = model.filter { if case .reserved(_, let d) = $0.value { d <= nowMs } else { false } }.keys.sorted()
-                #expect(gone == expected)
-                for id in gone { model[id] = nil }
-                expired += gone.count
-            case 7:  // authentication: the tagging end takes the oldest, the verifying end a named key
+            case 5:  // the link goes down: nothing is consumed until the pools agree again
+                pool.desynchronise()
+                synchronised = false
+            case 6:  // authentication: the tagging end takes the oldest, the verifying end a named key
                 if g.nextBounded(2) == 0 {
                     let expected = available().first
                     let got = pool.takeOldestForAuthentication()
@@ -127,7 +123,7 @@ func kid(_ n: Int) -> KeyID { KeyID(high: 0x1111, low: UInt64(n)) }
                         if let got { deliver(id, got); authentication += 1 }
                     }
                 }
-            case 8:  // synchronise with a peer that holds a random subset
+            case 7:  // synchronise with a peer that holds a random subset
                 let held = model.keys.sorted()
                 let peer = Set(held.filter { _ in g.nextBounded(8) != 0 } + [kid(2_000_000 + step)])
                 let (removed, _) = pool.synchronise(peerHolds: peer)
@@ -138,24 +134,27 @@ func kid(_ n: Int) -> KeyID { KeyID(high: 0x1111, low: UInt64(n)) }
                     order.append(id)
                 }
                 orphans += removed
-            case 9:  // crash and reload from disk: reservations are forgotten (never taken, so safe)
+                synchronised = true
+            case 8:  // crash and reload from disk
                 flush()
                 prior.add(pool.counters)
                 pool = KeyPool(configuration: config, restoring: disk.map { ($0.id, bits[$0.id]!, $0.pending) })
                 #expect(!pool.isSynchronised)
-                #expect(throws: KeyPool.Failure.notSynchronised) { _ = try pool.reserve(count: 1, for: "SAE-A", at: now) }
+                #expect(throws: KeyPool.Failure.notSynchronised) { _ = try pool.consume(count: 1) }
                 _ = pool.synchronise(peerHolds: Set(model.keys))
+                synchronised = true
                 #expect(pool.counters.orphansRemoved == 0)
                 // The reference after a reload and a synchronisation with a peer that holds the
-                // same keys: disk order, nothing reserved, pending keys confirmed (sorted).
+                // same keys: disk order, pending keys confirmed (sorted).
                 for id in model.keys { model[id] = .available }
                 order = disk.filter { !$0.pending }.map(\.id) + disk.filter(\.pending).map(\.id).sorted()
                 #expect(pool.heldKeys == model.count)
-            default:  // confirm nothing, expire nothing: time passes
+            default:  // nothing happens
                 continue
             }
             flush()
             // Invariants after every step.
+            #expect(pool.isSynchronised == synchronised)
             #expect(pool.heldKeys == model.count)
             #expect(pool.availableKeys == available().count)
             #expect(pool.availableIDs == available())
@@ -165,13 +164,13 @@ func kid(_ n: Int) -> KeyID { KeyID(high: 0x1111, low: UInt64(n)) }
             var total = prior
             total.add(pool.counters)
             #expect(total.consumed == UInt64(consumed))
-            #expect(total.expired == UInt64(expired))
+            #expect(total.discarded == UInt64(discarded))
             #expect(total.dropped == UInt64(dropped))
             #expect(total.authenticationTaken == UInt64(authentication))
             #expect(total.orphansRemoved == UInt64(orphans))
-            // Nothing is lost: every deposit is held, consumed, expired, used for authentication,
-            // synchronised away or counted as dropped.
-            #expect(Int(total.deposited) == model.count + consumed + expired + authentication + orphans)
+            // Nothing is lost: every deposit is held, consumed, discarded by a failed relay,
+            // used for authentication, synchronised away or counted as dropped.
+            #expect(Int(total.deposited) == model.count + consumed + discarded + authentication + orphans)
         }
     }
 
@@ -199,34 +198,32 @@ func kid(_ n: Int) -> KeyID { KeyID(high: 0x1111, low: UInt64(n)) }
 extension KeyPool.Counters {
     mutating func add(_ o: KeyPool.Counters) {
         deposited += o.deposited; dropped += o.dropped; consumed += o.consumed; consumedBits += o.consumedBits
-        expired += o.expired; released += o.released; authenticationTaken += o.authenticationTaken
+        discarded += o.discarded; authenticationTaken += o.authenticationTaken
         authenticationBits += o.authenticationBits; orphansRemoved += o.orphansRemoved
     }
 }
 
 @Suite struct KeyPoolCompactionTests {
     @Test func orderSurvivesQueueCompaction() throws {
-        var pool = KeyPool(configuration: .init(maxKeyCount: 50_000, authenticationReserve: 10, reservationTTLMs: 1000))
+        var pool = KeyPool(configuration: .init(maxKeyCount: 50_000, authenticationReserve: 10))
         try pool.deposit((0..<20_000).map { (kid($0), BitVector(count: 64)) }, pending: false)
         _ = pool.synchronise(peerHolds: Set((0..<20_000).map(kid)))
-        let t = Instant(nanoseconds: 0)
         // The first 10 are the authentication reserve. Consume the next 12,000 (past the
-        // compaction threshold), release one of them back.
-        let first = try pool.reserve(count: 12_000, for: "app", at: t)
-        #expect(first.first == kid(10) && first.last == kid(12_009))
-        for id in first.dropLast() { _ = try pool.take(id, by: "app") }
-        try pool.release(kid(12_009), by: "app")
-        // Next: the oldest available keys after the reserve; the released key comes last.
-        let next = try pool.reserve(count: 3, for: "app", at: t)
-        #expect(next == [kid(12_010), kid(12_011), kid(12_012)])
-        let rest = try pool.reserve(count: pool.availableKeys - 10, for: "app", at: t)
-        #expect(rest.last == kid(12_009))
+        // compaction threshold), then a key the peer names from further on.
+        let first = try pool.consume(count: 12_000)
+        #expect(first.first?.id == kid(10) && first.last?.id == kid(12_009))
+        _ = try pool.consume(named: [kid(12_011)])
+        // Next: the oldest available keys after the reserve, skipping the one taken by name.
+        let next = try pool.consume(count: 3)
+        #expect(next.map(\.id) == [kid(12_010), kid(12_012), kid(12_013)])
+        let rest = try pool.consume(count: pool.availableKeys - 10)
+        #expect(rest.last?.id == kid(19_999))
         #expect(pool.availableKeys == 10)
-        #expect(throws: KeyPool.Failure.self) { _ = try pool.reserve(count: 1, for: "app", at: t) }
+        #expect(throws: KeyPool.Failure.self) { _ = try pool.consume(count: 1) }
         // The authentication reserve, oldest first.
         let auth = (0..<10).compactMap { _ in pool.takeOldestForAuthentication()?.id }
         #expect(auth == (0..<10).map(kid))
         #expect(pool.takeOldestForAuthentication() == nil)
-        #expect(pool.counters.consumed == 11_999)
+        #expect(pool.counters.consumed == 19_990)
     }
 }

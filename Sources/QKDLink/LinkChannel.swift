@@ -1,0 +1,118 @@
+import QKDCore
+import QKDTopology
+import QKDWire
+
+/// The classical side of a node's links as one pure value. It frames what the node sends (the
+/// envelope with the link's next sequence number), checks what arrives (envelope, link of this
+/// node, sender), and applies the injected faults both ways (`LinkFaults`): a frame's header is
+/// built or read once, here, and nothing else in the node touches frame bytes.
+///
+/// A link's frames are accepted from its peer and from the link's interposer id (`eve:LINK`,
+/// never a node's): the other end may send through an interposer before this end is told, and
+/// frames in flight when she is taken out still arrive.
+public struct LinkChannel: Sendable {
+    /// A frame to send now, to a peer (by node id).
+    public struct Transmission: Equatable, Sendable {
+        public let frame: [UInt8]
+        public let peer: NodeID
+    }
+
+    public enum Arrival: Equatable, Sendable {
+        /// A valid frame of a link of this node, from its peer or the link's interposer.
+        case accepted(Envelope)
+        /// A fault dropped it (counted in `faults.dropped`).
+        case dropped
+        /// Not a valid frame for this node; nothing changed.
+        case rejected(WireError)
+    }
+
+    public let node: NodeID
+    private let peers: [LinkIndex: NodeID]
+    private let names: [LinkIndex: String]
+    /// The first link to each neighbour (relay messages go to a neighbour, not a link).
+    private let linkTo: [NodeID: LinkIndex]
+    private var sequences: [LinkIndex: UInt64] = [:]
+    public private(set) var faults: LinkFaults
+    /// Frames held by a delay fault, in the order they were sent (one delay per link keeps a
+    /// link's frames in order).
+    private var held: [(at: Instant, transmission: Transmission)] = []
+
+    /// `faultSeed`: the loss fault's random stream (one per node and incarnation).
+    public init(node: NodeID, links: [TopologyLink], faultSeed: UInt64) {
+        self.node = node
+        var peers: [LinkIndex: NodeID] = [:], names: [LinkIndex: String] = [:], linkTo: [NodeID: LinkIndex] = [:]
+        for link in links {
+            guard let peer = link.peer(of: node) else { continue }
+            peers[link.index] = peer
+            names[link.index] = link.name
+            if linkTo[peer] == nil { linkTo[peer] = link.index }
+        }
+        self.peers = peers
+        self.names = names
+        self.linkTo = linkTo
+        faults = LinkFaults(seed: faultSeed)
+    }
+
+    /// The routing id an interposer on `link` sends with.
+    public static func interposerID(_ link: TopologyLink) -> NodeID { NodeID(ControlRequest.interposerRoutingID(link: link.name)) }
+
+    /// Frames `payload` for the peer of `link`. Nil when there is nothing to send now: not a
+    /// link of this node, a fault dropped it, or a delay holds it (`due` releases it).
+    public mutating func send(_ kind: MessageKind, _ payload: [UInt8], on link: LinkIndex, at now: Instant) -> Transmission? {
+        guard let peer = peers[link] else { return nil }
+        let sequence = sequences[link, default: 0]
+        sequences[link] = sequence &+ 1
+        let transmission = Transmission(frame: Envelope(kind: kind, link: link, sequence: sequence, payload: payload).encoded(), peer: peer)
+        switch faults.outgoing(kind, on: link) {
+        case .send: return transmission
+        case .drop: return nil
+        case .delay(let ns):
+            held.append((now.advanced(byNanoseconds: ns), transmission))
+            return nil
+        }
+    }
+
+    /// `send` on the first link to the neighbour `peer` (nil if it is not one).
+    public mutating func send(_ kind: MessageKind, _ payload: [UInt8], toNeighbour peer: NodeID, at now: Instant) -> Transmission? {
+        guard let link = linkTo[peer] else { return nil }
+        return send(kind, payload, on: link, at: now)
+    }
+
+    /// The held frames whose delay is over, in the order they were sent.
+    public mutating func due(at now: Instant) -> [Transmission] {
+        guard !held.isEmpty else { return [] }
+        let out = held.filter { $0.at <= now }.map(\.transmission)
+        held.removeAll { $0.at <= now }
+        return out
+    }
+
+    /// When the next held frame is due.
+    public var nextDue: Instant? { held.map(\.at).min() }
+
+    /// Checks a frame from `sender` and applies the link's faults to it.
+    public mutating func receive(_ bytes: [UInt8], from sender: NodeID) -> Arrival {
+        var envelope: Envelope
+        do {
+            envelope = try Envelope.decode(bytes)
+        } catch {
+            return .rejected(error)
+        }
+        guard let peer = peers[envelope.link], let name = names[envelope.link] else {
+            return .rejected(WireError(.unknownLink, "link \(envelope.link) does not end at \(node)"))
+        }
+        guard sender == peer || sender.rawValue == ControlRequest.interposerRoutingID(link: name) else {
+            return .rejected(WireError(.unexpectedSender, "frame for link \(name) came from '\(sender)', expected '\(peer)'"))
+        }
+        guard faults.admits(envelope.kind, on: envelope.link) else { return .dropped }
+        if envelope.kind == .quantumFrame {
+            envelope.payload = faults.arriving(quantumFrame: envelope.payload, on: envelope.link)
+        }
+        return .accepted(envelope)
+    }
+
+    /// Changes a link's fault (`heal` is `Fault()`).
+    public mutating func setFault(_ link: LinkIndex, _ fault: LinkFaults.Fault) { faults.set(link, fault) }
+
+    /// Clears every link's faults (frames already held by a delay still go out when due).
+    public mutating func healAll() { faults.healAll() }
+}
