@@ -75,10 +75,11 @@ public final class NodeRuntime {
         finish()
     }
 
-    /// Starts the quantum layer and handles the first tick; false if the node stops at once.
+    /// Starts the quantum layer and handles the first tick.
     public func start() -> Bool {
         worker?.start()
-        return execute(core.handle(.tick, at: clock.now()))
+        carryOut(core.tick(at: clock.now()))
+        return true
     }
 
     /// The earliest instant something is due: a heartbeat, a link's silence, an
@@ -105,24 +106,31 @@ public final class NodeRuntime {
         let listening = clock.now()
         let events = transport.wait(timeoutMs: timeout)
         for event in events where running {
-            if event == .wake {
-                running = drainWorker()
-                for request in keyRequests?.takeAll() ?? [] where running {
-                    running = perform(relayAgent.application(request, at: clock.now()))
-                }
-            } else {
-                if case .control = event { core.relays = relayAgent.counters }
-                running = execute(core.handle(translate(event), at: clock.now()))
+            switch event {
+            case .wake:
+                drainWorker()
+                for request in keyRequests?.takeAll() ?? [] { perform(relayAgent.application(request, at: clock.now())) }
+            case .peer(let from, let frame):
+                carryOut(core.receive(frame: frame, from: from, at: clock.now()))
+            case .control(let client, let request):
+                core.relays = relayAgent.counters
+                running = carryOut(core.control(client: client, request: request, at: clock.now()))
+            case .malformed(let reason):
+                log(core.malformed(reason: reason))
+            case .stopRequested:
+                carryOut(core.stop(at: clock.now()))
+                running = false
             }
         }
+        guard running else { return (false, events.count) }
         core.listened(at: listening)
         worker?.poll(at: clock.now())
-        if running { running = drainWorker() }
-        if running { running = execute(core.handle(.tick, at: clock.now())) }
-        if running { running = perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
+        drainWorker()
+        carryOut(core.tick(at: clock.now()))
+        perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
             ($0.link, $0.state == .up, core.compromised.contains($0.link.index))
-        })) }
-        return (running, events.count)
+        }))
+        return (true, events.count)
     }
 
     /// The node's status as `qkdctl status` reports it. Only from the loop's own thread (the
@@ -142,16 +150,6 @@ public final class NodeRuntime {
         logger.notice("stopped")
     }
 
-    private func translate(_ event: TransportEvent) -> NodeCore.Event {
-        switch event {
-        case .peer(let from, let frame): .peerFrame(from: from, bytes: frame)
-        case .control(let client, let request): .control(client: client, request: request)
-        case .malformed(let reason): .malformed(reason: reason)
-        case .stopRequested: .stopRequested
-        case .wake: .tick
-        }
-    }
-
     /// Committed key bits per emulated second over the last `rateWindowNs` of wall time (the
     /// whole run until two samples exist).
     private func currentRate(link: String, emulated: Double, committed: UInt64) -> Double {
@@ -166,23 +164,22 @@ public final class NodeRuntime {
     }
 
     /// Sends what the quantum worker queued and logs what it reported.
-    private func drainWorker() -> Bool {
-        guard let worker else { return true }
+    private func drainWorker() {
+        guard let worker else { return }
         for output in worker.takeOutputs() {
             switch output {
             case .send(let link, let kind, let payload):
                 if let t = core.send(kind, payload, on: link, at: clock.now()) { transport.send(t.frame, to: t.peer) }
             case .log(let level, let message, let metadata):
-                logger.log(level: level.swiftLog, "\(message)", metadata: metadata.mapValues { .string($0) })
+                log(NodeCore.LogLine(level, message, metadata))
             case .verdict(let link, let compromised, let reason):
-                if !execute(core.handle(.verdict(link, compromised: compromised, reason: reason), at: clock.now())) { return false }
+                log(core.verdict(link, compromised: compromised, reason: reason))
             }
         }
-        return true
     }
 
-    /// Carries out the relay agent's actions; returns false once the core says stop.
-    private func perform(_ actions: [RelayAgent.Action]) -> Bool {
+    /// Carries out the relay agent's actions.
+    private func perform(_ actions: [RelayAgent.Action]) {
         for action in actions {
             switch action {
             case .send(let to, let kind, let payload):
@@ -190,10 +187,70 @@ public final class NodeRuntime {
             case .reply(let bytes, let client):
                 transport.reply(bytes, to: client)
             case .log(let level, let message, let metadata):
-                logger.log(level: level.swiftLog, "\(message)", metadata: metadata.mapValues { .string($0) })
+                log(NodeCore.LogLine(level, message, metadata))
             }
         }
-        return true
+    }
+
+    private func log(_ line: NodeCore.LogLine) {
+        logger.log(level: line.level.swiftLog, "\(line.message)", metadata: line.metadata.mapValues { .string($0) })
+    }
+
+    /// Sends, answers, logs, and hands the quantum layer its inputs (a link going down also
+    /// goes to the relay agent, which fails the relays waiting on it).
+    private func carryOut(_ effects: NodeCore.Effects) {
+        for t in effects.sends { transport.send(t.frame, to: t.peer) }
+        for a in effects.answers { transport.reply(a.bytes, to: a.client) }
+        for line in effects.logs { log(line) }
+        for input in effects.quantum {
+            worker?.submit(input)
+            if case .linkDown(let index) = input, let peer = core.configuration.topology.link(index)?.peer(of: core.configuration.node) {
+                perform(relayAgent.linkDown(to: peer, at: clock.now()))
+            }
+        }
+    }
+
+    private func carryOut(_ outcome: NodeCore.FrameOutcome) {
+        carryOut(outcome.effects)
+        guard let message = outcome.relay else { return }
+        let up = core.monitor.records.filter { $0.state == .up }.map(\.peer)
+        perform(relayAgent.received(message.kind, message.payload, from: message.from, at: clock.now(), upNeighbours: up))
+    }
+
+    private func carryOut(_ outcome: NodeCore.TickOutcome) {
+        carryOut(outcome.effects)
+        guard let ready = outcome.ready else { return }
+        let line = NodeRuntime.readinessLine(node: core.configuration.node.rawValue, pid: core.configuration.pid,
+                                             linksUp: ready.linksUp, linksTotal: ready.linksTotal)
+        logger.notice("ready", metadata: ["links": "\(ready.linksUp)/\(ready.linksTotal)"])
+        announceReady(line)
+    }
+
+    /// Carries out a control request's outcome; false when it stops the node.
+    private func carryOut(_ outcome: NodeCore.ControlOutcome) -> Bool {
+        carryOut(outcome.effects)
+        let client = outcome.client
+        switch outcome.action {
+        case .none:
+            break
+        case .replyPools:
+            transport.reply(ControlCodec.encode(ControlReply(pools: poolsReport())), to: client)
+        case .replyDigests(let link, let salt):
+            let digests = pools.read(link) { $0.auditDigests(salt: salt) }?
+                .map { KeyDigest(keyID: $0.id.uuidString, digest: $0.digest, pending: $0.pending) } ?? []
+            transport.reply(ControlCodec.encode(ControlReply(digests: digests)), to: client)
+        case .relay(let request):
+            perform(relayAgent.control(request, client: client, at: clock.now()))
+        case .splice(let link, let peer, let endpoint, let transmittance):
+            if let error = transport.splice(peer, through: endpoint) {
+                if endpoint != nil { core.spliceFailed(link) }
+                transport.reply(ControlCodec.encode(ControlReply(error: "splice: \(error)")), to: client)
+            } else {
+                worker?.submit(.channel(link, transmittance: transmittance))
+                transport.reply(ControlCodec.encode(ControlReply(ok: true)), to: client)
+            }
+        }
+        return !outcome.stop
     }
 
     /// Every link end's quantum layer (the worker's snapshot) with its pool and state, as
@@ -219,52 +276,6 @@ public final class NodeRuntime {
                                                 committed: reports[i].generatedBitsTotal)
         }
         return reports
-    }
-
-    /// Carries out directives in order; returns false once one says stop.
-    private func execute(_ directives: [NodeCore.Directive]) -> Bool {
-        for directive in directives {
-            switch directive {
-            case .send(let frame, let peer):
-                transport.send(frame, to: peer)
-            case .reply(let bytes, let client):
-                transport.reply(bytes, to: client)
-            case .log(let level, let message, let metadata):
-                logger.log(level: level.swiftLog, "\(message)", metadata: metadata.mapValues { .string($0) })
-            case .ready(let up, let total):
-                let line = NodeRuntime.readinessLine(node: core.configuration.node.rawValue,
-                                                     pid: core.configuration.pid, linksUp: up, linksTotal: total)
-                logger.notice("ready", metadata: ["links": "\(up)/\(total)"])
-                announceReady(line)
-            case .stop:
-                return false
-            case .quantum(let input):
-                worker?.submit(input)
-                if case .linkDown(let index) = input, let peer = core.configuration.topology.link(index)?.peer(of: core.configuration.node) {
-                    if !perform(relayAgent.linkDown(to: peer, at: clock.now())) { return false }
-                }
-            case .relay(let kind, let payload, let from):
-                let up = core.monitor.records.filter { $0.state == .up }.map(\.peer)
-                if !perform(relayAgent.received(kind, payload, from: from, at: clock.now(), upNeighbours: up)) { return false }
-            case .relayControl(let request, let client):
-                if !perform(relayAgent.control(request, client: client, at: clock.now())) { return false }
-            case .splice(let link, let peer, let endpoint, let transmittance, let client):
-                if let error = transport.splice(peer, through: endpoint) {
-                    if endpoint != nil { core.spliceFailed(link) }
-                    transport.reply(ControlCodec.encode(ControlReply(error: "splice: \(error)")), to: client)
-                } else {
-                    worker?.submit(.channel(link, transmittance: transmittance))
-                    transport.reply(ControlCodec.encode(ControlReply(ok: true)), to: client)
-                }
-            case .replyPools(let client):
-                transport.reply(ControlCodec.encode(ControlReply(pools: poolsReport())), to: client)
-            case .replyDigests(let client, let link, let salt):
-                let digests = pools.read(link) { $0.auditDigests(salt: salt) }?
-                    .map { KeyDigest(keyID: $0.id.uuidString, digest: $0.digest, pending: $0.pending) } ?? []
-                transport.reply(ControlCodec.encode(ControlReply(digests: digests)), to: client)
-            }
-        }
-        return true
     }
 }
 

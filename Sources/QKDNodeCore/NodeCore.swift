@@ -3,10 +3,12 @@ import QKDLink
 import QKDTopology
 import QKDWire
 
-/// Everything a node decides, with no I/O: it takes transport events and the time, and
-/// returns directives for its shell. It validates every peer frame before acting on it
-/// (envelope codec, link membership, sender identity, payload shape) and counts rejects by
-/// reason; a rejected frame changes nothing else.
+/// Everything a node decides, with no I/O: one method per event (a peer frame, a control
+/// request, the passing of time, a stop, a message the quantum layer or the relay sends), each
+/// with its own narrow outcome for the shell to carry out (swift-nio's state-machine style).
+/// Every peer frame is validated before the node acts on it (envelope codec, link membership,
+/// sender identity, payload shape, by `LinkChannel`) and rejects are counted by reason; a
+/// rejected frame changes nothing else.
 public struct NodeCore: Sendable {
     public struct Configuration: Sendable {
         public var node: NodeID
@@ -30,40 +32,118 @@ public struct NodeCore: Sendable {
         }
     }
 
-    public enum Event: Sendable {
-        case peerFrame(from: NodeID, bytes: [UInt8])
-        case control(client: [UInt8], request: [UInt8])
-        case malformed(reason: String)
-        case stopRequested
-        case tick
-        /// The link's parameter estimation failed (compromised) or passed again.
-        case verdict(LinkIndex, compromised: Bool, reason: String?)
-    }
-
     public typealias LogLevel = QKDCore.LogLevel
 
-    public enum Directive: Equatable, Sendable {
-        case send(frame: [UInt8], to: NodeID)
-        case reply(bytes: [UInt8], to: [UInt8])
-        case log(LogLevel, String, [String: String])
-        /// All links connected for the first time: print the readiness line.
-        case ready(linksUp: Int, linksTotal: Int)
-        /// Leave the event loop (after carrying out the directives before this one).
-        case stop
-        /// Hand this to the quantum worker.
-        case quantum(QuantumLayer.Input)
-        /// Answer a `pools` request with the worker's reports (the shell holds them).
-        case replyPools(to: [UInt8])
-        /// Answer a `keyDigests` request (audit) from the key pools.
-        case replyDigests(to: [UInt8], link: String, salt: UInt64)
-        /// A routing or relay message from a neighbour, for the relay agent.
-        case relay(MessageKind, [UInt8], from: NodeID)
-        /// A `relay`, `routes` or `relayShow` request, for the relay agent.
-        case relayControl(ControlRequest, client: [UInt8])
-        /// Send the link's frames for `peer` through the interposer at `endpoint` (nil: directly
-        /// again); the `a` end emits its photons into `transmittance` (nil: the whole channel).
-        /// Then answer `client`.
-        case splice(link: LinkIndex, peer: NodeID, endpoint: String?, transmittance: Double?, client: [UInt8])
+    /// A line for the node's log.
+    public struct LogLine: Equatable, Sendable {
+        public var level: LogLevel
+        public var message: String
+        public var metadata: [String: String]
+
+        public init(_ level: LogLevel, _ message: String, _ metadata: [String: String] = [:]) {
+            self.level = level
+            self.message = message
+            self.metadata = metadata
+        }
+    }
+
+    /// An answer to a control client.
+    public struct Answer: Equatable, Sendable {
+        public var bytes: [UInt8]
+        public var client: [UInt8]
+    }
+
+    /// What most events lead to, carried out in this order: frames to send, answers to control
+    /// clients, log lines, and inputs for the quantum layer (session changes, then messages).
+    public struct Effects: Equatable, Sendable {
+        public var sends: [LinkChannel.Transmission] = []
+        public var answers: [Answer] = []
+        public var logs: [LogLine] = []
+        public var quantum: [QuantumLayer.Input] = []
+
+        public init() {}
+
+        static func += (lhs: inout Effects, rhs: Effects) {
+            lhs.sends += rhs.sends
+            lhs.answers += rhs.answers
+            lhs.logs += rhs.logs
+            lhs.quantum += rhs.quantum
+        }
+
+        static func log(_ level: LogLevel, _ message: String, _ metadata: [String: String] = [:]) -> Effects {
+            var e = Effects()
+            e.logs = [LogLine(level, message, metadata)]
+            return e
+        }
+
+        static func answer(_ reply: ControlReply, to client: [UInt8]) -> Effects {
+            var e = Effects()
+            e.answers = [Answer(bytes: ControlCodec.encode(reply), client: client)]
+            return e
+        }
+    }
+
+    /// A routing or relay message a neighbour sent, for the relay agent.
+    public struct RelayMessage: Equatable, Sendable {
+        public var kind: MessageKind
+        public var payload: [UInt8]
+        public var from: NodeID
+
+        public init(kind: MessageKind, payload: [UInt8], from: NodeID) {
+            self.kind = kind
+            self.payload = payload
+            self.from = from
+        }
+    }
+
+    /// What a peer frame leads to.
+    public struct FrameOutcome: Equatable, Sendable {
+        public var effects = Effects()
+        /// A routing or relay message, for after the link's session changes in `effects`.
+        public var relay: RelayMessage?
+    }
+
+    /// Every link connected for the first time.
+    public struct Readiness: Equatable, Sendable {
+        public var linksUp: Int
+        public var linksTotal: Int
+
+        public init(linksUp: Int, linksTotal: Int) {
+            self.linksUp = linksUp
+            self.linksTotal = linksTotal
+        }
+    }
+
+    /// What the passing of time leads to.
+    public struct TickOutcome: Equatable, Sendable {
+        public var effects = Effects()
+        /// Print the readiness line (once per run).
+        public var ready: Readiness?
+    }
+
+    /// What a control request leads to: its effects (an answer, mostly), and what the shell
+    /// must do that the core cannot (it holds no pools, no relay, no sockets).
+    public struct ControlOutcome: Equatable, Sendable {
+        public enum Action: Equatable, Sendable {
+            /// Nothing more (the answer, if any, is in `effects`).
+            case none
+            /// Answer with the quantum layer's and the pools' reports.
+            case replyPools
+            /// Answer with keyed digests of a link's keys (audit).
+            case replyDigests(link: String, salt: UInt64)
+            /// A `relay`, `routes` or `relayShow` request, for the relay agent.
+            case relay(ControlRequest)
+            /// Send the link's frames for `peer` through the interposer at `endpoint` (nil:
+            /// directly again); the `a` end emits its photons into `transmittance` (nil: the
+            /// whole channel). Then answer.
+            case splice(link: LinkIndex, peer: NodeID, endpoint: String?, transmittance: Double?)
+        }
+
+        public var client: [UInt8]
+        public var effects = Effects()
+        public var action = Action.none
+        /// Leave the event loop after the effects (a `shutdown` request).
+        public var stop = false
     }
 
     struct PendingPing: Sendable {
@@ -109,29 +189,21 @@ public struct NodeCore: Sendable {
                                   .seed(for: "node/\(configuration.node.rawValue)/faults/\(configuration.incarnation)"))
     }
 
-    /// Handles one event at `now`.
-    public mutating func handle(_ event: Event, at now: Instant) -> [Directive] {
-        switch event {
-        case .peerFrame(let sender, let bytes):
-            return peerFrame(from: sender, bytes: bytes, at: now)
-        case .control(let client, let request):
-            return control(client: client, request: request, at: now)
-        case .malformed(let reason):
-            rejected[.malformedPayload, default: 0] += 1
-            return [.log(.warning, "dropped malformed message", ["reason": reason])]
-        case .stopRequested:
-            return stop(at: now)
-        case .tick:
-            return tick(at: now)
-        case .verdict(let link, let isCompromised, let reason):
-            let name = configuration.topology.link(link)?.name ?? "\(link)"
-            if isCompromised {
-                compromised.insert(link)
-                return [.log(.error, "link compromised: its rounds yield no key", ["link.id": name, "reason": reason ?? ""])]
-            }
-            compromised.remove(link)
-            return [.log(.notice, "link clean again: a block passed parameter estimation", ["link.id": name])]
+    /// A message the transport could not read.
+    public mutating func malformed(reason: String) -> LogLine {
+        rejected[.malformedPayload, default: 0] += 1
+        return LogLine(.warning, "dropped malformed message", ["reason": reason])
+    }
+
+    /// The link's parameter estimation failed (compromised) or passed again.
+    public mutating func verdict(_ link: LinkIndex, compromised isCompromised: Bool, reason: String?) -> LogLine {
+        let name = configuration.topology.link(link)?.name ?? "\(link)"
+        if isCompromised {
+            compromised.insert(link)
+            return LogLine(.error, "link compromised: its rounds yield no key", ["link.id": name, "reason": reason ?? ""])
         }
+        compromised.remove(link)
+        return LogLine(.notice, "link clean again: a block passed parameter estimation", ["link.id": name])
     }
 
     /// A message of the quantum layer for the peer of `link`: the frame to send now, or nil
@@ -152,7 +224,7 @@ public struct NodeCore: Sendable {
         return compromised.contains(record.link.index) ? .compromised : .up
     }
 
-    /// The latest instant by which `.tick` must be handled.
+    /// The latest instant by which `tick` must be called.
     public func nextDeadline() -> Instant? {
         var deadline = [monitor.nextDeadline(), channel.nextDue].compactMap { $0 }.min()
         if let ping {
@@ -164,79 +236,79 @@ public struct NodeCore: Sendable {
 
     // MARK: Peer frames
 
-    mutating func reject(_ error: WireError, from sender: NodeID) -> [Directive] {
+    mutating func reject(_ error: WireError, from sender: NodeID) -> FrameOutcome {
         rejected[error.code, default: 0] += 1
-        return [.log(.warning, "dropped frame", ["peer": sender.rawValue, "reason": error.description])]
+        return FrameOutcome(effects: .log(.warning, "dropped frame", ["peer": sender.rawValue, "reason": error.description]))
     }
 
-    mutating func peerFrame(from sender: NodeID, bytes: [UInt8], at now: Instant) -> [Directive] {
+    /// A frame from `sender` (its routing id): checked by the link channel, then acted on.
+    public mutating func receive(frame bytes: [UInt8], from sender: NodeID, at now: Instant) -> FrameOutcome {
         let envelope: Envelope
         switch channel.receive(bytes, from: sender) {
         case .accepted(let e): envelope = e
-        case .dropped: return []
+        case .dropped: return FrameOutcome()
         case .rejected(let error): return reject(error, from: sender)
         }
         guard let record = monitor.record(envelope.link) else {
             return reject(WireError(.unknownLink, "link \(envelope.link) does not end at \(configuration.node)"), from: sender)
         }
+        var out = FrameOutcome()
         do {
             switch envelope.kind {
             case .heartbeat:
                 let heartbeat = try Heartbeat.decode(envelope.payload)
-                return monitor.received(link: envelope.link, heartbeat: heartbeat, at: now).flatMap(translate)
+                out.effects = translate(monitor.received(link: envelope.link, heartbeat: heartbeat, at: now))
             case .goodbye:
-                return monitor.goodbye(link: envelope.link).flatMap(translate)
+                out.effects = translate(monitor.goodbye(link: envelope.link))
             case .ping:
                 let probe = try Probe.decode(envelope.payload)
-                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
-                out += transmit(.pong, probe.encoded(), on: record, at: now)
-                return out
+                out.effects = translate(monitor.received(link: envelope.link, heartbeat: nil, at: now))
+                out.effects += transmit(.pong, probe.encoded(), on: record, at: now)
             case .pong:
                 let probe = try Probe.decode(envelope.payload)
-                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
-                out += pong(probe, link: envelope.link, at: now)
-                return out
+                out.effects = translate(monitor.received(link: envelope.link, heartbeat: nil, at: now))
+                out.effects += pong(probe, link: envelope.link, at: now)
             case .quantumFrame, .siftAnnouncement, .siftReply, .estimationReveal, .estimationResult,
                  .cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult, .poolSync:
-                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
-                out += quantumLayer(envelope, from: record, at: now)
-                return out
+                out.effects = translate(monitor.received(link: envelope.link, heartbeat: nil, at: now))
+                out.effects.quantum.append(.message(envelope.link, envelope.kind, envelope.payload))
             case .linkState, .relayForward, .relayAck, .relayCommit, .relayDone, .relayAbort:
-                var out = monitor.received(link: envelope.link, heartbeat: nil, at: now).flatMap(translate)
-                out.append(.relay(envelope.kind, envelope.payload, from: record.peer))
-                return out
+                out.effects = translate(monitor.received(link: envelope.link, heartbeat: nil, at: now))
+                out.relay = RelayMessage(kind: envelope.kind, payload: envelope.payload, from: record.peer)
             }
         } catch {
             return reject(error, from: sender)
         }
+        return out
     }
 
-    /// A link-monitor directive as node directives: a log line, and for state changes and
-    /// peer restarts the matching quantum-layer session change.
-    func translate(_ directive: LinkMonitor.Directive) -> [Directive] {
-        switch directive {
-        case .sendHeartbeat(let link, let peer):
-            // Only reached through `tick`, which builds the frame itself.
-            return [.log(.debug, "heartbeat", ["link": "\(link)", "peer": peer.rawValue])]
-        case .stateChanged(let link, let state, let reason):
-            let name = configuration.topology.link(link)?.name ?? "\(link)"
-            return [.log(state == .up ? .info : .warning, "link \(state.rawValue)", ["link.id": name, "reason": reason]),
-                    .quantum(state == .up ? .linkUp(link) : .linkDown(link))]
-        case .peerRestarted(let link, let previous, let current):
-            let name = configuration.topology.link(link)?.name ?? "\(link)"
-            return [.log(.notice, "peer restarted", ["link.id": name, "previous": "\(previous)", "current": "\(current)"]),
-                    .quantum(.linkDown(link)), .quantum(.linkUp(link))]
+    /// Link-monitor directives as effects: a log line, and for state changes and peer restarts
+    /// the matching quantum-layer session change.
+    func translate(_ directives: [LinkMonitor.Directive]) -> Effects {
+        var out = Effects()
+        for directive in directives {
+            switch directive {
+            case .sendHeartbeat(let link, let peer):
+                // Only reached through `tick`, which sends the heartbeat itself.
+                out.logs.append(LogLine(.debug, "heartbeat", ["link": "\(link)", "peer": peer.rawValue]))
+            case .stateChanged(let link, let state, let reason):
+                let name = configuration.topology.link(link)?.name ?? "\(link)"
+                out.logs.append(LogLine(state == .up ? .info : .warning, "link \(state.rawValue)", ["link.id": name, "reason": reason]))
+                out.quantum.append(state == .up ? .linkUp(link) : .linkDown(link))
+            case .peerRestarted(let link, let previous, let current):
+                let name = configuration.topology.link(link)?.name ?? "\(link)"
+                out.logs.append(LogLine(.notice, "peer restarted", ["link.id": name, "previous": "\(previous)", "current": "\(current)"]))
+                out.quantum += [.linkDown(link), .linkUp(link)]
+            }
         }
+        return out
     }
 
-    /// The `send` directive of a message the core itself sends (none if a fault drops or holds it).
-    mutating func transmit(_ kind: MessageKind, _ payload: [UInt8], on record: LinkMonitor.Record, at now: Instant) -> [Directive] {
-        channel.send(kind, payload, on: record.link.index, at: now).map { [.send(frame: $0.frame, to: $0.peer)] } ?? []
-    }
-
-    /// Messages of the quantum layer: handed to the link's engine on the worker.
-    mutating func quantumLayer(_ envelope: Envelope, from record: LinkMonitor.Record, at now: Instant) -> [Directive] {
-        [.quantum(.message(envelope.link, envelope.kind, envelope.payload))]
+    /// A message the core itself sends (nothing if a fault drops or holds it).
+    mutating func transmit(_ kind: MessageKind, _ payload: [UInt8], on record: LinkMonitor.Record, at now: Instant) -> Effects {
+        var out = Effects()
+        if let t = channel.send(kind, payload, on: record.link.index, at: now) { out.sends.append(t) }
+        return out
     }
 
     // MARK: Time
@@ -244,62 +316,77 @@ public struct NodeCore: Sendable {
     /// The shell handled every frame that had arrived by `instant` (see `LinkMonitor.listened`).
     public mutating func listened(at instant: Instant) { monitor.listened(at: instant) }
 
-    mutating func tick(at now: Instant) -> [Directive] {
-        var out: [Directive] = channel.due(at: now).map { .send(frame: $0.frame, to: $0.peer) }
+    /// What is due at `now`: frames a delay held, heartbeats, links gone silent, readiness, a
+    /// ping's timeout.
+    public mutating func tick(at now: Instant) -> TickOutcome {
+        var out = TickOutcome()
+        out.effects.sends = channel.due(at: now)
         for directive in monitor.tick(at: now) {
             if case .sendHeartbeat(let link, _) = directive, let record = monitor.record(link) {
-                out += transmit(.heartbeat, Heartbeat(incarnation: configuration.incarnation).encoded(), on: record, at: now)
+                out.effects += transmit(.heartbeat, Heartbeat(incarnation: configuration.incarnation).encoded(), on: record, at: now)
             } else {
-                out += translate(directive)
+                out.effects += translate([directive])
             }
         }
         if !isReady && monitor.allUp && !isStopping {
             isReady = true
-            out.append(.ready(linksUp: monitor.linksUp, linksTotal: monitor.records.count))
+            out.ready = Readiness(linksUp: monitor.linksUp, linksTotal: monitor.records.count)
         }
         if let pending = ping, now.nanoseconds(since: pending.sentAt) >= configuration.pingTimeoutNs {
             ping!.lost += 1
-            out += nextPing(at: now)
+            out.effects += nextPing(at: now)
         }
         return out
     }
 
     // MARK: Control
 
-    mutating func control(client: [UInt8], request bytes: [UInt8], at now: Instant) -> [Directive] {
+    /// A request from a control client (`qkdctl`): answered at once, or handed to the shell.
+    public mutating func control(client: [UInt8], request bytes: [UInt8], at now: Instant) -> ControlOutcome {
+        var out = ControlOutcome(client: client)
+        func answer(_ reply: ControlReply) -> ControlOutcome {
+            out.effects = .answer(reply, to: client)
+            return out
+        }
         let request: ControlRequest
         do {
             request = try ControlCodec.decode(ControlRequest.self, from: bytes)
         } catch {
             rejected[error.code, default: 0] += 1
-            return [.reply(bytes: ControlCodec.encode(ControlReply(error: error.message)), to: client)]
+            return answer(ControlReply(error: error.message))
         }
         switch request {
         case .status:
-            return [.reply(bytes: ControlCodec.encode(ControlReply(status: status(at: now))), to: client)]
+            return answer(ControlReply(status: status(at: now)))
         case .shutdown:
-            return [.reply(bytes: ControlCodec.encode(ControlReply(ok: true)), to: client)] + stop(at: now)
+            out.effects = .answer(ControlReply(ok: true), to: client)
+            out.effects += stop(at: now)
+            out.stop = true
         case .ping(let link, let count):
-            return startPing(client: client, link: link, count: count, at: now)
+            out.effects = startPing(client: client, link: link, count: count, at: now)
         case .pools:
-            return [.replyPools(to: client)]
+            out.action = .replyPools
         case .keyDigests(let name, let salt):
             guard let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
-                return [.reply(bytes: ControlCodec.encode(ControlReply(error: "keyDigests: link '\(name)' does not end at \(configuration.node)")),
-                               to: client)]
+                return answer(ControlReply(error: "keyDigests: link '\(name)' does not end at \(configuration.node)"))
             }
-            return [.replyDigests(to: client, link: link.name, salt: salt)]
+            out.action = .replyDigests(link: link.name, salt: salt)
         case .relay, .routes, .relayShow:
-            return [.relayControl(request, client: client)]
+            out.action = .relay(request)
         case .fault(let action):
-            return injectFault(action, client: client)
+            out.effects = injectFault(action, client: client)
         case .splice(let link, let via):
             return splice(link, via: via, client: client)
         }
+        return out
     }
 
-    mutating func splice(_ name: String, via interposer: ControlRequest.Interposer?, client: [UInt8]) -> [Directive] {
-        func fail(_ message: String) -> [Directive] { [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)] }
+    mutating func splice(_ name: String, via interposer: ControlRequest.Interposer?, client: [UInt8]) -> ControlOutcome {
+        var out = ControlOutcome(client: client)
+        func fail(_ message: String) -> ControlOutcome {
+            out.effects = .answer(ControlReply(error: message), to: client)
+            return out
+        }
         guard let link = configuration.topology.link(named: name), let peer = link.peer(of: configuration.node) else {
             return fail("splice: link '\(name)' does not end at \(configuration.node)")
         }
@@ -307,8 +394,9 @@ public struct NodeCore: Sendable {
         guard let interposer else {
             splices[link.index] = nil
             monitor.interposed(link.index, false)
-            return [.splice(link: link.index, peer: peer, endpoint: nil, transmittance: nil, client: client),
-                    .log(.notice, "interposer taken out", ["link.id": link.name])]
+            out.action = .splice(link: link.index, peer: peer, endpoint: nil, transmittance: nil)
+            out.effects = .log(.notice, "interposer taken out", ["link.id": link.name])
+            return out
         }
         guard configuration.topology.node(via) == nil else { return fail("splice: '\(via)' is a node of the topology") }
         var transmittance: Double?
@@ -320,8 +408,9 @@ public struct NodeCore: Sendable {
         }
         splices[link.index] = via
         monitor.interposed(link.index, true)
-        return [.splice(link: link.index, peer: peer, endpoint: interposer.endpoint, transmittance: transmittance, client: client),
-                .log(.notice, "interposer spliced in", ["link.id": link.name])]
+        out.action = .splice(link: link.index, peer: peer, endpoint: interposer.endpoint, transmittance: transmittance)
+        out.effects = .log(.notice, "interposer spliced in", ["link.id": link.name])
+        return out
     }
 
     /// Undoes a splice the shell could not carry out.
@@ -330,33 +419,34 @@ public struct NodeCore: Sendable {
         monitor.interposed(link, false)
     }
 
-    mutating func injectFault(_ action: ControlRequest.FaultAction, client: [UInt8]) -> [Directive] {
-        func reply(_ error: String?) -> [Directive] {
-            [.reply(bytes: ControlCodec.encode(error.map { ControlReply(error: $0) } ?? ControlReply(ok: true)), to: client)]
-        }
+    mutating func injectFault(_ action: ControlRequest.FaultAction, client: [UInt8]) -> Effects {
+        func refuse(_ error: String) -> Effects { .answer(ControlReply(error: error), to: client) }
+        var ok = Effects.answer(ControlReply(ok: true), to: client)
         let kind = action.kind
         guard let name = action.link else {
             channel.healAll()
-            return reply(nil) + [.log(.notice, "faults healed", ["links": "all"])]
+            ok += .log(.notice, "faults healed", ["links": "all"])
+            return ok
         }
         guard let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
-            return reply("fault: link '\(name)' does not end at \(configuration.node)")
+            return refuse("fault: link '\(name)' does not end at \(configuration.node)")
         }
         var f = channel.faults.fault(link.index)
         switch action {
         case .cut: f.cut = true
         case .partition: f.classicalCut = true
         case .delay(_, let ms):
-            guard ms >= 0, ms <= 60_000 else { return reply("fault delay: milliseconds in 0...60000 required, got \(ms)") }
+            guard ms >= 0, ms <= 60_000 else { return refuse("fault delay: milliseconds in 0...60000 required, got \(ms)") }
             f.delayNs = UInt64(ms * 1e6)
         case .loss(_, let db):
-            guard db >= 0, db <= 100 else { return reply("fault loss: dB in 0...100 required, got \(db)") }
+            guard db >= 0, db <= 100 else { return refuse("fault loss: dB in 0...100 required, got \(db)") }
             f.extraLossDb = db
         case .heal: f = .init()
         }
         channel.setFault(link.index, f)
-        return reply(nil) + [.log(.notice, kind == .heal ? "fault healed" : "fault injected",
-                                  ["link.id": link.name, "fault": kind.rawValue, "now": f.words.joined(separator: ", ")])]
+        ok += .log(.notice, kind == .heal ? "fault healed" : "fault injected",
+                   ["link.id": link.name, "fault": kind.rawValue, "now": f.words.joined(separator: ", ")])
+        return ok
     }
 
     public func status(at now: Instant) -> NodeStatusReport {
@@ -376,10 +466,8 @@ public struct NodeCore: Sendable {
             kmeURL: configuration.kmeURL, relays: relays)
     }
 
-    mutating func startPing(client: [UInt8], link name: String, count: Int, at now: Instant) -> [Directive] {
-        func fail(_ message: String) -> [Directive] {
-            [.reply(bytes: ControlCodec.encode(ControlReply(error: message)), to: client)]
-        }
+    mutating func startPing(client: [UInt8], link name: String, count: Int, at now: Instant) -> Effects {
+        func fail(_ message: String) -> Effects { .answer(ControlReply(error: message), to: client) }
         guard ping == nil else { return fail("a ping is already running on this node") }
         guard let link = configuration.topology.link(named: name), let peer = link.peer(of: configuration.node) else {
             return fail("ping: link '\(name)' does not end at \(configuration.node)")
@@ -389,24 +477,24 @@ public struct NodeCore: Sendable {
         return nextPing(at: now)
     }
 
-    mutating func nextPing(at now: Instant) -> [Directive] {
-        guard var pending = ping else { return [] }
+    mutating func nextPing(at now: Instant) -> Effects {
+        guard var pending = ping else { return Effects() }
         if pending.remaining == 0 {
             ping = nil
             let report = PingReport(link: pending.link.name, roundTripsMicroseconds: pending.samples, lost: pending.lost)
-            return [.reply(bytes: ControlCodec.encode(ControlReply(ping: report)), to: pending.client)]
+            return .answer(ControlReply(ping: report), to: pending.client)
         }
         pending.remaining -= 1
         pending.nonce = nonces.next()
         pending.sentAt = now
         ping = pending
-        guard let record = monitor.record(pending.link.index) else { return [] }
+        guard let record = monitor.record(pending.link.index) else { return Effects() }
         return transmit(.ping, Probe(nonce: pending.nonce).encoded(), on: record, at: now)
     }
 
-    mutating func pong(_ probe: Probe, link: LinkIndex, at now: Instant) -> [Directive] {
+    mutating func pong(_ probe: Probe, link: LinkIndex, at now: Instant) -> Effects {
         guard let pending = ping, pending.link.index == link, pending.nonce == probe.nonce else {
-            return [.log(.debug, "stale pong ignored", ["link": "\(link)"])]
+            return .log(.debug, "stale pong ignored", ["link": "\(link)"])
         }
         ping!.samples.append(Double(now.nanoseconds(since: pending.sentAt)) / 1000)
         return nextPing(at: now)
@@ -414,14 +502,14 @@ public struct NodeCore: Sendable {
 
     // MARK: Shutdown
 
-    mutating func stop(at now: Instant) -> [Directive] {
-        guard !isStopping else { return [] }
+    /// The node stops: goodbye on every link (once; the shell then leaves its loop).
+    public mutating func stop(at now: Instant) -> Effects {
+        guard !isStopping else { return Effects() }
         isStopping = true
-        var out: [Directive] = [.log(.notice, "shutting down", [:])]
+        var out = Effects.log(.notice, "shutting down")
         for record in monitor.records {
             out += transmit(.goodbye, [], on: record, at: now)
         }
-        out.append(.stop)
         return out
     }
 }

@@ -100,12 +100,24 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
 
     @Test func readyOnceWhenAllLinksAreUp() {
         var b = core("B")
-        _ = b.handle(.peerFrame(from: NodeID("A"), bytes: heartbeat(link: 0)), at: ms(1))
-        #expect(!b.handle(.tick, at: ms(2)).contains(.ready(linksUp: 2, linksTotal: 2)))
-        _ = b.handle(.peerFrame(from: NodeID("C"), bytes: heartbeat(link: 1)), at: ms(3))
-        #expect(b.handle(.tick, at: ms(4)).contains(.ready(linksUp: 2, linksTotal: 2)))
-        #expect(!b.handle(.tick, at: ms(5)).contains(.ready(linksUp: 2, linksTotal: 2)))
+        _ = b.receive(frame: heartbeat(link: 0), from: NodeID("A"), at: ms(1))
+        #expect(b.tick(at: ms(2)).ready == nil)
+        _ = b.receive(frame: heartbeat(link: 1), from: NodeID("C"), at: ms(3))
+        #expect(b.tick(at: ms(4)).ready == NodeCore.Readiness(linksUp: 2, linksTotal: 2))
+        #expect(b.tick(at: ms(5)).ready == nil)
         #expect(b.isReady)
+    }
+
+    @Test func aFirstHeartbeatBringsTheLinkUpAndStartsItsSession() {
+        var b = core("B")
+        let out = b.receive(frame: heartbeat(link: 0), from: NodeID("A"), at: ms(1))
+        #expect(out.effects.quantum == [.linkUp(LinkIndex(0))])
+        #expect(out.effects.logs.map(\.message) == ["link up"] && out.relay == nil && out.effects.sends.isEmpty)
+        // A relay message from the peer goes to the relay agent, after nothing else.
+        let lsa = Envelope(kind: .linkState, link: LinkIndex(0), sequence: 1, payload: [1, 2]).encoded()
+        let relayed = b.receive(frame: lsa, from: NodeID("A"), at: ms(2))
+        #expect(relayed.relay == NodeCore.RelayMessage(kind: .linkState, payload: [1, 2], from: NodeID("A")))
+        #expect(relayed.effects == NodeCore.Effects())
     }
 
     @Test func hostileFramesAreCountedAndChangeNothing() {
@@ -120,13 +132,13 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
             (NodeID("A"), Envelope(kind: .ping, link: LinkIndex(0), sequence: 0, payload: [1, 2, 3, 4, 5, 6, 7, 8, 9]).encoded(), .malformedPayload),
         ]
         for (sender, bytes, code) in hostile {
-            let out = b.handle(.peerFrame(from: sender, bytes: bytes), at: ms(1))
-            #expect(out.count == 1, "\(code)")
-            guard case .log(.warning, _, let meta) = out.first else {
-                Issue.record("expected a warning for \(code), got \(out)")
+            let out = b.receive(frame: bytes, from: sender, at: ms(1))
+            #expect(out.relay == nil && out.effects.sends.isEmpty && out.effects.quantum.isEmpty && out.effects.answers.isEmpty, "\(code)")
+            guard out.effects.logs.count == 1, let line = out.effects.logs.first, line.level == .warning else {
+                Issue.record("expected one warning for \(code), got \(out)")
                 continue
             }
-            #expect(meta["reason"]?.hasPrefix(code.rawValue) == true, "\(code): \(meta)")
+            #expect(line.metadata["reason"]?.hasPrefix(code.rawValue) == true, "\(code): \(line.metadata)")
         }
         #expect(b.monitor.records == before)
         #expect(b.rejected[.truncated] == 2)
@@ -141,25 +153,26 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
         var a = core("A")
         var b = core("B")
         let request = ControlCodec.encode(ControlRequest.ping(link: "A-B", count: 2))
-        var out = a.handle(.control(client: [7], request: request), at: ms(10))
+        let started = a.control(client: [7], request: request, at: ms(10))
+        #expect(started.action == .none && started.effects.answers.isEmpty)
+        var effects = started.effects
         for round in 0..<2 {
-            guard case .send(let ping, NodeID("B")) = out.first else {
-                Issue.record("round \(round): expected a ping to B, got \(out)")
+            guard let ping = effects.sends.first, ping.peer == NodeID("B") else {
+                Issue.record("round \(round): expected a ping to B, got \(effects)")
                 return
             }
-            let answer = b.handle(.peerFrame(from: NodeID("A"), bytes: ping), at: ms(11))
-            guard case .send(let pong, NodeID("A")) = answer.last else {
+            let answer = b.receive(frame: ping.frame, from: NodeID("A"), at: ms(11))
+            guard let pong = answer.effects.sends.last, pong.peer == NodeID("A") else {
                 Issue.record("expected a pong, got \(answer)")
                 return
             }
-            out = a.handle(.peerFrame(from: NodeID("B"), bytes: pong), at: ms([12, 15][round]))
-            out = out.filter { if case .send = $0 { true } else if case .reply = $0 { true } else { false } }
+            effects = a.receive(frame: pong.frame, from: NodeID("B"), at: ms([12, 15][round])).effects
         }
-        guard case .reply(let bytes, [7]) = out.first else {
-            Issue.record("expected the ping report, got \(out)")
+        guard let reply = effects.answers.first, reply.client == [7] else {
+            Issue.record("expected the ping report, got \(effects)")
             return
         }
-        let report = try #require(try ControlCodec.decode(ControlReply.self, from: bytes).ping)
+        let report = try #require(try ControlCodec.decode(ControlReply.self, from: reply.bytes).ping)
         #expect(report.roundTripsMicroseconds == [2000, 3000])
         #expect(report.lost == 0)
     }
@@ -167,24 +180,34 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
     @Test func controlErrorsAreAnsweredNotFatal() throws {
         var a = core("A")
         for request in [Array("not json".utf8), ControlCodec.encode(ControlRequest.ping(link: "B-C", count: ControlRequest.defaultPingCount))] {
-            let out = a.handle(.control(client: [1], request: request), at: ms(1))
-            guard case .reply(let bytes, [1]) = out.first else {
+            let out = a.control(client: [1], request: request, at: ms(1))
+            guard let reply = out.effects.answers.first, reply.client == [1], out.action == .none, !out.stop else {
                 Issue.record("expected an error reply, got \(out)")
                 continue
             }
-            #expect(try ControlCodec.decode(ControlReply.self, from: bytes).error != nil)
+            #expect(try ControlCodec.decode(ControlReply.self, from: reply.bytes).error != nil)
         }
     }
 
-    @Test func stopSaysGoodbyeOnEveryLinkThenStops() {
+    @Test func controlRequestsTheCoreCannotAnswerGoToTheShell() {
+        var a = core("A")
+        func outcome(_ request: ControlRequest) -> NodeCore.ControlOutcome { a.control(client: [3], request: ControlCodec.encode(request), at: ms(1)) }
+        #expect(outcome(.pools).action == .replyPools)
+        #expect(outcome(.keyDigests(link: "A-B", salt: 4)).action == .replyDigests(link: "A-B", salt: 4))
+        #expect(outcome(.relay(to: "C", bits: 256)).action == .relay(.relay(to: "C", bits: 256)))
+        let splice = outcome(.splice(link: "A-B", via: .init(endpoint: "inproc://eve", transmittance: 0.5)))
+        #expect(splice.action == .splice(link: LinkIndex(0), peer: NodeID("B"), endpoint: "inproc://eve", transmittance: 0.5))
+        #expect(splice.effects.answers.isEmpty, "answered by the shell once the splice is done")
+        let shutdown = outcome(.shutdown)
+        #expect(shutdown.stop && shutdown.effects.answers.count == 1 && shutdown.effects.sends.map(\.peer) == [NodeID("B")])
+    }
+
+    @Test func stopSaysGoodbyeOnEveryLinkOnce() {
         var b = core("B")
-        let out = b.handle(.stopRequested, at: ms(1))
-        let goodbyes = out.compactMap { directive -> NodeID? in
-            guard case .send(let frame, let peer) = directive, (try? Envelope.decode(frame))?.kind == .goodbye else { return nil }
-            return peer
-        }
-        #expect(Set(goodbyes) == [NodeID("A"), NodeID("C")])
-        #expect(out.last == .stop)
-        #expect(b.handle(.stopRequested, at: ms(2)).isEmpty)
+        let out = b.stop(at: ms(1))
+        let goodbyes = out.sends.compactMap { t -> NodeID? in (try? Envelope.decode(t.frame))?.kind == .goodbye ? t.peer : nil }
+        #expect(Set(goodbyes) == [NodeID("A"), NodeID("C")] && goodbyes.count == out.sends.count)
+        #expect(b.stop(at: ms(2)) == NodeCore.Effects())
+        #expect(b.status(at: ms(3)).state == .stopping)
     }
 }
