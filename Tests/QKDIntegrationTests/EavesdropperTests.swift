@@ -58,13 +58,16 @@ import Testing
         #expect(network.eves().map(\.link) == [link])
         // The block in progress when Eve arrived may be partly honest; every later one is hers.
         let attached = ["alice", "bob"].compactMap { Self.end(network, link, $0)?.sessionBlocks }.max() ?? 0
+        // 90 s: the block in progress when Eve came (maybe partly honest) and the next one, a few seconds each on 25 km.
         #expect(eventually(within: 90) { Self.state(network, link) == .compromised }, "the link is marked compromised")
         #expect(network.status().links.first { $0.id == link }?.state == .compromised, "qkdctl status shows it")
+        // 150 s: three blocks under attack (a few seconds each), with room for a machine running other suites.
         let aborted = eventually(within: 150) { (network.pools().links.first { $0.link == link }?.roundsAborted ?? 0) >= 3 }
         #expect(aborted, "every round under attack is aborted")
         let pools = try Self.expectInterceptResendCaught(network, link, attachedAt: attached)
         let generated = pools.generatedBitsTotal
         let sifted = pools.blocks
+        // 150 s: three more blocks, as above.
         let evenMore = eventually(within: 150) { (network.pools().links.first { $0.link == link }?.blocks ?? 0) >= sifted + 3 }
         #expect(evenMore, "blocks go on under attack")
         #expect(network.pools().links.first { $0.link == link }?.generatedBitsTotal == generated, "no key while Eve is there")
@@ -81,7 +84,9 @@ import Testing
         let last = try network.removeEve(link: link).get()
         #expect(last.knownSignalBits >= learned.knownSignalBits)
         #expect(network.eves().isEmpty)
+        // 120 s: the block in progress when Eve left, then a clean one clears the mark.
         #expect(eventually(within: 120) { Self.state(network, link) == .up }, "back to up after a clean round")
+        // 120 s: a clean block distils key again (the same block that cleared the mark, or the next).
         #expect(eventually(within: 120) { (network.pools().links.first { $0.link == link }?.generatedBitsTotal ?? 0) > generated },
                 "key again")
         #expect(network.audit().ok)
@@ -99,12 +104,14 @@ import Testing
         let started = Self.waitForBlocks(network, link, atLeast: 1, within: 60)
         #expect(started, "the link sifts blocks")
         _ = try network.addEve(link: link, attack: .photonNumberSplitting).get()
+        // 120 s: a block wholly under PNS and its decoy estimation (a few seconds per block on 25 km).
         #expect(eventually(within: 120) { Self.state(network, link) == .compromised }, "PNS caught")
         let pools = try #require(network.pools().links.first { $0.link == link })
         #expect((pools.qber ?? 1) < 0.11, "the QBER stays low under PNS: \(pools.qber ?? -1)")
         #expect(pools.abortReason?.contains("single-photon") == true, "\(pools.abortReason ?? "-")")
         let pns = try network.removeEve(link: link).get()
         #expect(pns.photonsKept > 0 && pns.knownFraction > 0.9, "\(pns)")
+        // 120 s: a clean block after she leaves clears the mark.
         #expect(eventually(within: 120) { Self.state(network, link) == .up })
 
         // A classical man in the middle: every altered message is caught, no tampered round kept.
@@ -148,8 +155,10 @@ import Testing
         _ = try network.addEve(link: plain, attack: .photonNumberSplitting).get()
         let attached = ["alice", "bob"].compactMap { Self.end(network, plain, $0)?.sessionBlocks }.max() ?? 0
         let generated = network.pools().links.first { $0.link == plain }?.generatedBitsTotal ?? 0
+        // 90 s: a block wholly under PNS on the decoy link and its estimation.
         #expect(eventually(within: 90) { Self.state(network, decoy) == .compromised }, "the decoy analysis catches PNS")
         var states: Set<String> = []  // "missing" when the link is absent from the report
+        // 120 s: four blocks on the plain link while Eve sits on it (a few seconds each).
         let more = eventually(within: 120) {
             states.insert(Self.state(network, plain)?.rawValue ?? "missing")
             return ["alice", "bob"].allSatisfy { (Self.end(network, plain, $0)?.sessionBlocks ?? 0) >= attached + 4 }
@@ -165,6 +174,7 @@ import Testing
         #expect(eve.gllpTaggedFraction.map { abs($0 - tagged) < 0.1 * tagged } == true, "Eve's own figure \(eve.gllpTaggedFraction ?? -1)")
         _ = try network.removeEve(link: decoy).get()
         _ = try network.removeEve(link: plain).get()
+        // 60 s: a clean block after she leaves clears the mark.
         #expect(eventually(within: 60) { Self.state(network, decoy) == .up })
         #expect(network.audit().ok)
         passed = true
@@ -180,11 +190,14 @@ import Testing
             Harness.tearDown(network)
         }
         let (from, to, link) = (NodeID("SIE"), NodeID("GUD"), "SIE-GUD")
+        // 90 s: the direct link has keys beyond its reserve (its first blocks) and routing has heard of them.
         let direct = eventually(within: 90) { (try? network.relay(from: from, to: to).get().path) == ["SIE", "GUD"] }
         #expect(direct, "the direct link carries the relay before Eve comes")
         _ = try network.addEve(link: link, attack: .interceptResend, fraction: 1).get()
+        // 120 s: a block wholly under Eve on this mesh link and its estimation, with 6 nodes on 2 cores.
         #expect(eventually(within: 120) { Self.state(network, link) == .compromised }, "the link is marked compromised")
         var detour: [String]?
+        // 60 s: the compromised link is advertised at once; relays retried until the detour has spare keys.
         let rerouted = eventually(within: 60) {
             guard let report = try? network.relay(from: from, to: to).get() else { return false }
             detour = report.path

@@ -93,10 +93,12 @@ import Testing
         let old = try #require(network.recordedPID(bob))
         kill(old, SIGKILL)
         Processes.waitUntilGone([old], seconds: 5)
+        // 30 s: a restarted node reads its store and hears its neighbour (about a second when idle).
         try network.waitReady([bob: try network.startNode(bob)], timeoutSeconds: 30)
         let restarted = try Client(network)
         let collected = try restarted.call("Bob", "/api/v1/keys/SAE-Alice/dec_keys?key_ID=\(kept.id)", as: "SAE-Bob")
         #expect(collected.status == 200 && collected.keys.first?.key == kept.key && kept.key.count == 128, "\(collected)")
+        // 30 s: both links report up at both ends again after the restart (heartbeats every 200 ms).
         #expect(eventually(within: 30) { network.pools().links.allSatisfy { $0.state == .up } })
 
         // Bad requests: the spec's status and a JSON message; no relay runs, no pool changes.
@@ -184,6 +186,7 @@ import Testing
         }
         let api = try Client(network)
         var path: [String]?
+        // 60 s: every one of the 31 links has keys beyond its reserve and routing has heard of them all.
         #expect(eventually(within: 60) { path = try? network.routes(from: NodeID("Beijing"), to: NodeID("Shanghai")).get().path; return path != nil })
         #expect(path?.count == 32)
         let enc = try api.call("Beijing", "/api/v1/keys/SAE-Shanghai/enc_keys", as: "SAE-Beijing", body: #"{"number":1,"size":256}"#)

@@ -30,9 +30,11 @@ import Testing
             Harness.tearDown(network)
         }
         let (a, b, link) = ("Hefei", "R-HEFNAN-1", "Hefei-R-HEFNAN-1")
+        // 150 s: the first block of this 65 km link, about 15 s at this time scale, while 105 processes start on 2 cores.
         let sifting = eventually(within: 150) { ["alice", "bob"].allSatisfy { (EavesdropperProcessTests.end(network, link, $0)?.sessionBlocks ?? 0) >= 1 } }
         #expect(sifting, "the link sifts blocks")
         var before: [String] = []
+        // 90 s: every link on the path has keys beyond its reserve (its first blocks) and routing has heard of them.
         let direct = eventually(within: 90) {
             guard let report = try? network.relay(from: NodeID(a), to: NodeID("Nanjing")).get(), report.ok else { return false }
             before = report.path
@@ -53,6 +55,7 @@ import Testing
         #expect(wholly, "a second round under attack is aborted")
         _ = try EavesdropperProcessTests.expectInterceptResendCaught(network, link, attachedAt: attached)
         var detour: [String] = []
+        // 60 s: the compromised link is advertised at once; relays retried until the detour has spare keys.
         let rerouted = eventually(within: 60) {
             guard let report = try? network.relay(from: NodeID(a), to: NodeID("Nanjing")).get(), report.ok else { return false }
             detour = report.path
@@ -63,6 +66,7 @@ import Testing
         #expect(learned.siftedSignalBits > 100_000 && abs(learned.knownFraction - 0.5) < 0.05, "\(learned)")
 
         _ = try network.removeEve(link: link).get()
+        // 150 s: the block in progress when Eve left may still be hers; the next clean one (about 15 s) clears the mark.
         #expect(eventually(within: 150) { EavesdropperProcessTests.state(network, link) == .up }, "back to up after a clean round")
         let audit = network.audit()
         #expect(audit.ok && audit.linksChecked == network.topology.links.count, "no key lost or split at any link end: \(audit)")

@@ -28,6 +28,7 @@ import Testing
         let seed = UInt64(getpid())
         print("kill loop seed \(seed)")
         var g = Xoshiro256(seed: seed)
+        // 60 s: the first distilled blocks beyond the 256 pre-shared keys (a block takes about 3 s on these 25 km links).
         #expect(eventually(within: 60) { network.pools().links.allSatisfy { $0.storedKeys >= 300 } })
         let relay = NodeID("Relay")
         for round in 0..<10 {
@@ -41,7 +42,9 @@ import Testing
             Processes.waitUntilGone([pid], seconds: 5)
             Processes.reap(pid)
             let restarted = try network.startNode(relay)
+            // 30 s: a restarted node reads its store and hears both neighbours (about a second when the machine is idle).
             try network.waitReady([relay: restarted], timeoutSeconds: 30)
+            // 30 s: one PoolSync offer and answer per link; an unanswered one is repeated every 2 s.
             #expect(eventually(within: 30) { Self.allSynchronised(network) }, "round \(round): pools not agreed after restart")
             // Agreement drops only what was in flight (a round or two), never the pool.
             let after = network.pools().links.map(\.storedKeys)
@@ -103,7 +106,9 @@ import Testing
         // The same run directory again: every store opens, the pools agree, nothing is lost.
         var restarted: [NodeID: Int32] = [:]
         for node in network.topology.nodes { restarted[node.id] = try network.startNode(node.id) }
+        // 30 s: every node reads its store and hears its neighbours (about a second when idle).
         try network.waitReady(restarted, timeoutSeconds: 30)
+        // 30 s: one PoolSync offer and answer per link; an unanswered one is repeated every 2 s.
         #expect(eventually(within: 30) { Self.allSynchronised(network) })
         let audit = network.audit()
         #expect(audit.ok && audit.linksChecked == 2 && audit.orphanKeys == 0, "\(audit)")
@@ -113,6 +118,7 @@ import Testing
     @Test func aNodeRefusesToStartFromADamagedStoreNamingTheFile() throws {
         let network = try Harness.up("line-3.yaml", label: "corrupt")
         defer { Harness.tearDown(network) }
+        // 60 s: a few distilled blocks (about 3 s each on these 25 km links) make the store file large enough to damage.
         #expect(eventually(within: 60) { network.pools().links.allSatisfy { $0.storedKeys >= 1000 } })
         let relay = NodeID("Relay")
         let pid = try #require(network.recordedPID(relay))
@@ -127,6 +133,7 @@ import Testing
         try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
         let restarted = try network.startNode(relay)
         var exit: Processes.ChildState = .running
+        // 30 s: the node opens the damaged store and exits at once; the bound is for a loaded machine.
         #expect(eventually(within: 30) {
             exit = Processes.childState(restarted)
             return exit != .running

@@ -50,6 +50,7 @@ import Testing
             Harness.tearDown(network)
         }
         #expect(network.timeScale == 0.01)
+        // 60 s: 3 s of wall time on every link once the nodes run (start-up takes a few seconds more on 2 cores).
         let paced = eventually(within: 60) {
             network.pools().links.allSatisfy { $0.wallSeconds >= 3 && $0.emulatedSeconds > 0 }
         }

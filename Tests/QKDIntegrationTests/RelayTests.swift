@@ -52,6 +52,7 @@ import Testing
         let relay = try #require(network.recordedPID(NodeID("Relay")))
         kill(relay, SIGKILL)
         Processes.waitUntilGone([relay], seconds: 5)
+        // 10 s: the killed node's links go down after 1 s of silence and are advertised at once.
         #expect(eventually(within: 10) { (try? network.routes(from: alice, to: bob).get().path) == nil })
         let why = try network.routes(from: alice, to: bob).get()
         #expect(why.excluded.contains { $0.link == "Alice-Relay" && $0.reason == "down" })
@@ -92,6 +93,7 @@ import Testing
         search: for from in cities {
             for to in cities where to != from {
                 var path: [String]?
+                // 30 s: the links on a path have keys beyond their reserve and routing has heard of them.
                 guard eventually(within: 30, { path = try? network.routes(from: from, to: to).get().path; return path != nil }),
                       let path else { continue }
                 for v in path.dropFirst().dropLast().map(NodeID.init) where reachable(from, to, without: v) {
@@ -126,6 +128,7 @@ import Testing
         let cutLink = try #require(hops.first { reachable(c.from, c.to, without: c.victim, cut: $0) }, "no avoidable link on \(second.path)")
         _ = try network.fault(.cut(link: cutLink)).get()
         var around: [String]?
+        // 20 s: the cut link goes down after 1 s of silence and is advertised at once.
         #expect(eventually(within: 20) {
             around = try? network.routes(from: c.from, to: c.to).get().path
             guard let around else { return false }

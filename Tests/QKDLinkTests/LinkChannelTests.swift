@@ -1,5 +1,6 @@
 import QKDCore
 import QKDLink
+import QKDTestKit
 import QKDTopology
 import QKDWire
 import Testing
@@ -7,17 +8,7 @@ import Testing
 /// A node's link channel without a network: framing, sequence numbers, checks on arrival, and
 /// the injected faults both ways.
 @Suite struct LinkChannelTests {
-    static let topology = try! TopologyParser.parse("""
-        name: faults
-        seed: 5
-        nodes:
-          - { id: A, lat: 0, lon: 0, role: metro-core }
-          - { id: B, lat: 0, lon: 1, role: trusted-relay }
-          - { id: C, lat: 0, lon: 2, role: metro-core }
-        links:
-          - { a: A, b: B, length_km: 10 }
-          - { a: B, b: C, length_km: 10 }
-        """, file: "faults.yaml")
+    static let topology = TestTopologies.line3
     static let ab = topology.link(named: "A-B")!.index
     static let bc = topology.link(named: "B-C")!.index
     static let t0 = Instant(nanoseconds: 1_000_000_000)

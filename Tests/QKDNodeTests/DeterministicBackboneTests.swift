@@ -65,16 +65,19 @@ import Testing
         #expect(net.linkState(a, name) == .up)
         let cutAt = net.clock.now()
         net.network.cutLink(NodeID(a), NodeID(b))
+        // Manual time: the liveness timeout is 1 s; 5 s leaves the exact check below to say how long.
         let down = net.run(seconds: 5) { net.linkState(a, name) == .down && net.linkState(b, name) == .down }
         #expect(down, "both ends see the cut")
         // Liveness: 1 s of silence (plus at most one heartbeat interval) takes the link down.
         let downAfter = Double(net.clock.now().nanoseconds(since: cutAt)) / 1e9
         #expect(downAfter >= 1.0 && downAfter <= 1.2, "down after \(downAfter) s")
-        // The ends advertise the change at once; the backbone is a line: no path while cut.
+        // The ends advertise the change at once (10 ms of manual time carries it to every
+        // node); the backbone is a line: no path while cut.
         net.run(seconds: 0.01)
         let refused = Self.relay(net, "Beijing", "Shanghai")?.error
         #expect(refused?.contains("no usable path") == true && refused?.contains(name) == true, "\(refused ?? "-")")
         net.network.healLink(NodeID(a), NodeID(b))
+        // Manual time: a heartbeat (200 ms) brings the link up; the pool offer and its answer follow at once.
         let agreed = net.run(seconds: 5) { net.allLinksAgreed }
         #expect(agreed, "the link comes back and its pools agree")
         net.run(seconds: 0.01)
@@ -88,6 +91,7 @@ import Testing
         let name = "Hefei-R-HEFNAN-1"
         let link = try #require(net.topology.link(named: name))
         let eve = try #require(net.addEve(link: name, attack: .interceptResend))
+        // Manual time: the block under Eve (2^16 sifted bits, a few emulated seconds on this link) and its estimation.
         let caught = net.run(seconds: 30) { net.linkState("Hefei", name) == .compromised }
         #expect(caught, "the link is marked compromised")
         let report = try #require(net.control(ControlRequest.pools, to: link.a.rawValue)?.pools?.first { $0.link == name })

@@ -56,25 +56,31 @@ final class InProcessNetwork: Sendable {
         net.start()
         defer {
             net.stopAll()
+            // 5 s: each runtime leaves its loop within one 100 ms wait of the stop request.
             _ = eventually(within: 5) { net.finished.withLock { $0 } == 3 }
         }
+        // 5 s: in-process links come up on the first heartbeat (every 200 ms); threads may wait for a core.
         #expect(eventually(within: 5) { net.ready.withLock { $0.count } == 3 })
         #expect(net.ready.withLock { $0 }.contains { $0.hasPrefix("QKDNET READY node=B ") && $0.hasSuffix("links=2/2") })
 
         net.network.cutLink(NodeID("B"), NodeID("C"))
+        // 5 s: down after 1 s of silence, plus a heartbeat interval; the rest is room for a busy machine.
         #expect(eventually(within: 5) { net.status("C")?.links.first?.state == .down })
         #expect(eventually(within: 5) { net.status("B")?.links.first { $0.id == "B-C" }?.state == .down })
         #expect(net.status("A")?.links.first?.state == .up)
 
         net.network.healLink(NodeID("B"), NodeID("C"))
+        // 5 s: up again on the first heartbeat after the heal (every 200 ms).
         #expect(eventually(within: 5) { net.status("C")?.links.first?.state == .up })
     }
 
     @Test func stopRequestEndsEveryRuntime() {
         let net = InProcessNetwork(topology: TestTopologies.line3)
         net.start()
+        // 5 s: as above, the first heartbeats.
         #expect(eventually(within: 5) { net.ready.withLock { $0.count } == 3 })
         net.stopAll()
+        // 5 s: each runtime leaves its loop within one 100 ms wait of the stop request.
         #expect(eventually(within: 5) { net.finished.withLock { $0 } == 3 })
     }
 }
