@@ -171,11 +171,6 @@ public struct NodeCore: Sendable {
     public private(set) var compromised: Set<LinkIndex> = []
     /// The key relay's counters as the shell last reported them (shown by `status`).
     public var relays: RelayCounters?
-    /// Links this end sends through an interposer. Frames of a link are accepted from the peer
-    /// and from the link's interposer id (`eve:LINK`, reserved: never a node's), whether or not
-    /// this end has been told yet: the other end may send through it first, and frames in
-    /// flight when it is taken out still arrive.
-    public private(set) var splices: [LinkIndex: NodeID] = [:]
 
     public init(configuration: Configuration, now: Instant) {
         self.configuration = configuration
@@ -392,7 +387,6 @@ public struct NodeCore: Sendable {
         }
         let via = LinkChannel.interposerID(link)
         guard let interposer else {
-            splices[link.index] = nil
             monitor.interposed(link.index, false)
             out.action = .splice(link: link.index, peer: peer, endpoint: nil, transmittance: nil)
             out.effects = .log(.notice, "interposer taken out", ["link.id": link.name])
@@ -406,7 +400,6 @@ public struct NodeCore: Sendable {
             }
             transmittance = t
         }
-        splices[link.index] = via
         monitor.interposed(link.index, true)
         out.action = .splice(link: link.index, peer: peer, endpoint: interposer.endpoint, transmittance: transmittance)
         out.effects = .log(.notice, "interposer spliced in", ["link.id": link.name])
@@ -415,7 +408,6 @@ public struct NodeCore: Sendable {
 
     /// Undoes a splice the shell could not carry out.
     public mutating func spliceFailed(_ link: LinkIndex) {
-        splices[link] = nil
         monitor.interposed(link, false)
     }
 
