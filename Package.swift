@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "QKDLaunch",
             dependencies: [
-                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDAttacks",
+                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDAttacks", "QKDKeyPool", "QKDStore",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -129,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "qkdctl",
             dependencies: [
-                "QKDLaunch", "QKDAttacks", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing",
+                "QKDLaunch", "QKDAttacks", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -163,7 +163,7 @@ let package = Package(
         .testTarget(name: "QKDRoutingTests", dependencies: ["QKDRouting", "QKDKeyPool", "QKDCore", "QKDTopology", "QKDWire"]),
         .testTarget(name: "QKDStoreTests", dependencies: ["QKDStore", "QKDKeyPool", "QKDCore"]),
         .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool"]),
-        .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire"]),
+        .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire", "QKDKeyPool"]),
         .testTarget(name: "QKDTopologyTests", dependencies: ["QKDTopology"]),
         .testTarget(name: "QKDWireTests", dependencies: ["QKDWire"]),
         .testTarget(name: "QKDTransportTests", dependencies: ["QKDTransport", "QKDWire", "QKDTopology", "CZeroMQ"]),
@@ -177,6 +177,6 @@ let package = Package(
             dependencies: ["QKDTestKit", "QKDLink", "QKDNodeCore", "QKDCore", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
         .testTarget(
             name: "QKDIntegrationTests",
-            dependencies: ["QKDTestKit", "QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDAttacks"]),
+            dependencies: ["QKDTestKit", "QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDAttacks", "QKDLink"]),
     ]
 )

@@ -84,7 +84,7 @@ public struct Eavesdropper: Sendable {
             let p = link.physics
             let source = SourceSettings(signal: p.signalIntensity, decoy: p.decoyIntensity, signalProbability: p.signalProbability,
                                         decoyProbability: p.decoyProbability, vacuumProbability: p.vacuumProbability,
-                                        decoyStates: p.decoyStates)
+                                        decoyStates: p.decoyStates, xProbability: p.xBasisProbability)
             return onLink(attack: attack, fraction: fraction, atKm: atKm, lengthKm: link.lengthKm, lossDbPerKm: p.lossDbPerKm,
                           detectorEfficiency: p.detectorEfficiency, source: source)
         }
@@ -139,9 +139,17 @@ public struct Eavesdropper: Sendable {
         out.states.removeAll(keepingCapacity: true)
         var known = FrameKnowledge()
         report.framesSeen += 1
-        report.pulsesSeen += UInt64(frame.offsets.count)
         for i in frame.offsets.indices {
-            let offset = frame.offsets[i], n = frame.photons[i], state = frame.states[i]
+            let offset = frame.offsets[i], n = frame.photons[i]
+            let state = frame.states[i] & 3, dark = frame.states[i] & ArrivalBatch.darkCount
+            defer {
+                // Bob's detector noise is no photon: it passes Eve, on its pulse, whatever she did.
+                if dark != 0 {
+                    if out.offsets.last == offset { out.states[out.states.count - 1] |= dark } else { out.append(offset, 0, state | dark) }
+                }
+            }
+            guard n > 0 else { continue }
+            report.pulsesSeen += 1
             guard settings.attack != .classicalTamper, settings.fraction >= 1 || random.nextUnitDouble() < settings.fraction else {
                 let kept = thin(n, settings.toBob)
                 if kept > 0 { out.append(offset, kept, state) }
@@ -190,14 +198,17 @@ public struct Eavesdropper: Sendable {
     }
 
     /// Eve's ideal detectors: each photon in her basis gives Alice's value, in the other basis
-    /// a random one; a double click gives a random bit.
+    /// a random one; a double click gives a random bit. Random outcomes are the value XOR a
+    /// seeded coin (the same distribution), so what she resends differs from Alice's value by
+    /// physics alone, whatever the secret value was (as in `ThresholdDetector`).
     private mutating func measure(photons n: UInt8, state: UInt8, basis: UInt8) -> UInt8 {
+        let value = state & 1
         var clicks: UInt8 = 0
         for _ in 0..<n {
-            let bit = (state >> 1) & 1 == basis ? state & 1 : UInt8(random.next() & 1)
+            let bit = (state >> 1) & 1 == basis ? value : value ^ UInt8(random.next() & 1)
             clicks |= 1 << bit
         }
-        return clicks == 3 ? UInt8(random.next() & 1) : (clicks == 2 ? 1 : 0)
+        return clicks == 3 ? value ^ UInt8(random.next() & 1) : (clicks == 2 ? 1 : 0)
     }
 
     // MARK: The public channel

@@ -64,7 +64,9 @@ public struct Network: Sendable {
         let layout = RunLayout(root: absolute(runDir))
         let manifest = try NetworkManifest.load(path: layout.networkPath)
         do {
-            let topology = try TopologyParser.load(path: layout.topologyPath)
+            var topology = try TopologyParser.load(path: layout.topologyPath)
+            // Started with --reproducible: the nodes run it so, whatever the file says.
+            if manifest.nodeArguments.contains("--reproducible") { topology = topology.with(secrecy: .reproducible) }
             return Network(layout: layout, topology: topology, manifest: manifest)
         } catch {
             throw LaunchError(.invalidTopology, "\(error)")
@@ -111,16 +113,17 @@ public struct Network: Sendable {
     /// node printed its readiness line. On any failure every node started is stopped and the
     /// error carries the output of the node that did not come up.
     public static func up(topologyPath: String, runDir: String? = nil, binDirectory: String,
-                          readyTimeoutSeconds: Double = 60, ioCPU: IOCPU = .auto,
+                          readyTimeoutSeconds: Double = 60, ioCPU: IOCPU = .auto, reproducible: Bool = false,
                           extraNodeArguments: [String] = [])
         throws(LaunchError) -> Network
     {
-        let topology: Topology
+        var topology: Topology
         do {
             topology = try TopologyParser.load(path: topologyPath)
         } catch {
             throw LaunchError(.invalidTopology, "\(error)")
         }
+        if reproducible { topology = topology.with(secrecy: .reproducible) }
         let layout = RunLayout(root: absolute(runDir ?? ".run/\(topology.name)"))
         if let existing = try? open(runDir: layout.root), !existing.livePIDs().isEmpty {
             throw LaunchError(.alreadyRunning, "network '\(existing.topology.name)' is already running in \(layout.root) (\(existing.livePIDs().count) nodes): stop it first with 'make down'")
@@ -143,11 +146,13 @@ public struct Network: Sendable {
         }
         // Certificates for the ETSI GS QKD 014 interface (kept across restarts of the network).
         try PKI(runDirectory: layout.root).ensure(for: topology)
+        // Each link's pre-shared secret, at both ends (a secret run; kept across restarts).
+        try Bootstrap.ensure(layout: layout, topology: topology)
         let manifest = NetworkManifest(topology: topology.name, topologySource: absolute(topologyPath),
                                        runDirectory: layout.root, binDirectory: absolute(binDirectory),
                                        startedAt: wallClockSeconds(),
                                        nodeArguments: ["--io-cpu", ioCPU.resolved(nodes: topology.nodes.count).map(String.init) ?? "none"]
-                                           + extraNodeArguments)
+                                           + (reproducible ? ["--reproducible"] : []) + extraNodeArguments)
         try manifest.save(path: layout.networkPath)
         let network = Network(layout: layout, topology: topology, manifest: manifest)
 

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import QKDCore
+import QKDPhysics
 import QKDWire
 
 /// Faults injected into this node's ends of its links (`qkdctl fault ...`), as a pure value:
@@ -101,7 +102,8 @@ public struct LinkFaults: Sendable {
         return LinkFaults.attenuate(quantum, transmittance: pow(10, -f.extraLossDb / 10), random: &random).encoded()
     }
 
-    /// Each photon survives with probability `transmittance`; pulses left empty are removed.
+    /// Each photon survives with probability `transmittance`; pulses left empty are removed,
+    /// except where the receiver's dark count is marked (detector noise is not attenuated).
     static func attenuate(_ frame: QuantumFrame, transmittance t: Double, random: inout Xoshiro256) -> QuantumFrame {
         var out = frame
         out.offsets.removeAll(keepingCapacity: true)
@@ -110,7 +112,7 @@ public struct LinkFaults: Sendable {
         for i in frame.offsets.indices {
             var kept: UInt8 = 0
             for _ in 0..<frame.photons[i] where random.nextUnitDouble() < t { kept += 1 }
-            guard kept > 0 else { continue }
+            guard kept > 0 || frame.states[i] & ArrivalBatch.darkCount != 0 else { continue }
             out.offsets.append(frame.offsets[i])
             out.photons.append(kept)
             out.states.append(frame.states[i])

@@ -38,10 +38,14 @@ public struct QuantumLayer: Sendable {
     private var position: [LinkIndex: Int] = [:]
 
     /// `epoch`: how many times the node's store was opened (part of every pool-agreement
-    /// nonce). `engine` makes each link's engine (tests choose smaller blocks).
-    public init(node: NodeID, topology: Topology, epoch: UInt64, now: Instant,
+    /// nonce). `authenticationKeys`: each link's transcript-hash key (`LinkBootstrap`).
+    /// `engine` makes each link's engine (tests choose smaller blocks).
+    public init(node: NodeID, topology: Topology, epoch: UInt64, now: Instant, authenticationKeys: [String: UInt64],
                 engine: ((TopologyLink) -> QuantumLinkEngine)? = nil) {
-        let make = engine ?? { QuantumLinkEngine(link: $0, node: node, topologySeed: topology.seed, timeScale: topology.timeScale, now: now) }
+        let make = engine ?? {
+            QuantumLinkEngine(link: $0, node: node, topologySeed: topology.seed, secrecy: topology.secrecy,
+                              authenticationKey: authenticationKeys[$0.name] ?? 0, timeScale: topology.timeScale, now: now)
+        }
         ends = topology.links(of: node).map { link in
             End(engine: make(link),
                 agreement: PoolAgreement(role: link.a == node ? .offerer : .answerer, link: link.name, epoch: epoch))

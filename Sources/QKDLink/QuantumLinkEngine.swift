@@ -28,6 +28,9 @@ public struct QuantumLinkEngine: Sendable {
     public let physics: LinkPhysics
     public let configuration: BB84Configuration
     let seeds: SeedTree
+    /// Where the link's secret draws come from, and its transcript-hash key (`LinkBootstrap`).
+    public let secrecy: Secrecy
+    let authenticationKey: UInt64
     let timeScale: Double
     /// Frames Alice may have in flight before she waits for answers.
     let window: Int
@@ -51,26 +54,32 @@ public struct QuantumLinkEngine: Sendable {
     private var pulsesEmitted: UInt64 = 0
     private var wallBeforeSession: Double = 0
     private var active = false
-    /// When each block this end sifted in the current session went to distillation; a round
-    /// still open after `distillationTimeoutNs` is abandoned (a refused or lost message would
-    /// otherwise hold it, and the backlog limit would stop the source).
+    /// When each block this end sifted in the current session went to distillation, or the
+    /// last distillation message arrived; a round with no news for `distillationTimeoutNs` is
+    /// abandoned (a refused or lost message would otherwise hold it, and the backlog limit
+    /// would stop the source).
     private var distilling: [UInt64: Instant] = [:]
     let distillationTimeoutNs: UInt64 = 30_000_000_000
 
-    public init(link: TopologyLink, node: NodeID, topologySeed: UInt64, timeScale: Double, now: Instant,
-                framePulses: UInt32? = nil, blockBits: Int = 1 << 18, window: Int = 4, roundTimeoutMs: UInt64 = 3000) {
+    public init(link: TopologyLink, node: NodeID, topologySeed: UInt64, secrecy: Secrecy, authenticationKey: UInt64,
+                timeScale: Double, now: Instant,
+                framePulses: UInt32? = nil, blockBits: Int? = nil, asymptoticBound: Bool = false, window: Int = 4,
+                roundTimeoutMs: UInt64 = 3000) {
         self.link = link
         role = node == link.a ? .alice : .bob
         let p = link.physics
         physics = LinkPhysics(lengthKm: link.lengthKm, lossDbPerKm: p.lossDbPerKm, detectorEfficiency: p.detectorEfficiency,
                               darkCountProbability: p.darkCountProbability, misalignment: p.misalignment,
                               ecEfficiency: p.ecEfficiency, signalIntensity: p.signalIntensity, decoyIntensity: p.decoyIntensity)
-        distillation = link.distillation
+        distillation = asymptoticBound ? link.distillation.withAsymptoticBound() : link.distillation
         let source = distillation.source
         // 10 ms of emulated time per frame by default.
         let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))
-        configuration = BB84Configuration(pulsesPerFrame: pulses, blockSiftedSignalBits: blockBits, sampleFraction: 0.1, source: source)
+        configuration = BB84Configuration(pulsesPerFrame: pulses, blockKeyBits: blockBits ?? p.blockKeyBits, source: source,
+                                           darkCountProbability: p.darkCountProbability)
         seeds = SeedTree(root: topologySeed).child("link/\(link.name)")
+        self.secrecy = secrecy
+        self.authenticationKey = authenticationKey
         self.timeScale = timeScale
         self.window = window
         roundTimeoutNs = roundTimeoutMs * 1_000_000
@@ -78,6 +87,7 @@ public struct QuantumLinkEngine: Sendable {
         report = Report(link: link.name, role: role.rawValue, state: .down, session: 0, active: false, framesSent: 0, framesMeasured: 0,
                         roundsDiscarded: 0, blocks: 0, siftedBitsTotal: 0, keyBitsSifted: 0, emulatedSeconds: 0, wallSeconds: 0,
                         lagSeconds: 0)
+        report.secrecy = secrecy.rawValue
     }
 
     /// A session's number from both ends' nonces (sent in `PoolSync`): the same at both ends,
@@ -92,15 +102,15 @@ public struct QuantumLinkEngine: Sendable {
     /// an old session can never match a new round.
     public mutating func start(session: UInt64, at now: Instant) {
         let sessionSeeds = seeds.child("session/\(session)")
-        let authKey = KeyDistiller.authenticationKey(linkSeeds: seeds)
-        var s = BB84Sender(configuration: configuration, seeds: sessionSeeds, authenticationKey: authKey)
+        let authKey = authenticationKey
+        var s = BB84Sender(configuration: configuration, seeds: sessionSeeds, secrecy: secrecy, authenticationKey: authKey)
         s.skipFrames(to: (session & 0xFFFF_FFFF) << 32)
         sender = role == .alice ? s : nil
         receiver = role == .bob ? BB84Receiver(configuration: configuration, seeds: sessionSeeds,
                                                misalignment: physics.misalignment, darkCountProbability: physics.darkCountProbability,
                                                authenticationKey: authKey) : nil
         distiller = KeyDistiller(role: role == .alice ? .alice : .bob, configuration: distillation, linkSeeds: seeds,
-                                 session: session)
+                                 session: session, authenticationKey: authKey, secrecy: secrecy)
         inFlight.removeAll()
         distilling.removeAll()
         report.session = session
@@ -115,6 +125,7 @@ public struct QuantumLinkEngine: Sendable {
     public mutating func stop(at now: Instant) {
         guard active else { return }
         report.roundsDiscarded += UInt64(inFlight.count)
+        if let f = distiller?.counters.lastFiniteKey { report.finiteKey = f }
         inFlight.removeAll()
         wallBeforeSession += Double(now.nanoseconds(since: paceStart)) / 1e9
         sender = nil
@@ -140,6 +151,10 @@ public struct QuantumLinkEngine: Sendable {
     public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant, pool: inout KeyPool) -> [Effect] {
         guard Self.touchesPool(kind) else { return received(kind, payload, at: now) }
         guard active else { return [] }
+        // The peer is working through the rounds (one link's messages arrive in order): the
+        // timeout counts from the last distillation message, not from when a round opened, so a
+        // multi-Mbit block on a loaded machine is not abandoned while it progresses.
+        for block in distilling.keys { distilling[block] = now }
         return translate(distiller!.received(kind, payload, pool: &pool))
     }
 
@@ -261,6 +276,7 @@ public struct QuantumLinkEngine: Sendable {
             r.distillationMessagesRejected = d.messagesRejected
             r.finalBitsTotal = d.finalBits
             r.lastKeyBlock = d.lastKeyBlock
+            if let f = d.lastFiniteKey { r.finiteKey = f }
         }
         return r
     }

@@ -4,6 +4,7 @@ import QKDLink
 import QKDPostProcessing
 import QKDStore
 import QKDTopology
+import QKDTransport
 import Foundation
 import Synchronization
 
@@ -44,10 +45,45 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// a key handed out is durable at both ends).
     private let onStoreFailure: @Sendable (StoreError) -> Void
 
-    /// Loads every link's pool from `store` (a link seen for the first time starts with its
-    /// pre-shared keys, written in the same transaction that marks it created).
-    public init(node: NodeID, topology: Topology, store: KeyStore?,
+    /// Each link's bootstrap secret (`LinkBootstrap`): its transcript-hash key is read by the
+    /// quantum layer at every session.
+    public let bootstraps: [String: LinkBootstrap]
+
+    /// Each link's transcript-hash key, from its bootstrap.
+    public var authenticationKeys: [String: UInt64] { bootstraps.mapValues(\.authenticationKey) }
+
+    /// The bootstrap secrets of `node`'s links: derived from the seed in a reproducible run,
+    /// read from the files `qkdctl up` installed (`layout.bootstrapPath`) in a secret one.
+    public static func bootstraps(node: NodeID, topology: Topology, layout: RunLayout?) throws(StoreError) -> [String: LinkBootstrap] {
+        var out: [String: LinkBootstrap] = [:]
+        for link in topology.links(of: node) {
+            let configuration = link.distillation
+            let b: LinkBootstrap
+            if topology.secrecy == .reproducible {
+                b = .derived(linkSeeds: SeedTree(root: topology.seed).child("link/\(link.name)"), keyBits: configuration.keyBits,
+                             count: configuration.preSharedKeys)
+            } else {
+                guard let layout else {
+                    throw StoreError(.wrongKey, "link \(link.name): a secret run needs the bootstrap secrets 'qkdctl up' installs")
+                }
+                let path = layout.bootstrapPath(node, link: link.name)
+                b = try BootstrapFile.read(path: path)
+                guard b.keys.allSatisfy({ $0.bits.count == configuration.keyBits }) else {
+                    throw StoreError(.corrupt, "\(path): pre-shared keys are not \(configuration.keyBits) bits")
+                }
+            }
+            out[link.name] = b
+        }
+        return out
+    }
+
+    /// Loads every link's pool from `store` (a link seen for the first time starts with the
+    /// pre-shared keys of its bootstrap, written in the same transaction that marks it created).
+    /// `bootstraps` nil: derived from the seed (a reproducible topology only).
+    public init(node: NodeID, topology: Topology, store: KeyStore?, bootstraps given: [String: LinkBootstrap]? = nil,
                 onStoreFailure: @escaping @Sendable (StoreError) -> Void = { fatalError("\($0)") }) throws(StoreError) {
+        let bootstraps: [String: LinkBootstrap]
+        if let given { bootstraps = given } else { bootstraps = try NodePools.bootstraps(node: node, topology: topology, layout: nil) }
         var pools: [String: KeyPool] = [:]
         let t0 = ContinuousClock.now
         let stored = try store?.loadAll() ?? [:]
@@ -59,9 +95,9 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
                 pools[link.name] = KeyPool(configuration: configuration, restoring: stored[link.name] ?? [])
             } else {
                 var pool = KeyPool(configuration: configuration)
-                let seeds = SeedTree(root: topology.seed).child("link/\(link.name)")
+                guard let bootstrap = bootstraps[link.name] else { throw StoreError(.wrongKey, "link \(link.name): no bootstrap secret") }
                 do {
-                    try pool.deposit(KeyDistiller.preSharedKeys(linkSeeds: seeds, configuration: link.distillation), pending: false)
+                    try pool.deposit(bootstrap.keys, pending: false)
                 } catch {
                     throw StoreError(.io, "link \(link.name): pre-shared keys refused: \(error)")
                 }
@@ -70,6 +106,7 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
                 pools[link.name] = pool
             }
         }
+        self.bootstraps = bootstraps
         starts = store?.starts ?? 1
         storePath = store?.path
         self.onStoreFailure = onStoreFailure

@@ -53,7 +53,8 @@ public final class NodeRuntime {
         case .off: worker = nil
         case .worker: worker = QuantumWorker(node: node, topology: topology, clock: clock, waker: transport.makeWaker(), pools: pools)
         case .inline(let engine):
-            worker = InlineQuantumLayer(layer: QuantumLayer(node: node, topology: topology, epoch: pools.starts, now: clock.now(), engine: engine),
+            worker = InlineQuantumLayer(layer: QuantumLayer(node: node, topology: topology, epoch: pools.starts, now: clock.now(),
+                                                                  authenticationKeys: pools.authenticationKeys, engine: engine),
                                         pools: pools, clock: clock, waker: transport.makeWaker())
         }
         self.core = core

@@ -37,7 +37,8 @@ public final class QuantumWorker: @unchecked Sendable {
         self.waker = waker
         self.clock = clock
         self.pools = pools
-        let layer = QuantumLayer(node: node, topology: topology, epoch: pools.starts, now: clock.now())
+        let layer = QuantumLayer(node: node, topology: topology, epoch: pools.starts, now: clock.now(),
+                                 authenticationKeys: pools.authenticationKeys)
         reports.withLock { $0 = layer.reports }
         let thread = Thread { [self] in
             _ = qkd_unpin_thread()

@@ -20,12 +20,17 @@ public enum Lim2014 {
         public var probabilities: [Double]
         public var epsSec: Double
         public var epsCor: Double
+        /// false: the asymptotic version of the same bounds (no Hoeffding deviation, no
+        /// sampling term, no ε terms), for `finite_key: asymptotic`.
+        public var finiteSize: Bool
 
-        public init(intensities: [Double], probabilities: [Double], epsSec: Double = 1e-10, epsCor: Double = 1e-15) {
+        public init(intensities: [Double], probabilities: [Double], epsSec: Double = 1e-10, epsCor: Double = 1e-15,
+                    finiteSize: Bool = true) {
             self.intensities = intensities
             self.probabilities = probabilities
             self.epsSec = epsSec
             self.epsCor = epsCor
+            self.finiteSize = finiteSize
         }
 
         /// Why these parameters are outside the paper's protocol (nil when they are inside).
@@ -88,7 +93,7 @@ public enum Lim2014 {
     /// counts `n` per intensity: n^±_k = (e^k / p_k) [n_k ± sqrt((N/2) ln(21/ε_sec))], N = Σ n_k
     /// (Lim et al. 2014, Eq. (2) and appendix).
     public static func hoeffding(_ n: [Double], _ p: Parameters) -> (lower: [Double], upper: [Double]) {
-        let delta = (n.reduce(0, +) / 2 * log(21 / p.epsSec)).squareRoot()
+        let delta = p.finiteSize ? (n.reduce(0, +) / 2 * log(21 / p.epsSec)).squareRoot() : 0
         let scale = zip(p.intensities, p.probabilities).map { k, pk in exp(k) / pk }
         return (zip(n, scale).map { max(0, $0 - delta) * $1 }, zip(n, scale).map { ($0 + delta) * $1 })
     }
@@ -127,9 +132,10 @@ public enum Lim2014 {
         var phi = 0.5
         if z.s1 > 0, x.s1 > 0 {
             let ratio = min(0.5, vZ1 / z.s1)
-            phi = min(0.5, ratio + gamma(p.epsSec, ratio, z.s1, x.s1))
+            phi = min(0.5, ratio + (p.finiteSize ? gamma(p.epsSec, ratio, z.s1, x.s1) : 0))
         }
-        let bits = x.s0 + x.s1 * (1 - binaryEntropy(phi)) - c.leakEC - 6 * log2(21 / p.epsSec) - log2(2 / p.epsCor)
+        let epsilonTerms = p.finiteSize ? 6 * log2(21 / p.epsSec) + log2(2 / p.epsCor) : 0
+        let bits = x.s0 + x.s1 * (1 - binaryEntropy(phi)) - c.leakEC - epsilonTerms
         return Result(sX0: x.s0, sX1: x.s1, sZ0: z.s0, sZ1: z.s1, vZ1: vZ1, phiX: phi, unclampedBits: bits,
                       keyBits: bits > 0 ? Int(bits.rounded(.down)) : 0)
     }

@@ -23,7 +23,8 @@ public struct BB84Receiver: Sendable {
         self.configuration = configuration
         self.authenticationKey = authenticationKey
         detector = ThresholdDetector(misalignment: misalignment, darkCountProbability: darkCountProbability,
-                                     bases: PulseHash(seed: seeds.seed(for: "bob/bases")), rng: seeds.stream("bob/detector"))
+                                     bases: PulseHash(seed: seeds.seed(for: "bob/bases")), rng: seeds.stream("bob/detector"),
+                                     xProbability: configuration.source.xProbability)
         block = BlockAccumulator(index: 0, authenticationKey: authenticationKey)
     }
 
@@ -63,12 +64,12 @@ public struct BB84Receiver: Sendable {
         }
         block.add(frameCounts: reply.classCounts)
         for i in 0..<detections.count {
-            block.click(class: reply.classes[i], matched: reply.matches[i] == 1, bit: detections.bits[i])
+            block.click(class: reply.classes[i], matched: reply.matches[i] == 1, basis: detections.bases[i], bit: detections.bits[i])
         }
         block.transcript.update(SiftAnnouncement(frameIndex: reply.frameIndex, offsets: detections.offsets, bases: detections.bases).encoded())
         block.transcript.update(reply.encoded())
         guard reply.closesBlock else { return nil }
-        let revealed = block.revealed(seed: reply.sampleSeed, fraction: configuration.sampleFraction)
+        let revealed = block.revealed()
         var bits: [UInt8] = []
         for i in revealed.indices where revealed[i] { bits.append(block.bits[i]) }
         let reveal = EstimationReveal(blockIndex: block.index, bits: bits)

@@ -8,24 +8,28 @@ import QKDWire
 public struct BB84Sender: Sendable {
     public private(set) var configuration: BB84Configuration
     private var source: WeakCoherentSource
-    private var sampleSeeds: Xoshiro256
+    /// For clicks on pulses that were no entry of their frame (`EmissionRecord.pulses(at:)`).
+    private var spareValues: SecretRandom
     public private(set) var nextFrameIndex: UInt64 = 0
     private var nextPulse: UInt64 = 0
     private var pending: [UInt64: EmissionRecord] = [:]
     private var block: BlockAccumulator
-    private var closing: [UInt64: (BlockAccumulator, UInt64)] = [:]
+    private var closing: [UInt64: BlockAccumulator] = [:]
     /// Frames dropped because no sifting answer came in time.
     public private(set) var framesExpired = 0
     let authenticationKey: UInt64
 
-    /// `seeds` is this link's seed tree; Alice's streams are `alice/*`. `authenticationKey` is
-    /// the link's secret key of the transcript hash (both ends use the same).
-    public init(configuration: BB84Configuration, seeds: SeedTree, authenticationKey: UInt64 = 1) {
+    /// `seeds` is this link's seed tree; Alice's streams are `alice/*` (physics always; her bit
+    /// values too when `secrecy` is reproducible, the OS CSPRNG
+    /// otherwise). `authenticationKey` is the link's secret key of the transcript hash (both
+    /// ends use the same).
+    public init(configuration: BB84Configuration, seeds: SeedTree, secrecy: Secrecy, authenticationKey: UInt64 = 1) {
         self.configuration = configuration
         self.authenticationKey = authenticationKey
         source = WeakCoherentSource(settings: configuration.source, choices: PulseHash(seed: seeds.seed(for: "alice/choices")),
-                                    rng: seeds.stream("alice/source"))
-        sampleSeeds = seeds.stream("alice/sample")
+                                    rng: seeds.stream("alice/source"),
+                                    values: .make(secrecy, seeds: seeds, label: "alice/values"))
+        spareValues = .make(secrecy, seeds: seeds, label: "alice/spare-values")
         block = BlockAccumulator(index: 0, authenticationKey: authenticationKey)
     }
 
@@ -36,14 +40,15 @@ public struct BB84Sender: Sendable {
 
     /// Changes the block threshold from the next sifting answer on (both ends follow Alice's
     /// block flags, so only Alice needs it).
-    public mutating func overrideBlockSize(_ bits: Int) { configuration.blockSiftedSignalBits = bits }
+    public mutating func overrideBlockSize(_ bits: Int) { configuration.blockKeyBits = bits }
 
     /// Emits the next frame into a channel of transmittance `t` (to the end of the first
     /// segment: Bob's detectors, or an interposer).
     public mutating func nextFrame(transmittance t: Double, pulses: UInt32? = nil) -> QuantumFrame {
         let index = nextFrameIndex
         let count = pulses ?? configuration.pulsesPerFrame
-        let (arrivals, record) = source.emit(frameStart: nextPulse, pulses: count, transmittance: t)
+        let (arrivals, record) = source.emit(frameStart: nextPulse, pulses: count, transmittance: t,
+                                             darkCountProbability: configuration.darkCountProbability)
         pending[index] = record
         if pending.count > configuration.maxPendingFrames, let oldest = pending.keys.min() {
             pending[oldest] = nil
@@ -72,29 +77,24 @@ public struct BB84Sender: Sendable {
             previous = Int64(o)
         }
         guard a.bases.allSatisfy({ $0 <= 1 }) else { throw ProtocolError(.invalidValue, "frame \(a.frameIndex): basis other than 0 or 1") }
-        let mine = record.pulses(at: a.offsets)
+        let mine = record.pulses(at: a.offsets, secrets: &spareValues)
         var matches = [UInt8](repeating: 0, count: a.offsets.count)
         block.add(frameCounts: record.classCounts)
         for i in a.offsets.indices {
             let matched = mine.bases[i] == a.bases[i]
             matches[i] = matched ? 1 : 0
-            block.click(class: mine.classes[i], matched: matched, bit: mine.values[i])
+            block.click(class: mine.classes[i], matched: matched, basis: mine.bases[i], bit: mine.values[i])
         }
-        var closes = false
-        var seed: UInt64 = 0
-        if block.siftedSignal >= configuration.blockSiftedSignalBits {
-            closes = true
-            seed = sampleSeeds.next()
-        }
+        let closes = block.keyBits >= configuration.blockKeyBits
         let reply = SiftReply(frameIndex: a.frameIndex, blockIndex: block.index, matches: matches, classes: mine.classes, classCounts: record.classCounts,
-                              closesBlock: closes, sampleSeed: seed)
+                              closesBlock: closes)
         block.transcript.update(a.encoded())
         block.transcript.update(reply.encoded())
         if closes {
             // A block whose reveal never comes (lost, or refused as altered) is given up after
             // `closingHorizon` more blocks.
             closing = closing.filter { $0.key + BB84Configuration.closingHorizon > block.index }
-            closing[block.index] = (block, seed)
+            closing[block.index] = block
             block = BlockAccumulator(index: block.index + 1, authenticationKey: authenticationKey)
         }
         return reply
@@ -103,10 +103,10 @@ public struct BB84Sender: Sendable {
     /// Compares Bob's revealed bits with Alice's, finishes the block, and returns the result
     /// for Bob with Alice's sifted block (sampled bits removed).
     public mutating func received(_ r: EstimationReveal) throws(ProtocolError) -> (EstimationResult, SiftedBlock) {
-        guard let (acc, seed) = closing.removeValue(forKey: r.blockIndex) else {
+        guard let acc = closing.removeValue(forKey: r.blockIndex) else {
             throw ProtocolError(.unknownRound, "estimation reveal for block \(r.blockIndex), which is not closing")
         }
-        let revealed = acc.revealed(seed: seed, fraction: configuration.sampleFraction)
+        let revealed = acc.revealed()
         let expected = revealed.reduce(0) { $0 + ($1 ? 1 : 0) }
         guard r.bits.count == expected else {
             throw ProtocolError(.lengthMismatch, "block \(r.blockIndex): \(r.bits.count) revealed bits, expected \(expected)")

@@ -3,19 +3,22 @@ import QKDKeyPool
 import QKDWire
 
 /// Both ends of one link's distillation in one process (simulation, tests, benchmarks): each
-/// end's distiller and key pool, the pools starting from the link's pre-shared keys, messages
-/// delivered directly through their wire encodings.
+/// end's distiller and key pool, the pools starting from the link's bootstrap (derived from the
+/// seed tree unless one is given), messages delivered directly through their wire encodings.
 public struct DistillationPair: Sendable {
     public var alice: KeyDistiller
     public var bob: KeyDistiller
     public var alicePool: KeyPool
     public var bobPool: KeyPool
 
-    public init(configuration: DistillerConfiguration, linkSeeds: SeedTree, session: UInt64,
-                pool: KeyPool.Configuration = .init(maxKeyCount: 1 << 40)) {
-        alice = KeyDistiller(role: .alice, configuration: configuration, linkSeeds: linkSeeds, session: session)
-        bob = KeyDistiller(role: .bob, configuration: configuration, linkSeeds: linkSeeds, session: session)
-        let psk = KeyDistiller.preSharedKeys(linkSeeds: linkSeeds, configuration: configuration)
+    public init(configuration: DistillerConfiguration, linkSeeds: SeedTree, session: UInt64, secrecy: Secrecy,
+                bootstrap: LinkBootstrap? = nil, pool: KeyPool.Configuration = .init(maxKeyCount: 1 << 40)) {
+        let bootstrap = bootstrap ?? .derived(linkSeeds: linkSeeds, keyBits: configuration.keyBits, count: configuration.preSharedKeys)
+        alice = KeyDistiller(role: .alice, configuration: configuration, linkSeeds: linkSeeds, session: session,
+                             authenticationKey: bootstrap.authenticationKey, secrecy: secrecy)
+        bob = KeyDistiller(role: .bob, configuration: configuration, linkSeeds: linkSeeds, session: session,
+                           authenticationKey: bootstrap.authenticationKey, secrecy: secrecy)
+        let psk = bootstrap.keys
         var a = KeyPool(configuration: pool)
         try! a.deposit(psk, pending: false)  // fresh pool, distinct IDs: cannot fail
         a.synchronise(peerHolds: Set(psk.map(\.id)))

@@ -9,23 +9,63 @@ import Glibc
 /// Settings of key distillation.
 public struct DistillerConfiguration: Sendable, Equatable {
     /// Bits per key deposited in the pool.
-    public var keyBits: Int = 256
-    /// Bits subtracted from every privacy-amplified block beyond the estimated leakage:
-    /// 2 log2(1/ε_PA) for ε_PA = 2^-32 per block by default (leftover hash lemma), plus slack.
+    public var keyBits: Int = LinkBootstrap.keyBits
+    /// Bits subtracted from every privacy-amplified block beyond the estimated leakage by the
+    /// asymptotic GLLP formula of a link without decoys (`.gllpWithoutDecoys`):
+    /// 2 log2(1/ε_PA) for ε_PA = 2^-32 per block, plus slack.
     public var securityMarginBits: Int = 128
     /// Keys of the emulated pre-shared secret a new link starts with (its first authentication
     /// pads, `keyBits` each).
-    public var preSharedKeys: Int = 256
+    public var preSharedKeys: Int = LinkBootstrap.keyCount
     public var source: SourceSettings
     public var ecEfficiency: Double
     public var standardDeviations: Double = 5
     /// A block whose measured QBER (signal pulses) is above this yields no key and marks the
     /// link compromised: 11 %, the one-way BB84 limit (Shor, Preskill, PRL 85, 441, 2000).
     public var abortQBER: Double = 0.11
+    /// How a block's final length is bounded.
+    public var bound: LengthBound
 
+    /// The key-length bound of privacy amplification.
+    public enum LengthBound: Sendable, Equatable {
+        /// Lim et al. (2014), composable, with its ε_sec and ε_cor (`finiteSize` true).
+        case lim2014(Lim2014.Parameters)
+        /// The same decoy bounds without finite-size terms (`finiteSize` false): asymptotic.
+        case asymptotic(Lim2014.Parameters)
+        /// A link without decoys: GLLP's asymptotic formula with fluctuation bounds and a fixed
+        /// margin (`finalLength`).
+        case gllpWithoutDecoys
+
+        /// "lim2014", "asymptotic" or "gllp-asymptotic".
+        public var name: String {
+            switch self {
+            case .lim2014: "lim2014"
+            case .asymptotic: "asymptotic"
+            case .gllpWithoutDecoys: "gllp-asymptotic"
+            }
+        }
+    }
+
+    /// The same settings with the asymptotic version of the decoy bound (no finite-size terms,
+    /// no ε): blocks far smaller than Lim et al.'s bound needs yield key. For tests of the
+    /// mechanics and for `finite_key: asymptotic`.
+    public func withAsymptoticBound() -> DistillerConfiguration {
+        var c = self
+        if case .lim2014(var p) = bound {
+            p.finiteSize = false
+            c.bound = .asymptotic(p)
+        }
+        return c
+    }
+
+    /// Lim et al. (2014) with the default ε_sec = 1e-10, ε_cor = 1e-15 when the source sends
+    /// decoys; GLLP without decoys otherwise.
     public init(source: SourceSettings, ecEfficiency: Double) {
         self.source = source
         self.ecEfficiency = ecEfficiency
+        bound = source.decoyStates
+            ? .lim2014(Lim2014.Parameters(intensities: source.intensities, probabilities: source.probabilities))
+            : .gllpWithoutDecoys
     }
 }
 
@@ -39,17 +79,17 @@ public struct DistilledKey: Sendable, CustomStringConvertible {
 }
 
 /// One end's key distillation for one link, as a pure instance: for every sifted block,
-/// Cascade (Bob asks, Alice answers), verification by a universal hash, Wegman–Carter
-/// authentication of the round's transcript (estimation, every Cascade message, the
-/// verification), and Toeplitz privacy amplification to the length GLLP allows.
+/// Cascade (Bob asks, Alice answers), verification by two independent universal hashes,
+/// Wegman–Carter authentication of the round's transcript (estimation, every Cascade message,
+/// the verification and the seeds), and Toeplitz privacy amplification to the length the
+/// configured bound allows.
 ///
-/// Final length (per block of n sifted signal bits, GLLP with the block's decoy bounds and
-/// the bits actually disclosed): m = ⌊n (Q1_L/Q_μ)(1 − H2(e1_U)) − leak_EC − leak_verify −
-/// margin⌋, where Q1_L/Q_μ lower-bounds the single-photon fraction of the sifted signal bits
-/// (Gottesman, Lo, Lütkenhaus, Preskill 2004; Lo, Ma, Chen 2005) and the estimates use
-/// statistical-fluctuation bounds. This is the asymptotic key rate with finite-statistics
-/// bounds on the estimates and a fixed privacy-amplification margin, not a full composable
-/// finite-key analysis (docs/physics.md).
+/// Final length, per block of n sifted key-basis bits: with decoys, ℓ of Lim, Curty, Walenta,
+/// Xu, Zbinden, PRA 89, 022307 (2014), Eq. (1), from the block's X and Z counts per intensity
+/// and λ_EC = the bits Cascade revealed plus the verification bits beyond log2(2/ε_cor)
+/// (`Lim2014.keyLength`; asymptotic: the same without finite-size terms). Without decoys,
+/// GLLP's m = ⌊n (Q1_L/Q_μ)(1 − H2(e1_U)) − leak_EC − leak_verify − margin⌋ (Gottesman, Lo,
+/// Lütkenhaus, Preskill 2004), an asymptotic formula (docs/physics.md).
 public struct KeyDistiller: Sendable {
     public enum Role: Sendable { case alice, bob }
 
@@ -89,6 +129,8 @@ public struct KeyDistiller: Sendable {
         /// Rounds whose authentication key was missing from the pool (tagging end: none left;
         /// verifying end: the named key is not held here).
         public var authenticationKeysMissing: UInt64 = 0
+        /// The counts and bound of the newest block distilled here.
+        public var lastFiniteKey: FiniteKeyReport?
         public var ecEfficiency: Double? { shannonBits > 0 ? Double(leakedBits) / shannonBits : nil }
     }
 
@@ -111,10 +153,9 @@ public struct KeyDistiller: Sendable {
     public let configuration: DistillerConfiguration
     let seeds: SeedTree
     let authenticationKey: UInt64
-
-    /// The link's long-term authentication key K, from its seed tree (the emulated
-    /// pre-shared secret); the BB84 instances hash their messages under the same K.
-    public static func authenticationKey(linkSeeds: SeedTree) -> UInt64 { linkSeeds.seed(for: "auth-key") }
+    /// Where the verification, privacy-amplification and key-ID seeds come from (Bob draws
+    /// them once Cascade is over): the OS CSPRNG unless the run is reproducible.
+    private var secrets: SecretRandom
     private var permutations: CascadePermutations
     private var rounds: [UInt64: Round] = [:]
     /// Rounds whose keys are stored as pending in the pool: they become available only once
@@ -135,25 +176,18 @@ public struct KeyDistiller: Sendable {
     public var unfinishedRounds: Int { rounds.count }
     public private(set) var counters = Counters()
 
-    /// `linkSeeds` is the link's seed tree (the same at both ends); `session` separates
-    /// sessions so that a restarted link never reuses permutations or key IDs.
-    public init(role: Role, configuration: DistillerConfiguration, linkSeeds: SeedTree, session: UInt64) {
+    /// `linkSeeds` is the link's seed tree (the same at both ends: Cascade's permutations,
+    /// which are public, come from it); `session` separates sessions so that a restarted link
+    /// never reuses permutations. `authenticationKey` is the link's long-term transcript-hash
+    /// key (`LinkBootstrap`); `secrecy` says where this end's secret draws come from.
+    public init(role: Role, configuration: DistillerConfiguration, linkSeeds: SeedTree, session: UInt64,
+                authenticationKey: UInt64, secrecy: Secrecy) {
         self.role = role
         self.configuration = configuration
         seeds = linkSeeds.child("distill/\(session)")
-        authenticationKey = KeyDistiller.authenticationKey(linkSeeds: linkSeeds)
+        self.authenticationKey = authenticationKey
+        secrets = .make(secrecy, seeds: seeds, label: role == .alice ? "alice/secrets" : "bob/secrets")
         permutations = CascadePermutations(seeds: linkSeeds.child("cascade"))
-    }
-
-    /// The emulated pre-shared secret of a new link, as keys for its pool (the same at both
-    /// ends): the first Wegman–Carter pads, until distilled key replaces them.
-    public static func preSharedKeys(linkSeeds: SeedTree, configuration: DistillerConfiguration) -> [(id: KeyID, bits: BitVector)] {
-        var stream = linkSeeds.stream("psk")
-        let words = (configuration.keyBits + 63) / 64
-        return (0..<configuration.preSharedKeys).map { _ in
-            let id = KeyID(randomHigh: stream.next(), randomLow: stream.next())
-            return (id, BitVector(words: (0..<words).map { _ in stream.next() }, count: configuration.keyBits))
-        }
     }
 
     /// Why a block's estimates forbid any key, or nil when they allow distillation: the
@@ -170,6 +204,35 @@ public struct KeyDistiller: Sendable {
         }
         if e.decoyStates && (e.y1Lower <= 0 || e.e1Upper >= 0.5) {
             return "decoy analysis certifies no single-photon key (Y1_L \(e.y1Lower), e1_U \(e.e1Upper))"
+        }
+        return nil
+    }
+
+    /// Why a block's counts forbid any key, for a decoy-state link (efficient BB84): the
+    /// signal pulses' Z-basis QBER is above `configuration.abortQBER`, or the decoy bounds on
+    /// the measured counts, without finite-size terms (Lim et al. 2014, Eqs. 2–5 with δ = 0),
+    /// certify no single-photon events in X (s_X,1 ≤ 0) or a phase error of 1/2 or more. A
+    /// photon-number-splitting attack that blocks single photons keeps the QBER low and drives
+    /// s_X,1 to zero; intercept-resend raises the QBER. The finite-size terms decide how much key
+    /// a clean block yields, not whether the link is under attack. Nil for a link without decoys
+    /// (`abortReason(_:qberThreshold:)` applies).
+    public static func abortReason(_ s: BlockStatistics, configuration: DistillerConfiguration) -> String? {
+        let p: Lim2014.Parameters
+        switch configuration.bound {
+        case .lim2014(let q), .asymptotic(let q): p = q
+        case .gllpWithoutDecoys: return nil
+        }
+        let qber = s.errorRate(.signal)
+        if qber > configuration.abortQBER {
+            return "QBER \(KeyDistiller.percent(qber)) is above the abort threshold \(KeyDistiller.percent(configuration.abortQBER))"
+        }
+        var asymptotic = p
+        asymptotic.finiteSize = false
+        let nX = (0..<3).map { Double(s.sifted[$0] - s.revealed[$0]) }
+        let r = Lim2014.keyLength(Lim2014.Counts(nX: nX, nZ: s.revealed.map { Double($0) }, mZ: s.errors.map { Double($0) }, leakEC: 0),
+                                  asymptotic)
+        if r.sX1 <= 0 || r.sZ1 <= 0 || r.vZ1 / r.sZ1 >= 0.5 {
+            return "decoy analysis certifies no single-photon key (s_X,1 \(r.sX1), s_Z,1 \(r.sZ1), v_Z,1 \(r.vZ1))"
         }
         return nil
     }
@@ -200,7 +263,10 @@ public struct KeyDistiller: Sendable {
     public mutating func sifted(_ block: SiftedBlock) -> [Output] {
         let estimates = block.statistics.estimates(source: configuration.source, ecEfficiency: configuration.ecEfficiency,
                                                    standardDeviations: configuration.standardDeviations)
-        if let reason = KeyDistiller.abortReason(estimates, qberThreshold: configuration.abortQBER) {
+        let reason = configuration.bound == .gllpWithoutDecoys
+            ? KeyDistiller.abortReason(estimates, qberThreshold: configuration.abortQBER)
+            : KeyDistiller.abortReason(block.statistics, configuration: configuration)
+        if let reason {
             counters.roundsAborted += 1
             return [.estimated(block: block.index, abortReason: reason)]
         }
@@ -289,13 +355,25 @@ public struct KeyDistiller: Sendable {
             return [.log("no authentication key left in the pool: block discarded", ["block": "\(reply.block)"])]
         }
         let (pad1, pad2) = KeyDistiller.pads(padBits)
-        let hash = PolynomialHash.hash(bob.key, key: seeds.seed(for: "verify/\(reply.block)"))
+        // The seeds of verification, privacy amplification and key IDs, drawn now (after the
+        // quantum phase) from secret randomness, and sent under the tag.
+        let verificationKey = secrets.next(), verificationKey2 = secrets.next()
+        let hash = PolynomialHash.hash(bob.key, key: verificationKey), hash2 = PolynomialHash.hash(bob.key, key: verificationKey2)
+        let n = round.block.key.count
+        let m = finalLength(round, leaked: bob.leakedBits).bits
+        let seedBits = m > 0 ? n + m - 1 : 0
+        var seed = secrets.words((seedBits + 63) / 64)
+        if seedBits % 64 != 0 { seed[seed.count - 1] &= (1 << UInt64(seedBits % 64)) - 1 }
+        let keyIDSeed = secrets.next()
         let acks = toAnnounce
         toAnnounce = []
         var t = round.transcript
         KeyDistiller.absorb(&t, hash: hash, list: acks)
-        let done = ReconciliationDone(block: reply.block, verificationHash: hash, authenticationKey: authKey,
-                                      acknowledged: acks, tag: WegmanCarter.tag(t.finalize(), pad: pad1))
+        var done = ReconciliationDone(block: reply.block, verificationHash: hash, verificationHash2: hash2,
+                                      verificationKey: verificationKey, verificationKey2: verificationKey2, authenticationKey: authKey, acknowledged: acks, keyIDSeed: keyIDSeed,
+                                      privacySeedBits: UInt32(seedBits), privacySeed: seed, tag: 0)
+        KeyDistiller.absorbSeeds(&t, done)
+        done.tag = WegmanCarter.tag(t.finalize(), pad: pad1)
         round.transcript = t
         round.done = done
         round.pads = (pad1, pad2)
@@ -325,6 +403,7 @@ public struct KeyDistiller: Sendable {
         let (pad1, pad2) = KeyDistiller.pads(padBits)
         var t = round.transcript
         KeyDistiller.absorb(&t, hash: done.verificationHash, list: done.acknowledged)
+        KeyDistiller.absorbSeeds(&t, done)
         let tagValid = WegmanCarter.tag(t.finalize(), pad: pad1) == done.tag
         var out: [Output] = []
         if tagValid {
@@ -332,8 +411,10 @@ public struct KeyDistiller: Sendable {
             for a in done.acknowledged { out += commit(a, pool: &pool) }
             toAnnounce += done.acknowledged
         }
-        let mine = PolynomialHash.hash(round.block.key.bits, key: seeds.seed(for: "verify/\(done.block)"))
-        let hashesEqual = mine == done.verificationHash
+        let hashesEqual = PolynomialHash.hash(round.block.key.bits, key: done.verificationKey) == done.verificationHash
+            && PolynomialHash.hash(round.block.key.bits, key: done.verificationKey2) == done.verificationHash2
+        let expectedBits = finalLength(round, leaked: alice.leakedBits).bits
+        let seedFits = Int(done.privacySeedBits) == (expectedBits > 0 ? round.block.key.count + expectedBits - 1 : 0)
         var finalBits = 0
         if !tagValid {
             counters.blocksFailedAuthentication += 1
@@ -341,10 +422,14 @@ public struct KeyDistiller: Sendable {
         } else if !hashesEqual {
             counters.blocksFailedVerification += 1
             out.append(.log("verification failed: block discarded", ["block": "\(done.block)"]))
+        } else if !seedFits {
+            counters.blocksFailedVerification += 1
+            out.append(.log("privacy-amplification seed does not fit the final length: block discarded",
+                            ["block": "\(done.block)", "seed_bits": "\(done.privacySeedBits)", "final_bits": "\(expectedBits)"]))
         } else {
-            finalBits = finalLength(round, leaked: alice.leakedBits)
+            finalBits = expectedBits
         }
-        let accepted = tagValid && hashesEqual
+        let accepted = tagValid && hashesEqual && seedFits
         let confirmations = tagValid ? toAnnounce : []
         if tagValid { toAnnounce = [] }
         t.update(bits: accepted ? 1 : 0, count: 1)
@@ -355,13 +440,14 @@ public struct KeyDistiller: Sendable {
         out.insert(.send(.reconciliationResult, result.encoded()), at: 0)
         if accepted {
             round.transcript = t
-            out += deposit(round, leaked: alice.leakedBits, finalBits: finalBits, corrected: round.block.key.bits, pool: &pool)
+            out += deposit(round, leaked: alice.leakedBits, finalBits: finalBits, corrected: round.block.key.bits, seeds: done, pool: &pool)
         }
         return out
     }
 
     private mutating func bobFinish(_ result: ReconciliationResult, pool: inout KeyPool) throws -> [Output] {
-        guard let round = rounds.removeValue(forKey: result.block), let corrected = round.corrected, let (_, pad2) = round.pads else {
+        guard let round = rounds.removeValue(forKey: result.block), let corrected = round.corrected, let (_, pad2) = round.pads,
+              let done = round.done else {
             throw ProtocolError(.unknownRound, "reconciliation result for block \(result.block), which is not waiting")
         }
         abandonStale(finished: result.block)
@@ -381,13 +467,13 @@ public struct KeyDistiller: Sendable {
             return out + [.log("peer rejected the block", ["block": "\(result.block)"])]
         }
         // Bob computes the same length; a disagreement means the peer is not following the protocol.
-        let expected = finalLength(round, leaked: round.leaked)
+        let expected = finalLength(round, leaked: round.leaked).bits
         guard expected == Int(result.finalBits) else {
             counters.blocksFailedVerification += 1
             return out + [.log("final length disagrees: block discarded", ["block": "\(result.block)"])]
         }
         toAnnounce.append(result.block)
-        return out + deposit(round, leaked: round.leaked, finalBits: expected, corrected: corrected, pool: &pool)
+        return out + deposit(round, leaked: round.leaked, finalBits: expected, corrected: corrected, seeds: done, pool: &pool)
     }
 
     /// Folds a verification hash and a list of block numbers into a transcript.
@@ -398,6 +484,22 @@ public struct KeyDistiller: Sendable {
         }
         t.update(bits: UInt64(list.count), count: 32)
         for v in list {
+            t.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56)
+            t.update(bits: v >> 56, count: 8)
+        }
+    }
+
+    /// Folds the seeds a `Done` carries into a transcript: the verification key, the key-ID
+    /// seed and the privacy-amplification seed (its length, then its words).
+    static func absorbSeeds(_ t: inout PolynomialHash, _ done: ReconciliationDone) {
+        t.update(bits: done.verificationHash2 & 0x00FF_FFFF_FFFF_FFFF, count: 56)
+        t.update(bits: done.verificationHash2 >> 56, count: 8)
+        for v in [done.verificationKey, done.verificationKey2, done.keyIDSeed] {
+            t.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56)
+            t.update(bits: v >> 56, count: 8)
+        }
+        t.update(bits: UInt64(done.privacySeedBits), count: 32)
+        for v in done.privacySeed {
             t.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56)
             t.update(bits: v >> 56, count: 8)
         }
@@ -426,17 +528,52 @@ public struct KeyDistiller: Sendable {
         }
     }
 
-    /// m = ⌊n (Q1_L/Q_μ)(1 − H2(e1_U)) − leak_EC − leak_verify − margin⌋ (0 if negative).
-    func finalLength(_ round: Round, leaked: Int) -> Int {
-        let e = round.estimates
-        let n = Double(round.block.key.count)
-        let singlePhotonFraction = e.gainSignal > 0 ? min(1, e.singlePhotonGainLower / e.gainSignal) : 0
-        let secret = n * singlePhotonFraction * (1 - binaryEntropy(min(0.5, e.e1Upper)))
-        let m = secret - Double(leaked) - 64 - Double(configuration.securityMarginBits)
-        return m.isFinite ? max(0, min(round.block.key.count, Int(m.rounded(.down)))) : 0
+    /// Bits the verification publishes: two 64-bit hash values.
+    public static let verificationBits = 128
+
+    /// The length the decoy-state bound of `configuration` allows for a block with these
+    /// statistics whose Cascade revealed `cascadeLeak` bits, and the counts behind it; nil for
+    /// a link without decoys. The verification's bits beyond the log2(2/ε_cor) that Eq. (1)
+    /// already pays count as leak.
+    public static func finiteKey(_ s: BlockStatistics, cascadeLeak: Int, configuration: DistillerConfiguration) -> FiniteKeyReport? {
+        let p: Lim2014.Parameters
+        switch configuration.bound {
+        case .lim2014(let q), .asymptotic(let q): p = q
+        case .gllpWithoutDecoys: return nil
+        }
+        let paid = p.finiteSize ? Int(log2(2 / p.epsCor).rounded(.down)) : 0
+        let leak = UInt64(cascadeLeak + max(0, verificationBits - paid))
+        let nX = (0..<3).map { s.sifted[$0] - s.revealed[$0] }
+        let counts = Lim2014.Counts(nX: nX.map { Double($0) }, nZ: s.revealed.map { Double($0) }, mZ: s.errors.map { Double($0) },
+                                    leakEC: Double(leak))
+        let r = Lim2014.keyLength(counts, p)
+        return FiniteKeyReport(bound: configuration.bound.name, epsSec: p.finiteSize ? p.epsSec : nil, epsCor: p.finiteSize ? p.epsCor : nil,
+                               intensities: p.intensities, probabilities: p.probabilities, pX: configuration.source.xProbability,
+                               nX: nX, nZ: s.revealed, mZ: s.errors, leakECBits: leak, sX0: r.sX0, sX1: r.sX1, phiX: r.phiX,
+                               keyBits: r.keyBits)
     }
 
-    private mutating func deposit(_ round: Round, leaked: Int, finalBits m: Int, corrected: BitVector, pool: inout KeyPool) -> [Output] {
+    /// A block's final length under the configured bound, with the counts behind it (nil for
+    /// GLLP without decoys). `leaked`: the parity bits Cascade revealed.
+    func finalLength(_ round: Round, leaked: Int) -> (bits: Int, report: FiniteKeyReport?) {
+        let n = round.block.key.count
+        switch configuration.bound {
+        case .lim2014, .asymptotic:
+            let report = KeyDistiller.finiteKey(round.block.statistics, cascadeLeak: leaked, configuration: configuration)
+            return (min(n, report?.keyBits ?? 0), report)
+        case .gllpWithoutDecoys:
+            // m = ⌊n (Q1_L/Q_μ)(1 − H2(e1_U)) − leak_EC − leak_verify − margin⌋ (0 if negative).
+            let e = round.estimates
+            let singlePhotonFraction = e.gainSignal > 0 ? min(1, e.singlePhotonGainLower / e.gainSignal) : 0
+            let secret = Double(n) * singlePhotonFraction * (1 - binaryEntropy(min(0.5, e.e1Upper)))
+            let m = secret - Double(leaked) - Double(KeyDistiller.verificationBits) - Double(configuration.securityMarginBits)
+            return (m.isFinite ? max(0, min(n, Int(m.rounded(.down)))) : 0, nil)
+        }
+    }
+
+    /// `seeds`: the round's `Done`, whose privacy-amplification and key-ID seeds both ends use.
+    private mutating func deposit(_ round: Round, leaked: Int, finalBits m: Int, corrected: BitVector, seeds done: ReconciliationDone,
+                                  pool: inout KeyPool) -> [Output] {
         let n = round.block.key.count
         counters.blocksDistilled += 1
         counters.leakedBits += UInt64(leaked)
@@ -444,16 +581,15 @@ public struct KeyDistiller: Sendable {
         // Bob knows the errors he corrected; Alice only the estimate.
         let qber = round.corrected != nil ? Double(round.corrections) / Double(max(1, n)) : round.estimates.qberSignal
         if qber > 0 { counters.shannonBits += Double(n) * binaryEntropy(qber) }
+        counters.lastFiniteKey = finalLength(round, leaked: leaked).report
         guard m > 0 else {
             counters.blocksWithoutKey += 1
             return [.log("block yields no secret key", ["block": "\(round.block.index)"])]
         }
-        var paSeed = seeds.stream("pa/\(round.block.index)")
-        let seedWords = (0..<(n + m - 1 + 63) / 64).map { _ in paSeed.next() }
-        let final = ToeplitzHash.apply(seed: BitVector(words: seedWords, count: n + m - 1), input: corrected, outputBits: m)
+        let final = ToeplitzHash.apply(seed: BitVector(words: done.privacySeed, count: n + m - 1), input: corrected, outputBits: m)
         counters.finalBits += UInt64(m)
         var keys: [(id: KeyID, bits: BitVector)] = []
-        let ids = PulseHash(seed: seeds.seed(for: "key-ids/\(round.block.index)"))
+        let ids = PulseHash(seed: done.keyIDSeed)
         var offset = 0
         var ordinal: UInt64 = 0
         while offset + configuration.keyBits <= final.count {

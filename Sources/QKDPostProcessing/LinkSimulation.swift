@@ -1,20 +1,31 @@
 import QKDCore
+import QKDKeyPool
 import QKDPhysics
 import QKDWire
 
 /// One link run in-process with the same instances and wire codecs the live nodes use:
-/// Alice's sender and Bob's receiver exchange encoded messages directly. Deterministic for a
-/// seed. Used by `qkdctl sim link`, tests and benchmarks.
+/// Alice's sender and Bob's receiver exchange encoded messages directly. Its statistics
+/// (counts, errors, leak, key lengths) are deterministic for a seed; its key bits too when
+/// `secrecy` is reproducible, and fresh from the OS CSPRNG (with a fresh bootstrap) otherwise.
+/// Used by `qkdctl sim link`, tests and benchmarks.
 public struct LinkSimulation: Sendable {
     public let physics: LinkPhysics
     public let configuration: BB84Configuration
     public let seed: UInt64
+    public let secrecy: Secrecy
+    public let bound: DistillerConfiguration.LengthBound?
 
     /// u_α of the statistical-fluctuation bounds in the final estimates.
     public let standardDeviations: Double
 
-    public init(physics: LinkPhysics, configuration: BB84Configuration, seed: UInt64, standardDeviations: Double = 5) {
+    /// `bound`: the distillation's key-length bound (nil: Lim et al. 2014 with the default ε).
+    public init(physics: LinkPhysics, configuration: BB84Configuration, seed: UInt64, secrecy: Secrecy, standardDeviations: Double = 5,
+                bound: DistillerConfiguration.LengthBound? = nil) {
+        self.bound = bound
         self.physics = physics
+        self.secrecy = secrecy
+        var configuration = configuration
+        configuration.darkCountProbability = physics.darkCountProbability
         self.configuration = configuration
         self.seed = seed
         self.standardDeviations = standardDeviations
@@ -33,27 +44,35 @@ public struct LinkSimulation: Sendable {
         /// Distillation at each end (nil when the run did not distil).
         public var aliceDistillation: KeyDistiller.Counters?
         public var bobDistillation: KeyDistiller.Counters?
-        /// Keys deposited at each end, in order (kept only with `keepBlocks`).
+        /// Keys committed at each end, in order.
         public var aliceKeys: [DistilledKey] = []
         public var bobKeys: [DistilledKey] = []
         public var keysMatch = true
+        /// The bound over the whole run taken as one block of `pulses` pulses (its counts, and
+        /// the Cascade leak of every sub-block): what privacy amplification over all of them
+        /// would allow. Nil without decoys.
+        public var wholeRun: FiniteKeyReport?
     }
 
     /// Runs exactly `pulses` pulses (the last frame may be shorter); the last, partial block is closed
     /// at the end so every sifted bit is accounted for. `keepBlocks` keeps the key blocks.
     public func run(pulses: UInt64, keepBlocks: Bool = false, distill: Bool = true) throws -> Outcome {
         let seeds = SeedTree(root: seed).child("sim/link")
-        let authKey = KeyDistiller.authenticationKey(linkSeeds: seeds)
-        var alice = BB84Sender(configuration: configuration, seeds: seeds, authenticationKey: authKey)
+        var distillation = DistillerConfiguration(source: configuration.source, ecEfficiency: physics.ecEfficiency)
+        if let bound { distillation.bound = bound }
+        var bootstrapRandom = SecretRandom.make(secrecy, seeds: seeds, label: "bootstrap")
+        let bootstrap = secrecy == .reproducible
+            ? LinkBootstrap.derived(linkSeeds: seeds, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
+            : LinkBootstrap.random(&bootstrapRandom, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
+        let authKey = bootstrap.authenticationKey
+        var alice = BB84Sender(configuration: configuration, seeds: seeds, secrecy: secrecy, authenticationKey: authKey)
         var bob = BB84Receiver(configuration: configuration, seeds: seeds, misalignment: physics.misalignment,
                                darkCountProbability: physics.darkCountProbability, authenticationKey: authKey)
         let frames = (pulses + UInt64(configuration.pulsesPerFrame) - 1) / UInt64(configuration.pulsesPerFrame)
         var total = BlockStatistics()
         var blocks: [(SiftedBlock, SiftedBlock)] = []
         var keyBits = 0, keyErrors = 0
-        let distillation = DistillerConfiguration(source: configuration.source, ecEfficiency: physics.ecEfficiency)
-        var pair = DistillationPair(configuration: distillation, linkSeeds: seeds, session: 0)
-        var aliceKeys: [DistilledKey] = [], bobKeys: [DistilledKey] = []
+        var pair = DistillationPair(configuration: distillation, linkSeeds: seeds, session: 0, secrecy: secrecy, bootstrap: bootstrap)
         var committedAlice: [DistilledKey] = [], committedBob: [DistilledKey] = []
         for frameNumber in 0..<frames {
             if frameNumber == frames - 1 {
@@ -76,10 +95,6 @@ public struct LinkSimulation: Sendable {
                 // Keys are committed one round later (two-phase): compare what both committed.
                 committedAlice += keys.alice
                 committedBob += keys.bob
-                if keepBlocks {
-                    aliceKeys += keys.alice
-                    bobKeys += keys.bob
-                }
             }
         }
         // Every key either end committed exists, identical, at the other end.
@@ -93,7 +108,9 @@ public struct LinkSimulation: Sendable {
                        blocks: blocks.map { (alice: $0.0, bob: $0.1) },
                        aliceDistillation: distill ? pair.alice.counters : nil,
                        bobDistillation: distill ? pair.bob.counters : nil,
-                       aliceKeys: aliceKeys, bobKeys: bobKeys, keysMatch: keysMatch)
+                       aliceKeys: committedAlice, bobKeys: committedBob, keysMatch: keysMatch,
+                       wholeRun: KeyDistiller.finiteKey(total, cascadeLeak: Int(distill ? pair.alice.counters.leakedBits : 0),
+                                                        configuration: distillation))
     }
 }
 

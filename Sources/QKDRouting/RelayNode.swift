@@ -92,7 +92,8 @@ public struct RelayNode: Sendable {
     private var lastAdvertised: (at: Instant, links: [LinkStateAdvertisement.Entry])?
     private var lastExpiry = Instant(nanoseconds: 0)
     private var lastSynchronised: [Bool] = []
-    private var ids: Xoshiro256
+    /// Key IDs of relays started here: secret randomness (unguessable IDs unless reproducible).
+    private var ids: SecretRandom
     /// Control relays under way: who asked, and when.
     private var waiting: [KeyID: (client: [UInt8], started: Instant)] = [:]
     /// Application requests whose relay is under way, by relay ID, with the attempts made.
@@ -121,7 +122,7 @@ public struct RelayNode: Sendable {
         relay = KeyRelay(node: node, topology: topology, timeoutMs: relayTimeoutMs)
         database = LinkStateDatabase(topology: topology)
         sequence = epoch << 32
-        ids = Xoshiro256(seed: SeedTree(root: topology.seed).seed(for: "relay-ids/\(node)/\(epoch)"))
+        ids = .make(topology.secrecy, seeds: SeedTree(root: topology.seed), label: "relay-ids/\(node)/\(epoch)")
     }
 
     /// Requests whose relay is under way (control and application).

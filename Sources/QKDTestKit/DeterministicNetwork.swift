@@ -11,7 +11,8 @@ import QKDWire
 /// A whole network in one thread: every node's real shell (`NodeRuntime`: the core, the relay
 /// agent, the pools, the quantum layer inline) over the in-memory transport, stepped in turn
 /// on a manual clock. Nothing races: the same topology and seed give the same run, event for
-/// event, and emulated time moves as fast as the computer can step it.
+/// event, and emulated time moves as fast as the computer can step it. Its secrets are
+/// reproducible (`Secrecy.reproducible`, whatever the topology says): the same keys every run.
 ///
 /// The loop (`run`): step every node until none has an event left at this instant, then move
 /// the clock to the earliest deadline of any node (a heartbeat, a frame, a timeout). Messages
@@ -38,9 +39,13 @@ public final class DeterministicNetwork {
     public private(set) var steps = 0
 
     /// `quantum`: run every link's quantum layer (inline), with blocks of `blockBits` sifted
-    /// bits (smaller than a live node's, so a test distils in seconds of emulated time).
-    public init(topology: Topology, quantum: Bool = true, blockBits: Int = 1 << 16, logLevel: Logger.Level = .info,
+    /// bits (smaller than a live node's, so a test distils in seconds of emulated time), sized
+    /// by the asymptotic version of the decoy bound (Lim et al.'s composable bound gives no key
+    /// below a few million bits per block) unless `composable`.
+    public init(topology: Topology, quantum: Bool = true, blockBits: Int = 60_000, composable: Bool = false, logLevel: Logger.Level = .info,
                 start: Instant = Instant(nanoseconds: 1_000_000_000)) throws {
+        // Deterministic means reproducible secrets too: the same run, the same keys.
+        let topology = topology.with(secrecy: .reproducible)
         self.topology = topology
         clock = ManualClock(start)
         let ready = ReadyLines()
@@ -50,8 +55,9 @@ public final class DeterministicNetwork {
             let pools = try NodePools(node: node.id, topology: topology, store: nil)
             let id = node.id
             let mode: NodeRuntime.QuantumMode = quantum ? .inline(engine: { [clock] link in
-                QuantumLinkEngine(link: link, node: id, topologySeed: topology.seed, timeScale: topology.timeScale,
-                                  now: clock.now(), blockBits: blockBits)
+                QuantumLinkEngine(link: link, node: id, topologySeed: topology.seed, secrecy: .reproducible,
+                                  authenticationKey: pools.authenticationKeys[link.name] ?? 0, timeScale: topology.timeScale,
+                                  now: clock.now(), blockBits: blockBits, asymptoticBound: !composable)
             }) : .off
             let transport = network.transport(for: node.id)
             let requests = KeyRequests(waker: transport.makeWaker())

@@ -27,6 +27,20 @@ public struct PhysicsParameters: Hashable, Sendable, Codable {
     public var vacuumProbability: Double = 0.15
     /// Whether the source sends decoy pulses at all (false: signal only, GLLP without decoys).
     public var decoyStates: Bool = true
+    /// p_X: probability of the key basis X at both ends (efficient BB84; Z, the test basis,
+    /// gets 1 − p_X and is revealed whole). 0.9 is near the optimum of Lim et al. (2014) for the
+    /// default set at 50 km and 10^10 pulses (docs/physics.md).
+    public var xBasisProbability: Double = 0.9
+    /// ε_sec and ε_cor of the composable finite-key bound (Lim et al. 2014).
+    public var epsSec: Double = 1e-10
+    public var epsCor: Double = 1e-15
+    /// Which key-length bound privacy amplification uses (`finite_key`).
+    public var finiteKey: FiniteKeyBound = .lim2014
+    /// Sifted key-basis bits per block (`block_key_bits`): the unit of parameter estimation,
+    /// error correction and privacy amplification. Lim et al.'s bound needs a few million for
+    /// a positive key at the default set (about 3·10^8 pulses at 25 km, docs/physics.md).
+    public var blockKeyBitsValue: Double = 4_194_304
+    public var blockKeyBits: Int { Int(blockKeyBitsValue) }
     /// Keys each end of the link's pool holds at most (`max_key_count`); new keys beyond it
     /// are dropped and counted.
     public var maxKeyCountValue: Double = 100_000
@@ -86,11 +100,32 @@ public struct PhysicsParameters: Hashable, Sendable, Codable {
               lowerInclusive: true, upper: 1, upperInclusive: true, unit: "probability"),
         Field(key: "max_key_count", keyPath: \.maxKeyCountValue, lower: 1024, lowerInclusive: true,
               upper: 10_000_000, upperInclusive: true, unit: "keys"),
+        Field(key: "x_basis_probability", keyPath: \.xBasisProbability, lower: 0, lowerInclusive: false,
+              upper: 1, upperInclusive: false, unit: "probability"),
+        Field(key: "eps_sec", keyPath: \.epsSec, lower: 0, lowerInclusive: false, upper: 1, upperInclusive: false, unit: "probability"),
+        Field(key: "eps_cor", keyPath: \.epsCor, lower: 1e-24, lowerInclusive: true, upper: 1, upperInclusive: false, unit: "probability"),
+        Field(key: "block_key_bits", keyPath: \.blockKeyBitsValue, lower: 4096, lowerInclusive: true, upper: 67_108_864,
+              upperInclusive: true, unit: "bits"),
     ]
 
     /// The YAML key of the boolean decoy switch.
     public static let decoyStatesKey = "decoy_states"
 
+    /// The YAML key of the key-length bound.
+    public static let finiteKeyKey = "finite_key"
+
     /// Every key a `physics` mapping may hold.
-    public static var allKeys: [String] { fields.map(\.key) + [decoyStatesKey] }
+    public static var allKeys: [String] { fields.map(\.key) + [decoyStatesKey, finiteKeyKey] }
+}
+
+/// The bound privacy amplification sizes a block by (`finite_key` in a topology).
+public enum FiniteKeyBound: String, Hashable, Sendable, Codable, CaseIterable {
+    /// The composable finite-key bound of Lim, Curty, Walenta, Xu, Zbinden, PRA 89, 022307
+    /// (2014): Hoeffding bounds on the decoy counts, the phase-error sampling term, ε_sec and
+    /// ε_cor. The default.
+    case lim2014
+    /// The same decoy bounds on the measured counts with no finite-size terms and no ε: the
+    /// asymptotic key rate, labelled as such everywhere it shows (a link without decoys always
+    /// uses GLLP's asymptotic formula).
+    case asymptotic
 }

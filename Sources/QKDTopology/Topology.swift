@@ -84,6 +84,9 @@ public struct SAE: Hashable, Sendable {
 public struct Topology: Sendable {
     public let name: String
     public let seed: UInt64
+    /// Where secret randomness comes from (`secrecy:`; `--reproducible` overrides): the OS
+    /// CSPRNG by default, the seed tree for a reproducible run (docs/security.md).
+    public let secrecy: Secrecy
     /// Emulated seconds per wall second.
     public let timeScale: Double
     public static let maximumTimeScale = 1e6
@@ -99,10 +102,11 @@ public struct Topology: Sendable {
 
     private let nodeIndex: [NodeID: Int]
 
-    public init(name: String, seed: UInt64, timeScale: Double, defaults: PhysicsParameters,
+    public init(name: String, seed: UInt64, secrecy: Secrecy = .secret, timeScale: Double, defaults: PhysicsParameters,
                 nodes: [TopologyNode], links: [TopologyLink], saes: [SAE]) {
         self.name = name
         self.seed = seed
+        self.secrecy = secrecy
         self.timeScale = timeScale
         self.defaults = defaults
         self.nodes = nodes
@@ -115,7 +119,12 @@ public struct Topology: Sendable {
 
     /// The same network run at another pace (emulated seconds per wall second).
     public func with(timeScale: Double) -> Topology {
-        Topology(name: name, seed: seed, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes)
+        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes)
+    }
+
+    /// The same network with its secret randomness from `secrecy` (`--reproducible`).
+    public func with(secrecy: Secrecy) -> Topology {
+        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes)
     }
 
     public func node(_ id: NodeID) -> TopologyNode? {

@@ -6,7 +6,7 @@ import Yams
 /// problem it can find rather than stopping at the first, and each names the file, the line
 /// and the field. Parsing is pure: `parse(_:file:)` reads no files; `load(path:)` reads one.
 public enum TopologyParser {
-    public static let topLevelKeys = ["name", "description", "seed", "time_scale", "defaults",
+    public static let topLevelKeys = ["name", "description", "seed", "secrecy", "time_scale", "defaults",
                                       "nodes", "links", "saes"]
     public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint"]
     public static let linkKeys = ["a", "b", "length_km", "physics"]
@@ -179,6 +179,13 @@ struct ParserContext {
             }
         }
 
+        var secrecy = Secrecy.secret
+        if let (value, node) = string(top, "secrecy", path: "", required: false, owner: root) {
+            if let parsed = Secrecy(rawValue: value) { secrecy = parsed } else {
+                fail(.invalidValue, node, "secrecy", "must be 'secret' or 'reproducible', got '\(value)'")
+            }
+        }
+
         var timeScale = 1.0
         if let (value, node) = number(top, "time_scale", path: "", required: false, owner: root) {
             if let problem = Topology.timeScaleProblem(value) { fail(.outOfRange, node, "time_scale", problem) } else {
@@ -195,7 +202,7 @@ struct ParserContext {
         let known = Set(nodes.map(\.id))
         let links = parseLinks(top, root: root, known: known, defaults: defaults)
         let saes = parseSAEs(top, known: known)
-        return Topology(name: name, seed: seed, timeScale: timeScale, defaults: defaults,
+        return Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults,
                         nodes: nodes, links: links, saes: saes)
     }
 
@@ -369,6 +376,18 @@ struct ParserContext {
             if let flag = value.bool { result.decoyStates = flag } else {
                 fail(.wrongType, value, "\(path).\(PhysicsParameters.decoyStatesKey)", "must be true or false")
             }
+        }
+        if let value = map[PhysicsParameters.finiteKeyKey] {
+            if let bound = value.string.flatMap(FiniteKeyBound.init(rawValue:)) { result.finiteKey = bound } else {
+                fail(.invalidValue, value, "\(path).\(PhysicsParameters.finiteKeyKey)",
+                     "must be one of \(FiniteKeyBound.allCases.map(\.rawValue).joined(separator: ", ")), got '\(value.string ?? "a collection")'")
+            }
+        }
+        // Lim et al. (2014) need three intensities μ1 > μ2 + μ3, μ2 > μ3 = 0 (vacuum), each sent.
+        if result.finiteKey == .lim2014 && result.decoyStates
+            && (result.decoyIntensity <= 0 || result.decoyProbability <= 0 || result.vacuumProbability <= 0) {
+            fail(.invalidValue, map[PhysicsParameters.finiteKeyKey] ?? node, "\(path).\(PhysicsParameters.finiteKeyKey)",
+                 "lim2014 needs a weak decoy (decoy_intensity > 0, decoy_probability > 0) and vacuum pulses (vacuum_probability > 0); use 'asymptotic' otherwise")
         }
         if result.decoyIntensity >= result.signalIntensity {
             fail(.outOfRange, map["decoy_intensity"] ?? node, "\(path).decoy_intensity",

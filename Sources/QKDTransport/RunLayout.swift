@@ -13,6 +13,8 @@ import QKDTopology
 ///     sock/<ID>.ctl      ipc:// endpoint of the node's control socket
 ///     store/<ID>.sqlite  each node's key pools (SQLite, WAL), keys sealed under
 ///     store/<ID>.kek     the node's key-encryption key (mode 0600)
+///     bootstrap/<ID>/<LINK>.key  a secret run's pre-shared secret of each link, installed at
+///                        both ends by the launcher (mode 0600)
 ///     eve/<LINK>.pid     an eavesdropper process spliced into a link (qkdctl eve add)
 ///     eve/<LINK>.json    its settings; its output in logs/eve-<LINK>.out
 ///     sock/eve-<LINK>.*  its peer and control endpoints
@@ -31,6 +33,9 @@ public struct RunLayout: Sendable, Equatable {
     public var logsDirectory: String { root + "/logs" }
     public var socketsDirectory: String { root + "/sock" }
     public var storeDirectory: String { root + "/store" }
+    public var bootstrapDirectory: String { root + "/bootstrap" }
+    /// Where `node` keeps the bootstrap secret of `link` (a secret run only).
+    public func bootstrapPath(_ node: NodeID, link: String) -> String { "\(bootstrapDirectory)/\(node.rawValue)/\(link).key" }
     /// The network's PKI for ETSI GS QKD 014 (created by the launcher).
     public var pkiDirectory: String { root + "/pki" }
     public var caCertificatePath: String { pkiDirectory + "/ca.pem" }

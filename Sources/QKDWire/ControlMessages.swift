@@ -455,6 +455,10 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     public var sessionBlocks: UInt64 = 0
     /// The newest block of the current session that put keys into this end's pool.
     public var lastKeyBlock: UInt64?
+    /// The counts and bound behind the newest block distilled at this end.
+    public var finiteKey: FiniteKeyReport?
+    /// Where the link's secret randomness comes from ("secret" or "reproducible").
+    public var secrecy: String?
 
     public init(link: String, role: String, state: LinkState, session: UInt64, active: Bool, framesSent: UInt64,
                 framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
@@ -498,6 +502,7 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
         case distillationMessagesRejected = "distillation_messages_rejected"
         case compromised, abortReason = "abort_reason", roundsAborted = "rounds_aborted"
         case compromisedEventsTotal = "compromised_events_total", sessionBlocks = "session_blocks", lastKeyBlock = "last_key_block"
+        case finiteKey = "finite_key", secrecy
     }
 }
 

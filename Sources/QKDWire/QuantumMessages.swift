@@ -6,9 +6,10 @@ public struct QuantumFrame: Equatable, Sendable {
     public var pulses: UInt32
     /// Offsets within the frame, strictly increasing, each below `pulses`.
     public var offsets: [UInt32]
-    /// Photon numbers (≥ 1) at those offsets.
+    /// Photon numbers at those offsets (≥ 1, or 0 at a pulse marked as a dark count only).
     public var photons: [UInt8]
-    /// Polarisation states: bit 0 value, bit 1 basis.
+    /// Polarisation states: bit 0 value, bit 1 basis; bit 2 marks the receiver's dark count
+    /// at this pulse (`ArrivalBatch.darkCount`).
     public var states: [UInt8]
 
     public init(frameIndex: UInt64, frameStart: UInt64, pulses: UInt32, offsets: [UInt32], photons: [UInt8], states: [UInt8]) {
@@ -31,8 +32,8 @@ public struct QuantumFrame: Equatable, Sendable {
         return w.bytes
     }
 
-    /// Decodes and checks consistency: offsets increasing and inside the frame, photon
-    /// numbers ≥ 1, states in 0…3.
+    /// Decodes and checks consistency: offsets increasing and inside the frame, states in
+    /// 0…7, photon numbers ≥ 1 except at a pulse marked as a dark count.
     public static func decode(_ payload: [UInt8]) throws(WireError) -> QuantumFrame {
         var r = ByteReader(payload)
         let index = try r.u64(), start = try r.u64(), pulses = try r.u32()
@@ -47,8 +48,8 @@ public struct QuantumFrame: Equatable, Sendable {
             }
             previous = Int64(o)
         }
-        guard photons.allSatisfy({ $0 >= 1 }), states.allSatisfy({ $0 <= 3 }) else {
-            throw WireError(.malformedPayload, "quantum frame \(index): photon number 0 or state above 3")
+        for i in states.indices where states[i] > 7 || (photons[i] == 0 && states[i] & 4 == 0) {
+            throw WireError(.malformedPayload, "quantum frame \(index): entry \(i) has state \(states[i]) and \(photons[i]) photons (states are 0…7; no photon only at a dark count)")
         }
         return QuantumFrame(frameIndex: index, frameStart: start, pulses: pulses, offsets: offsets, photons: photons, states: states)
     }
@@ -85,8 +86,7 @@ public struct SiftAnnouncement: Equatable, Sendable {
 }
 
 /// Alice → Bob: which announced clicks are in her basis, the class of every clicked pulse,
-/// how many pulses of each class the frame held, and whether the block closes here (then
-/// with the seed that selects the signal bits sampled for estimation).
+/// how many pulses of each class the frame held, and whether the block closes here.
 public struct SiftReply: Equatable, Sendable {
     public var frameIndex: UInt64
     /// Alice's block the frame's clicks go into: Bob follows her numbering, so a reply he
@@ -96,17 +96,14 @@ public struct SiftReply: Equatable, Sendable {
     public var classes: [UInt8]
     public var classCounts: [UInt64]
     public var closesBlock: Bool
-    public var sampleSeed: UInt64
 
-    public init(frameIndex: UInt64, blockIndex: UInt64, matches: [UInt8], classes: [UInt8], classCounts: [UInt64], closesBlock: Bool,
-                sampleSeed: UInt64) {
+    public init(frameIndex: UInt64, blockIndex: UInt64, matches: [UInt8], classes: [UInt8], classCounts: [UInt64], closesBlock: Bool) {
         self.frameIndex = frameIndex
         self.blockIndex = blockIndex
         self.matches = matches
         self.classes = classes
         self.classCounts = classCounts
         self.closesBlock = closesBlock
-        self.sampleSeed = sampleSeed
     }
 
     public func encoded() -> [UInt8] {
@@ -117,7 +114,6 @@ public struct SiftReply: Equatable, Sendable {
         w.crumbArray(classes)
         for c in classCounts { w.u64(c) }
         w.u8(closesBlock ? 1 : 0)
-        w.u64(sampleSeed)
         return w.bytes
     }
 
@@ -132,16 +128,15 @@ public struct SiftReply: Equatable, Sendable {
         }
         let counts = [try r.u64(), try r.u64(), try r.u64()]
         let close = try r.u8()
-        let seed = try r.u64()
         try r.expectEnd("sift reply")
         guard close <= 1 else { throw WireError(.malformedPayload, "sift reply \(index): block flag \(close)") }
         return SiftReply(frameIndex: index, blockIndex: block, matches: matches, classes: classes, classCounts: counts,
-                         closesBlock: close == 1, sampleSeed: seed)
+                         closesBlock: close == 1)
     }
 }
 
-/// Bob → Alice when a block closes: his bits at every revealed position (all sifted decoy
-/// and vacuum bits, and the sampled signal bits), in block order.
+/// Bob → Alice when a block closes: his bits at every revealed position (every sifted bit of
+/// the test basis Z, all intensities), in block order.
 public struct EstimationReveal: Equatable, Sendable {
     public var blockIndex: UInt64
     public var bits: [UInt8]

@@ -52,6 +52,9 @@ struct QKDNodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("time-scale"), help: "Emulated seconds per wall second, instead of the topology's time_scale.")
     var timeScale: Double?
 
+    @Flag(help: "Draw secret randomness from the seed too (secrecy: reproducible): the same keys every run, computable from the topology. Experiments and tests only.")
+    var reproducible = false
+
     @Flag(name: .customLong("die-with-parent"), help: "Exit when the process that started this one dies.")
     var dieWithParent = false
 
@@ -85,7 +88,7 @@ struct QKDNodeCommand: AsyncParsableCommand {
         let pid = getpid()
         let incarnation = UInt64.random(in: 1...UInt64.max)
         logger.notice("starting", metadata: [
-            "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)",
+            "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)", "secrecy": "\(topology.secrecy)",
             "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)", "time_scale": "\(topology.timeScale)",
         ])
         let transport = openTransport(layout, me, topology, logger: logger)
@@ -127,6 +130,7 @@ struct QKDNodeCommand: AsyncParsableCommand {
             if let problem = Topology.timeScaleProblem(timeScale) { fail(2, "--time-scale: \(problem)") }
             topology = topology.with(timeScale: timeScale)
         }
+        if reproducible { topology = topology.with(secrecy: .reproducible) }
         return topology
     }
 
@@ -152,7 +156,8 @@ struct QKDNodeCommand: AsyncParsableCommand {
         do {
             let opening = Date()
             let store = try KeyStore.open(directory: layout.storeDirectory, node: node.rawValue, durability: durability)
-            let pools = try NodePools(node: node, topology: topology, store: store) { [logger] error in
+            let bootstraps = try NodePools.bootstraps(node: node, topology: topology, layout: layout)
+            let pools = try NodePools(node: node, topology: topology, store: store, bootstraps: bootstraps) { [logger] error in
                 logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
                 fail(1, "\(error)")
             }

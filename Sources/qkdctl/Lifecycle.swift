@@ -19,6 +19,9 @@ struct StartOptions: ParsableArguments {
     @Option(name: .customLong("time-scale"), help: "Emulated seconds per wall second, instead of the topology's time_scale (below 1 lightens the quantum layer of a large network on few cores).")
     var timeScale: Double?
 
+    @Flag(help: "Secret randomness from the topology's seed too (secrecy: reproducible): the same keys every run, computable by anyone with the topology file. For experiments and tests; see docs/security.md.")
+    var reproducible = false
+
     var nodeArguments: [String] { ["--durability", durability] + (timeScale.map { ["--time-scale", "\($0)"] } ?? []) }
 
     func validate() throws {
@@ -47,12 +50,13 @@ struct Up: ParsableCommand {
         guard let pinning = Network.IOCPU(ioCPU) else { throw CLIError("--io-cpu: expected a CPU number, 'none' or 'auto', got '\(ioCPU)'") }
         do {
             network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory(),
-                                     readyTimeoutSeconds: timeout, ioCPU: pinning, extraNodeArguments: start.nodeArguments)
+                                     readyTimeoutSeconds: timeout, ioCPU: pinning, reproducible: start.reproducible,
+                                     extraNodeArguments: start.nodeArguments)
         } catch {
             throw CLIError(error.message)
         }
         let elapsed = Date().timeIntervalSince(started)
-        print("network '\(network.topology.name)' up: \(network.topology.nodes.count) nodes, \(network.topology.links.count) links ready in \(String(format: "%.2f", elapsed)) s")
+        print("network '\(network.topology.name)' up: \(network.topology.nodes.count) nodes, \(network.topology.links.count) links ready in \(String(format: "%.2f", elapsed)) s (secrecy \(network.topology.secrecy))")
         print("run directory: \(network.layout.root)  (seed \(network.topology.seed))")
     }
 }
@@ -92,7 +96,7 @@ struct Run: ParsableCommand {
         let network: Network
         do {
             network = try Network.up(topologyPath: start.topology, runDir: start.runDir, binDirectory: binDirectory(),
-                                     extraNodeArguments: start.nodeArguments)
+                                     reproducible: start.reproducible, extraNodeArguments: start.nodeArguments)
         } catch {
             throw CLIError(error.message)
         }

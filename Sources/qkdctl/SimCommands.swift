@@ -1,8 +1,11 @@
 import ArgumentParser
 import Foundation
+import QKDCore
 import QKDPhysics
 import QKDPostProcessing
+import QKDStore
 import QKDTopology
+import QKDWire
 
 struct Sim: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,35 +34,53 @@ struct SimLink: ParsableCommand {
     @Option(name: .customLong("ec-efficiency"), help: "Error-correction inefficiency f.") var ecEfficiency: Double = 1.16
     @Option(name: .customLong("frame-pulses"), help: "Pulses per frame.") var framePulses: UInt32 = 1 << 26
     @Option(name: .customLong("block-bits"), help: "Sifted signal bits per block.") var blockBits: Int = 1 << 20
-    @Option(name: .customLong("sample-fraction"), help: "Fraction of sifted signal bits revealed for estimation.") var sampleFraction: Double = 0.1
+    @Option(name: .customLong("p-x"), help: "Probability p_X of the key basis X at both ends (Z, the test basis, is revealed whole).")
+    var pX: Double = 0.9
+    @Option(name: .customLong("finite-key"), help: "Key-length bound: lim2014 (composable, Lim et al. 2014) or asymptotic.")
+    var finiteKey: String = "lim2014"
+    @Option(name: .customLong("eps-sec"), help: "Secrecy parameter ε_sec of lim2014.") var epsSec: Double = 1e-10
+    @Option(name: .customLong("eps-cor"), help: "Correctness parameter ε_cor of lim2014.") var epsCor: Double = 1e-15
     @Option(help: "Standard deviations u_α of the statistical-fluctuation bounds (0: asymptotic).") var sigma: Double = 5
+    @Flag(help: "Secret randomness from the seed too: the same key bits every run (by default they come from the OS CSPRNG; the counts, QBER and leak are the same either way).")
+    var reproducible = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
         guard let n = Double(pulses), n >= 1, n <= 1e15 else { throw ValidationError("--pulses: expected a number in [1, 1e15], got '\(pulses)'") }
         _ = n
         guard distance >= 0 else { throw ValidationError("--distance must be ≥ 0") }
-        for (name, p) in [("--eta-bob", etaBob), ("--dark", dark), ("--misalignment", misalignment), ("--p-signal", pSignal), ("--p-decoy", pDecoy), ("--sample-fraction", sampleFraction)] {
+        for (name, p) in [("--eta-bob", etaBob), ("--dark", dark), ("--misalignment", misalignment), ("--p-signal", pSignal), ("--p-decoy", pDecoy), ("--p-x", pX)] {
             guard (0...1).contains(p) else { throw ValidationError("\(name) must be in [0, 1], got \(p)") }
         }
         guard pSignal + pDecoy <= 1 + 1e-12, pSignal > 0 else { throw ValidationError("--p-signal + --p-decoy must be at most 1") }
         guard nu < mu, nu >= 0, mu > 0 else { throw ValidationError("need 0 ≤ ν < μ") }
         guard ecEfficiency >= 1 else { throw ValidationError("--ec-efficiency must be ≥ 1") }
         guard framePulses > 0, blockBits > 0 else { throw ValidationError("--frame-pulses and --block-bits must be positive") }
+        guard ["lim2014", "asymptotic"].contains(finiteKey) else { throw ValidationError("--finite-key: expected lim2014 or asymptotic, got '\(finiteKey)'") }
+        guard epsSec > 0, epsSec < 1, epsCor >= 1e-24, epsCor < 1 else { throw ValidationError("--eps-sec must be in (0, 1), --eps-cor in [1e-24, 1)") }
+        guard pX > 0, pX < 1 else { throw ValidationError("--p-x must be in (0, 1)") }
+        if !noDecoy, finiteKey == "lim2014", nu <= 0 || pDecoy <= 0 || pSignal + pDecoy >= 1 {
+            throw ValidationError("lim2014 needs a weak decoy (ν > 0, --p-decoy > 0) and vacuum pulses (--p-signal + --p-decoy < 1)")
+        }
     }
 
     func run() throws {
         let physics = LinkPhysics(lengthKm: distance, lossDbPerKm: alpha, detectorEfficiency: etaBob, darkCountProbability: dark,
                                   misalignment: misalignment, ecEfficiency: ecEfficiency, signalIntensity: mu, decoyIntensity: nu)
         let source = SourceSettings(signal: mu, decoy: nu, signalProbability: pSignal, decoyProbability: pDecoy,
-                                    vacuumProbability: max(0, 1 - pSignal - pDecoy), decoyStates: !noDecoy)
-        let configuration = BB84Configuration(pulsesPerFrame: framePulses, blockSiftedSignalBits: blockBits,
-                                              sampleFraction: sampleFraction, source: source)
+                                    vacuumProbability: max(0, 1 - pSignal - pDecoy), decoyStates: !noDecoy, xProbability: pX)
+        let configuration = BB84Configuration(pulsesPerFrame: framePulses, blockKeyBits: blockBits, source: source)
+        let parameters = Lim2014.Parameters(intensities: source.intensities, probabilities: source.probabilities, epsSec: epsSec,
+                                            epsCor: epsCor, finiteSize: finiteKey == "lim2014")
+        let bound: DistillerConfiguration.LengthBound = noDecoy ? .gllpWithoutDecoys
+            : finiteKey == "lim2014" ? .lim2014(parameters) : .asymptotic(parameters)
         let started = Date()
         guard sigma >= 0 else { throw ValidationError("--sigma must be ≥ 0") }
-        let outcome = try LinkSimulation(physics: physics, configuration: configuration, seed: seed, standardDeviations: sigma)
+        let outcome = try LinkSimulation(physics: physics, configuration: configuration, seed: seed,
+                                         secrecy: reproducible ? .reproducible : .secret, standardDeviations: sigma, bound: bound)
             .run(pulses: UInt64(Double(pulses)!))
-        let report = SimLinkReport(physics: physics, source: source, seed: seed, outcome: outcome)
+        let report = SimLinkReport(physics: physics, source: source, seed: seed, secrecy: reproducible ? .reproducible : .secret,
+                                   outcome: outcome)
         if json {
             try printJSON(report)
         } else {
@@ -98,6 +119,12 @@ struct SimLinkReport: Encodable {
     var finalKeyPerPulse: Double
     var blocksFailedVerification: UInt64
     var keysIdenticalAtBothEnds: Bool
+    var secrecy: String
+    /// A keyed digest (HMAC-SHA-256 under the seed, folded to 64 bits) of Alice's final keys,
+    /// in order: equal for equal keys, and nothing usable about them.
+    var finalKeyDigest: String
+    /// The bound over the whole run as one block of `pulses` pulses (nil without decoys).
+    var finiteKey: FiniteKeyReport?
 
     struct ModelValues: Encodable {
         var gainSignal: Double
@@ -116,7 +143,8 @@ struct SimLinkReport: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case seed, sigma, pulses, y0, model
+        case seed, sigma, pulses, y0, model, secrecy
+        case finalKeyDigest = "final_key_digest", finiteKey = "finite_key"
         case distanceKm = "distance_km", signalPulses = "signal_pulses", decoyStates = "decoy_states"
         case gainSignal = "gain_signal", qberSignal = "qber_signal", gainDecoy = "gain_decoy", qberDecoy = "qber_decoy"
         case y1Lower = "y1_lower", e1Upper = "e1_upper", siftedBits = "sifted_bits"
@@ -128,7 +156,7 @@ struct SimLinkReport: Encodable {
         case keysIdenticalAtBothEnds = "keys_identical_at_both_ends"
     }
 
-    init(physics: LinkPhysics, source: SourceSettings, seed: UInt64, outcome: LinkSimulation.Outcome) {
+    init(physics: LinkPhysics, source: SourceSettings, seed: UInt64, secrecy: Secrecy, outcome: LinkSimulation.Outcome) {
         let model = DecoyStateModel(physics)
         let e = outcome.estimates
         self.seed = seed
@@ -161,6 +189,11 @@ struct SimLinkReport: Encodable {
         finalKeyPerPulse = outcome.pulses > 0 ? Double(d.finalBits) / Double(outcome.pulses) : 0
         blocksFailedVerification = d.blocksFailedVerification + (outcome.bobDistillation?.blocksFailedVerification ?? 0)
         keysIdenticalAtBothEnds = outcome.keysMatch
+        self.secrecy = secrecy.rawValue
+        let digester = KeyDigester(salt: seed)
+        let digest = outcome.aliceKeys.reduce(UInt64(0)) { ($0 &* 0x100_0000_01B3) ^ digester.digest(id: $1.id, bits: $1.bits.bits) }
+        finalKeyDigest = String(format: "%016llx", digest)
+        finiteKey = outcome.wholeRun
     }
 
     var table: String {
@@ -183,7 +216,14 @@ struct SimLinkReport: Encodable {
             row("final key / pulse", finalKeyPerPulse, nil),
             row("EC efficiency f", ecEfficiency ?? 0, nil),
         ]
-        return "link \(distanceKm) km, \(pulses) pulses (\(signalPulses) signal), seed \(seed), sifted \(siftedBits) bits\n"
+        return "link \(distanceKm) km, \(pulses) pulses (\(signalPulses) signal), seed \(seed), secrecy \(secrecy), sifted \(siftedBits) bits, "
+            + "final key digest \(finalKeyDigest)\n"
+            + (finiteKey.map { f in
+                let eps = f.epsSec.map { String(format: ", ε_sec %.0e, ε_cor %.0e", $0, f.epsCor ?? 0) } ?? " (no ε: asymptotic)"
+                return "whole run as one block, \(f.bound)\(eps): s_X,0 \(String(format: "%.4g", f.sX0)), s_X,1 \(String(format: "%.4g", f.sX1)), "
+                    + "φ_X \(String(format: "%.4f", f.phiX)), λ_EC \(f.leakECBits), ℓ \(f.keyBits) bits "
+                    + "(\(String(format: "%.3e", Double(f.keyBits) / Double(max(1, pulses)))) per pulse)\n"
+            } ?? "")
             + StatusTable.table(rows)
     }
 }

@@ -33,9 +33,13 @@ struct Pools: ParsableCommand {
         let network = try options.network()
         let pools = network.pools()
         if json { try printJSON(pools); return }
-        var rows = [["LINK", "STATE", "QBER", "GAIN", "SIFTED BITS", "KEY RATE", "f", "FAILED", "EMULATED", "WALL"]]
+        var rows = [["LINK", "STATE", "BOUND (ε_sec/ε_cor)", "BLOCK BITS", "QBER", "GAIN", "SIFTED BITS", "KEY RATE", "f", "FAILED", "EMULATED", "WALL"]]
         for l in pools.links {
-            rows.append([l.link, l.state.rawValue, l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
+            let p = network.topology.link(named: l.link)?.physics
+            let bound = p.map { p in
+                !p.decoyStates ? "gllp-asymptotic" : p.finiteKey == .lim2014 ? String(format: "lim2014 (%.0e/%.0e)", p.epsSec, p.epsCor) : "asymptotic"
+            } ?? "-"
+            rows.append([l.link, l.state.rawValue, bound, p.map { String($0.blockKeyBits) } ?? "-", l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
                          l.gain.map { String(format: "%.3e", $0) } ?? "-", String(l.siftedBitsTotal),
                          String(format: "%.0f kbit/s", l.keyRateBps / 1000), l.ecEfficiency.map { String(format: "%.3f", $0) } ?? "-",
                          String(l.blocksFailedVerification), String(format: "%.2fs", l.emulatedSeconds), String(format: "%.1fs", l.wallSeconds)])

@@ -15,9 +15,10 @@ func runLink(attack: Eavesdropper.Attack?, fraction: Double = 1, atKm: Double? =
              source: SourceSettings = .init(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15),
              frames: Int, seed: UInt64) throws -> (statistics: BlockStatistics, eve: EavesdropperReport?) {
     let physics = LinkPhysics(lengthKm: km)
-    let config = BB84Configuration(pulsesPerFrame: 2_000_000, blockSiftedSignalBits: 20_000, sampleFraction: 0.2, source: source)
+    let config = BB84Configuration(pulsesPerFrame: 2_000_000, blockKeyBits: 20_000, source: source,
+                                   darkCountProbability: physics.darkCountProbability)
     let seeds = SeedTree(root: seed).child("link/eve-test")
-    var alice = BB84Sender(configuration: config, seeds: seeds)
+    var alice = BB84Sender(configuration: config, seeds: seeds, secrecy: .secret)
     var bob = BB84Receiver(configuration: config, seeds: seeds, misalignment: physics.misalignment,
                            darkCountProbability: physics.darkCountProbability)
     var eve = attack.map {

@@ -35,6 +35,39 @@ import Testing
         }
     }
 
+    /// The first key SAE-Alice takes for SAE-Bob in a fresh line-3 with one seed: different in
+    /// every secret run (the links' bootstrap secrets and the relay's key IDs come from the OS
+    /// CSPRNG), the same in every `--reproducible` run; the audit passes in each. The quantum
+    /// layer runs 10^4 times slower than real time, so the key is relayed over the bootstrap
+    /// keys in both modes (which pool keys a relay takes then does not depend on timing).
+    @Test func twoFreshRunsOfOneSeedShareNoKeyUnlessReproducible() throws {
+        func firstKey(reproducible: Bool) throws -> (id: String, key: Data) {
+            let network = try Network.up(topologyPath: Harness.topology("line-3.yaml"), runDir: Harness.runDirectory("fresh"),
+                                         binDirectory: Harness.binDirectory, readyTimeoutSeconds: 60, reproducible: reproducible,
+                                         extraNodeArguments: ["--time-scale", "0.0001"])
+            var passed = false
+            defer {
+                if !passed { Harness.dumpLogs(network) }
+                Harness.tearDown(network)
+            }
+            #expect(network.topology.secrecy == (reproducible ? .reproducible : .secret))
+            // Routing converges within a few heartbeats (1 s each).
+            #expect(eventually(within: 30) { (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil })
+            let enc = try Client(network).call("Alice", "/api/v1/keys/SAE-Bob/enc_keys", as: "SAE-Alice")
+            #expect(enc.status == 200, "\(enc.body)")
+            let key = try #require(enc.keys.first)
+            let audit = network.audit()
+            #expect(audit.ok && audit.linksChecked == 2, "\(audit)")
+            passed = true
+            return key
+        }
+        let a = try firstKey(reproducible: false), b = try firstKey(reproducible: false)
+        #expect(a.key.count == 32 && a.key != b.key && a.id != b.id)
+        let r = try firstKey(reproducible: true), q = try firstKey(reproducible: true)
+        #expect(r.key == q.key && r.id == q.id)
+        #expect(r.key != a.key && r.key != b.key)
+    }
+
     @Test func aKeyTakenAtOneEndIsDeliveredOnceAtTheOtherAndBadRequestsChangeNothing() throws {
         let network = try Harness.up("line-3.yaml", label: "delivery")
         var passed = false

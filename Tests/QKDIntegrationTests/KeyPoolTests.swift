@@ -2,6 +2,7 @@ import QKDTestKit
 import Foundation
 import QKDCore
 import QKDLaunch
+import QKDLink
 import QKDPhysics
 import QKDPostProcessing
 import QKDWire
@@ -40,11 +41,15 @@ import Testing
             #expect(f > 1 && f < 1.15, "\(link.name): f \(f)")
             #expect(report.authBitsTotal > 0)
         }
-        // The same pipeline in-process, same link and block size: the expected rate.
-        let physics = LinkPhysics(lengthKm: 25)
-        let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
-        let config = BB84Configuration(pulsesPerFrame: 10_000_000, blockSiftedSignalBits: 1 << 18, sampleFraction: 0.1, source: source)
-        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: 3).run(pulses: 2_000_000_000)
+        // The same pipeline in-process, same link, source, block size and bound: the expected rate.
+        let link = network.topology.links[0], p = link.physics
+        let physics = LinkPhysics(lengthKm: link.lengthKm, lossDbPerKm: p.lossDbPerKm, detectorEfficiency: p.detectorEfficiency,
+                                  darkCountProbability: p.darkCountProbability, misalignment: p.misalignment, ecEfficiency: p.ecEfficiency,
+                                  signalIntensity: p.signalIntensity, decoyIntensity: p.decoyIntensity)
+        let distillation = link.distillation
+        let config = BB84Configuration(pulsesPerFrame: 10_000_000, blockKeyBits: p.blockKeyBits, source: distillation.source)
+        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: 3, secrecy: .secret, bound: distillation.bound)
+            .run(pulses: 8_000_000_000)
         let finalPerPulse = Double(outcome.aliceDistillation!.finalBits) / Double(outcome.pulses)
         #expect(outcome.keysMatch)
         for (link, earlier) in zip(pools.links, before.links) {

@@ -13,14 +13,22 @@ import Testing
 
     func engines(at now: Instant) -> (QuantumLinkEngine, QuantumLinkEngine) {
         let link = Self.topology.links[0]
-        return (QuantumLinkEngine(link: link, node: NodeID("A"), topologySeed: 5, timeScale: 1, now: now, blockBits: 20_000),
-                QuantumLinkEngine(link: link, node: NodeID("B"), topologySeed: 5, timeScale: 1, now: now, blockBits: 20_000))
+        let key = Self.bootstrap.authenticationKey
+        return (QuantumLinkEngine(link: link, node: NodeID("A"), topologySeed: 5, secrecy: .secret, authenticationKey: key, timeScale: 1,
+                                  now: now, blockBits: 20_000, asymptoticBound: true),
+                QuantumLinkEngine(link: link, node: NodeID("B"), topologySeed: 5, secrecy: .secret, authenticationKey: key, timeScale: 1,
+                                  now: now, blockBits: 20_000, asymptoticBound: true))
     }
+
+    /// The link's bootstrap secret, as `qkdctl up` would install it at both ends.
+    static let bootstrap: LinkBootstrap = {
+        var random = SecretRandom.system
+        return LinkBootstrap.random(&random)
+    }()
 
     /// A link end's pool with the link's pre-shared keys, agreed with the peer's.
     static func pool() -> KeyPool {
-        let link = topology.links[0]
-        let psk = KeyDistiller.preSharedKeys(linkSeeds: SeedTree(root: 5).child("link/\(link.name)"), configuration: link.distillation)
+        let psk = bootstrap.keys
         var pool = KeyPool()
         try! pool.deposit(psk, pending: false)
         pool.synchronise(peerHolds: Set(psk.map(\.id)))

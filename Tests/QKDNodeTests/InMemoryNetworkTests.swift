@@ -19,7 +19,8 @@ final class InProcessNetwork: Sendable {
     let threads = Mutex<[Thread]>([])
     let finished = Mutex<Int>(0)
 
-    init(topology: Topology) { self.topology = topology }
+    /// The classical spine only: pools start from seed-derived bootstraps (no run directory).
+    init(topology: Topology) { self.topology = topology.with(secrecy: .reproducible) }
 
     func start() {
         for node in topology.nodes {

@@ -1,4 +1,5 @@
 import QKDCore
+import QKDKeyPool
 import QKDPhysics
 import QKDPostProcessing
 import QKDWire
@@ -7,13 +8,13 @@ import Testing
 /// Malformed classical messages are refused with a clear error; the round is discarded and the
 /// next round works.
 @Suite struct HostileSiftingTests {
-    let config = BB84Configuration(pulsesPerFrame: 1 << 20, blockSiftedSignalBits: 1 << 30, sampleFraction: 0.1,
-                                   source: SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15))
+    let config = BB84Configuration(pulsesPerFrame: 1 << 20, blockKeyBits: 1 << 30,
+                                   source: SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15), darkCountProbability: 1e-6)
     let seeds = SeedTree(root: 1)
     let eta = LinkPhysics(lengthKm: 10).transmittance
 
     func pair() -> (BB84Sender, BB84Receiver) {
-        (BB84Sender(configuration: config, seeds: seeds),
+        (BB84Sender(configuration: config, seeds: seeds, secrecy: .secret),
          BB84Receiver(configuration: config, seeds: seeds, misalignment: 0.015, darkCountProbability: 1e-6))
     }
 
@@ -94,7 +95,7 @@ import Testing
         var lying = SiftAnnouncement(frameIndex: 1, offsets: [1, 2], bases: [0, 1]).encoded()
         lying[11] = 200
         #expect(throws: WireError.self) { try SiftAnnouncement.decode(lying) }
-        let reply = SiftReply(frameIndex: 1, blockIndex: 0, matches: [1, 0], classes: [0, 3], classCounts: [1, 1, 0], closesBlock: false, sampleSeed: 0)
+        let reply = SiftReply(frameIndex: 1, blockIndex: 0, matches: [1, 0], classes: [0, 3], classCounts: [1, 1, 0], closesBlock: false)
         #expect(throws: WireError.self) { try SiftReply.decode(reply.encoded()) }
         let result = EstimationResult(blockIndex: 0, pulses: [1, 1, 1], clicks: [2, 0, 0], sifted: [0, 0, 0], revealed: [0, 0, 0], errors: [0, 0, 0])
         #expect(throws: WireError.self) { try EstimationResult.decode(result.encoded()) }
@@ -105,16 +106,23 @@ import Testing
 /// that passes every consistency check still makes the round's authentication fail.
 @Suite struct SiftingTranscriptTests {
     func closedBlock(tamperFrame: UInt64?) throws -> (SiftedBlock, SiftedBlock) {
-        let config = BB84Configuration(pulsesPerFrame: 1 << 22, blockSiftedSignalBits: 60_000, sampleFraction: 0.1,
-                                       source: SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15))
+        let config = BB84Configuration(pulsesPerFrame: 1 << 22, blockKeyBits: 60_000,
+                                       source: SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15), darkCountProbability: 1e-6)
         let seeds = SeedTree(root: 4).child("link/t")
-        let key = KeyDistiller.authenticationKey(linkSeeds: seeds)
-        var alice = BB84Sender(configuration: config, seeds: seeds, authenticationKey: key)
+        let key = LinkBootstrap.derived(linkSeeds: seeds).authenticationKey
+        var alice = BB84Sender(configuration: config, seeds: seeds, secrecy: .secret, authenticationKey: key)
         var bob = BB84Receiver(configuration: config, seeds: seeds, misalignment: 0.015, darkCountProbability: 1e-6, authenticationKey: key)
         let eta = LinkPhysics(lengthKm: 20).transmittance
         for _ in 0..<200 {
             var announcement = try bob.received(alice.nextFrame(transmittance: eta))
-            if announcement.frameIndex == tamperFrame { announcement.bases[3] ^= 1 }
+            if announcement.frameIndex == tamperFrame {
+                // Flip the basis of a click in matching bases: both ends then drop it (the
+                // statistics still agree), only the transcript shows the change.
+                var probe = alice
+                let matches = try probe.received(announcement).matches
+                let i = try #require(matches.firstIndex(of: 1))
+                announcement.bases[i] ^= 1
+            }
             guard let reveal = try bob.received(alice.received(announcement)) else { continue }
             let (result, a) = try alice.received(reveal)
             return (a, try bob.received(result))
@@ -132,7 +140,7 @@ import Testing
 
         let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
         let seeds = SeedTree(root: 4).child("link/t")
-        var pair = DistillationPair(configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16), linkSeeds: seeds, session: 1)
+        var pair = DistillationPair(configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16).withAsymptoticBound(), linkSeeds: seeds, session: 1, secrecy: .secret)
         _ = pair.distil(alice: ta, bob: tb)
         #expect(pair.alice.counters.blocksFailedAuthentication == 1)
         #expect(pair.alice.counters.blocksDistilled == 0 && pair.bob.counters.blocksDistilled == 0)
@@ -147,10 +155,10 @@ import Testing
     /// Runs frames until `wanted` blocks finished at both ends; `fault` hits the reply of frame 3
     /// (a forged close, in the middle of block 0) or the first reply that closes a block (lost).
     func run(_ fault: Fault, wanted: Int) throws -> (finished: [(SiftedBlock, SiftedBlock)], refused: Int, resynchronised: Int) {
-        let config = BB84Configuration(pulsesPerFrame: 1 << 21, blockSiftedSignalBits: 100_000, sampleFraction: 0.1,
-                                       source: SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15))
+        let config = BB84Configuration(pulsesPerFrame: 1 << 21, blockKeyBits: 100_000,
+                                       source: SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15), darkCountProbability: 1e-6)
         let seeds = SeedTree(root: 9).child("link/r")
-        var alice = BB84Sender(configuration: config, seeds: seeds)
+        var alice = BB84Sender(configuration: config, seeds: seeds, secrecy: .secret)
         var bob = BB84Receiver(configuration: config, seeds: seeds, misalignment: 0.015, darkCountProbability: 1e-6)
         let eta = LinkPhysics(lengthKm: 20).transmittance
         var finished: [(SiftedBlock, SiftedBlock)] = []

@@ -6,8 +6,8 @@ import Testing
 
 /// Statistical agreement of the emulated link with the analytic model. Each run uses enough
 /// pulses that the statistical error is about a quarter of the tolerance (the tolerance is
-/// then a 4-sigma bound), and every decoy bit and signal bit is revealed (sample fraction 1)
-/// so the measured QBER uses all sifted bits.
+/// then a 4-sigma bound, or about 3 sigma for the QBERs, measured on the Z half of the sifted
+/// bits: p_X = 1/2 here).
 @Suite struct LinkStatisticsTests {
     struct Point: Sendable, CustomTestStringConvertible {
         let km: Double
@@ -27,8 +27,8 @@ import Testing
         // Equal class probabilities: enough decoy statistics for the 5% bound check.
         let source = SourceSettings(signal: mu, decoy: 0.1, signalProbability: 1.0 / 3, decoyProbability: 1.0 / 3,
                                     vacuumProbability: 1.0 / 3, decoyStates: decoy)
-        let config = BB84Configuration(pulsesPerFrame: 1 << 30, blockSiftedSignalBits: Int.max, sampleFraction: 1, source: source)
-        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: seed, standardDeviations: sigma).run(pulses: pulses)
+        let config = BB84Configuration(pulsesPerFrame: 1 << 30, blockKeyBits: Int.max, source: source)
+        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: seed, secrecy: .secret, standardDeviations: sigma).run(pulses: pulses)
         return (outcome, DecoyStateModel(physics))
     }
 
@@ -45,8 +45,10 @@ import Testing
         #expect(rel(e.y1Lower, bounds.y1Lower) < 0.05, "Y1_L \(e.y1Lower) vs \(bounds.y1Lower)")
         #expect(rel(e.e1Upper, bounds.e1Upper) < 0.05, "e1_U \(e.e1Upper) vs \(bounds.e1Upper)")
         #expect(e.keyPerSignalPulse <= model.plobBound)
-        // Every sifted signal bit was revealed: none is left for the key.
-        #expect(outcome.keyBits == 0)
+        // Every sifted Z bit was revealed, every X bit is key: with p_X = 1/2, half and half.
+        let sifted = outcome.statistics.sifted.reduce(0, +), revealed = outcome.statistics.revealed.reduce(0, +)
+        #expect(UInt64(outcome.keyBits) == sifted - revealed)
+        #expect(abs(Double(revealed) / Double(sifted) - 0.5) < 0.01, "\(revealed) of \(sifted) revealed")
         // Fluctuation bounds only ever lower the certified key.
         let bounded = outcome.statistics.estimates(source: Self.source(decoy: true), ecEfficiency: 1.16, standardDeviations: 5)
         #expect(bounded.keyPerSignalPulse <= e.keyPerSignalPulse)
@@ -60,8 +62,8 @@ import Testing
     @Test func keyBitsDifferAtTheMeasuredQBER() throws {
         let physics = LinkPhysics(lengthKm: 25)
         let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
-        let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockSiftedSignalBits: 200_000, sampleFraction: 0.1, source: source)
-        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: 5).run(pulses: 400_000_000, keepBlocks: true)
+        let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockKeyBits: 200_000, source: source)
+        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: 5, secrecy: .secret).run(pulses: 400_000_000, keepBlocks: true)
         #expect(outcome.blocks.count >= 2)
         let trueRate = Double(outcome.keyErrors) / Double(outcome.keyBits)
         #expect(abs(trueRate / outcome.estimates.qberSignal - 1) < 0.1, "key error rate \(trueRate) vs sample \(outcome.estimates.qberSignal)")
@@ -83,8 +85,8 @@ import Testing
                                       decoyIntensity: 0.05 + g.nextUnitDouble() * 0.1)
             let source = SourceSettings(signal: physics.signalIntensity, decoy: physics.decoyIntensity, signalProbability: 0.6,
                                         decoyProbability: 0.2, vacuumProbability: 0.2, decoyStates: trial % 4 != 0)
-            let config = BB84Configuration(pulsesPerFrame: 1 << 22, blockSiftedSignalBits: Int.max, sampleFraction: 0.2, source: source)
-            let outcome = try LinkSimulation(physics: physics, configuration: config, seed: UInt64(trial)).run(pulses: 20_000_000)
+            let config = BB84Configuration(pulsesPerFrame: 1 << 22, blockKeyBits: Int.max, source: source)
+            let outcome = try LinkSimulation(physics: physics, configuration: config, seed: UInt64(trial), secrecy: .secret).run(pulses: 20_000_000)
             let model = DecoyStateModel(physics)
             #expect(outcome.estimates.keyPerSignalPulse <= model.plobBound, "trial \(trial): \(km) km")
             #expect(model.keyRatePerPulse <= model.plobBound, "model, trial \(trial)")

@@ -10,10 +10,10 @@ import Testing
 func siftedBlocks(km: Double, seed: UInt64, blocks: Int = 3) throws -> [(alice: SiftedBlock, bob: SiftedBlock)] {
     let physics = LinkPhysics(lengthKm: km)
     let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
-    let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockSiftedSignalBits: 100_000, sampleFraction: 0.1, source: source)
+    let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockKeyBits: 100_000, source: source)
     var pulses: UInt64 = 1 << 24
     while true {
-        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: seed).run(pulses: pulses, keepBlocks: true, distill: false)
+        let outcome = try LinkSimulation(physics: physics, configuration: config, seed: seed, secrecy: .secret).run(pulses: pulses, keepBlocks: true, distill: false)
         if outcome.blocks.count >= blocks { return Array(outcome.blocks.prefix(blocks)) }
         pulses *= 2
     }
@@ -21,8 +21,9 @@ func siftedBlocks(km: Double, seed: UInt64, blocks: Int = 3) throws -> [(alice: 
 
 func distillers(seed: UInt64) -> DistillationPair {
     let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
-    let config = DistillerConfiguration(source: source, ecEfficiency: 1.16)
-    return DistillationPair(configuration: config, linkSeeds: SeedTree(root: seed).child("link/test"), session: 1)
+    // Blocks of 10^5 bits: the asymptotic bound (Lim et al.'s finite-size terms leave none).
+    let config = DistillerConfiguration(source: source, ecEfficiency: 1.16).withAsymptoticBound()
+    return DistillationPair(configuration: config, linkSeeds: SeedTree(root: seed).child("link/test"), session: 1, secrecy: .secret)
 }
 
 /// The key IDs an untampered run would commit for round 0 (blocks[0]).
@@ -139,8 +140,8 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
     @Test func aWeakSignalLinkWithoutDecoysDistilsKeyFromTheUntaggedShare() throws {
         let mu = 0.05
         let source = SourceSettings(signal: mu, decoy: 0, signalProbability: 1, decoyProbability: 0, vacuumProbability: 0, decoyStates: false)
-        let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockSiftedSignalBits: 100_000, sampleFraction: 0.1, source: source)
-        let outcome = try LinkSimulation(physics: LinkPhysics(lengthKm: 5), configuration: config, seed: 3)
+        let config = BB84Configuration(pulsesPerFrame: 1 << 24, blockKeyBits: 100_000, source: source)
+        let outcome = try LinkSimulation(physics: LinkPhysics(lengthKm: 5), configuration: config, seed: 3, secrecy: .secret)
             .run(pulses: 1 << 28, keepBlocks: true, distill: false)
         let blocks = Array(outcome.blocks.prefix(2))
         try #require(blocks.count == 2)
@@ -150,8 +151,8 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
         #expect(e.singlePhotonGainLower > 0 && abs(e.singlePhotonGainLower / e.gainSignal - (1 - multi / qsLower)) < 1e-12, "\(e)")
         #expect(e.e1Upper > e.qberSignal && e.e1Upper < 0.05 && e.keyPerSignalPulse > 0, "\(e)")
         #expect(KeyDistiller.abortReason(e, qberThreshold: 0.11) == nil)
-        var pair = DistillationPair(configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16),
-                                    linkSeeds: SeedTree(root: 3).child("link/test"), session: 1)
+        var pair = DistillationPair(configuration: DistillerConfiguration(source: source, ecEfficiency: 1.16).withAsymptoticBound(),
+                                    linkSeeds: SeedTree(root: 3).child("link/test"), session: 1, secrecy: .secret)
         var keys = 0
         for block in blocks {
             let out = pair.distil(alice: block.alice, bob: block.bob)

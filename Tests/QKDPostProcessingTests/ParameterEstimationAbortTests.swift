@@ -10,25 +10,27 @@ import Glibc
 /// Parameter estimation decides whether a block may become key: above the QBER threshold, or
 /// with a decoy analysis that certifies no single-photon key, both ends drop the block.
 @Suite struct ParameterEstimationAbortTests {
-    static let decoySource = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15)
+    static let decoySource = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.7, decoyProbability: 0.15, vacuumProbability: 0.15,
+                                            xProbability: 0.9)
 
-    /// Statistics of one block: per class (signal, decoy, vacuum) pulses and clicks; half the
-    /// clicks sifted, every decoy and vacuum bit and 10 % of the signal bits revealed, with
-    /// `errorRate` errors among the revealed signal and decoy bits.
+    /// Statistics of one block of efficient BB84 (p_X = 0.9 at both ends): per class (signal,
+    /// decoy, vacuum) pulses and clicks; the clicks in matching bases sifted (0.82 of them), the
+    /// Z ones among those (1/82) revealed, with `errorRate` errors among the revealed signal and
+    /// decoy bits and half of the vacuum ones.
     static func statistics(pulses: [UInt64], gains: [Double], errorRate: Double) -> BlockStatistics {
         var s = BlockStatistics()
         for c in 0..<3 {
             s.pulses[c] = pulses[c]
             s.clicks[c] = UInt64((Double(pulses[c]) * gains[c]).rounded())
-            s.sifted[c] = s.clicks[c] / 2
-            s.revealed[c] = c == 0 ? s.sifted[c] / 10 : s.sifted[c]
+            s.sifted[c] = UInt64((Double(s.clicks[c]) * 0.82).rounded())
+            s.revealed[c] = UInt64((Double(s.sifted[c]) / 82).rounded())
             s.errors[c] = c == 2 ? s.revealed[c] / 2 : UInt64((Double(s.revealed[c]) * errorRate).rounded())
         }
         return s
     }
 
     static func block(_ statistics: BlockStatistics) -> SiftedBlock {
-        let n = Int(statistics.sifted[0] - statistics.revealed[0])
+        let n = Int((0..<3).map { statistics.sifted[$0] - statistics.revealed[$0] }.reduce(0, +))
         return SiftedBlock(index: 0, key: BitVectorBox(BitVector(count: n)), statistics: statistics)
     }
 
@@ -112,5 +114,35 @@ import Glibc
         #expect(!pair.bobPool.availableIDs.contains(key))
         #expect(!pair.alicePool.availableIDs.contains(key), "spent at Alice's end too")
         #expect(Set(pair.alicePool.availableIDs) == Set(pair.bobPool.availableIDs))
+    }
+}
+
+/// No normal approximation enters the key length of a decoy-state link: ℓ comes from Lim et
+/// al.'s Hoeffding bounds on the counts, so the Wilson bounds' width (u_α) changes the reported
+/// estimates and nothing of ℓ; and at small counts, where a normal bound under-covers, the
+/// Hoeffding deviation is the wider one.
+@Suite struct FiniteKeyLengthTests {
+    @Test func theKeyLengthIgnoresTheWilsonBoundsAndUsesHoeffding() throws {
+        let s = ParameterEstimationAbortTests.statistics(pulses: [6_000_000_000, 2_800_000_000, 1_200_000_000],
+                                                         gains: ParameterEstimationAbortTests.honestGains, errorRate: 0.015)
+        let source = SourceSettings(signal: 0.5, decoy: 0.1, signalProbability: 0.6, decoyProbability: 0.28, vacuumProbability: 0.12,
+                                    xProbability: 0.9)
+        var narrow = DistillerConfiguration(source: source, ecEfficiency: 1.16)
+        narrow.standardDeviations = 1
+        var wide = narrow
+        wide.standardDeviations = 10
+        let a = try #require(KeyDistiller.finiteKey(s, cascadeLeak: 100_000, configuration: narrow))
+        let b = try #require(KeyDistiller.finiteKey(s, cascadeLeak: 100_000, configuration: wide))
+        #expect(a == b && a.keyBits > 0, "\(a)")
+        #expect(s.estimates(source: source, ecEfficiency: 1.16, standardDeviations: 1).e1Upper
+                < s.estimates(source: source, ecEfficiency: 1.16, standardDeviations: 10).e1Upper)
+        // The deviation Hoeffding allows on the vacuum count is sqrt((N/2) ln(21/ε_sec)); a 5σ
+        // normal bound on that count would allow 5 sqrt(n_μ3), far less for a handful of counts.
+        let p = Lim2014.Parameters(intensities: [0.5, 0.1, 0], probabilities: [0.6, 0.28, 0.12])
+        let n = [1000.0, 200.0, 5.0]
+        let (lower, upper) = Lim2014.hoeffding(n, p)
+        let delta = (n.reduce(0, +) / 2 * log(21 / p.epsSec)).squareRoot()
+        #expect(lower[2] == 0 && abs(upper[2] / (1 / 0.12) - (5 + delta)) < 1e-9)
+        #expect(delta > 5 * 5.0.squareRoot())
     }
 }

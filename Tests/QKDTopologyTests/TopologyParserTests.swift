@@ -78,6 +78,10 @@ func parseErrors(_ text: String) -> [TopologyError] {
         let t = try TopologyParser.parse(baseFixture, file: "fixture.yaml")
         #expect(t.name == "fixture")
         #expect(t.seed == 7)
+        #expect(t.secrecy == .secret, "secret randomness unless the file asks for a reproducible run")
+        let reproducible = try TopologyParser.parse(baseFixture.replacingOccurrences(of: "seed: 7", with: "seed: 7\nsecrecy: reproducible"),
+                                                    file: "fixture.yaml")
+        #expect(reproducible.secrecy == .reproducible && reproducible.with(secrecy: .secret).secrecy == .secret)
         #expect(t.nodes.map(\.id.rawValue) == ["A", "B", "C"])
         #expect(t.links[0].physics.detectorEfficiency == 0.10)
         #expect(t.links[1].physics.detectorEfficiency == 0.6)
@@ -126,6 +130,8 @@ func parseErrors(_ text: String) -> [TopologyError] {
                  code: .outOfRange, field: "nodes[0].lat", line: 6),
         Mutation(name: "bad seed", from: "seed: 7", to: "seed: -7",
                  code: .invalidValue, field: "seed", line: 2),
+        Mutation(name: "bad secrecy", from: "seed: 7", to: "seed: 7\nsecrecy: public",
+                 code: .invalidValue, field: "secrecy", line: 3),
         Mutation(name: "SAE on unknown node", from: "{ id: SAE-A, node: A }", to: "{ id: SAE-A, node: Q }",
                  code: .unknownNode, field: "saes[0].node", line: 16),
         Mutation(name: "bad endpoint", from: "{ id: A, lat: 10.0, lon: 20.0, role: metro-core }", to: "{ id: A, lat: 10.0, lon: 20.0, role: metro-core, endpoint: 'localhost:99999' }",

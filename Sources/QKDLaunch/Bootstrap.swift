@@ -1,0 +1,33 @@
+import QKDCore
+import QKDKeyPool
+import QKDStore
+import QKDTopology
+import QKDTransport
+
+/// Installs a secret run's link bootstraps (`LinkBootstrap`): for every link whose two ends do
+/// not both hold one yet, a fresh secret from the OS CSPRNG, written to both ends' files
+/// (`RunLayout.bootstrapPath`, mode 0600). Kept across restarts of the network, like the
+/// stores and the PKI: a node reads its links' transcript-hash keys from them at every start.
+/// A reproducible run needs none (both ends derive theirs from the seed).
+enum Bootstrap {
+    /// Returns how many links got a new bootstrap.
+    @discardableResult
+    static func ensure(layout: RunLayout, topology: Topology) throws(LaunchError) -> Int {
+        guard topology.secrecy == .secret else { return 0 }
+        var made = 0
+        var random = SecretRandom.system
+        for link in topology.links {
+            let paths = [layout.bootstrapPath(link.a, link: link.name), layout.bootstrapPath(link.b, link: link.name)]
+            let held = paths.map { try? BootstrapFile.read(path: $0) }
+            if let first = held[0], let second = held[1], first == second { continue }
+            let fresh = LinkBootstrap.random(&random)
+            do {
+                for path in paths { try BootstrapFile.write(fresh, path: path) }
+            } catch {
+                throw LaunchError(.io, "link \(link.name): \(error)")
+            }
+            made += 1
+        }
+        return made
+    }
+}
