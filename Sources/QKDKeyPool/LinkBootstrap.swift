@@ -14,10 +14,11 @@ public struct LinkBootstrap: Sendable, Equatable, CustomStringConvertible {
     /// Pre-shared keys per link.
     public static let keyCount = 256
 
-    public var authenticationKey: UInt64
+    /// The 128-bit key of the transcript hash (`TranscriptHash`, GF(2^127 − 1)).
+    public var authenticationKey: UInt128
     public var keys: [(id: KeyID, bits: BitVector)]
 
-    public init(authenticationKey: UInt64, keys: [(id: KeyID, bits: BitVector)]) {
+    public init(authenticationKey: UInt128, keys: [(id: KeyID, bits: BitVector)]) {
         self.authenticationKey = authenticationKey
         self.keys = keys
     }
@@ -37,7 +38,9 @@ public struct LinkBootstrap: Sendable, Equatable, CustomStringConvertible {
             let id = KeyID(randomHigh: stream.next(), randomLow: stream.next())
             return (id: id, bits: BitVector(words: (0..<words).map { _ in stream.next() }, count: keyBits))
         }
-        return LinkBootstrap(authenticationKey: linkSeeds.seed(for: "auth-key"), keys: keys)
+        var auth = linkSeeds.stream("auth-key-128")
+        let (high, low) = (auth.next(), auth.next())
+        return LinkBootstrap(authenticationKey: UInt128(high) << 64 | UInt128(low), keys: keys)
     }
 
     /// A fresh bootstrap from `random` (the OS CSPRNG in a secret run).
@@ -47,12 +50,14 @@ public struct LinkBootstrap: Sendable, Equatable, CustomStringConvertible {
             let id = random.words(2)
             return (id: KeyID(randomHigh: id[0], randomLow: id[1]), bits: BitVector(words: random.words(words), count: keyBits))
         }
-        return LinkBootstrap(authenticationKey: random.next(), keys: keys)
+        let auth = random.words(2)
+        return LinkBootstrap(authenticationKey: UInt128(auth[0]) << 64 | UInt128(auth[1]), keys: keys)
     }
 
-    static let magic: [UInt8] = Array("QKDNET-BOOTSTRAP-1".utf8)
+    static let magic: [UInt8] = Array("QKDNET-BOOTSTRAP-2".utf8)
 
-    /// The file format: magic, key bits (u32), key count (u32), authentication key (u64),
+    /// The file format: magic, key bits (u32), key count (u32), authentication key (two u64,
+    /// low first),
     /// then per key its ID (two u64) and its words (u64 each), all little-endian.
     public func encoded() -> [UInt8] {
         let keyBits = keys.first?.bits.count ?? LinkBootstrap.keyBits
@@ -60,7 +65,8 @@ public struct LinkBootstrap: Sendable, Equatable, CustomStringConvertible {
         func put(_ v: UInt64, _ bytes: Int) { for i in 0..<bytes { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
         put(UInt64(keyBits), 4)
         put(UInt64(keys.count), 4)
-        put(authenticationKey, 8)
+        put(UInt64(truncatingIfNeeded: authenticationKey), 8)
+        put(UInt64(truncatingIfNeeded: authenticationKey >> 64), 8)
         for k in keys {
             put(k.id.high, 8)
             put(k.id.low, 8)
@@ -83,10 +89,11 @@ public struct LinkBootstrap: Sendable, Equatable, CustomStringConvertible {
         }
         let keyBits = Int(get(4)), count = Int(get(4))
         let words = (keyBits + 63) / 64
-        guard keyBits > 0, keyBits <= 1 << 16, count <= 1 << 20, bytes.count == at + 8 + count * (16 + 8 * words) else {
+        guard keyBits > 0, keyBits <= 1 << 16, count <= 1 << 20, bytes.count == at + 16 + count * (16 + 8 * words) else {
             throw BootstrapError("\(count) keys of \(keyBits) bits do not match the file's \(bytes.count) bytes")
         }
-        let authenticationKey = get(8)
+        let low = get(8), high = get(8)
+        let authenticationKey = UInt128(high) << 64 | UInt128(low)
         var keys: [(id: KeyID, bits: BitVector)] = []
         keys.reserveCapacity(count)
         for _ in 0..<count {

@@ -40,7 +40,7 @@ public struct QuantumLayer: Sendable {
     /// `epoch`: how many times the node's store was opened (part of every pool-agreement
     /// nonce). `authenticationKeys`: each link's transcript-hash key (`LinkBootstrap`).
     /// `engine` makes each link's engine (tests choose smaller blocks).
-    public init(node: NodeID, topology: Topology, epoch: UInt64, now: Instant, authenticationKeys: [String: UInt64],
+    public init(node: NodeID, topology: Topology, epoch: UInt64, now: Instant, authenticationKeys: [String: UInt128],
                 engine: ((TopologyLink) -> QuantumLinkEngine)? = nil) {
         let make = engine ?? {
             QuantumLinkEngine(link: $0, node: node, topologySeed: topology.seed, secrecy: topology.secrecy,

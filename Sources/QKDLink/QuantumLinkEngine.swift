@@ -30,7 +30,7 @@ public struct QuantumLinkEngine: Sendable {
     let seeds: SeedTree
     /// Where the link's secret draws come from, and its transcript-hash key (`LinkBootstrap`).
     public let secrecy: Secrecy
-    let authenticationKey: UInt64
+    let authenticationKey: UInt128
     let timeScale: Double
     /// Frames Alice may have in flight before she waits for answers.
     let window: Int
@@ -61,7 +61,7 @@ public struct QuantumLinkEngine: Sendable {
     private var distilling: [UInt64: Instant] = [:]
     let distillationTimeoutNs: UInt64 = 30_000_000_000
 
-    public init(link: TopologyLink, node: NodeID, topologySeed: UInt64, secrecy: Secrecy, authenticationKey: UInt64,
+    public init(link: TopologyLink, node: NodeID, topologySeed: UInt64, secrecy: Secrecy, authenticationKey: UInt128,
                 timeScale: Double, now: Instant,
                 framePulses: UInt32? = nil, blockBits: Int? = nil, asymptoticBound: Bool = false, window: Int = 4,
                 roundTimeoutMs: UInt64 = 3000) {
@@ -277,6 +277,10 @@ public struct QuantumLinkEngine: Sendable {
             r.finalBitsTotal = d.finalBits
             r.lastKeyBlock = d.lastKeyBlock
             if let f = d.lastFiniteKey { r.finiteKey = f }
+            if let bits = d.lastTranscriptBits {
+                r.authTranscriptBits = bits
+                r.authForgeryBound = TranscriptHash.forgeryBound(bits: bits)
+            }
         }
         return r
     }

@@ -50,7 +50,7 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     public let bootstraps: [String: LinkBootstrap]
 
     /// Each link's transcript-hash key, from its bootstrap.
-    public var authenticationKeys: [String: UInt64] { bootstraps.mapValues(\.authenticationKey) }
+    public var authenticationKeys: [String: UInt128] { bootstraps.mapValues(\.authenticationKey) }
 
     /// The bootstrap secrets of `node`'s links: derived from the seed in a reproducible run,
     /// read from the files `qkdctl up` installed (`layout.bootstrapPath`) in a secret one.

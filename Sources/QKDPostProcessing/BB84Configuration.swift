@@ -38,12 +38,13 @@ struct BlockAccumulator: Sendable {
     var statistics = BlockStatistics()
     /// Sifted key-basis (X) bits so far.
     var keyBits = 0
-    /// Running h_K over the block's classical messages.
-    var transcript: PolynomialHash
+    /// The round's transcript hash, running over the block's classical messages (the
+    /// distiller goes on absorbing into it: one level, no digest hashed again).
+    var transcript: TranscriptHash
 
-    init(index: UInt64, authenticationKey: UInt64) {
+    init(index: UInt64, authenticationKey: UInt128) {
         self.index = index
-        transcript = PolynomialHash(key: authenticationKey)
+        transcript = TranscriptHash(key: authenticationKey)
     }
 
     mutating func add(frameCounts: [UInt64]) {

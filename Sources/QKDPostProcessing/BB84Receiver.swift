@@ -14,12 +14,12 @@ public struct BB84Receiver: Sendable {
     /// Times Bob's block numbering differed from Alice's (a reply lost or altered on the way)
     /// and he took hers, dropping the block he was filling.
     public private(set) var blocksResynchronised = 0
-    let authenticationKey: UInt64
+    let authenticationKey: UInt128
 
     /// `seeds` is this link's seed tree; Bob's streams are `bob/*`. `authenticationKey` is the
     /// link's secret key of the transcript hash (both ends use the same).
     public init(configuration: BB84Configuration, seeds: SeedTree, misalignment: Double, darkCountProbability: Double,
-                authenticationKey: UInt64 = 1) {
+                authenticationKey: UInt128 = 1) {
         self.configuration = configuration
         self.authenticationKey = authenticationKey
         detector = ThresholdDetector(misalignment: misalignment, darkCountProbability: darkCountProbability,
@@ -101,6 +101,6 @@ public struct BB84Receiver: Sendable {
         var transcript = acc.transcript
         transcript.update(revealBytes)
         transcript.update(result.encoded())
-        return SiftedBlock(index: result.blockIndex, key: BitVectorBox(key), statistics: stats, transcriptDigest: transcript.finalize())
+        return SiftedBlock(index: result.blockIndex, key: BitVectorBox(key), statistics: stats, transcript: transcript)
     }
 }

@@ -17,13 +17,13 @@ public struct BB84Sender: Sendable {
     private var closing: [UInt64: BlockAccumulator] = [:]
     /// Frames dropped because no sifting answer came in time.
     public private(set) var framesExpired = 0
-    let authenticationKey: UInt64
+    let authenticationKey: UInt128
 
     /// `seeds` is this link's seed tree; Alice's streams are `alice/*` (physics always; her bit
     /// values too when `secrecy` is reproducible, the OS CSPRNG
     /// otherwise). `authenticationKey` is the link's secret key of the transcript hash (both
     /// ends use the same).
-    public init(configuration: BB84Configuration, seeds: SeedTree, secrecy: Secrecy, authenticationKey: UInt64 = 1) {
+    public init(configuration: BB84Configuration, seeds: SeedTree, secrecy: Secrecy, authenticationKey: UInt128 = 1) {
         self.configuration = configuration
         self.authenticationKey = authenticationKey
         source = WeakCoherentSource(settings: configuration.source, choices: PulseHash(seed: seeds.seed(for: "alice/choices")),
@@ -130,6 +130,6 @@ public struct BB84Sender: Sendable {
         transcript.update(r.encoded())
         transcript.update(result.encoded())
         return (result, SiftedBlock(index: r.blockIndex, key: BitVectorBox(key), statistics: stats,
-                                    transcriptDigest: transcript.finalize()))
+                                    transcript: transcript))
     }
 }

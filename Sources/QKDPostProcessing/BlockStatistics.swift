@@ -125,14 +125,16 @@ public struct SiftedBlock: Sendable {
     public let index: UInt64
     public let key: BitVectorBox
     public let statistics: BlockStatistics
-    /// h_K over every sifting and estimation message of the block, in frame order (both ends
-    /// compute it from what they sent and received); distillation authenticates it.
-    public let transcriptDigest: UInt64
+    /// The transcript hash so far: every sifting and estimation message of the block, in
+    /// frame order (both ends compute it from what they sent and received). Distillation
+    /// absorbs its own messages into the same hash and authenticates the whole (nil: a block
+    /// made without its messages, whose transcript starts at distillation).
+    public let transcript: TranscriptHash?
 
-    public init(index: UInt64, key: BitVectorBox, statistics: BlockStatistics, transcriptDigest: UInt64 = 0) {
+    public init(index: UInt64, key: BitVectorBox, statistics: BlockStatistics, transcript: TranscriptHash? = nil) {
         self.index = index
         self.key = key
         self.statistics = statistics
-        self.transcriptDigest = transcriptDigest
+        self.transcript = transcript
     }
 }

@@ -129,6 +129,11 @@ public struct KeyDistiller: Sendable {
         /// Rounds whose authentication key was missing from the pool (tagging end: none left;
         /// verifying end: the named key is not held here).
         public var authenticationKeysMissing: UInt64 = 0
+        /// Pool key bits spent on tag pads (two 128-bit pads per round, at each end).
+        public var authenticationBitsUsed: UInt64 = 0
+        /// The length of the newest authenticated transcript (bits) and its forgery bound
+        /// (L + 1)/p per tag (`TranscriptHash.forgeryBound`).
+        public var lastTranscriptBits: UInt64?
         /// The counts and bound of the newest block distilled here.
         public var lastFiniteKey: FiniteKeyReport?
         public var ecEfficiency: Double? { shannonBits > 0 ? Double(leakedBits) / shannonBits : nil }
@@ -137,11 +142,11 @@ public struct KeyDistiller: Sendable {
     struct Round: Sendable {
         var block: SiftedBlock
         var estimates: Estimates
-        var transcript: PolynomialHash
+        var transcript: TranscriptHash
         var alice: CascadeAlice?
         var bob: CascadeBob?
         var done: ReconciliationDone?
-        var pads: (UInt64, UInt64)?
+        var pads: (UInt128, UInt128)?
         /// Bob, once Cascade is over: his corrected key, the leak and the corrections (the
         /// Cascade state itself is released).
         var corrected: BitVector?
@@ -152,7 +157,7 @@ public struct KeyDistiller: Sendable {
     public let role: Role
     public let configuration: DistillerConfiguration
     let seeds: SeedTree
-    let authenticationKey: UInt64
+    let authenticationKey: UInt128
     /// Where the verification, privacy-amplification and key-ID seeds come from (Bob draws
     /// them once Cascade is over): the OS CSPRNG unless the run is reproducible.
     private var secrets: SecretRandom
@@ -181,7 +186,7 @@ public struct KeyDistiller: Sendable {
     /// never reuses permutations. `authenticationKey` is the link's long-term transcript-hash
     /// key (`LinkBootstrap`); `secrecy` says where this end's secret draws come from.
     public init(role: Role, configuration: DistillerConfiguration, linkSeeds: SeedTree, session: UInt64,
-                authenticationKey: UInt64, secrecy: Secrecy) {
+                authenticationKey: UInt128, secrecy: Secrecy) {
         self.role = role
         self.configuration = configuration
         seeds = linkSeeds.child("distill/\(session)")
@@ -270,13 +275,13 @@ public struct KeyDistiller: Sendable {
             counters.roundsAborted += 1
             return [.estimated(block: block.index, abortReason: reason)]
         }
-        var transcript = PolynomialHash(key: authenticationKey)
-        transcript.update(bits: block.index, count: 56)
-        // Every sifting and estimation message of the block, through its digest.
-        KeyDistiller.absorb(&transcript, hash: block.transcriptDigest, list: [])
+        // One transcript per round: the block's sifting and estimation messages are already
+        // in it; the counts and every distillation message go on into the same hash.
+        var transcript = block.transcript ?? TranscriptHash(key: authenticationKey)
+        transcript.update(word: block.index)
         for array in [block.statistics.pulses, block.statistics.clicks, block.statistics.sifted,
                       block.statistics.revealed, block.statistics.errors] {
-            for v in array { transcript.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56) }
+            for v in array { transcript.update(word: v) }
         }
         for old in rounds.keys where old + KeyDistiller.roundHorizon < block.index {
             rounds[old] = nil
@@ -349,12 +354,12 @@ public struct KeyDistiller: Sendable {
             return [.send(.cascadeRequest, bytes)]
         }
         // Cascade is over: verification hash and Bob's tag, padded with the oldest key of the pool.
-        guard let (authKey, padBits) = pool.takeOldestForAuthentication() else {
+        guard let (authKey, padBits) = pool.takeOldestForAuthentication(), let (pad1, pad2) = KeyDistiller.pads(padBits) else {
             rounds[reply.block] = nil
             counters.authenticationKeysMissing += 1
             return [.log("no authentication key left in the pool: block discarded", ["block": "\(reply.block)"])]
         }
-        let (pad1, pad2) = KeyDistiller.pads(padBits)
+        counters.authenticationBitsUsed += UInt64(2 * TranscriptTag.padBits)
         // The seeds of verification, privacy amplification and key IDs, drawn now (after the
         // quantum phase) from secret randomness, and sent under the tag.
         let verificationKey = secrets.next(), verificationKey2 = secrets.next()
@@ -373,7 +378,7 @@ public struct KeyDistiller: Sendable {
                                       verificationKey: verificationKey, verificationKey2: verificationKey2, authenticationKey: authKey, acknowledged: acks, keyIDSeed: keyIDSeed,
                                       privacySeedBits: UInt32(seedBits), privacySeed: seed, tag: 0)
         KeyDistiller.absorbSeeds(&t, done)
-        done.tag = WegmanCarter.tag(t.finalize(), pad: pad1)
+        done.tag = TranscriptTag.tag(t.finalize(), pad: pad1)
         round.transcript = t
         round.done = done
         round.pads = (pad1, pad2)
@@ -394,17 +399,17 @@ public struct KeyDistiller: Sendable {
         }
         abandonStale(finished: done.block)
         // The key Bob named is taken here too (whatever the outcome: it was used once).
-        guard let padBits = pool.takeForAuthentication(done.authenticationKey) else {
+        guard let padBits = pool.takeForAuthentication(done.authenticationKey), let (pad1, pad2) = KeyDistiller.pads(padBits) else {
             counters.blocksFailedAuthentication += 1
             counters.authenticationKeysMissing += 1
             return [.log("authentication key named by the peer is not held here: block discarded",
                          ["block": "\(done.block)", "key.id": "\(done.authenticationKey)"])]
         }
-        let (pad1, pad2) = KeyDistiller.pads(padBits)
+        counters.authenticationBitsUsed += UInt64(2 * TranscriptTag.padBits)
         var t = round.transcript
         KeyDistiller.absorb(&t, hash: done.verificationHash, list: done.acknowledged)
         KeyDistiller.absorbSeeds(&t, done)
-        let tagValid = WegmanCarter.tag(t.finalize(), pad: pad1) == done.tag
+        let tagValid = TranscriptTag.tag(t.finalize(), pad: pad1) == done.tag
         var out: [Output] = []
         if tagValid {
             // Bob accepted these rounds: commit them here, and tell him so.
@@ -436,7 +441,8 @@ public struct KeyDistiller: Sendable {
         t.update(bits: UInt64(finalBits), count: 32)
         KeyDistiller.absorb(&t, list: confirmations)
         let result = ReconciliationResult(block: done.block, accepted: accepted, finalBits: UInt32(finalBits),
-                                          confirmed: confirmations, tag: WegmanCarter.tag(t.finalize(), pad: pad2))
+                                          confirmed: confirmations, tag: TranscriptTag.tag(t.finalize(), pad: pad2))
+        counters.lastTranscriptBits = t.bits
         out.insert(.send(.reconciliationResult, result.encoded()), at: 0)
         if accepted {
             round.transcript = t
@@ -455,10 +461,11 @@ public struct KeyDistiller: Sendable {
         t.update(bits: result.accepted ? 1 : 0, count: 1)
         t.update(bits: UInt64(result.finalBits), count: 32)
         KeyDistiller.absorb(&t, list: result.confirmed)
-        guard WegmanCarter.tag(t.finalize(), pad: pad2) == result.tag else {
+        guard TranscriptTag.tag(t.finalize(), pad: pad2) == result.tag else {
             counters.blocksFailedAuthentication += 1
             return [.log("authentication failed: block discarded", ["block": "\(result.block)"])]
         }
+        counters.lastTranscriptBits = t.bits
         // Alice committed these: commit them here too.
         var out: [Output] = []
         for c in result.confirmed { out += commit(c, pool: &pool) }
@@ -477,37 +484,28 @@ public struct KeyDistiller: Sendable {
     }
 
     /// Folds a verification hash and a list of block numbers into a transcript.
-    static func absorb(_ t: inout PolynomialHash, hash: UInt64? = nil, list: [UInt64]) {
-        if let hash {
-            t.update(bits: hash & 0x00FF_FFFF_FFFF_FFFF, count: 56)
-            t.update(bits: hash >> 56, count: 8)
-        }
+    static func absorb(_ t: inout TranscriptHash, hash: UInt64? = nil, list: [UInt64]) {
+        if let hash { t.update(word: hash) }
         t.update(bits: UInt64(list.count), count: 32)
-        for v in list {
-            t.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56)
-            t.update(bits: v >> 56, count: 8)
-        }
+        for v in list { t.update(word: v) }
     }
 
     /// Folds the seeds a `Done` carries into a transcript: the verification key, the key-ID
     /// seed and the privacy-amplification seed (its length, then its words).
-    static func absorbSeeds(_ t: inout PolynomialHash, _ done: ReconciliationDone) {
-        t.update(bits: done.verificationHash2 & 0x00FF_FFFF_FFFF_FFFF, count: 56)
-        t.update(bits: done.verificationHash2 >> 56, count: 8)
-        for v in [done.verificationKey, done.verificationKey2, done.keyIDSeed] {
-            t.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56)
-            t.update(bits: v >> 56, count: 8)
-        }
+    static func absorbSeeds(_ t: inout TranscriptHash, _ done: ReconciliationDone) {
+        for v in [done.verificationHash2, done.verificationKey, done.verificationKey2, done.keyIDSeed] { t.update(word: v) }
         t.update(bits: UInt64(done.privacySeedBits), count: 32)
-        for v in done.privacySeed {
-            t.update(bits: v & 0x00FF_FFFF_FFFF_FFFF, count: 56)
-            t.update(bits: v >> 56, count: 8)
-        }
+        for v in done.privacySeed { t.update(word: v) }
+        t.update(word: done.authenticationKey.high)
+        t.update(word: done.authenticationKey.low)
     }
 
-    /// Two 64-bit Wegman–Carter pads from the first 128 bits of an authentication key.
-    static func pads(_ key: BitVector) -> (UInt64, UInt64) {
-        (key.words.count > 0 ? key.words[0] : 0, key.words.count > 1 ? key.words[1] : 0)
+    /// The round's two 128-bit Wegman–Carter pads: the 256 bits of one pool key, each used
+    /// once (a key of fewer bits is refused by the pool's key size, `keyBits`).
+    static func pads(_ key: BitVector) -> (UInt128, UInt128)? {
+        guard key.count >= 2 * TranscriptTag.padBits else { return nil }
+        let w = key.words
+        return (TranscriptTag.pad(w[0], w[1]), TranscriptTag.pad(w[2], w[3]))
     }
 
     /// Releases a held round's keys: pending → available in the pool.

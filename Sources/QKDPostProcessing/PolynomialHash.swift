@@ -4,7 +4,9 @@ import QKDCore
 /// (Carter & Wegman, JCSS 18, 143, 1979; the polynomial family of den Boer 1993 and
 /// Bernstein's Poly1305 design): the message is cut into 56-bit chunks c_1 … c_L, its bit
 /// length is appended as a final chunk, and h_k(m) = Σ c_i k^(L+1−i) mod p. Two different
-/// messages of at most L chunks collide for at most (L + 1)/p of the keys k.
+/// messages of at most L chunks collide for at most (L + 1)/p of the keys k. Used for
+/// verification (two independent keys, ε_cor); transcripts are authenticated by
+/// `TranscriptHash`, over GF(2^127 − 1).
 public struct PolynomialHash: Sendable {
     public static let prime: UInt64 = (1 << 61) - 1
 
@@ -117,19 +119,5 @@ public struct PolynomialHash: Sendable {
         var h = PolynomialHash(key: key)
         h.update(vector)
         return h.finalize()
-    }
-}
-
-/// Wegman–Carter authentication (Wegman & Carter, JCSS 22, 265, 1981): tag = (h_k(m) + s) mod p
-/// with h the polynomial hash under the link's long-term authentication key k and s a fresh
-/// one-time pad of 61 bits taken from the link's own secret key. Each pad is used once; a
-/// forger succeeds with probability at most (L + 1)/p per attempt for messages of L chunks.
-public enum WegmanCarter {
-    public static let padBits = 64
-
-    public static func tag(_ digest: UInt64, pad: UInt64) -> UInt64 {
-        let s = (pad & PolynomialHash.prime) % PolynomialHash.prime
-        let t = digest &+ s
-        return t >= PolynomialHash.prime ? t - PolynomialHash.prime : t
     }
 }

@@ -37,6 +37,12 @@ public struct ByteReader {
         try take(8).reduce(0) { ($0 << 8) | UInt64($1) }
     }
 
+    /// A 128-bit value as two u64, the low one first.
+    public mutating func u128() throws(WireError) -> UInt128 {
+        let low = try u64()
+        return UInt128(try u64()) << 64 | UInt128(low)
+    }
+
     public mutating func bytes(_ n: Int) throws(WireError) -> [UInt8] { Array(try take(n)) }
 
     /// Throws unless every byte was consumed.

@@ -459,6 +459,10 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     public var finiteKey: FiniteKeyReport?
     /// Where the link's secret randomness comes from ("secret" or "reproducible").
     public var secrecy: String?
+    /// The newest authenticated round at this end: its transcript's length in bits, and the
+    /// probability bound (L + 1)/p per tag, p = 2^127 − 1, that a forger matches a tag on it.
+    public var authTranscriptBits: UInt64?
+    public var authForgeryBound: Double?
 
     public init(link: String, role: String, state: LinkState, session: UInt64, active: Bool, framesSent: UInt64,
                 framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
@@ -503,6 +507,7 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
         case compromised, abortReason = "abort_reason", roundsAborted = "rounds_aborted"
         case compromisedEventsTotal = "compromised_events_total", sessionBlocks = "session_blocks", lastKeyBlock = "last_key_block"
         case finiteKey = "finite_key", secrecy
+        case authTranscriptBits = "auth_transcript_bits", authForgeryBound = "auth_forgery_bound"
     }
 }
 

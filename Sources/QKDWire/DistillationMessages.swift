@@ -21,11 +21,12 @@ public struct ReconciliationDone: Equatable, Sendable {
     /// when the block yields no key), as words.
     public var privacySeedBits: UInt32
     public var privacySeed: [UInt64]
-    public var tag: UInt64
+    /// The 128-bit Wegman–Carter tag (low 127 bits used: an element of GF(2^127 − 1)).
+    public var tag: UInt128
 
     public init(block: UInt64, verificationHash: UInt64, verificationHash2: UInt64, verificationKey: UInt64, verificationKey2: UInt64,
                 authenticationKey: KeyID, acknowledged: [UInt64], keyIDSeed: UInt64, privacySeedBits: UInt32, privacySeed: [UInt64],
-                tag: UInt64) {
+                tag: UInt128) {
         self.block = block
         self.verificationHash = verificationHash
         self.verificationHash2 = verificationHash2
@@ -44,7 +45,7 @@ public struct ReconciliationDone: Equatable, Sendable {
     public static let maxPrivacySeedBits: UInt32 = 1 << 27
 
     public func encoded() -> [UInt8] {
-        var w = PayloadWriter(capacity: 88 + acknowledged.count * 8 + privacySeed.count * 8)
+        var w = PayloadWriter(capacity: 96 + acknowledged.count * 8 + privacySeed.count * 8)
         w.u64(block)
         w.u64(verificationHash)
         w.u64(verificationHash2)
@@ -57,7 +58,7 @@ public struct ReconciliationDone: Equatable, Sendable {
         w.u64(keyIDSeed)
         w.u32(privacySeedBits)
         for v in privacySeed { w.u64(v) }
-        w.u64(tag)
+        w.u128(tag)
         return w.bytes
     }
 
@@ -72,14 +73,14 @@ public struct ReconciliationDone: Equatable, Sendable {
         let keyIDSeed = try r.u64()
         let seedBits = try r.u32()
         let words = (Int(seedBits) + 63) / 64
-        guard seedBits <= maxPrivacySeedBits, words * 8 + 8 == r.remaining else {
+        guard seedBits <= maxPrivacySeedBits, words * 8 + 16 == r.remaining else {
             throw WireError(.malformedPayload, "reconciliation done \(block): a privacy-amplification seed of \(seedBits) bits does not fit")
         }
         var seed: [UInt64] = []
         seed.reserveCapacity(words)
         for _ in 0..<words { seed.append(try r.u64()) }
         let d = ReconciliationDone(block: block, verificationHash: hash, verificationHash2: hash2, verificationKey: verificationKey,
-                                   verificationKey2: verificationKey2, authenticationKey: key, acknowledged: acks, keyIDSeed: keyIDSeed, privacySeedBits: seedBits, privacySeed: seed, tag: try r.u64())
+                                   verificationKey2: verificationKey2, authenticationKey: key, acknowledged: acks, keyIDSeed: keyIDSeed, privacySeedBits: seedBits, privacySeed: seed, tag: try r.u128())
         try r.expectEnd("reconciliation done")
         return d
     }
@@ -93,9 +94,10 @@ public struct ReconciliationResult: Equatable, Sendable {
     public var finalBits: UInt32
     /// Blocks whose acknowledgement Alice received (and so committed): Bob may commit them.
     public var confirmed: [UInt64]
-    public var tag: UInt64
+    /// The 128-bit Wegman–Carter tag (low 127 bits used: an element of GF(2^127 − 1)).
+    public var tag: UInt128
 
-    public init(block: UInt64, accepted: Bool, finalBits: UInt32, confirmed: [UInt64], tag: UInt64) {
+    public init(block: UInt64, accepted: Bool, finalBits: UInt32, confirmed: [UInt64], tag: UInt128) {
         self.block = block
         self.accepted = accepted
         self.finalBits = finalBits
@@ -110,7 +112,7 @@ public struct ReconciliationResult: Equatable, Sendable {
         w.u32(finalBits)
         w.u32(UInt32(confirmed.count))
         for c in confirmed { w.u64(c) }
-        w.u64(tag)
+        w.u128(tag)
         return w.bytes
     }
 
@@ -120,10 +122,10 @@ public struct ReconciliationResult: Equatable, Sendable {
         let flag = try r.u8()
         let bits = try r.u32()
         let n = Int(try r.u32())
-        guard n * 8 + 8 == r.remaining else { throw WireError(.malformedPayload, "reconciliation result \(block): \(n) confirmations do not fit") }
+        guard n * 8 + 16 == r.remaining else { throw WireError(.malformedPayload, "reconciliation result \(block): \(n) confirmations do not fit") }
         var confirmed: [UInt64] = []
         for _ in 0..<n { confirmed.append(try r.u64()) }
-        let tag = try r.u64()
+        let tag = try r.u128()
         try r.expectEnd("reconciliation result")
         guard flag <= 1 else { throw WireError(.malformedPayload, "reconciliation result \(block): flag \(flag)") }
         return ReconciliationResult(block: block, accepted: flag == 1, finalBits: bits, confirmed: confirmed, tag: tag)

@@ -7,6 +7,11 @@ public struct PayloadWriter {
     public mutating func u8(_ v: UInt8) { bytes.append(v) }
     public mutating func u32(_ v: UInt32) { bytes.appendBigEndian(v) }
     public mutating func u64(_ v: UInt64) { bytes.appendBigEndian(v) }
+    /// Two u64, the low one first (what `ByteReader.u128` reads).
+    public mutating func u128(_ v: UInt128) {
+        u64(UInt64(truncatingIfNeeded: v))
+        u64(UInt64(truncatingIfNeeded: v >> 64))
+    }
     public mutating func f64(_ v: Double) { bytes.appendBigEndian(v.bitPattern) }
     public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
 

@@ -43,6 +43,13 @@ import Testing
                 #expect(f.bound == "lim2014" && f.epsSec == 1e-10 && f.epsCor == 1e-15, "\(link.link): \(f)")
                 #expect(f.keyBits > 0 && f.nX.count == 3 && f.nZ[0] > 0, "\(link.link): \(f)")
                 #expect(end.secrecy == "secret")
+                // Authentication: the bound (L + 1)/p for the L 120-bit chunks of the round's
+                // whole transcript, recomputed from the length the node reports.
+                let bits = try #require(end.authTranscriptBits, "\(link.link): no authenticated round")
+                #expect(bits >= f.leakECBits, "the transcript holds every bit Cascade revealed: \(bits)")
+                let bound = (Double((bits + 119) / 120) + 1) / 0x1p127
+                #expect(end.authForgeryBound == bound, "\(link.link): \(end.authForgeryBound ?? -1) for \(bits) bits")
+                #expect(bound <= 0x1p-64, "\(link.link): forgery bound \(bound) per tag")
             }
         }
         passed = true

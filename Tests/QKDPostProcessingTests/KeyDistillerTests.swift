@@ -125,7 +125,7 @@ func roundZeroIDs(seed: UInt64, blocks: [(alice: SiftedBlock, bob: SiftedBlock)]
         var bits = b.key.bits
         var g = Xoshiro256(seed: 1)
         for i in 0..<bits.count where g.nextUnitDouble() < 0.4 { bits.flip(i) }
-        let broken = SiftedBlock(index: b.index, key: BitVectorBox(bits), statistics: b.statistics, transcriptDigest: b.transcriptDigest)
+        let broken = SiftedBlock(index: b.index, key: BitVectorBox(bits), statistics: b.statistics, transcript: b.transcript)
         let keys = pair.distil(alice: a, bob: broken)
         #expect(keys.alice.isEmpty && keys.bob.isEmpty)
         #expect(pair.alice.counters.blocksFailedVerification == 1)
