@@ -95,6 +95,9 @@ check: lint test
 clean:
 	rm -rf .build .build-lint .run
 
-# Key rate versus distance (docs/keyrate-vs-distance.svg) from qkdctl sim link.
+# Key rate versus distance (docs/keyrate-vs-distance.svg) from qkdctl sim link, and the
+# finite-key length for N = 1e8, 1e10, 1e12 against the asymptotic bound and PLOB
+# (docs/finite-key-vs-distance.svg) from qkdctl sim bound.
 plot: release
+	python3 docs/tools/plot_finite_key.py "$(RELEASE_BIN)/qkdctl" docs/finite-key-vs-distance.svg
 	python3 docs/tools/plot_keyrate.py "$(RELEASE_BIN)/qkdctl" docs/keyrate-vs-distance.svg

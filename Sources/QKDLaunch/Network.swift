@@ -307,7 +307,8 @@ public struct Network: Sendable {
                                       lengthKm: link.lengthKm,
                                       state: LinkState.combined(states), faults: faults.isEmpty ? nil : faults)
         }
-        return NetworkStatus(topology: topology.name, runDirectory: layout.root, nodes: nodes, links: links,
+        return NetworkStatus(topology: topology.name, runDirectory: layout.root, seed: topology.seed,
+                             secrecy: topology.secrecy.rawValue, nodes: nodes, links: links,
                              saes: topology.saes.map { .init(id: $0.id, node: $0.node.rawValue) })
     }
 }

@@ -55,12 +55,16 @@ public struct NetworkStatus: Codable, Equatable, Sendable {
 
     public var topology: String
     public var runDirectory: String
+    /// The topology's seed (physics randomness) and where the run's secret randomness comes
+    /// from: "secret" (the OS CSPRNG) or "reproducible" (the seed too: keys computable from it).
+    public var seed: UInt64
+    public var secrecy: String
     public var nodes: [Node]
     public var links: [Link]
     public var saes: [SAEEntry]
 
     enum CodingKeys: String, CodingKey {
-        case topology, nodes, links, saes
+        case topology, seed, secrecy, nodes, links, saes
         case runDirectory = "run_dir"
     }
 

@@ -158,4 +158,34 @@ public enum Lim2014 {
         let leak = totalX > 0 ? physics.ecEfficiency * totalX * binaryEntropy(errorsX / totalX) : 0
         return Counts(nX: nX, nZ: nZ, mZ: mZ, leakEC: leak)
     }
+
+    /// The best expected key per pulse of a block of `pulses` pulses over a grid of the free
+    /// parameters (μ1 ∈ {0.3 … 0.7}, μ2 ∈ {0.05 … 0.3}, μ3 = 0, p_μ1 ∈ {0.3 … 0.8}, the rest split
+    /// 3:7, 1:1 or 7:3 between μ2 and μ3, p_X ∈ {0.7 … 0.97}), the search behind the reference's
+    /// table (../shared/reference/finite-key.md) and behind `qkdctl sim bound`. `finiteSize`
+    /// false gives the asymptotic version of the same bounds.
+    public static func optimised(_ physics: LinkPhysics, pulses: Double, epsSec: Double = 1e-10, epsCor: Double = 1e-15,
+                                 finiteSize: Bool = true) -> (keyPerPulse: Double, parameters: Parameters, pX: Double, result: Result?) {
+        var top: (keyPerPulse: Double, parameters: Parameters, pX: Double, result: Result?) =
+            (0, Parameters(intensities: [0.5, 0.2, 0], probabilities: [0.5, 0.25, 0.25], epsSec: epsSec, epsCor: epsCor,
+                           finiteSize: finiteSize), 0.9, nil)
+        for mu1 in [0.3, 0.4, 0.5, 0.6, 0.7] {
+            for mu2 in [0.05, 0.1, 0.15, 0.2, 0.3] {
+                for p1 in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
+                    for share in [0.3, 0.5, 0.7] {
+                        let p2 = (1 - p1) * share
+                        let parameters = Parameters(intensities: [mu1, mu2, 0], probabilities: [p1, p2, 1 - p1 - p2],
+                                                    epsSec: epsSec, epsCor: epsCor, finiteSize: finiteSize)
+                        guard parameters.problem == nil else { continue }
+                        for pX in [0.7, 0.8, 0.85, 0.9, 0.95, 0.97] {
+                            let result = keyLength(expectedCounts(physics, parameters, pX: pX, pulses: pulses), parameters)
+                            let rate = Double(result.keyBits) / pulses
+                            if rate > top.keyPerPulse { top = (rate, parameters, pX, result) }
+                        }
+                    }
+                }
+            }
+        }
+        return top
+    }
 }

@@ -10,7 +10,7 @@ import QKDWire
 struct Sim: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a link in-process, with the same instances live nodes use.",
-        subcommands: [SimLink.self])
+        subcommands: [SimLink.self, SimBound.self])
 }
 
 /// `qkdctl sim link`: one decoy-state BB84 link, deterministic for a seed.
@@ -19,19 +19,14 @@ struct SimLink: ParsableCommand {
         commandName: "link",
         abstract: "Emulate one link for N pulses and compare what it measured with the analytic model.")
 
-    @Option(help: "Fibre length (km).") var distance: Double = 50
+    @OptionGroup var fibre: FibreOptions
     @Option(help: "Pulses to emulate (e.g. 1e10).") var pulses: String = "1e9"
     @Option(help: "Root seed.") var seed: UInt64 = 1
-    @Option(help: "Fibre loss α (dB/km).") var alpha: Double = 0.2
-    @Option(name: .customLong("eta-bob"), help: "Detector efficiency × receiver transmittance.") var etaBob: Double = 0.10
-    @Option(help: "Background click probability Y0 per pulse.") var dark: Double = 1e-6
-    @Option(help: "Misalignment error e_d.") var misalignment: Double = 0.015
     @Option(help: "Signal intensity μ.") var mu: Double = 0.5
     @Option(help: "Decoy intensity ν.") var nu: Double = 0.1
     @Option(name: .customLong("p-signal"), help: "Probability of a signal pulse.") var pSignal: Double = 0.7
     @Option(name: .customLong("p-decoy"), help: "Probability of a decoy pulse (vacuum: the rest).") var pDecoy: Double = 0.15
     @Flag(name: .customLong("no-decoy"), help: "Signal pulses only (GLLP without decoys).") var noDecoy = false
-    @Option(name: .customLong("ec-efficiency"), help: "Error-correction inefficiency f.") var ecEfficiency: Double = 1.16
     @Option(name: .customLong("frame-pulses"), help: "Pulses per frame.") var framePulses: UInt32 = 1 << 26
     @Option(name: .customLong("block-bits"), help: "Sifted signal bits per block.") var blockBits: Int = 1 << 20
     @Option(name: .customLong("p-x"), help: "Probability p_X of the key basis X at both ends (Z, the test basis, is revealed whole).")
@@ -48,13 +43,12 @@ struct SimLink: ParsableCommand {
     func validate() throws {
         guard let n = Double(pulses), n >= 1, n <= 1e15 else { throw ValidationError("--pulses: expected a number in [1, 1e15], got '\(pulses)'") }
         _ = n
-        guard distance >= 0 else { throw ValidationError("--distance must be ≥ 0") }
-        for (name, p) in [("--eta-bob", etaBob), ("--dark", dark), ("--misalignment", misalignment), ("--p-signal", pSignal), ("--p-decoy", pDecoy), ("--p-x", pX)] {
+        try fibre.check()
+        for (name, p) in [("--p-signal", pSignal), ("--p-decoy", pDecoy), ("--p-x", pX)] {
             guard (0...1).contains(p) else { throw ValidationError("\(name) must be in [0, 1], got \(p)") }
         }
         guard pSignal + pDecoy <= 1 + 1e-12, pSignal > 0 else { throw ValidationError("--p-signal + --p-decoy must be at most 1") }
         guard nu < mu, nu >= 0, mu > 0 else { throw ValidationError("need 0 ≤ ν < μ") }
-        guard ecEfficiency >= 1 else { throw ValidationError("--ec-efficiency must be ≥ 1") }
         guard framePulses > 0, blockBits > 0 else { throw ValidationError("--frame-pulses and --block-bits must be positive") }
         guard ["lim2014", "asymptotic"].contains(finiteKey) else { throw ValidationError("--finite-key: expected lim2014 or asymptotic, got '\(finiteKey)'") }
         guard epsSec > 0, epsSec < 1, epsCor >= 1e-24, epsCor < 1 else { throw ValidationError("--eps-sec must be in (0, 1), --eps-cor in [1e-24, 1)") }
@@ -65,8 +59,7 @@ struct SimLink: ParsableCommand {
     }
 
     func run() throws {
-        let physics = LinkPhysics(lengthKm: distance, lossDbPerKm: alpha, detectorEfficiency: etaBob, darkCountProbability: dark,
-                                  misalignment: misalignment, ecEfficiency: ecEfficiency, signalIntensity: mu, decoyIntensity: nu)
+        let physics = fibre.physics(signalIntensity: mu, decoyIntensity: nu)
         let source = SourceSettings(signal: mu, decoy: nu, signalProbability: pSignal, decoyProbability: pDecoy,
                                     vacuumProbability: max(0, 1 - pSignal - pDecoy), decoyStates: !noDecoy, xProbability: pX)
         let configuration = BB84Configuration(pulsesPerFrame: framePulses, blockKeyBits: blockBits, source: source)
@@ -225,5 +218,108 @@ struct SimLinkReport: Encodable {
                     + "(\(String(format: "%.3e", Double(f.keyBits) / Double(max(1, pulses)))) per pulse)\n"
             } ?? "")
             + StatusTable.table(rows)
+    }
+}
+
+/// `qkdctl sim bound`: the Lim et al. (2014) key length on the counts a block should give on
+/// average (no emulation), with the intensities, their probabilities and p_X chosen over the
+/// grid of `Lim2014.optimised`. What `make plot` draws for N = 1e8, 1e10, 1e12.
+struct SimBound: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bound",
+        abstract: "Best expected finite-key length per pulse for a block of N pulses (analytic counts, optimised parameters).")
+
+    @OptionGroup var fibre: FibreOptions
+    @Option(help: "Pulses per block N (e.g. 1e10).") var pulses: String = "1e10"
+    @Option(name: .customLong("finite-key"), help: "lim2014 (composable) or asymptotic (the same bounds without finite-size terms).")
+    var finiteKey: String = "lim2014"
+    @Option(name: .customLong("eps-sec"), help: "Secrecy parameter ε_sec.") var epsSec: Double = 1e-10
+    @Option(name: .customLong("eps-cor"), help: "Correctness parameter ε_cor.") var epsCor: Double = 1e-15
+    @Flag(name: .customLong("default-set"), help: "Evaluate the parameter set of `sim link` (μ [0.5, 0.1, 0], p [0.7, 0.15, 0.15], p_X 0.9; change it with --mu, --nu, --p-signal, --p-decoy, --p-x) instead of optimising.")
+    var defaultSet = false
+    @Option(help: "Signal intensity μ1 (with --default-set).") var mu: Double = 0.5
+    @Option(help: "Decoy intensity μ2 (with --default-set; μ3 = 0).") var nu: Double = 0.1
+    @Option(name: .customLong("p-signal"), help: "Probability of μ1 (with --default-set).") var pSignal: Double = 0.7
+    @Option(name: .customLong("p-decoy"), help: "Probability of μ2 (with --default-set; vacuum: the rest).") var pDecoy: Double = 0.15
+    @Option(name: .customLong("p-x"), help: "p_X (with --default-set).") var pX: Double = 0.9
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        if defaultSet {
+            let set = Lim2014.Parameters(intensities: [mu, nu, 0], probabilities: [pSignal, pDecoy, 1 - pSignal - pDecoy])
+            if let problem = set.problem { throw ValidationError("--mu/--nu/--p-signal/--p-decoy: \(problem)") }
+            guard pX > 0, pX < 1 else { throw ValidationError("--p-x must be in (0, 1), got \(pX)") }
+        }
+        guard let n = Double(pulses), n >= 1, n <= 1e16 else { throw ValidationError("--pulses: expected a number in [1, 1e16], got '\(pulses)'") }
+        _ = n
+        try fibre.check()
+        guard ["lim2014", "asymptotic"].contains(finiteKey) else { throw ValidationError("--finite-key: expected lim2014 or asymptotic, got '\(finiteKey)'") }
+        guard epsSec > 0, epsSec < 1, epsCor > 0, epsCor < 1 else { throw ValidationError("--eps-sec and --eps-cor must be in (0, 1)") }
+    }
+
+    struct Output: Encodable {
+        var bound: String
+        var distanceKm: Double
+        var pulses: Double
+        var epsSec: Double
+        var epsCor: Double
+        var keyPerPulse: Double
+        var keyBits: Int
+        var intensities: [Double]
+        var probabilities: [Double]
+        var pX: Double
+        var plobPerPulse: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case bound, pulses, intensities, probabilities
+            case distanceKm = "distance_km", epsSec = "eps_sec", epsCor = "eps_cor", keyPerPulse = "key_per_pulse"
+            case keyBits = "key_bits", pX = "p_x", plobPerPulse = "plob_per_pulse"
+        }
+    }
+
+    func run() throws {
+        let n = Double(pulses)!
+        let physics = fibre.physics()
+        var found = Lim2014.optimised(physics, pulses: n, epsSec: epsSec, epsCor: epsCor, finiteSize: finiteKey == "lim2014")
+        if defaultSet {
+            let set = Lim2014.Parameters(intensities: [mu, nu, 0], probabilities: [pSignal, pDecoy, 1 - pSignal - pDecoy],
+                                         epsSec: epsSec, epsCor: epsCor, finiteSize: finiteKey == "lim2014")
+            let result = Lim2014.keyLength(Lim2014.expectedCounts(physics, set, pX: pX, pulses: n), set)
+            found = (Double(result.keyBits) / n, set, pX, result)
+        }
+        let plob = DecoyStateModel(physics).plobBound
+        let out = Output(bound: finiteKey, distanceKm: fibre.distance, pulses: n, epsSec: epsSec, epsCor: epsCor, keyPerPulse: found.keyPerPulse,
+                         keyBits: found.result?.keyBits ?? 0, intensities: found.parameters.intensities,
+                         probabilities: found.parameters.probabilities, pX: found.pX, plobPerPulse: plob.isFinite ? plob : nil)
+        if json {
+            try printJSON(out)
+        } else {
+            print(String(format: "%@ at %.1f km, N = %.3g: %.4g bits/pulse (ℓ = %ld) with μ = %@, p = %@, p_X = %.2f",
+                         finiteKey, fibre.distance, n, found.keyPerPulse, out.keyBits, "\(out.intensities)", "\(out.probabilities)", found.pX))
+        }
+    }
+}
+
+/// The fibre and detector options `sim link` and `sim bound` share (the default physics set).
+struct FibreOptions: ParsableArguments {
+    @Option(help: "Fibre length (km).") var distance: Double = 50
+    @Option(help: "Fibre loss α (dB/km).") var alpha: Double = 0.2
+    @Option(name: .customLong("eta-bob"), help: "Detector efficiency × receiver transmittance.") var etaBob: Double = 0.10
+    @Option(help: "Background click probability Y0 per pulse.") var dark: Double = 1e-6
+    @Option(help: "Misalignment error e_d.") var misalignment: Double = 0.015
+    @Option(name: .customLong("ec-efficiency"), help: "Error-correction inefficiency f.") var ecEfficiency: Double = 1.16
+
+    /// Throws naming the first option out of range.
+    func check() throws {
+        guard distance >= 0 else { throw ValidationError("--distance must be ≥ 0") }
+        for (name, p) in [("--eta-bob", etaBob), ("--dark", dark), ("--misalignment", misalignment)] {
+            guard (0...1).contains(p) else { throw ValidationError("\(name) must be in [0, 1], got \(p)") }
+        }
+        guard ecEfficiency >= 1 else { throw ValidationError("--ec-efficiency must be ≥ 1") }
+    }
+
+    func physics(signalIntensity: Double = 0.5, decoyIntensity: Double = 0.1) -> LinkPhysics {
+        LinkPhysics(lengthKm: distance, lossDbPerKm: alpha, detectorEfficiency: etaBob, darkCountProbability: dark,
+                    misalignment: misalignment, ecEfficiency: ecEfficiency, signalIntensity: signalIntensity, decoyIntensity: decoyIntensity)
     }
 }

@@ -151,6 +151,9 @@ enum StatusTable {
         }
         var out = table(rows)
         out += "\n\(status.nodesUp)/\(status.nodes.count) nodes up, \(status.linksUp)/\(status.links.count) links up"
+        out += status.secrecy == Secrecy.reproducible.rawValue
+            ? "\nsecrecy: reproducible (seed \(status.seed) gives every key: for experiments only)"
+            : "\nsecrecy: \(status.secrecy) (keys from the OS CSPRNG; seed \(status.seed) gives the physics only)"
         for state in [LinkState.compromised, .down] {
             let links = status.links.filter { $0.state == state }
             guard !links.isEmpty else { continue }

@@ -51,6 +51,9 @@ import Testing
                 Harness.tearDown(network)
             }
             #expect(network.topology.secrecy == (reproducible ? .reproducible : .secret))
+            // What `qkdctl status` shows, from the run directory alone (the manifest keeps the flag).
+            let status = try Network.open(runDir: network.layout.root).status()
+            #expect(status.secrecy == (reproducible ? "reproducible" : "secret") && status.seed == network.topology.seed)
             // Routing converges within a few heartbeats (1 s each).
             #expect(eventually(within: 30) { (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil })
             let enc = try Client(network).call("Alice", "/api/v1/keys/SAE-Bob/enc_keys", as: "SAE-Alice")

@@ -154,7 +154,8 @@ import Testing
 
     /// `qkdctl sim link --finite-key lim2014 --json`: the counts and ℓ of the whole run; ℓ
     /// recomputed from the printed counts agrees within 0.1 %. 50 km and 10^10 pulses reach the
-    /// 7e-4 bits per pulse of the issue with the default set; 150 km and 10^10 yield nothing.
+    /// 7e-4 bits per pulse of the issue with the default set, 100 km and 10^11 a key (6.3e-5 per
+    /// pulse measured); 150 km and 10^10 yield nothing (the default set needs ~8e11 there).
     @Test func simLinkFiniteKeyRecomputesFromItsCounts() throws {
         let qkdctl = "\(Harness.binDirectory)/qkdctl"
         func run(_ km: String, _ pulses: String) throws -> [String: Any] {
@@ -179,7 +180,41 @@ import Testing
         for key in ["intensities", "probabilities", "p_x", "n_x", "n_z", "m_z", "leak_ec_bits", "s_x0", "s_x1", "phi_x"] {
             #expect(fifty[key] != nil, "finite_key.\(key)")
         }
+        // 100 km with 10^11 pulses (as many arrivals as 50 km with 10^10): a key, recomputed as well.
+        let hundred = try run("100", "1e11")
+        let hundredBits = try #require(hundred["key_bits"] as? Int)
+        #expect(hundredBits > 0 && abs(Self.recomputedKeyBits(hundred) / Double(hundredBits) - 1) < 1e-3,
+                "recomputed \(Self.recomputedKeyBits(hundred)) vs \(hundredBits)")
         let far = try run("150", "1e10")
         #expect(far["key_bits"] as? Int == 0 && Self.recomputedKeyBits(far) <= 0)
+    }
+
+    /// `qkdctl sim bound`: the optimised expected length agrees with the library's search and
+    /// reaches the 7e-4 target at 50 km; the default set at 150 km has no key from 10^10 pulses
+    /// and some from 10^12; a bad option is refused, naming it.
+    @Test func simBoundPrintsTheOptimisedFiniteKeyAndRefusesBadOptions() throws {
+        let qkdctl = "\(Harness.binDirectory)/qkdctl"
+        func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            let dir = Harness.runDirectory("bound")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let pid = try Processes.spawn(executable: qkdctl, arguments: ["sim", "bound"] + arguments, outputPath: "\(dir)/out")
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            return (status, (try? String(contentsOfFile: "\(dir)/out", encoding: .utf8)) ?? "")
+        }
+        func json(_ arguments: [String]) throws -> [String: Any] {
+            let (status, output) = try run(arguments + ["--json"])
+            #expect(status == 0, "\(output)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        }
+        let fifty = try json(["--distance", "50", "--pulses", "1e10"])
+        let expected = Lim2014.optimised(LinkPhysics(lengthKm: 50), pulses: 1e10)
+        #expect(fifty["key_per_pulse"] as? Double == expected.keyPerPulse && expected.keyPerPulse >= 7e-4, "\(fifty)")
+        #expect(fifty["p_x"] as? Double == expected.pX && fifty["bound"] as? String == "lim2014")
+        #expect(try json(["--distance", "150", "--pulses", "1e10", "--default-set"])["key_bits"] as? Int == 0)
+        #expect((try json(["--distance", "150", "--pulses", "1e12", "--default-set"])["key_bits"] as? Int ?? 0) > 0)
+        let bad = try run(["--finite-key", "chernoff"])
+        #expect(bad.status & 0x7f == 0 && (bad.status >> 8) & 0xff != 0 && bad.output.contains("--finite-key"), "\(bad.output)")
     }
 }

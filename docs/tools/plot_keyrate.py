@@ -5,9 +5,12 @@ PLOB bound. Writes an SVG (no plotting library needed).
 usage: plot_keyrate.py QKDCTL OUTPUT.svg
 """
 import json
-import math
+import os
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from svgplot import Chart  # noqa: E402
 
 
 def sim(qkdctl, km, pulses, seed=1):
@@ -33,34 +36,9 @@ def main():
         if r.get("plob_per_pulse") is not None:
             plob.append((km, r["plob_per_pulse"]))
 
-    width, height, left, right, top, bottom = 760, 520, 80, 30, 40, 60
-    ymin, ymax, xmax = -8, 0, 220
-
-    def px(km):
-        return left + (width - left - right) * km / xmax
-
-    def py(value):
-        v = min(max(math.log10(value), ymin), ymax) if value > 0 else ymin
-        return top + (height - top - bottom) * (ymax - v) / (ymax - ymin)
-
-    def path(points):
-        pts = [(px(k), py(v)) for k, v in points if v > 0]
-        return "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in pts) if pts else ""
-
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           '<rect width="100%" height="100%" fill="white"/>']
-    for e in range(ymin, ymax + 1):
-        y = py(10 ** e)
-        svg.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>')
-        svg.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">1e{e}</text>')
-    for km in range(0, xmax + 1, 20):
-        x = px(km)
-        svg.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="#eee"/>')
-        svg.append(f'<text x="{x:.1f}" y="{height - bottom + 18}" text-anchor="middle">{km}</text>')
-    svg.append(f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" stroke="#333"/>')
-    svg.append(f'<text x="{(left + width - right) / 2}" y="{height - 15}" text-anchor="middle">fibre length (km), 0.2 dB/km</text>')
-    svg.append(f'<text transform="translate(20,{(top + height - bottom) / 2}) rotate(-90)" text-anchor="middle">secret key per pulse</text>')
-    svg.append(f'<text x="{left}" y="24" font-size="14">Decoy-state BB84 (μ=0.5, ν=0.1, vacuum), η_Bob=0.10, Y0=1e-6, e_d=1.5%, f=1.16</text>')
+    chart = Chart("Decoy-state BB84 (μ=0.5, ν=0.1, vacuum), η_Bob=0.10, Y0=1e-6, e_d=1.5%, f=1.16", ymin=-8, ymax=0, xmax=220, xstep=20)
+    svg, px, py, path = chart.svg, chart.px, chart.py, chart.path
+    width, right, top = chart.width, chart.right, chart.top
     svg.append(f'<path d="{path(plob)}" fill="none" stroke="#888" stroke-dasharray="6,4" stroke-width="1.5"/>')
     svg.append(f'<path d="{path(model)}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
     for km, value, _ in measured:
@@ -73,9 +51,7 @@ def main():
                f'<text x="{lx + 38}" y="{ly + 24}">analytic model (GLLP + decoy bounds)</text>')
     svg.append(f'<circle cx="{lx + 15}" cy="{ly + 40}" r="4" fill="#d62728"/>'
                f'<text x="{lx + 38}" y="{ly + 44}">emulated (qkdctl sim link, 5σ bounds)</text>')
-    svg.append("</svg>")
-    with open(output, "w") as f:
-        f.write("\n".join(svg) + "\n")
+    chart.write(output)
 
 
 if __name__ == "__main__":
