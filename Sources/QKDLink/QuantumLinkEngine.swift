@@ -277,6 +277,7 @@ public struct QuantumLinkEngine: Sendable {
             r.finalBitsTotal = d.finalBits
             r.lastKeyBlock = d.lastKeyBlock
             if let f = d.lastFiniteKey { r.finiteKey = f }
+            r.verificationCollisionBound = d.lastVerificationBound
             if let bits = d.lastTranscriptBits {
                 r.authTranscriptBits = bits
                 r.authForgeryBound = TranscriptHash.forgeryBound(bits: bits)

@@ -134,6 +134,9 @@ public struct KeyDistiller: Sendable {
         /// The length of the newest authenticated transcript (bits) and its forgery bound
         /// (L + 1)/p per tag (`TranscriptHash.forgeryBound`).
         public var lastTranscriptBits: UInt64?
+        /// The collision bound of the newest block's verification (two independent hashes of
+        /// its corrected key: `PolynomialHash.doubleCollisionBound`).
+        public var lastVerificationBound: Double?
         /// The counts and bound of the newest block distilled here.
         public var lastFiniteKey: FiniteKeyReport?
         public var ecEfficiency: Double? { shannonBits > 0 ? Double(leakedBits) / shannonBits : nil }
@@ -364,6 +367,7 @@ public struct KeyDistiller: Sendable {
         // quantum phase) from secret randomness, and sent under the tag.
         let verificationKey = secrets.next(), verificationKey2 = secrets.next()
         let hash = PolynomialHash.hash(bob.key, key: verificationKey), hash2 = PolynomialHash.hash(bob.key, key: verificationKey2)
+        counters.lastVerificationBound = PolynomialHash.doubleCollisionBound(bits: bob.key.count)
         let n = round.block.key.count
         let m = finalLength(round, leaked: bob.leakedBits).bits
         let seedBits = m > 0 ? n + m - 1 : 0
@@ -416,6 +420,7 @@ public struct KeyDistiller: Sendable {
             for a in done.acknowledged { out += commit(a, pool: &pool) }
             toAnnounce += done.acknowledged
         }
+        counters.lastVerificationBound = PolynomialHash.doubleCollisionBound(bits: round.block.key.count)
         let hashesEqual = PolynomialHash.hash(round.block.key.bits, key: done.verificationKey) == done.verificationHash
             && PolynomialHash.hash(round.block.key.bits, key: done.verificationKey2) == done.verificationHash2
         let expectedBits = finalLength(round, leaked: alice.leakedBits).bits

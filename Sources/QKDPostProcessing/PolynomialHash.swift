@@ -114,6 +114,15 @@ public struct PolynomialHash: Sendable {
         return copy.accumulator
     }
 
+    /// The probability that two different bit strings of `bits` bits each collide under both
+    /// of two independent keys: ((L + 1)/p)² with L = ⌈bits/56⌉ chunks. The ε_cor that
+    /// verification with two hashes delivers (it must not exceed the configured ε_cor).
+    public static func doubleCollisionBound(bits: Int) -> Double {
+        let chunks = Double((bits + 55) / 56)
+        let single = (chunks + 1) / Double(prime)
+        return single * single
+    }
+
     /// h_k(vector) in one call.
     public static func hash(_ vector: BitVector, key: UInt64) -> UInt64 {
         var h = PolynomialHash(key: key)

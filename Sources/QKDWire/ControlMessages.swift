@@ -463,6 +463,9 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     /// probability bound (L + 1)/p per tag, p = 2^127 − 1, that a forger matches a tag on it.
     public var authTranscriptBits: UInt64?
     public var authForgeryBound: Double?
+    /// The newest block's verification collision bound ((L + 1)/p)², p = 2^61 − 1: the ε_cor the
+    /// two verification hashes deliver, at most the configured `eps_cor`.
+    public var verificationCollisionBound: Double?
 
     public init(link: String, role: String, state: LinkState, session: UInt64, active: Bool, framesSent: UInt64,
                 framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
@@ -508,6 +511,7 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
         case compromisedEventsTotal = "compromised_events_total", sessionBlocks = "session_blocks", lastKeyBlock = "last_key_block"
         case finiteKey = "finite_key", secrecy
         case authTranscriptBits = "auth_transcript_bits", authForgeryBound = "auth_forgery_bound"
+        case verificationCollisionBound = "verification_collision_bound"
     }
 }
 

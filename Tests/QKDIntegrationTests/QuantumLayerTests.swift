@@ -50,6 +50,9 @@ import Testing
                 let bound = (Double((bits + 119) / 120) + 1) / 0x1p127
                 #expect(end.authForgeryBound == bound, "\(link.link): \(end.authForgeryBound ?? -1) for \(bits) bits")
                 #expect(bound <= 0x1p-64, "\(link.link): forgery bound \(bound) per tag")
+                // Verification: two independent 61-bit hashes of the corrected key deliver ε_cor.
+                let collision = try #require(end.verificationCollisionBound)
+                #expect(collision > 0 && collision <= (f.epsCor ?? 0), "\(link.link): collision bound \(collision) vs ε_cor \(f.epsCor ?? -1)")
             }
         }
         passed = true

@@ -80,4 +80,13 @@ import Testing
         longer.append(0)
         #expect(PolynomialHash.hash(longer, key: 777) != base)
     }
+
+    /// ε_cor of two independent hashes: ((L + 1)/p)² for L 56-bit chunks; at the largest block a
+    /// topology allows (2^26 bits) it is still below the smallest eps_cor it accepts (1e-24).
+    @Test func theDoubleCollisionBoundCoversTheLargestBlock() {
+        let p = Double(PolynomialHash.prime)
+        #expect(PolynomialHash.doubleCollisionBound(bits: 56) == (2 / p) * (2 / p))
+        #expect(PolynomialHash.doubleCollisionBound(bits: 57) == (3 / p) * (3 / p))
+        #expect(PolynomialHash.doubleCollisionBound(bits: 1 << 26) <= 1e-24)
+    }
 }
