@@ -75,7 +75,8 @@ public struct QuantumLinkEngine: Sendable {
         let source = distillation.source
         // 10 ms of emulated time per frame by default.
         let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))
-        configuration = BB84Configuration(pulsesPerFrame: pulses, blockKeyBits: blockBits ?? p.blockKeyBits, source: source,
+        configuration = BB84Configuration(pulsesPerFrame: pulses, blockKeyBits: blockBits ?? p.blockKeyBits,
+                                           blockPulses: blockBits == nil ? p.blockPulses : nil, source: source,
                                            darkCountProbability: p.darkCountProbability)
         seeds = SeedTree(root: topologySeed).child("link/\(link.name)")
         self.secrecy = secrecy

@@ -11,6 +11,13 @@ public struct BB84Configuration: Sendable, Equatable {
     /// A block closes once it holds at least this many sifted key-basis (X) bits, all
     /// intensities.
     public var blockKeyBits: Int
+    /// When set, a block closes instead once it holds at least this many pulses (the N of
+    /// Lim et al.'s block: parameter estimation and privacy amplification over N pulses),
+    /// whatever its key bits, up to `maxBlockKeyBits`.
+    public var blockPulses: UInt64?
+    /// The most key bits a block may hold (what one Cascade run and the wire carry): a block of
+    /// `blockPulses` that reaches it closes early, with fewer pulses.
+    public static let maxBlockKeyBits = 1 << 26
     public var source: SourceSettings
     /// Y0 of the receiver's detectors: the emulated channel marks where they click by
     /// themselves (`WeakCoherentSource.emit`); 0: none. `LinkSimulation` and the link engine
@@ -19,10 +26,11 @@ public struct BB84Configuration: Sendable, Equatable {
     /// Frames awaiting their sifting answer; older ones are discarded (their round is lost).
     public var maxPendingFrames: Int
 
-    public init(pulsesPerFrame: UInt32 = 10_000_000, blockKeyBits: Int = 1 << 20,
+    public init(pulsesPerFrame: UInt32 = 10_000_000, blockKeyBits: Int = 1 << 20, blockPulses: UInt64? = nil,
                 source: SourceSettings, darkCountProbability: Double = 0, maxPendingFrames: Int = 64) {
         self.pulsesPerFrame = pulsesPerFrame
         self.blockKeyBits = blockKeyBits
+        self.blockPulses = blockPulses
         self.source = source
         self.darkCountProbability = darkCountProbability
         self.maxPendingFrames = maxPendingFrames
@@ -45,6 +53,17 @@ struct BlockAccumulator: Sendable {
     init(index: UInt64, authenticationKey: UInt128) {
         self.index = index
         transcript = TranscriptHash(key: authenticationKey)
+    }
+
+    /// Pulses sent in the block's frames so far.
+    var pulses: UInt64 { statistics.pulses.reduce(0, +) }
+
+    /// Whether the block is full under `configuration`: N pulses when `blockPulses` is set,
+    /// `blockKeyBits` key bits otherwise, and never beyond `maxBlockKeyBits`.
+    func isFull(_ configuration: BB84Configuration) -> Bool {
+        if keyBits >= BB84Configuration.maxBlockKeyBits { return true }
+        if let n = configuration.blockPulses { return pulses >= n }
+        return keyBits >= configuration.blockKeyBits
     }
 
     mutating func add(frameCounts: [UInt64]) {

@@ -85,7 +85,7 @@ public struct BB84Sender: Sendable {
             matches[i] = matched ? 1 : 0
             block.click(class: mine.classes[i], matched: matched, basis: mine.bases[i], bit: mine.values[i])
         }
-        let closes = block.keyBits >= configuration.blockKeyBits
+        let closes = block.isFull(configuration)
         let reply = SiftReply(frameIndex: a.frameIndex, blockIndex: block.index, matches: matches, classes: mine.classes, classCounts: record.classCounts,
                               closesBlock: closes)
         block.transcript.update(a.encoded())

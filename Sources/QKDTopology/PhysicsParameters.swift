@@ -41,6 +41,10 @@ public struct PhysicsParameters: Hashable, Sendable, Codable {
     /// a positive key at the default set (about 3·10^8 pulses at 25 km, docs/physics.md).
     public var blockKeyBitsValue: Double = 4_194_304
     public var blockKeyBits: Int { Int(blockKeyBitsValue) }
+    /// Pulses per block (`block_pulses`, Lim et al.'s N): when set, blocks close by pulses
+    /// instead of by key bits (0: unset).
+    public var blockPulsesValue: Double = 0
+    public var blockPulses: UInt64? { blockPulsesValue > 0 ? UInt64(blockPulsesValue) : nil }
     /// Keys each end of the link's pool holds at most (`max_key_count`); new keys beyond it
     /// are dropped and counted.
     public var maxKeyCountValue: Double = 100_000
@@ -106,6 +110,8 @@ public struct PhysicsParameters: Hashable, Sendable, Codable {
         Field(key: "eps_cor", keyPath: \.epsCor, lower: 1e-24, lowerInclusive: true, upper: 1, upperInclusive: false, unit: "probability"),
         Field(key: "block_key_bits", keyPath: \.blockKeyBitsValue, lower: 4096, lowerInclusive: true, upper: 67_108_864,
               upperInclusive: true, unit: "bits"),
+        Field(key: "block_pulses", keyPath: \.blockPulsesValue, lower: 0, lowerInclusive: true, upper: 1e14,
+              upperInclusive: true, unit: "pulses (0: blocks by block_key_bits)"),
     ]
 
     /// The YAML key of the boolean decoy switch.

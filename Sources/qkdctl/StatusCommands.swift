@@ -39,7 +39,7 @@ struct Pools: ParsableCommand {
             let bound = p.map { p in
                 !p.decoyStates ? "gllp-asymptotic" : p.finiteKey == .lim2014 ? String(format: "lim2014 (%.0e/%.0e)", p.epsSec, p.epsCor) : "asymptotic"
             } ?? "-"
-            rows.append([l.link, l.state.rawValue, bound, p.map { String($0.blockKeyBits) } ?? "-", l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
+            rows.append([l.link, l.state.rawValue, bound, p.map { p in p.blockPulses.map { String(format: "N=%.0e pulses", Double($0)) } ?? String(p.blockKeyBits) } ?? "-", l.qber.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
                          l.gain.map { String(format: "%.3e", $0) } ?? "-", String(l.siftedBitsTotal),
                          String(format: "%.0f kbit/s", l.keyRateBps / 1000), l.ecEfficiency.map { String(format: "%.3f", $0) } ?? "-",
                          String(l.blocksFailedVerification), String(format: "%.2fs", l.emulatedSeconds), String(format: "%.1fs", l.wallSeconds)])

@@ -89,6 +89,11 @@ func parseErrors(_ text: String) -> [TopologyError] {
         #expect(t.link(named: "C-B")?.index == LinkIndex(1))
         #expect(t.link(named: "A-C") == nil)
         #expect(t.saes == [SAE(id: "SAE-A", node: NodeID("A"))])
+        #expect(t.links[0].physics.blockPulses == nil, "blocks by key bits unless block_pulses is given")
+        let byPulses = try TopologyParser.parse(baseFixture.replacingOccurrences(of: "{ detector_efficiency: 0.6 }",
+                                                                                  with: "{ detector_efficiency: 0.6, block_pulses: 1.0e10 }"),
+                                                file: "fixture.yaml")
+        #expect(byPulses.links[1].physics.blockPulses == 10_000_000_000 && byPulses.links[0].physics.blockPulses == nil)
     }
 
     struct Mutation: CustomTestStringConvertible, Sendable {
@@ -138,6 +143,8 @@ func parseErrors(_ text: String) -> [TopologyError] {
                  code: .invalidValue, field: "nodes[0].endpoint", line: 6),
         Mutation(name: "decoy above signal", from: "{ detector_efficiency: 0.6 }", to: "{ detector_efficiency: 0.6, decoy_intensity: 0.9 }",
                  code: .outOfRange, field: "links[1].physics.decoy_intensity", line: 14),
+        Mutation(name: "negative block_pulses", from: "{ detector_efficiency: 0.6 }", to: "{ detector_efficiency: 0.6, block_pulses: -5 }",
+                 code: .outOfRange, field: "links[1].physics.block_pulses", line: 14),
         Mutation(name: "probabilities not summing to 1", from: "{ detector_efficiency: 0.6 }", to: "{ detector_efficiency: 0.6, signal_probability: 0.9 }",
                  code: .invalidValue, field: "links[1].physics", line: 14),
     ]
