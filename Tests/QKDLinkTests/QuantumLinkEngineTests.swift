@@ -104,6 +104,40 @@ import Testing
         #expect(alice.currentReport.emulatedSeconds > 1.9)
     }
 
+    /// A link whose topology says `block_pulses`: the engines close every block at N pulses
+    /// (5 frames of 10^6 here), whatever its key bits.
+    @Test func blocksOfNPulsesFromTheTopology() throws {
+        let topology = try TopologyParser.parse("""
+            name: q
+            seed: 5
+            defaults: { source_rate_hz: 1.0e8, block_pulses: 5.0e6 }
+            nodes:
+              - { id: A, lat: 0, lon: 0, role: metro-core }
+              - { id: B, lat: 0, lon: 1, role: metro-core }
+            links:
+              - { a: A, b: B, length_km: 20 }
+            """, file: "q.yaml")
+        let link = topology.links[0]
+        let key = Self.bootstrap.authenticationKey
+        let t0 = Instant(nanoseconds: 0)
+        var alice = QuantumLinkEngine(link: link, node: NodeID("A"), topologySeed: 5, secrecy: .secret, authenticationKey: key,
+                                      timeScale: 1, now: t0, asymptoticBound: true)
+        var bob = QuantumLinkEngine(link: link, node: NodeID("B"), topologySeed: 5, secrecy: .secret, authenticationKey: key,
+                                    timeScale: 1, now: t0, asymptoticBound: true)
+        var (alicePool, bobPool) = (Self.pool(), Self.pool())
+        alice.start(session: 1, at: t0)
+        bob.start(session: 1, at: t0)
+        var blocks: [SiftedBlock] = []
+        var now = t0
+        // 10 ms per frame: 14 blocks of 5 frames fit in 700 ms of emulated time.
+        for _ in 0..<70 where blocks.count < 3 {
+            now = now.advanced(byMilliseconds: 10)
+            blocks += exchange(alice.tick(at: now), from: &alice, to: &bob, at: now, senderPool: &alicePool, receiverPool: &bobPool).senderBlocks
+        }
+        #expect(blocks.count == 3)
+        for b in blocks { #expect(b.statistics.pulses.reduce(0, +) == 5_000_000, "block \(b.index): \(b.statistics.pulses)") }
+    }
+
     @Test func aNewSessionDropsTheOldRoundsAndHostileMessagesDiscardOnlyTheirRound() {
         let t0 = Instant(nanoseconds: 0)
         var (alice, bob) = engines(at: t0)
