@@ -22,7 +22,7 @@ int qkd_spawn(const char *path, char *const argv[], const char *output_path, int
     if (rc != 0) { posix_spawn_file_actions_destroy(&actions); return rc; }
 
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, output_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, output_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
 
     sigset_t empty, defaults;

@@ -135,9 +135,13 @@ public struct Network: Sendable {
         }
         let fm = FileManager.default
         do {
+            // The run directory holds stores, keys and sockets: its owner's only (0700), as are
+            // the directories made in it.
+            try fm.createDirectory(atPath: layout.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: layout.root)
             for dir in [layout.pidsDirectory, layout.logsDirectory, layout.socketsDirectory] {
                 try? fm.removeItem(atPath: dir)
-                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
             try? fm.removeItem(atPath: layout.topologyPath)
             try fm.copyItem(atPath: topologyPath, toPath: layout.topologyPath)

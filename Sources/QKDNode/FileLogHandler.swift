@@ -8,9 +8,9 @@ import Synchronization
 public final class LogSink: Sendable {
     private let fd: Mutex<Int32>
 
-    /// Opens (creating, mode 0644) `path` for appending.
+    /// Opens (creating, mode 0600: only the run's owner reads a node's log) `path` for appending.
     public init(path: String) throws(NodeError) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw NodeError(.io, "cannot open log file '\(path)': \(String(cString: strerror(errno)))")
         }

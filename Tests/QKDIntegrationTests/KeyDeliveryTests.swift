@@ -54,6 +54,11 @@ import Testing
             // What `qkdctl status` shows, from the run directory alone (the manifest keeps the flag).
             let status = try Network.open(runDir: network.layout.root).status()
             #expect(status.secrecy == (reproducible ? "reproducible" : "secret") && status.seed == network.topology.seed)
+            // The run directory and its logs are the owner's only.
+            func mode(_ path: String) -> Int? { (try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue }
+            #expect(mode(network.layout.root) == 0o700 && mode(network.layout.logsDirectory) == 0o700)
+            let logs = (try? FileManager.default.contentsOfDirectory(atPath: network.layout.logsDirectory)) ?? []
+            #expect(logs.count >= 3 && logs.allSatisfy { mode("\(network.layout.logsDirectory)/\($0)") == 0o600 }, "\(logs.map { ($0, mode("\(network.layout.logsDirectory)/\($0)") ?? -1) })")
             // Routing converges within a few heartbeats (1 s each).
             #expect(eventually(within: 30) { (try? network.routes(from: NodeID("Alice"), to: NodeID("Bob")).get().path) != nil })
             let enc = try Client(network).call("Alice", "/api/v1/keys/SAE-Bob/enc_keys", as: "SAE-Alice")

@@ -3,7 +3,7 @@
 #include <sys/types.h>
 
 /// Spawns `path` with `argv` (NULL-terminated). Standard input is /dev/null; standard output
-/// and standard error are appended to `output_path` (created 0644). The child starts with an
+/// and standard error are appended to `output_path` (created 0600: logs are for the run's owner). The child starts with an
 /// empty signal mask and default dispositions for SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGPIPE,
 /// whatever the spawning thread had blocked. With `new_session` != 0 the child leads its own
 /// session, so a terminal's Ctrl-C does not reach it.
