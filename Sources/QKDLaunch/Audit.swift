@@ -65,9 +65,8 @@ extension Network {
         var g = SystemRandomNumberGenerator()
         let salt = UInt64.random(in: 1...UInt64.max, using: &g)
         func snapshot() -> (a: [String: KeyDigest], b: [String: KeyDigest])? {
-            let request = ControlRequest.keyDigests(link: link.name, salt: salt)
-            let replies = ControlClient.query(controlEndpoints([link.a, link.b]), request: request, timeoutMs: 20_000)
-            guard let a = replies[link.a]?.digests, let b = replies[link.b]?.digests else { return nil }
+            let replies = keyDigests(nodes: [link.a, link.b], link: link.name, salt: salt)
+            guard let a = replies[link.a], let b = replies[link.b] else { return nil }
             return (Dictionary(a.map { ($0.keyID, $0) }, uniquingKeysWith: { x, _ in x }),
                     Dictionary(b.map { ($0.keyID, $0) }, uniquingKeysWith: { x, _ in x }))
         }

@@ -76,11 +76,11 @@ extension Network {
 }
 
 extension Network {
-    /// Keyed digests (HMAC-SHA-256 under `salt`, truncated) of the keys `node` holds for
-    /// `link`. Nil if the node does not answer or refuses.
-    public func keyDigests(node: NodeID, link: String, salt: UInt64, timeoutMs: Int = 20_000) -> [KeyDigest]? {
-        let reply = ControlClient.query(controlEndpoints([node]), request: ControlRequest.keyDigests(link: link, salt: salt),
-                                        timeoutMs: timeoutMs)[node]
-        return reply?.digests
+    /// Keyed digests (HMAC-SHA-256 under `salt`, truncated) of the keys each of `nodes` holds
+    /// for `link`, asked of all of them at once; a node that does not answer or refuses is
+    /// missing from the result.
+    public func keyDigests(nodes: [NodeID], link: String, salt: UInt64, timeoutMs: Int = 20_000) -> [NodeID: [KeyDigest]] {
+        ControlClient.query(controlEndpoints(nodes), request: ControlRequest.keyDigests(link: link, salt: salt), timeoutMs: timeoutMs)
+            .compactMapValues(\.digests)
     }
 }

@@ -129,8 +129,6 @@ public struct KeyDistiller: Sendable {
         /// Rounds whose authentication key was missing from the pool (tagging end: none left;
         /// verifying end: the named key is not held here).
         public var authenticationKeysMissing: UInt64 = 0
-        /// Pool key bits spent on tag pads (two 128-bit pads per round, at each end).
-        public var authenticationBitsUsed: UInt64 = 0
         /// The length of the newest authenticated transcript (bits) and its forgery bound
         /// (L + 1)/p per tag (`TranscriptHash.forgeryBound`).
         public var lastTranscriptBits: UInt64?
@@ -362,7 +360,6 @@ public struct KeyDistiller: Sendable {
             counters.authenticationKeysMissing += 1
             return [.log("no authentication key left in the pool: block discarded", ["block": "\(reply.block)"])]
         }
-        counters.authenticationBitsUsed += UInt64(2 * TranscriptTag.padBits)
         // The seeds of verification, privacy amplification and key IDs, drawn now (after the
         // quantum phase) from secret randomness, and sent under the tag.
         let verificationKey = secrets.next(), verificationKey2 = secrets.next()
@@ -409,7 +406,6 @@ public struct KeyDistiller: Sendable {
             return [.log("authentication key named by the peer is not held here: block discarded",
                          ["block": "\(done.block)", "key.id": "\(done.authenticationKey)"])]
         }
-        counters.authenticationBitsUsed += UInt64(2 * TranscriptTag.padBits)
         var t = round.transcript
         KeyDistiller.absorb(&t, hash: done.verificationHash, list: done.acknowledged)
         KeyDistiller.absorbSeeds(&t, done)

@@ -39,13 +39,13 @@ public struct TranscriptHash: Sendable {
     }
 
     /// Chunks absorbed so far, the length chunk not counted: the L of the bound.
-    public var chunks: UInt64 { bits / UInt64(TranscriptHash.chunkBits) + (bits % UInt64(TranscriptHash.chunkBits) == 0 ? 0 : 1) }
+    public var chunks: UInt64 { TranscriptHash.chunks(bits: bits) }
+
+    /// Data chunks of a transcript of `bits` bits: ⌈bits/120⌉.
+    public static func chunks(bits: UInt64) -> UInt64 { (bits + UInt64(chunkBits) - 1) / UInt64(chunkBits) }
 
     /// The collision (and forgery) bound (L + 1)/p for a transcript of `bits` bits.
-    public static func forgeryBound(bits: UInt64) -> Double {
-        let chunks = (bits + UInt64(chunkBits) - 1) / UInt64(chunkBits)
-        return Double(chunks + 1) / 0x1p127
-    }
+    public static func forgeryBound(bits: UInt64) -> Double { Double(chunks(bits: bits) + 1) / 0x1p127 }
 
     /// x mod p for x < 2^128, in [0, p).
     @inline(__always)
