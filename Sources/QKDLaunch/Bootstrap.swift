@@ -31,3 +31,29 @@ enum Bootstrap {
         return made
     }
 }
+
+/// The run's CURVE key pairs (`RunLayout.curveDirectory`): one per node, one for the control
+/// client; made from the OS CSPRNG (libsodium through libzmq) where missing, kept across
+/// restarts. Secret keys are mode 0600 in 0700 directories.
+enum ChannelKeyFiles {
+    /// Returns how many key pairs were made.
+    @discardableResult
+    static func ensure(layout: RunLayout, topology: Topology) throws(LaunchError) -> Int {
+        guard CurveKeyPair.isAvailable else {
+            throw LaunchError(.io, "this libzmq was built without CURVE (zmq_has(\"curve\") is 0): install Debian's libzmq3-dev, built with libsodium")
+        }
+        var made = 0
+        var pairs = topology.nodes.map { (layout.nodePublicKeyPath($0.id), layout.nodeSecretKeyPath($0.id)) }
+        pairs.append((layout.controlPublicKeyPath, layout.controlSecretKeyPath))
+        for (publicPath, secretPath) in pairs {
+            if (try? CurveKeyFile.readPair(public: publicPath, secret: secretPath)) != nil { continue }
+            do {
+                try CurveKeyFile.write(try CurveKeyPair.generate(), public: publicPath, secret: secretPath)
+            } catch {
+                throw LaunchError(.io, "\(error)")
+            }
+            made += 1
+        }
+        return made
+    }
+}

@@ -4,18 +4,36 @@ import QKDCore
 import QKDTransport
 import QKDWire
 
+/// A control socket to ask: whose it is (a node, or an eavesdropper by link), where, and the
+/// CURVE public key its server proves.
+public struct ControlTarget: Sendable {
+    public let node: NodeID
+    public let endpoint: String
+    public let serverKey: String
+
+    public init(node: NodeID, endpoint: String, serverKey: String) {
+        self.node = node
+        self.endpoint = endpoint
+        self.serverKey = serverKey
+    }
+}
+
 /// Sends one control request to many nodes at once and collects their replies until every
-/// node answered or the deadline passed. Lives on the calling thread.
+/// node answered or the deadline passed. Every request travels in a CURVE session as the
+/// control key (`credentials`), the only client key a node's control socket admits. Lives on
+/// the calling thread.
 public enum ControlClient {
-    public static func query(_ endpoints: [(node: NodeID, endpoint: String)], request: ControlRequest,
+    public static func query(_ targets: [ControlTarget], credentials: CurveKeyPair, request: ControlRequest,
                              timeoutMs: Int) -> [NodeID: ControlReply]
     {
         let context = ZMQContext()
         var sockets: [(NodeID, ZMQSocket)] = []
         let bytes = ControlCodec.encode(request)
-        for (node, endpoint) in endpoints {
+        for target in targets {
+            let node = target.node
             guard let socket = try? ZMQSocket(context: context, kind: .dealer) else { continue }
-            guard (try? socket.connect(endpoint)) != nil else { continue }
+            guard (try? socket.makeCurveClient(credentials, serverKey: target.serverKey)) != nil,
+                  (try? socket.connect(target.endpoint)) != nil else { continue }
             // Queued until the connection completes; dropped at close if it never does.
             socket.send([bytes])
             sockets.append((node, socket))

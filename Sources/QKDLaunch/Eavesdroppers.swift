@@ -2,6 +2,7 @@ import Foundation
 import QKDAttacks
 import QKDCore
 import QKDTopology
+import QKDTransport
 import QKDWire
 
 extension Network {
@@ -27,7 +28,12 @@ extension Network {
         if let atKm { arguments += ["--at-km", "\(atKm)"] }
         if let seed { arguments += ["--seed", "\(seed)"] }
         let pid: Int32
+        let eveKeys: CurveKeyPair
         do {
+            // Her own CURVE key pair, fresh for this splice: the ends admit it on this link only,
+            // only while she is spliced in.
+            eveKeys = try CurveKeyPair.generate()
+            try CurveKeyFile.write(eveKeys, public: layout.evePublicKeyPath(link.name), secret: layout.eveSecretKeyPath(link.name))
             try FileManager.default.createDirectory(atPath: layout.eveDirectory, withIntermediateDirectories: true)
             try? FileManager.default.removeItem(atPath: layout.eveOutputPath(link.name))
             pid = try Processes.spawn(executable: manifest.binDirectory + "/qkd-eve", arguments: arguments,
@@ -46,7 +52,7 @@ extension Network {
         let geometry = Eavesdropper.Settings.onLink(link, attack: attack, fraction: fraction, atKm: atKm)
         let endpoint = layout.evePeerEndpoint(link.name)
         for (end, transmittance) in [(link.b, nil), (link.a, geometry.settings.fromAlice)] as [(NodeID, Double?)] {
-            let request = ControlRequest.splice(link: link.name, via: .init(endpoint: endpoint, transmittance: transmittance))
+            let request = ControlRequest.splice(link: link.name, via: .init(endpoint: endpoint, key: eveKeys.publicKey, transmittance: transmittance))
             if let problem = ask(end, request) {
                 _ = removeEve(link: link.name)
                 return .failure(LaunchError(.control, "eve: node \(end) refused the splice: \(problem)"))
@@ -86,8 +92,9 @@ extension Network {
 
     /// Asks the eavesdropper on `link` for her report.
     public func eveReport(_ link: String, timeoutMs: Int = 3000) -> EavesdropperReport? {
-        let reply = ControlClient.query([(NodeID(link), layout.eveControlEndpoint(link))], request: ControlRequest.status,
-                                        timeoutMs: timeoutMs)[NodeID(link)]
+        let target = ControlTarget(node: NodeID(link), endpoint: layout.eveControlEndpoint(link),
+                                   serverKey: (try? CurveKeyFile.read(layout.evePublicKeyPath(link))) ?? "")
+        let reply = query([target], request: ControlRequest.status, timeoutMs: timeoutMs)[NodeID(link)]
         return reply?.eve
     }
 
@@ -109,7 +116,7 @@ extension Network {
 
     /// One control request to one node; the error it answered (or that it did not answer).
     private func ask(_ node: NodeID, _ request: ControlRequest) -> String? {
-        guard let reply = ControlClient.query(controlEndpoints([node]), request: request, timeoutMs: 3000)[node] else {
+        guard let reply = query([node], request: request, timeoutMs: 3000)[node] else {
             return "did not answer"
         }
         return reply.error

@@ -43,7 +43,7 @@ extension Network {
     public func ping(link name: String, count: Int) -> Result<PingReport, LaunchError> {
         guard let link = topology.link(named: name) else { return .failure(LaunchError(.control, "no link named '\(name)' in topology '\(topology.name)'")) }
         let request = ControlRequest.ping(link: link.name, count: count)
-        guard let reply = ControlClient.query(controlEndpoints([link.a]), request: request, timeoutMs: 5000 + count * 20)[link.a] else {
+        guard let reply = query([link.a], request: request, timeoutMs: 5000 + count * 20)[link.a] else {
             return .failure(LaunchError(.control, "node \(link.a) did not answer"))
         }
         if let error = reply.error { return .failure(LaunchError(.control, "\(link.a): \(error)")) }
@@ -54,7 +54,7 @@ extension Network {
     private func send(_ request: ControlRequest, to nodes: [NodeID]) -> Result<[NodeID], LaunchError> {
         let live = Set(livePIDs().keys)
         let targets = nodes.filter(live.contains)
-        let replies = ControlClient.query(controlEndpoints(targets), request: request, timeoutMs: 3000)
+        let replies = query(targets, request: request, timeoutMs: 3000)
         for n in targets {
             guard let reply = replies[n] else { return .failure(LaunchError(.control, "node \(n) did not answer")) }
             if let error = reply.error { return .failure(LaunchError(.control, "node \(n): \(error)")) }

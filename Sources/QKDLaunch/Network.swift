@@ -152,6 +152,8 @@ public struct Network: Sendable {
         try PKI(runDirectory: layout.root).ensure(for: topology)
         // Each link's pre-shared secret, at both ends (a secret run; kept across restarts).
         try Bootstrap.ensure(layout: layout, topology: topology)
+        // CURVE key pairs of the nodes and the control client (kept across restarts).
+        try ChannelKeyFiles.ensure(layout: layout, topology: topology)
         let manifest = NetworkManifest(topology: topology.name, topologySource: absolute(topologyPath),
                                        runDirectory: layout.root, binDirectory: absolute(binDirectory),
                                        startedAt: wallClockSeconds(),
@@ -277,16 +279,38 @@ public struct Network: Sendable {
 
     // MARK: Status
 
-    public func controlEndpoints(_ nodes: [NodeID]? = nil) -> [(node: NodeID, endpoint: String)] {
+    /// The control sockets of `nodes` (all by default), with the public key each node proves.
+    /// A node whose key file is missing gets an empty key (its query fails, named).
+    public func controlTargets(_ nodes: [NodeID]? = nil) -> [ControlTarget] {
         let wanted = nodes.map(Set.init)
-        return topology.nodes.filter { wanted?.contains($0.id) ?? true }
-            .map { ($0.id, layout.controlEndpoint($0)) }
+        return topology.nodes.filter { wanted?.contains($0.id) ?? true }.map {
+            ControlTarget(node: $0.id, endpoint: layout.controlEndpoint($0),
+                          serverKey: (try? CurveKeyFile.read(layout.nodePublicKeyPath($0.id))) ?? "")
+        }
+    }
+
+    /// Sends `request` to the control sockets of `nodes` (all by default) as the run's control
+    /// key, and collects the replies (a node missing did not answer in time). Without a
+    /// readable control key every node gets that error as its reply.
+    public func query(_ nodes: [NodeID]? = nil, request: ControlRequest, timeoutMs: Int) -> [NodeID: ControlReply] {
+        query(controlTargets(nodes), request: request, timeoutMs: timeoutMs)
+    }
+
+    /// `query` to explicit targets (an eavesdropper's control socket).
+    public func query(_ targets: [ControlTarget], request: ControlRequest, timeoutMs: Int) -> [NodeID: ControlReply] {
+        let credentials: CurveKeyPair
+        do {
+            credentials = try layout.controlKeys()
+        } catch {
+            return Dictionary(uniqueKeysWithValues: targets.map { ($0.node, ControlReply(error: "\(error)")) })
+        }
+        return ControlClient.query(targets, credentials: credentials, request: request, timeoutMs: timeoutMs)
     }
 
     /// Asks every live node for its status and merges the answers.
     public func status(timeoutMs: Int = 1500) -> NetworkStatus {
         let live = livePIDs()
-        let replies = ControlClient.query(controlEndpoints(Array(live.keys)), request: ControlRequest.status,
+        let replies = query(Array(live.keys), request: ControlRequest.status,
                                           timeoutMs: timeoutMs)
         var reports: [NodeID: NodeStatusReport] = [:]
         for (id, reply) in replies { if let status = reply.status { reports[id] = status } }

@@ -51,7 +51,7 @@ public struct PoolsStatus: Codable, Equatable, Sendable {
 extension Network {
     /// Asks every live node for its link reports and merges them per link.
     public func pools(timeoutMs: Int = 1500) -> PoolsStatus {
-        let replies = ControlClient.query(controlEndpoints(Array(livePIDs().keys)), request: ControlRequest.pools,
+        let replies = query(Array(livePIDs().keys), request: ControlRequest.pools,
                                           timeoutMs: timeoutMs)
         var byLink: [String: [QuantumLinkReport]] = [:]
         for reply in replies.values { for report in reply.pools ?? [] { byLink[report.link, default: []].append(report) } }
@@ -80,7 +80,7 @@ extension Network {
     /// for `link`, asked of all of them at once; a node that does not answer or refuses is
     /// missing from the result.
     public func keyDigests(nodes: [NodeID], link: String, salt: UInt64, timeoutMs: Int = 20_000) -> [NodeID: [KeyDigest]] {
-        ControlClient.query(controlEndpoints(nodes), request: ControlRequest.keyDigests(link: link, salt: salt), timeoutMs: timeoutMs)
+        query(nodes, request: ControlRequest.keyDigests(link: link, salt: salt), timeoutMs: timeoutMs)
             .compactMapValues(\.digests)
     }
 }

@@ -203,12 +203,22 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         case notYours([KeyID])
     }
 
-    /// Stores keys for their slave SAEs; durable when this returns.
-    public func depositApplicationKeys(_ keys: [ApplicationKey], at now: Instant) {
+    /// Stores keys for their slave SAEs; durable when this returns. A key whose ID is already
+    /// held (or appears twice) is refused, never stored over the waiting one: returns the IDs
+    /// refused.
+    @discardableResult
+    public func depositApplicationKeys(_ keys: [ApplicationKey], at now: Instant) -> [KeyID] {
+        var refused: [KeyID] = []
         withStore { store throws(StoreError) in
-            try store?.saveApplicationKeys(keys)
-            for k in keys { applicationKeys[k.id] = (k, now) }
+            var fresh: [ApplicationKey] = []
+            var ids: Set<KeyID> = []
+            for k in keys {
+                if applicationKeys[k.id] != nil || !ids.insert(k.id).inserted { refused.append(k.id) } else { fresh.append(k) }
+            }
+            try store?.saveApplicationKeys(fresh)
+            for k in fresh { applicationKeys[k.id] = (k, now) }
         }
+        return refused
     }
 
     /// Hands the keys `ids` to `slave` (requested by `master`) and forgets them, durably, all or

@@ -118,6 +118,8 @@ public final class NodeRuntime {
                 running = carryOut(core.control(client: client, request: request, at: clock.now()))
             case .malformed(let reason):
                 log(core.malformed(reason: reason))
+            case .refused(let reason):
+                log(core.refused(reason: reason))
             case .stopRequested:
                 carryOut(core.stop(at: clock.now()))
                 running = false
@@ -242,9 +244,9 @@ public final class NodeRuntime {
             transport.reply(ControlCodec.encode(ControlReply(digests: digests)), to: client)
         case .relay(let request):
             perform(relayAgent.control(request, client: client, at: clock.now()))
-        case .splice(let link, let peer, let endpoint, let transmittance):
-            if let error = transport.splice(peer, through: endpoint) {
-                if endpoint != nil { core.spliceFailed(link) }
+        case .splice(let link, let peer, let via, let transmittance):
+            if let error = transport.splice(peer, through: via.map { InterposerEndpoint(endpoint: $0.endpoint, key: $0.key, id: $0.id) }) {
+                if via != nil { core.spliceFailed(link) }
                 transport.reply(ControlCodec.encode(ControlReply(error: "splice: \(error)")), to: client)
             } else {
                 worker?.submit(.channel(link, transmittance: transmittance))

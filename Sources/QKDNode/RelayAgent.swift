@@ -109,7 +109,11 @@ final class RelayAgent {
             case .log(let level, let message, let metadata):
                 out.append(.log(level, message, metadata))
             case .storeApplicationKeys(let keys):
-                pools.depositApplicationKeys(keys, at: now)
+                let refused = pools.depositApplicationKeys(keys, at: now)
+                if !refused.isEmpty {
+                    out.append(.log(.warning, "relayed application keys refused: their key IDs are already held here",
+                                    ["key_IDs": refused.map(\.uuidString).joined(separator: ",")]))
+                }
             case .answer(let id, let result):
                 requests.removeValue(forKey: id)?.reply(result.mapError { KMEError(.serviceUnavailable, $0.message) })
             case .show(var report, let key, let salt, let client):

@@ -15,14 +15,18 @@ public struct NodeCore: Sendable {
         public var topology: Topology
         public var pid: Int32
         public var incarnation: UInt64
+        /// The sequence number of this incarnation's first frame on each link (the shell's wall
+        /// clock in nanoseconds at start: above everything an earlier incarnation sent).
+        public var firstSequence: UInt64
         public var monitor: LinkMonitor.Configuration
         public var pingTimeoutNs: UInt64
         /// The node's ETSI GS QKD 014 endpoint, reported in `status`.
         public var kmeURL: String?
 
-        public init(node: NodeID, topology: Topology, pid: Int32, incarnation: UInt64,
+        public init(node: NodeID, topology: Topology, pid: Int32, incarnation: UInt64, firstSequence: UInt64 = 0,
                     monitor: LinkMonitor.Configuration = .init(), pingTimeoutMs: UInt64 = 1000, kmeURL: String? = nil) {
             self.kmeURL = kmeURL
+            self.firstSequence = firstSequence
             self.node = node
             self.topology = topology
             self.pid = pid
@@ -133,10 +137,23 @@ public struct NodeCore: Sendable {
             case replyDigests(link: String, salt: UInt64)
             /// A `relay`, `routes` or `relayShow` request, for the relay agent.
             case relay(ControlRequest)
-            /// Send the link's frames for `peer` through the interposer at `endpoint` (nil:
-            /// directly again); the `a` end emits its photons into `transmittance` (nil: the
-            /// whole channel). Then answer.
-            case splice(link: LinkIndex, peer: NodeID, endpoint: String?, transmittance: Double?)
+            /// Send the link's frames for `peer` through the interposer `via` (nil: directly
+            /// again, her key no longer admitted); the `a` end emits its photons into
+            /// `transmittance` (nil: the whole channel). Then answer.
+            case splice(link: LinkIndex, peer: NodeID, via: Interposer?, transmittance: Double?)
+        }
+
+        /// An interposer: her endpoint, her CURVE public key, the id her frames arrive under.
+        public struct Interposer: Equatable, Sendable {
+            public let endpoint: String
+            public let key: String
+            public let id: NodeID
+
+            public init(endpoint: String, key: String, id: NodeID) {
+                self.endpoint = endpoint
+                self.key = key
+                self.id = id
+            }
         }
 
         public var client: [UInt8]
@@ -181,13 +198,20 @@ public struct NodeCore: Sendable {
             .stream("node/\(configuration.node.rawValue)/ping/\(configuration.incarnation)")
         channel = LinkChannel(node: configuration.node, links: configuration.topology.links(of: configuration.node),
                               faultSeed: SeedTree(root: configuration.topology.seed)
-                                  .seed(for: "node/\(configuration.node.rawValue)/faults/\(configuration.incarnation)"))
+                                  .seed(for: "node/\(configuration.node.rawValue)/faults/\(configuration.incarnation)"),
+                              firstSequence: configuration.firstSequence)
     }
 
     /// A message the transport could not read.
     public mutating func malformed(reason: String) -> LogLine {
         rejected[.malformedPayload, default: 0] += 1
         return LogLine(.warning, "dropped malformed message", ["reason": reason])
+    }
+
+    /// A connection the transport refused (its CURVE key is not admitted).
+    public mutating func refused(reason: String) -> LogLine {
+        rejected[.unauthenticated, default: 0] += 1
+        return LogLine(.warning, "refused connection", ["reason": reason])
     }
 
     /// The link's parameter estimation failed (compromised) or passed again.
@@ -388,7 +412,7 @@ public struct NodeCore: Sendable {
         let via = LinkChannel.interposerID(link)
         guard let interposer else {
             monitor.interposed(link.index, false)
-            out.action = .splice(link: link.index, peer: peer, endpoint: nil, transmittance: nil)
+            out.action = .splice(link: link.index, peer: peer, via: nil, transmittance: nil)
             out.effects = .log(.notice, "interposer taken out", ["link.id": link.name])
             return out
         }
@@ -401,7 +425,8 @@ public struct NodeCore: Sendable {
             transmittance = t
         }
         monitor.interposed(link.index, true)
-        out.action = .splice(link: link.index, peer: peer, endpoint: interposer.endpoint, transmittance: transmittance)
+        out.action = .splice(link: link.index, peer: peer, via: .init(endpoint: interposer.endpoint, key: interposer.key, id: via),
+                             transmittance: transmittance)
         out.effects = .log(.notice, "interposer spliced in", ["link.id": link.name])
         return out
     }

@@ -1,3 +1,4 @@
+import QKDCore
 import QKDPhysics
 
 /// How a link runs efficient BB84 (biased bases, key from X, every Z bit revealed for

@@ -1,3 +1,4 @@
+import QKDCore
 import QKDPhysics
 #if canImport(Glibc)
 import Glibc

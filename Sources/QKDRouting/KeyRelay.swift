@@ -34,7 +34,9 @@ extension RelayKeys {
 /// The source takes k0, keys of its first link, as the end-to-end key K. Every trusted node on
 /// the path learns K from the previous link's keys and sends it on padded (one-time pad, XOR)
 /// with keys of the next link, so each hop consumes ⌈bits/256⌉ keys of each of its links, never
-/// reused. Phases:
+/// reused, and one more for the forward's one-time authentication tag (`tag`): a bit flipped on
+/// the hop voids the relay. Phases (each signal accepted only from the path neighbour that
+/// sends it, and only in the stage that expects it):
 ///
 /// 1. `RelayForward`, source → destination: each node consumes the incoming keys named by the
 ///    previous node, recovers K, consumes outgoing keys and sends K on padded with them.
@@ -62,8 +64,13 @@ public struct KeyRelay: Sendable {
         case failed(relay: KeyID, reason: String)
     }
 
+    /// How far a relay got at this node: what the next signal may be. Signals out of order
+    /// (a `relayDone` before the commit went out, a commit before the ack) are ignored.
+    enum Stage: Sendable { case forwarded, acknowledged, committed }
+
     struct Leg: Sendable {
         var role: Role
+        var stage: Stage = .forwarded
         var path: [NodeID]
         /// This node's position on the path.
         var index: Int
@@ -104,15 +111,17 @@ public struct KeyRelay: Sendable {
               application.map({ $0.keySize * $0.keyIDs.count == bits }) ?? true, let link = linkName(path[0], path[1]) else {
             return [.failed(relay: relay, reason: "bad relay request: \(bits) bits along \(path.map(\.rawValue))")]
         }
-        let n = (bits + keyBits - 1) / keyBits
-        guard let k0 = keys.take(link: link, count: n) else {
+        let n = keysPerHop(bits: bits)
+        guard let taken = keys.take(link: link, count: n), taken.count == n else {
             return [.failed(relay: relay, reason: "link \(link): fewer than \(n) keys available")]
         }
+        let k0 = taken.dropLast(), mac = taken.last!
         let key = KeyRelay.concatenate(k0.map(\.bits), bits: bits)
         legs[relay] = Leg(role: .source, path: path, index: 0, key: key, deadline: now.advanced(byNanoseconds: timeoutNs),
                           application: application)
-        let forward = RelayForward(relay: relay, path: path.map(\.rawValue), hop: 1, bits: bits, keys: k0.map(\.id), padded: [],
-                                   application: application)
+        var forward = RelayForward(relay: relay, path: path.map(\.rawValue), hop: 1, bits: bits, keys: k0.map(\.id), padded: [],
+                                   application: application, macKey: mac.id)
+        forward.tag = KeyRelay.tag(forward, macKey: mac.bits)
         return [.send(to: path[1], kind: .relayForward, payload: forward.encoded())]
     }
 
@@ -129,18 +138,23 @@ public struct KeyRelay: Sendable {
             let previous = leg.index > 0 ? leg.path[leg.index - 1] : nil
             let next = leg.index + 1 < leg.path.count ? leg.path[leg.index + 1] : nil
             switch kind {
-            case .relayAck where from == next:
-                if leg.role == .source { return [.send(to: next!, kind: .relayCommit, payload: signal.encoded())] }
+            case .relayAck where from == next && leg.stage == .forwarded:
+                if leg.role == .source {
+                    legs[signal.relay]?.stage = .committed
+                    return [.send(to: next!, kind: .relayCommit, payload: signal.encoded())]
+                }
+                legs[signal.relay]?.stage = .acknowledged
                 return [.send(to: previous!, kind: .relayAck, payload: signal.encoded())]
-            case .relayCommit where from == previous:
+            case .relayCommit where from == previous && leg.stage == .acknowledged:
                 if leg.role == .destination {
                     legs[signal.relay] = nil
                     finished[signal.relay] = lastNow
                     return [.delivered(relay: signal.relay, key: leg.key, path: leg.path, application: leg.application),
                             .send(to: previous!, kind: .relayDone, payload: signal.encoded())]
                 }
+                legs[signal.relay]?.stage = .committed
                 return [.send(to: next!, kind: .relayCommit, payload: signal.encoded())]
-            case .relayDone where from == next:
+            case .relayDone where from == next && leg.stage == .committed:
                 if leg.role == .source {
                     legs[signal.relay] = nil
                     finished[signal.relay] = lastNow
@@ -195,23 +209,33 @@ public struct KeyRelay: Sendable {
               Set(path).count == path.count, let inLink = linkName(from, node) else {
             return fail("relay message out of place at \(node)")
         }
-        let n = (f.bits + keyBits - 1) / keyBits
-        guard f.keys.count == n, f.padded.count == (f.hop == 1 ? 0 : (f.bits + 63) / 64) else { return fail("malformed relay at \(node)") }
+        let n = keysPerHop(bits: f.bits)
+        guard f.keys.count == n - 1, !f.keys.contains(f.macKey), f.padded.count == (f.hop == 1 ? 0 : (f.bits + 63) / 64) else {
+            return fail("malformed relay at \(node)")
+        }
         let last = f.hop == path.count - 1
         let next = last ? nil : path[f.hop + 1]
         let outLink = next.flatMap { linkName(node, $0) }
         if !last && outLink == nil { return fail("relay path \(f.path) has no link \(node)-\(next!)") }
-        let taken = last ? keys.take(link: inLink, named: f.keys).map { ($0, nil as [(id: KeyID, bits: BitVector)]?) }
-            : keys.takeHop(incoming: inLink, named: f.keys, outgoing: outLink!, count: n)
-        guard let (inBits, outKeys) = taken else {
+        let named = f.keys + [f.macKey]
+        let taken = last ? keys.take(link: inLink, named: named).map { ($0, nil as [(id: KeyID, bits: BitVector)]?) }
+            : keys.takeHop(incoming: inLink, named: named, outgoing: outLink!, count: n)
+        guard let (inAll, outKeys) = taken, inAll.count == n else {
             finished[f.relay] = lastNow
             return fail("link \(inLink): keys named by \(from) not available at \(node)")
         }
+        // The keys are consumed whatever the tag says (they were named in the clear).
+        guard KeyRelay.tag(f, macKey: inAll[n - 1]) == f.tag else {
+            finished[f.relay] = lastNow
+            return fail("relay forward from \(from) fails its authentication tag at \(node): voided")
+        }
+        let inBits = Array(inAll.prefix(n - 1))
         let pad = KeyRelay.concatenate(inBits, bits: f.bits)
         let key = f.hop == 1 ? pad : KeyRelay.xor(BitVector(words: f.padded, count: f.bits), pad)
         let deadline = now.advanced(byNanoseconds: timeoutNs)
         if last {
-            legs[f.relay] = Leg(role: .destination, path: path, index: f.hop, key: key, deadline: deadline, application: f.application)
+            legs[f.relay] = Leg(role: .destination, stage: .acknowledged, path: path, index: f.hop, key: key, deadline: deadline,
+                                application: f.application)
             return [.send(to: from, kind: .relayAck, payload: RelaySignal(relay: f.relay).encoded())]
         }
         guard let out = outKeys else {
@@ -219,9 +243,11 @@ public struct KeyRelay: Sendable {
             return fail("link \(node)-\(next!): fewer than \(n) keys available")
         }
         legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, key: key, deadline: deadline)
-        let padded = KeyRelay.xor(key, KeyRelay.concatenate(out.map(\.bits), bits: f.bits))
-        let forward = RelayForward(relay: f.relay, path: f.path, hop: f.hop + 1, bits: f.bits, keys: out.map(\.id), padded: padded.words,
-                                   application: f.application)
+        let pads = out.dropLast(), mac = out.last!
+        let padded = KeyRelay.xor(key, KeyRelay.concatenate(pads.map(\.bits), bits: f.bits))
+        var forward = RelayForward(relay: f.relay, path: f.path, hop: f.hop + 1, bits: f.bits, keys: pads.map(\.id), padded: padded.words,
+                                   application: f.application, macKey: mac.id)
+        forward.tag = KeyRelay.tag(forward, macKey: mac.bits)
         return [.send(to: next!, kind: .relayForward, payload: forward.encoded())]
     }
 
@@ -236,6 +262,22 @@ public struct KeyRelay: Sendable {
         }
         out.append(.failed(relay: relay, reason: reason))
         return out
+    }
+
+    /// Link keys one hop of a relay of `bits` bits consumes at each end: the pads, ⌈bits/256⌉,
+    /// and one key for the hop's authentication tag.
+    public func keysPerHop(bits: Int) -> Int { (bits + keyBits - 1) / keyBits + 1 }
+
+    /// The one-time Wegman–Carter tag of a forward under a 256-bit link key used for nothing
+    /// else: its first 128 bits key `TranscriptHash` (GF(2^127 − 1)), the next 128 are the pad
+    /// (`TranscriptTag`). A forger who changes any bit of the message matches the tag with
+    /// probability at most (L + 1)/(2^127 − 1) + 2^-126, L its 120-bit chunks (Wegman & Carter
+    /// 1981; Stinson 1996): below 2^-110 for the largest relay.
+    public static func tag(_ forward: RelayForward, macKey: BitVector) -> UInt128 {
+        let w = macKey.words + [UInt64](repeating: 0, count: max(0, 4 - macKey.words.count))
+        var hash = TranscriptHash(key: UInt128(w[1]) << 64 | UInt128(w[0]))
+        hash.update(forward.authenticatedBytes)
+        return TranscriptTag.tag(hash.finalize(), pad: TranscriptTag.pad(w[2], w[3]))
     }
 
     static func concatenate(_ parts: [BitVector], bits: Int) -> BitVector {

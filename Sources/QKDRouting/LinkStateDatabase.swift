@@ -13,17 +13,44 @@ import QKDWire
 public struct LinkStateDatabase: Sendable {
     public let topology: Topology
     public private(set) var advertisements: [String: LinkStateAdvertisement] = [:]
+    /// When each held advertisement arrived.
+    private var heldSince: [String: Instant] = [:]
+    /// A held advertisement not refreshed for this long gives way to any other from its origin
+    /// (OSPF's MaxAge, RFC 2328 §14): origins advertise every 5 s, so only a forged sequence
+    /// number far ahead of the origin's own goes unrefreshed, and it cannot hold the origin's
+    /// view for longer than this.
+    public let maxAgeNs: UInt64
 
-    public init(topology: Topology) { self.topology = topology }
+    public init(topology: Topology, maxAgeNs: UInt64 = 20_000_000_000) {
+        self.topology = topology
+        self.maxAgeNs = maxAgeNs
+    }
 
-    /// Stores an advertisement if it is newer than the one held for its origin; returns whether
-    /// it was (and so must be flooded on).
-    @discardableResult
-    public mutating func received(_ lsa: LinkStateAdvertisement) -> Bool {
-        guard topology.node(NodeID(lsa.origin)) != nil else { return false }
-        if let held = advertisements[lsa.origin], held.sequence >= lsa.sequence { return false }
+    /// The incarnation part of a sequence number: origins number their advertisements
+    /// `epoch << 32 + n` (`RelayNode`), epoch the store's start count.
+    public static func epoch(_ sequence: UInt64) -> UInt64 { sequence >> 32 }
+
+    /// Why an advertisement is not stored (nil: it is newer than the one held for its origin
+    /// and is stored, and must be flooded on). Refused: an unknown origin; a sequence number
+    /// not above the held one (unless that one aged out); one more than one incarnation ahead
+    /// of the held one (a restarted origin advances by one).
+    public mutating func refusal(of lsa: LinkStateAdvertisement, at now: Instant) -> String? {
+        guard topology.node(NodeID(lsa.origin)) != nil else { return "origin '\(lsa.origin)' is not a node of the topology" }
+        if let held = advertisements[lsa.origin], let since = heldSince[lsa.origin], now.nanoseconds(since: since) < maxAgeNs {
+            if held.sequence >= lsa.sequence { return "not newer than the one held" }
+            if Self.epoch(lsa.sequence) > Self.epoch(held.sequence) + 1 {
+                return "sequence \(lsa.sequence) is more than one incarnation ahead of \(held.sequence)"
+            }
+        }
         advertisements[lsa.origin] = lsa
-        return true
+        heldSince[lsa.origin] = now
+        return nil
+    }
+
+    /// `refusal`, as whether it was stored.
+    @discardableResult
+    public mutating func received(_ lsa: LinkStateAdvertisement, at now: Instant) -> Bool {
+        refusal(of: lsa, at: now) == nil
     }
 
     /// What one end says about a link (nil if it has not said).

@@ -160,7 +160,7 @@ public struct RelayNode: Sendable {
             }
             sequence += 1
             let lsa = LinkStateAdvertisement(origin: node.rawValue, sequence: sequence, links: entries)
-            database.received(lsa)
+            database.received(lsa, at: now)
             lastAdvertised = (now, entries)
             let payload = lsa.encoded()
             out += links.filter(\.up).compactMap { l in l.link.peer(of: node).map { .send(to: $0, kind: .linkState, payload: payload) } }
@@ -181,7 +181,21 @@ public struct RelayNode: Sendable {
             guard let lsa = try? LinkStateAdvertisement.decode(payload) else {
                 return [.log(.warning, "malformed link-state advertisement", ["peer": from.rawValue])]
             }
-            guard lsa.origin != node.rawValue, database.received(lsa) else { return [] }
+            if lsa.origin == node.rawValue {
+                // One of its own, numbered above what it sent: forged or from an earlier
+                // incarnation. Advertise above it at the next tick (OSPF's rule for a
+                // self-originated LSA, RFC 2328 §13.4), so no view of this node is held by it.
+                guard lsa.sequence > sequence else { return [] }  // its own, flooded back
+                if LinkStateDatabase.epoch(lsa.sequence) <= LinkStateDatabase.epoch(sequence) + 1 { sequence = lsa.sequence }
+                lastAdvertised = nil
+                return [.log(.warning, "link-state advertisement of this node numbered above its own", ["peer": from.rawValue, "sequence": "\(lsa.sequence)"])]
+            }
+            if let refusal = database.refusal(of: lsa, at: now) {
+                if refusal.contains("incarnation") || refusal.contains("not a node") {
+                    return [.log(.warning, "link-state advertisement refused", ["peer": from.rawValue, "origin": lsa.origin, "reason": refusal])]
+                }
+                return []
+            }
             return upNeighbours.filter { $0 != from }.map { .send(to: $0, kind: .linkState, payload: payload) }
         }
         let directives = relay.received(kind, payload, from: from, at: now, keys: &keys)
@@ -199,7 +213,7 @@ public struct RelayNode: Sendable {
     /// The path a relay of `bits` bits to `destination` takes now, or why there is none (the
     /// first links left out, with their reasons).
     public func path(to destination: NodeID, bits: Int) -> Result<LinkStateDatabase.Route, Refusal> {
-        let decision = database.route(from: node, to: destination, keys: (bits + relay.keyBits - 1) / relay.keyBits)
+        let decision = database.route(from: node, to: destination, keys: relay.keysPerHop(bits: bits))
         if let route = decision.route { return .success(route) }
         let why = decision.excluded.prefix(8).map { "\($0.link): \($0.reason)" }.joined(separator: "; ")
         return .failure(Refusal("no usable path from \(node) to \(destination) for \(bits) bits (\(why))"))
@@ -268,7 +282,7 @@ public struct RelayNode: Sendable {
         switch request {
         case .routes(let to, let bits):
             guard topology.node(NodeID(to)) != nil else { return fail("routes: unknown destination '\(to)'") }
-            let decision = database.route(from: node, to: NodeID(to), keys: (bits + relay.keyBits - 1) / relay.keyBits)
+            let decision = database.route(from: node, to: NodeID(to), keys: relay.keysPerHop(bits: bits))
             let report = RouteReport(from: node.rawValue, to: to, path: decision.route?.nodes.map(\.rawValue), hops: decision.route?.hops,
                                      distanceKm: decision.route?.distanceKm,
                                      excluded: decision.excluded.map { .init(link: $0.link, reason: $0.reason) })

@@ -31,7 +31,7 @@ extension DeterministicNetwork {
             eve.interposer.withLock { $0.carry(frame, from: from) }.map { (to: $0.to, as: seenAs, frame: $0.frame) }
         }
         for (end, transmittance) in [(link.b, nil), (link.a, settings.fromAlice)] as [(NodeID, Double?)] {
-            let request = ControlRequest.splice(link: link.name, via: .init(endpoint: "in-memory", transmittance: transmittance))
+            let request = ControlRequest.splice(link: link.name, via: .init(endpoint: "in-memory", key: "in-memory", transmittance: transmittance))
             guard control(request, to: end.rawValue)?.ok == true else {
                 removeEve(link: name)
                 return nil

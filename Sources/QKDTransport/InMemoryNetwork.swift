@@ -177,8 +177,8 @@ public final class InMemoryTransport: NodeTransport {
 
     /// Splices the interposer the test installed between this node and `peer` (`endpoint` is
     /// not used: there is one per pair), or takes it out with nil.
-    public func splice(_ peer: NodeID, through endpoint: String?) -> String? {
-        network.splice(node, to: peer, on: endpoint != nil) ? nil : "no interposer between \(node) and \(peer) in this in-memory network"
+    public func splice(_ peer: NodeID, through interposer: InterposerEndpoint?) -> String? {
+        network.splice(node, to: peer, on: interposer != nil) ? nil : "no interposer between \(node) and \(peer) in this in-memory network"
     }
 
     public func close() { network.remove(node) }

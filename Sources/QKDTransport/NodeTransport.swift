@@ -8,6 +8,8 @@ public enum TransportEvent: Equatable {
     case control(client: [UInt8], request: [UInt8])
     /// A message that could not even be split into sender and frame.
     case malformed(reason: String)
+    /// A connection refused before any of its messages arrived (a CURVE key not admitted).
+    case refused(reason: String)
     /// The process was asked to stop (SIGTERM, SIGINT).
     case stopRequested
     /// Another thread of this node has work for the event loop (see `Waker`).
@@ -31,10 +33,10 @@ public protocol NodeTransport: AnyObject {
     /// A waker that interrupts `wait` from any thread.
     func makeWaker() -> any Waker
 
-    /// Sends everything for `peer` through an interposer at `endpoint` from now on (an
-    /// eavesdropper spliced into the fibre and the public channel), or directly again with nil.
-    /// Returns why it cannot, or nil.
-    func splice(_ peer: NodeID, through endpoint: String?) -> String?
+    /// Sends everything for `peer` through an interposer from now on (an eavesdropper spliced
+    /// into the fibre and the public channel), and admits her frames under her id; directly
+    /// again with nil (her key no longer admitted). Returns why it cannot, or nil.
+    func splice(_ peer: NodeID, through interposer: InterposerEndpoint?) -> String?
 
     /// Releases every socket. No call may follow.
     func close()

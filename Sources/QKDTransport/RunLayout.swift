@@ -15,6 +15,9 @@ import QKDTopology
 ///     store/<ID>.kek     the node's key-encryption key (mode 0600)
 ///     bootstrap/<ID>/<LINK>.key  a secret run's pre-shared secret of each link, installed at
 ///                        both ends by the launcher (mode 0600)
+///     pki/curve/node/<ID>.pub, .key   each node's CURVE key pair (peer and control sockets)
+///     pki/curve/control.pub, .key     the control client's (qkdctl, the test harness)
+///     pki/curve/eve/<LINK>.pub, .key  an eavesdropper's, made when she is added
 ///     eve/<LINK>.pid     an eavesdropper process spliced into a link (qkdctl eve add)
 ///     eve/<LINK>.json    its settings; its output in logs/eve-<LINK>.out
 ///     sock/eve-<LINK>.*  its peer and control endpoints
@@ -41,6 +44,32 @@ public struct RunLayout: Sendable, Equatable {
     public var caCertificatePath: String { pkiDirectory + "/ca.pem" }
     public func kmeCertificatePath(_ node: NodeID) -> String { "\(pkiDirectory)/kme/\(node.rawValue).pem" }
     public func kmeKeyPath(_ node: NodeID) -> String { "\(pkiDirectory)/kme/\(node.rawValue).key" }
+
+    public var curveDirectory: String { pkiDirectory + "/curve" }
+    public func nodePublicKeyPath(_ node: NodeID) -> String { "\(curveDirectory)/node/\(node.rawValue).pub" }
+    public func nodeSecretKeyPath(_ node: NodeID) -> String { "\(curveDirectory)/node/\(node.rawValue).key" }
+    public var controlPublicKeyPath: String { curveDirectory + "/control.pub" }
+    public var controlSecretKeyPath: String { curveDirectory + "/control.key" }
+    public func evePublicKeyPath(_ link: String) -> String { "\(curveDirectory)/eve/\(link).pub" }
+    public func eveSecretKeyPath(_ link: String) -> String { "\(curveDirectory)/eve/\(link).key" }
+
+    public func nodeKeys(_ node: NodeID) throws(CurveKeyError) -> CurveKeyPair {
+        try CurveKeyFile.readPair(public: nodePublicKeyPath(node), secret: nodeSecretKeyPath(node))
+    }
+
+    public func controlKeys() throws(CurveKeyError) -> CurveKeyPair {
+        try CurveKeyFile.readPair(public: controlPublicKeyPath, secret: controlSecretKeyPath)
+    }
+
+    /// What `node`'s transport needs: its key pair, its neighbours' public keys, the control key.
+    public func channelKeys(_ node: NodeID, topology: Topology) throws(CurveKeyError) -> ChannelKeys {
+        var neighbours: [NodeID: String] = [:]
+        for link in topology.links(of: node) {
+            guard let peer = link.peer(of: node) else { continue }
+            neighbours[peer] = try CurveKeyFile.read(nodePublicKeyPath(peer))
+        }
+        return ChannelKeys(own: try nodeKeys(node), neighbours: neighbours, control: [try CurveKeyFile.read(controlPublicKeyPath)])
+    }
 
     public func pidPath(_ node: NodeID) -> String { "\(pidsDirectory)/\(node.rawValue).pid" }
     public func logPath(_ node: NodeID) -> String { "\(logsDirectory)/\(node.rawValue).log" }

@@ -15,6 +15,13 @@ public struct ZMQError: Error, CustomStringConvertible, Sendable {
         self.reason = String(cString: zmq_strerror(self.errno))
     }
 
+    /// A failure of QKDNet's own use of libzmq (no errno).
+    public init(operation: String, reason: String) {
+        self.operation = operation
+        self.errno = 0
+        self.reason = reason
+    }
+
     public var description: String { "\(operation): \(reason) (errno \(errno))" }
 }
 
@@ -105,9 +112,16 @@ public final class ZMQSocket {
     /// Receives one whole multipart message if one is waiting, without blocking. At most
     /// `maxParts` parts are kept; the rest are read and discarded (reported by `truncated`).
     public func receive(maxParts: Int = 8) -> (parts: [[UInt8]], truncated: Bool)? {
+        receiveMessage(maxParts: maxParts).map { ($0.parts, $0.truncated) }
+    }
+
+    /// `receive`, with the user its connection authenticated as (the ZAP handler's answer,
+    /// libzmq's `User-Id` property of the message; nil on a connection without ZAP).
+    public func receiveMessage(maxParts: Int = 8) -> (parts: [[UInt8]], truncated: Bool, user: String?)? {
         var parts: [[UInt8]] = []
         var truncated = false
         var first = true
+        var user: String?
         while true {
             var msg = zmq_msg_t()
             zmq_msg_init(&msg)
@@ -115,9 +129,10 @@ public final class ZMQSocket {
             let rc = zmq_msg_recv(&msg, handle, first ? ZMQ_DONTWAIT : 0)
             if rc < 0 {
                 // Nothing waiting (EAGAIN) or interrupted: only possible on the first part.
-                return first ? nil : (parts, true)
+                return first ? nil : (parts, true, user)
             }
             first = false
+            if let property = zmq_msg_gets(&msg, "User-Id") { user = String(cString: property) }
             if parts.count < maxParts {
                 let size = zmq_msg_size(&msg)
                 if size > 0, let data = zmq_msg_data(&msg) {
@@ -130,7 +145,7 @@ public final class ZMQSocket {
             }
             if zmq_msg_more(&msg) == 0 { break }
         }
-        return (parts, truncated)
+        return (parts, truncated, user)
     }
 
     public var pollHandle: UnsafeMutableRawPointer? { handle }

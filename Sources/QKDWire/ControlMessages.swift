@@ -86,14 +86,17 @@ public enum ControlRequest: Codable, Equatable, Sendable {
         }
     }
 
-    /// Where a spliced link goes: the interposer's endpoint and, at the link's `a` end, the
-    /// transmittance of the fibre from `a` to the interposer (what `a` emits into).
+    /// Where a spliced link goes: the interposer's endpoint, her CURVE public key (Z85: the
+    /// only key the node admits as her, while she is spliced in) and, at the link's `a` end,
+    /// the transmittance of the fibre from `a` to the interposer (what `a` emits into).
     public struct Interposer: Equatable, Sendable {
         public var endpoint: String
+        public var key: String
         public var transmittance: Double?
 
-        public init(endpoint: String, transmittance: Double?) {
+        public init(endpoint: String, key: String, transmittance: Double?) {
             self.endpoint = endpoint
+            self.key = key
             self.transmittance = transmittance
         }
     }
@@ -121,7 +124,7 @@ public enum ControlRequest: Codable, Equatable, Sendable {
     public static func interposerRoutingID(link: String) -> String { "eve:\(link)" }
 
     enum CodingKeys: String, CodingKey {
-        case command, link, count, salt, to, bits, fault, value, endpoint
+        case command, link, count, salt, to, bits, fault, value, endpoint, key
         case keyID = "key_ID"
     }
 
@@ -147,7 +150,9 @@ public enum ControlRequest: Codable, Equatable, Sendable {
         case .splice:
             let link = try needed(String.self, .link)
             let endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint)
-            self = .splice(link: link, via: try endpoint.map { Interposer(endpoint: $0, transmittance: try c.decodeIfPresent(Double.self, forKey: .value)) })
+            self = .splice(link: link, via: try endpoint.map {
+                Interposer(endpoint: $0, key: try needed(String.self, .key), transmittance: try c.decodeIfPresent(Double.self, forKey: .value))
+            })
         case .fault:
             switch try needed(Fault.self, .fault) {
             case .cut: self = .fault(.cut(link: try needed(String.self, .link)))
@@ -183,6 +188,7 @@ public enum ControlRequest: Codable, Equatable, Sendable {
         case .splice(let link, let via):
             try c.encode(link, forKey: .link)
             try c.encodeIfPresent(via?.endpoint, forKey: .endpoint)
+            try c.encodeIfPresent(via?.key, forKey: .key)
             try c.encodeIfPresent(via?.transmittance, forKey: .value)
         }
     }

@@ -19,7 +19,10 @@ public struct RelayApplication: Equatable, Sendable {
 
 /// Key relay, forward, from `path[hop - 1]` to `path[hop]`: the keys of the link between them
 /// that pad the end-to-end key (named by ID), and the padded key. From the source (hop 1) the
-/// link's keys are the end-to-end key itself and `padded` is empty.
+/// link's keys are the end-to-end key itself and `padded` is empty. `macKey` names one more key
+/// of that link, which authenticates everything else of the message: `tag` is a one-time
+/// Wegman–Carter tag over `authenticatedBytes` (`KeyRelay.tag`), so a bit flipped on the hop
+/// voids the relay instead of changing the key delivered.
 public struct RelayForward: Equatable, Sendable {
     /// Largest end-to-end key one relay carries (128 application keys of 8192 bits).
     public static let maxBits = 1 << 20
@@ -30,9 +33,11 @@ public struct RelayForward: Equatable, Sendable {
     public var keys: [KeyID]
     public var padded: [UInt64]
     public var application: RelayApplication?
+    public var macKey: KeyID
+    public var tag: UInt128
 
     public init(relay: KeyID, path: [String], hop: Int, bits: Int, keys: [KeyID], padded: [UInt64],
-                application: RelayApplication? = nil) {
+                application: RelayApplication? = nil, macKey: KeyID = KeyID(high: 0, low: 0), tag: UInt128 = 0) {
         self.relay = relay
         self.path = path
         self.hop = hop
@@ -40,9 +45,21 @@ public struct RelayForward: Equatable, Sendable {
         self.keys = keys
         self.padded = padded
         self.application = application
+        self.macKey = macKey
+        self.tag = tag
     }
 
+    /// The encoding, the tag last.
     public func encoded() -> [UInt8] {
+        var bytes = authenticatedBytes
+        var w = PayloadWriter(capacity: 16)
+        w.u128(tag)
+        bytes += w.bytes
+        return bytes
+    }
+
+    /// Everything the tag authenticates: the encoding up to the tag.
+    public var authenticatedBytes: [UInt8] {
         var w = PayloadWriter(capacity: 64 + path.count * 16 + keys.count * 16 + padded.count * 8)
         w.u64(relay.high)
         w.u64(relay.low)
@@ -55,6 +72,8 @@ public struct RelayForward: Equatable, Sendable {
             w.u64(k.high)
             w.u64(k.low)
         }
+        w.u64(macKey.high)
+        w.u64(macKey.low)
         if let application {
             w.u8(1)
             w.shortString(application.master)
@@ -87,6 +106,7 @@ public struct RelayForward: Equatable, Sendable {
         guard k <= 4096, k * 16 <= r.remaining else { throw WireError(.malformedPayload, "relay \(relay): \(k) keys do not fit") }
         var keys: [KeyID] = []
         for _ in 0..<k { keys.append(KeyID(high: try r.u64(), low: try r.u64())) }
+        let macKey = KeyID(high: try r.u64(), low: try r.u64())
         var application: RelayApplication?
         switch try r.u8() {
         case 0:
@@ -105,10 +125,12 @@ public struct RelayForward: Equatable, Sendable {
             throw WireError(.malformedPayload, "relay \(relay): application flag \(flag)")
         }
         let p = Int(try r.u32())
-        guard p * 8 == r.remaining else { throw WireError(.malformedPayload, "relay \(relay): \(p) padded words do not fit") }
+        guard p * 8 + 16 == r.remaining else { throw WireError(.malformedPayload, "relay \(relay): \(p) padded words and the tag do not fit") }
         var padded: [UInt64] = []
         for _ in 0..<p { padded.append(try r.u64()) }
-        return RelayForward(relay: relay, path: path, hop: hop, bits: bits, keys: keys, padded: padded, application: application)
+        let tag = try r.u128()
+        return RelayForward(relay: relay, path: path, hop: hop, bits: bits, keys: keys, padded: padded, application: application,
+                            macKey: macKey, tag: tag)
     }
 }
 

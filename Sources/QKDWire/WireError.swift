@@ -11,6 +11,10 @@ public struct WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case malformedPayload
         case unexpectedSender
         case unknownLink
+        /// A connection whose CURVE key is not admitted (refused in the handshake).
+        case unauthenticated
+        /// A frame whose sequence number was seen before on its link or is older than the window.
+        case replayed
     }
 
     public let code: Code

@@ -44,7 +44,7 @@ enum QuantumBenchmarks {
         let pids = Array(network.livePIDs().values)
         report.add("quantum.busy_node_rss_mb", stats(pids.compactMap(Processes.residentBytes).map { Double($0) / 1_048_576 }),
                    unit: "MB", target: "(links running)")
-        let reply = ControlClient.query(network.controlEndpoints([NodeID("Beijing")]),
+        let reply = network.query([NodeID("Beijing")],
                                         request: ControlRequest.ping(link: "Beijing-Langfang", count: 2000), timeoutMs: 60_000)
         if let samples = reply[NodeID("Beijing")]?.ping?.roundTripsMicroseconds {
             report.add("quantum.loaded_round_trip_us", stats(samples), unit: "µs", target: "(classical round trip with every link busy)")

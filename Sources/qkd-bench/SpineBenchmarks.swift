@@ -33,7 +33,7 @@ enum SpineBenchmarks {
         report.add("spine.idle_node_pss_mb", stats(pss), unit: "MB", target: "(shared pages split among nodes)")
 
         let request = ControlRequest.ping(link: "Beijing-Langfang", count: 5000)
-        let reply = ControlClient.query(network.controlEndpoints([NodeID("Beijing")]), request: request, timeoutMs: 60_000)
+        let reply = network.query([NodeID("Beijing")], request: request, timeoutMs: 60_000)
         if let samples = reply[NodeID("Beijing")]?.ping?.roundTripsMicroseconds {
             report.add("spine.ipc_round_trip_us", stats(samples), unit: "µs", target: "p50 ≤ 100 µs (neighbours, ipc://)")
         }

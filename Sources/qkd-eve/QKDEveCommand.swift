@@ -63,18 +63,35 @@ struct QKDEveCommand: ParsableCommand {
                                     eve: Eavesdropper(settings: settings, link: link.name, seed: eveSeed))
 
         guard qkd_install_stop_handlers() == 0 else { fail(1, "cannot install signal handlers") }
-        let context = ZMQContext()
-        let inbound: ZMQSocket, control: ZMQSocket, toA: ZMQSocket, toB: ZMQSocket
+        // Her own key pair (made by qkdctl eve add), the ends' public keys, the control key.
+        let keys: CurveKeyPair, keyOfA: String, keyOfB: String, controlKey: String
         do {
+            keys = try CurveKeyFile.readPair(public: layout.evePublicKeyPath(link.name), secret: layout.eveSecretKeyPath(link.name))
+            keyOfA = try CurveKeyFile.read(layout.nodePublicKeyPath(link.a))
+            keyOfB = try CurveKeyFile.read(layout.nodePublicKeyPath(link.b))
+            controlKey = try CurveKeyFile.read(layout.controlPublicKeyPath)
+        } catch {
+            fail(2, "\(error)")
+        }
+        let context = ZMQContext()
+        let zap: ZAPHandler, inbound: ZMQSocket, control: ZMQSocket, toA: ZMQSocket, toB: ZMQSocket
+        do {
+            // The ends connect to her as themselves; she connects to each end with her own key,
+            // which the end admits once it is spliced (her handshake is held until then).
+            zap = try ZAPHandler(context: context)
+            zap.admit(keyOfA, as: link.a.rawValue, in: ZAPHandler.peerDomain)
+            zap.admit(keyOfB, as: link.b.rawValue, in: ZAPHandler.peerDomain)
+            zap.admit(controlKey, as: "control", in: ZAPHandler.controlDomain)
             inbound = try ZMQSocket(context: context, kind: .router)
             try inbound.setOption(ZMQ_MAXMSGSIZE, ZMQNodeTransport.maxMessageSize)
+            try inbound.makeCurveServer(keys, domain: ZAPHandler.peerDomain)
             try inbound.bind(layout.evePeerEndpoint(link.name))
             control = try ZMQSocket(context: context, kind: .router)
             try control.setOption(ZMQ_MAXMSGSIZE, Int64(1 << 20))
+            try control.makeCurveServer(keys, domain: ZAPHandler.controlDomain)
             try control.bind(layout.eveControlEndpoint(link.name))
-            let id = ControlRequest.interposerRoutingID(link: link.name)
-            toA = try ZMQNodeTransport.dealer(context: context, routingID: id, endpoint: layout.peerEndpoint(a))
-            toB = try ZMQNodeTransport.dealer(context: context, routingID: id, endpoint: layout.peerEndpoint(b))
+            toA = try ZMQNodeTransport.dealer(context: context, keys: keys, serverKey: keyOfA, endpoint: layout.peerEndpoint(a), immediate: false)
+            toB = try ZMQNodeTransport.dealer(context: context, keys: keys, serverKey: keyOfB, endpoint: layout.peerEndpoint(b), immediate: false)
         } catch {
             fail(1, "eve on \(link.name): cannot open sockets: \(error)")
         }
@@ -82,17 +99,18 @@ struct QKDEveCommand: ParsableCommand {
         writeLine("QKDNET EVE READY link=\(link.name) pid=\(pid) attack=\(kind.rawValue) fraction=\(fraction) at_km=\(point) seed=\(eveSeed)", to: 1)
 
         while qkd_stop_signal() == 0 {
-            let ready = zmqPoll(sockets: [inbound, control], fds: [qkd_stop_fd()], timeoutMs: 200)
-            if ready.contains(2) { break }
+            let ready = zmqPoll(sockets: [inbound, control, zap.pollSocket], fds: [qkd_stop_fd()], timeoutMs: 200)
+            if ready.contains(3) { break }
+            _ = zap.handle()
             for _ in 0..<256 {
-                guard let (parts, truncated) = inbound.receive(maxParts: 2) else { break }
-                guard !truncated, parts.count == 2, let sender = String(validating: parts[0], as: UTF8.self),
+                guard let (parts, truncated, sender) = inbound.receiveMessage(maxParts: 2) else { break }
+                guard !truncated, parts.count == 2, let sender,
                       let (to, frame) = interposer.carry(parts[1], from: NodeID(sender)) else { continue }
                 _ = (to == link.a ? toA : toB).send([frame])
             }
             for _ in 0..<16 {
-                guard let (parts, truncated) = control.receive(maxParts: 2) else { break }
-                guard !truncated, parts.count == 2 else { continue }
+                guard let (parts, truncated, user) = control.receiveMessage(maxParts: 2) else { break }
+                guard !truncated, parts.count == 2, user == "control" else { continue }
                 var report = interposer.report
                 report.pid = pid
                 report.atKm = kind == .classicalTamper ? nil : point
@@ -106,6 +124,7 @@ struct QKDEveCommand: ParsableCommand {
             }
         }
         for socket in [inbound, control, toA, toB] { socket.close() }
+        zap.close()
     }
 
     func fail(_ code: Int32, _ message: String) -> Never {

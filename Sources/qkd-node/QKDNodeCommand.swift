@@ -102,7 +102,8 @@ struct QKDNodeCommand: AsyncParsableCommand {
             if let kmeURL { logger.notice("KME serving", metadata: ["url": "\(kmeURL)"]) }
             let clock = SystemClock()
             let core = NodeCore(
-                configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation, kmeURL: kmeURL),
+                configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation,
+                                     firstSequence: UInt64(Date().timeIntervalSince1970 * 1e9), kmeURL: kmeURL),
                 now: clock.now())
             return NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
                                quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests) { line in
@@ -177,9 +178,16 @@ struct QKDNodeCommand: AsyncParsableCommand {
             guard let peer = link.peer(of: me.id), let peerNode = topology.node(peer) else { return nil }
             return (peer, layout.peerEndpoint(peerNode))
         }
+        let keys: ChannelKeys
+        do {
+            keys = try layout.channelKeys(me.id, topology: topology)
+        } catch {
+            logger.error("cannot read CURVE keys", metadata: ["error": "\(error)"])
+            fail(2, "node \(me.id): \(error)")
+        }
         do {
             return try ZMQNodeTransport(node: me.id, peerEndpoint: layout.peerEndpoint(me), controlEndpoint: layout.controlEndpoint(me),
-                                        neighbours: neighbours, stopFD: qkd_stop_fd())
+                                        neighbours: neighbours, keys: keys, stopFD: qkd_stop_fd())
         } catch {
             logger.error("cannot open transport", metadata: ["error": "\(error)"])
             fail(1, "node \(me.id): cannot open transport: \(error)")

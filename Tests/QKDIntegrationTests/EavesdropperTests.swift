@@ -123,9 +123,15 @@ import Testing
         #expect(more, "blocks go on under attack")
         let tamper = try #require(network.eveReport(link))
         #expect(tamper.messagesAltered > 0 && tamper.messagesAltered == tamper.messagesSeen)
-        let during = try #require(network.pools().links.first { $0.link == link })
-        let failed = during.ends.map { $0.blocksFailedAuthentication + $0.distillationMessagesRejected }.reduce(0, +)
-        #expect(failed > failedBefore, "authentication failures counted")
+        // Distillation may run behind the blocks' closing on a loaded machine: wait for the
+        // tampered rounds to reach their tag checks.
+        var during = try #require(network.pools().links.first { $0.link == link })
+        func failures(_ p: PoolsStatus.Link) -> UInt64 { p.ends.map { $0.blocksFailedAuthentication + $0.distillationMessagesRejected }.reduce(0, +) }
+        let caught = eventually(within: 120) {
+            if let now = network.pools().links.first(where: { $0.link == link }) { during = now }
+            return failures(during) > failedBefore
+        }
+        #expect(caught, "authentication failures counted")
         for role in ["alice", "bob"] {
             let lastKey = Self.end(network, link, role)?.lastKeyBlock
             #expect(lastKey.map { $0 < attached } ?? true, "\(role): no key from a tampered round (last key block \(lastKey ?? 0), Eve at \(attached))")
@@ -164,8 +170,15 @@ import Testing
             return ["alice", "bob"].allSatisfy { (Self.end(network, plain, $0)?.sessionBlocks ?? 0) >= attached + 4 }
         }
         #expect(more && states == ["up"], "without decoys the link goes on, unaware: states seen \(states)")
-        let pools = try #require(network.pools().links.first { $0.link == plain })
-        #expect(pools.roundsAborted == 0 && pools.generatedBitsTotal > generated, "key from attacked rounds: \(pools.generatedBitsTotal) > \(generated)")
+        // Distillation may run behind the blocks' closing on a loaded machine: wait for the
+        // attacked blocks' key (no round aborted meanwhile).
+        var pools = try #require(network.pools().links.first { $0.link == plain })
+        let keyed = eventually(within: 120) {
+            if let now = network.pools().links.first(where: { $0.link == plain }) { pools = now }
+            return pools.roundsAborted > 0 || pools.generatedBitsTotal > generated
+        }
+        #expect(keyed && pools.roundsAborted == 0 && pools.generatedBitsTotal > generated,
+                "key from attacked rounds: \(pools.generatedBitsTotal) > \(generated), \(pools.roundsAborted) rounds aborted")
         let gain = try #require(pools.gain)
         let tagged = KeyRate.taggedFraction(mu: 0.05, gain: gain)
         let eve = try #require(network.eveReport(plain))

@@ -80,7 +80,7 @@ enum Harness {
 
     /// One node's own report.
     static func report(_ network: Network, _ node: String, timeoutMs: Int = 5000) -> NodeStatusReport? {
-        ControlClient.query(network.controlEndpoints([NodeID(node)]), request: ControlRequest.status,
+        network.query([NodeID(node)], request: ControlRequest.status,
                             timeoutMs: timeoutMs)[NodeID(node)]?.status
     }
 }

@@ -43,11 +43,57 @@ import Testing
         #expect(c.send(.heartbeat, [], toNeighbour: NodeID("Z"), at: Self.t0) == nil, "not a neighbour of B")
     }
 
+    /// Each sequence number is accepted once per link; reordering within the window is fine;
+    /// replays, and frames older than the window, are refused (and change nothing).
+    @Test func replayedAndStaleFramesAreRefused() {
+        var c = Self.channel()
+        func arrival(_ sequence: UInt64, on link: LinkIndex = Self.ab, from sender: String = "A") -> LinkChannel.Arrival {
+            let frame = Envelope(kind: .cascadeReply, link: link, sequence: sequence, payload: [1]).encoded()
+            return c.receive(frame, from: NodeID(sender))
+        }
+        func accepted(_ a: LinkChannel.Arrival) -> Bool { if case .accepted = a { true } else { false } }
+        func replayed(_ a: LinkChannel.Arrival) -> Bool { if case .rejected(let e) = a { e.code == .replayed } else { false } }
+        #expect(accepted(arrival(5000)))
+        #expect(replayed(arrival(5000)), "the same frame twice")
+        #expect(replayed(arrival(5000, from: "eve:A-B")), "replayed by the interposer")
+        #expect(accepted(arrival(4990)), "reordered within the window")
+        #expect(replayed(arrival(4990)))
+        #expect(accepted(arrival(5001)) && accepted(arrival(7000)))
+        #expect(accepted(arrival(7000 - ReplayWindow.size + 1)))
+        #expect(replayed(arrival(7000 - ReplayWindow.size)), "older than the window")
+        #expect(replayed(arrival(5001)))
+        // Another link has a window of its own.
+        #expect(accepted(Self.channelFrame(c: &c, 5000, on: Self.bc, from: "C")))
+        // A restarted sender numbers from its start time, above everything it sent before.
+        #expect(accepted(arrival(1_800_000_000_000_000_000)))
+        #expect(replayed(arrival(7000)))
+    }
+
+    static func channelFrame(c: inout LinkChannel, _ sequence: UInt64, on link: LinkIndex, from sender: String) -> LinkChannel.Arrival {
+        c.receive(Envelope(kind: .cascadeReply, link: link, sequence: sequence, payload: [1]).encoded(), from: NodeID(sender))
+    }
+
+    @Test func replayWindowMatchesASetOfSeenNumbersWithinItsSize() {
+        var window = ReplayWindow()
+        var seen: Set<UInt64> = []
+        var highest: UInt64 = 0
+        var g = Xoshiro256(seed: 5)
+        for _ in 0..<20_000 {
+            let sequence = 10_000 + g.nextBounded(3000) + highest / 2
+            let expected = !seen.contains(sequence) && (seen.isEmpty || sequence + ReplayWindow.size > highest)
+            #expect(window.accept(sequence) == expected, "sequence \(sequence), highest \(highest)")
+            if expected {
+                seen.insert(sequence)
+                highest = max(highest, sequence)
+            }
+        }
+    }
+
     @Test func arrivalsAreCheckedForLinkAndSender() {
         var c = Self.channel()
         #expect(c.receive(Self.fromA(.heartbeat), from: NodeID("A")) == .accepted(try! Envelope.decode(Self.fromA(.heartbeat))))
         // The link's interposer may send on it; another node may not, nor on a link not of B.
-        if case .accepted = c.receive(Self.fromA(.heartbeat), from: NodeID("eve:A-B")) {} else { Issue.record("interposer refused") }
+        if case .accepted = c.receive(Self.fromA(.heartbeat, sequence: 10), from: NodeID("eve:A-B")) {} else { Issue.record("interposer refused") }
         guard case .rejected(let wrongSender) = c.receive(Self.fromA(.heartbeat), from: NodeID("C")) else { Issue.record("C accepted"); return }
         #expect(wrongSender.code == .unexpectedSender && wrongSender.message.contains("A-B"))
         guard case .rejected(let wrongLink) = c.receive(Envelope(kind: .heartbeat, link: LinkIndex(99), sequence: 0, payload: []).encoded(),
@@ -60,9 +106,10 @@ import Testing
 
     @Test func noFaultPassesEverythingUnchanged() throws {
         var c = Self.channel()
-        for kind in [MessageKind.heartbeat, .quantumFrame, .cascadeRequest] {
+        for (i, kind) in [MessageKind.heartbeat, .quantumFrame, .cascadeRequest].enumerated() {
             #expect(c.send(kind, [1], on: Self.ab, at: Self.t0) != nil)
-            #expect(c.receive(Self.fromA(kind), from: NodeID("A")) == .accepted(try Envelope.decode(Self.fromA(kind))))
+            let frame = Self.fromA(kind, sequence: UInt64(i))
+            #expect(c.receive(frame, from: NodeID("A")) == .accepted(try Envelope.decode(frame)))
         }
         #expect(c.faults.active.isEmpty && c.nextDue == nil)
     }
@@ -145,7 +192,8 @@ import Testing
         for (i, offset) in thinned.offsets.enumerated() { #expect(thinned.states[i] == sent.states[Int(offset)]) }
         #expect(thinned.pulses == sent.pulses && thinned.frameIndex == sent.frameIndex)
         // Classical frames are not touched by loss, nor are frames leaving.
-        #expect(c.receive(Self.fromA(.heartbeat), from: NodeID("A")) == .accepted(try Envelope.decode(Self.fromA(.heartbeat))))
+        let heartbeat = Self.fromA(.heartbeat, sequence: 1_000_000)
+        #expect(c.receive(heartbeat, from: NodeID("A")) == .accepted(try Envelope.decode(heartbeat)))
         let leaving = c.send(.quantumFrame, sent.encoded(), on: Self.ab, at: Self.t0)
         let out = try #require(leaving)
         #expect(try Envelope.decode(out.frame).payload == sent.encoded())

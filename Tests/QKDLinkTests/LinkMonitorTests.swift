@@ -129,7 +129,7 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
             (NodeID("C"), heartbeat(link: 0), .unexpectedSender),      // C claims A's link
             (NodeID("A"), heartbeat(link: 7), .unknownLink),
             (NodeID("A"), Envelope(kind: .heartbeat, link: LinkIndex(0), sequence: 0, payload: [1]).encoded(), .truncated),
-            (NodeID("A"), Envelope(kind: .ping, link: LinkIndex(0), sequence: 0, payload: [1, 2, 3, 4, 5, 6, 7, 8, 9]).encoded(), .malformedPayload),
+            (NodeID("A"), Envelope(kind: .ping, link: LinkIndex(0), sequence: 1, payload: [1, 2, 3, 4, 5, 6, 7, 8, 9]).encoded(), .malformedPayload),
         ]
         for (sender, bytes, code) in hostile {
             let out = b.receive(frame: bytes, from: sender, at: ms(1))
@@ -195,8 +195,9 @@ func ms(_ value: UInt64) -> Instant { .ms(value) }
         #expect(outcome(.pools).action == .replyPools)
         #expect(outcome(.keyDigests(link: "A-B", salt: 4)).action == .replyDigests(link: "A-B", salt: 4))
         #expect(outcome(.relay(to: "C", bits: 256)).action == .relay(.relay(to: "C", bits: 256)))
-        let splice = outcome(.splice(link: "A-B", via: .init(endpoint: "inproc://eve", transmittance: 0.5)))
-        #expect(splice.action == .splice(link: LinkIndex(0), peer: NodeID("B"), endpoint: "inproc://eve", transmittance: 0.5))
+        let splice = outcome(.splice(link: "A-B", via: .init(endpoint: "inproc://eve", key: "K", transmittance: 0.5)))
+        #expect(splice.action == .splice(link: LinkIndex(0), peer: NodeID("B"), via: .init(endpoint: "inproc://eve", key: "K", id: NodeID("eve:A-B")),
+                                         transmittance: 0.5))
         #expect(splice.effects.answers.isEmpty, "answered by the shell once the splice is done")
         let shutdown = outcome(.shutdown)
         #expect(shutdown.stop && shutdown.effects.answers.count == 1 && shutdown.effects.sends.map(\.peer) == [NodeID("B")])

@@ -72,7 +72,7 @@ extension PoolKeys {
         let path = a < b ? Array(nodes[a...b]) : Array(nodes[b...a].reversed())
         (a, b) = (0, path.count - 1)
         let bits = [128, 256, 512, 1024][Int(g.nextBounded(4))]
-        let perHop = (bits + 255) / 256
+        let perHop = (bits + 255) / 256 + 1  // the pads and the hop's tag key
         let failure = Failure.allCases[Int(g.nextBounded(4))]
         let failAt = Int(g.nextBounded(UInt64(4 * path.count)))
         let victim = path[Int(g.nextBounded(UInt64(path.count)))]
@@ -148,7 +148,7 @@ extension PoolKeys {
         if failure == .none {
             #expect(delivered[source] != nil && delivered[source] == delivered[destination], "seed \(seed): clean relay failed")
             #expect(failed.isEmpty)
-            // Exactly ⌈bits/256⌉ keys of each link on the path, at both ends; nothing else.
+            // Exactly ⌈bits/256⌉ + 1 keys of each link on the path, at both ends; nothing else.
             for link in RelayNetwork.topology.links {
                 let onPath = zip(path, path.dropFirst()).contains { Set([$0, $1]) == Set([link.a, link.b]) }
                 for end in [link.a, link.b] {
@@ -160,6 +160,60 @@ extension PoolKeys {
             // A failed relay: the source's application never got K.
             #expect(failed.contains(source) || dead.contains(source) || delivered[destination] != nil)
         }
+    }
+
+    /// Any bit flipped in a forward on its way (the padded key, a key ID, the application, the
+    /// tag) voids the relay at the next node: nobody delivers, never a changed key. A relayDone
+    /// or a commit out of order (before the ack) releases nothing.
+    @Test(arguments: [0, 20, 45, -20, -1] as [Int])  // negative: from the end (-20 the padded key, -1 the tag)
+    func aTamperedForwardOrASignalOutOfOrderDeliversNothing(flipAt: Int) {
+        var net = RelayNetwork(seed: 4)
+        let path = [NodeID("N0"), NodeID("N1"), NodeID("N2"), NodeID("N3")]
+        let relay = KeyID(high: 5, low: 6)
+        let now = Instant(nanoseconds: 1_000_000_000)
+        var queue: [(from: NodeID, to: NodeID, kind: MessageKind, payload: [UInt8])] = []
+        var delivered: [NodeID] = [], failures: [String] = []
+        var tampered = false
+        func run(_ directives: [KeyRelay.Directive], at node: NodeID) {
+            for d in directives {
+                switch d {
+                case .send(let to, let kind, var payload):
+                    // The second hop's forward (N1 → N2) has one bit flipped.
+                    if kind == .relayForward, node == NodeID("N1"), !tampered {
+                        let at = flipAt >= 0 ? flipAt : payload.count + flipAt
+                        payload[at] ^= 0x10
+                        tampered = true
+                    }
+                    queue.append((node, to, kind, payload))
+                case .delivered: delivered.append(node)
+                case .failed(_, let reason): failures.append(reason)
+                }
+            }
+        }
+        // Forged signals before anything is under way: ignored.
+        let signal = RelaySignal(relay: relay).encoded()
+        run(net.relays[NodeID("N0")]!.start(relay: relay, path: path, bits: 512, at: now, keys: &net.keys[NodeID("N0")]!), at: NodeID("N0"))
+        run(net.relays[NodeID("N0")]!.received(.relayDone, signal, from: NodeID("N1"), at: now, keys: &net.keys[NodeID("N0")]!), at: NodeID("N0"))
+        #expect(delivered.isEmpty, "a relayDone before the commit released the key at the source")
+        while !queue.isEmpty {
+            let m = queue.removeFirst()
+            run(net.relays[m.to]!.received(m.kind, m.payload, from: m.from, at: now, keys: &net.keys[m.to]!), at: m.to)
+        }
+        #expect(tampered)
+        // A message changed past recognition (another relay ID, a path that does not parse) is
+        // dropped or voids a relay nobody holds; the legs then time out.
+        let later = now.advanced(byMilliseconds: 10_000)
+        for node in path { run(net.relays[node]!.tick(at: later), at: node) }
+        while !queue.isEmpty {
+            let m = queue.removeFirst()
+            run(net.relays[m.to]!.received(m.kind, m.payload, from: m.from, at: later, keys: &net.keys[m.to]!), at: m.to)
+        }
+        #expect(delivered.isEmpty, "delivered at \(delivered) after a flipped bit at \(flipAt)")
+        #expect(!failures.isEmpty)
+        if flipAt < 0 {
+            #expect(failures.contains { $0.contains("authentication tag") }, "\(failures)")
+        }
+        for node in path { #expect(net.relays[node]!.inFlight == 0) }
     }
 
     @Test func aReplayedForwardIsRefusedAndConsumesNothing() {
@@ -203,12 +257,56 @@ extension PoolKeys {
         }
     }
 
+    /// A forged advertisement numbered UInt64.max cannot freeze its origin: more than one
+    /// incarnation ahead it is refused; one held (at a node that had none) ages out, and the
+    /// origin, shown one of its own numbered above its count, advertises above it.
+    @Test func aForgedSequenceNumberCannotFreezeAnOrigin() {
+        let topology = RelayNetwork.topology
+        var db = LinkStateDatabase(topology: topology)
+        let t0 = Instant(nanoseconds: 1_000_000_000)
+        func lsa(_ seq: UInt64, up: Bool) -> LinkStateAdvertisement {
+            LinkStateAdvertisement(origin: "N2", sequence: seq, links: [.init(link: LinkIndex(1), up: up, availableKeys: 5)])
+        }
+        let stored1 = db.received(lsa(3 << 32 | 7, up: true), at: t0)
+        #expect(stored1)
+        let forged = db.refusal(of: lsa(.max, up: false), at: t0)
+        #expect(forged?.contains("incarnation") == true)
+        let stored2 = db.received(lsa(4 << 32, up: false), at: t0)
+        #expect(stored2, "a restart: the next incarnation")
+        let stored3 = db.received(lsa(4 << 32 | 1, up: true), at: t0)
+        #expect(stored3)
+        // A node that held nothing takes the forgery, but only until it ages out.
+        var fresh = LinkStateDatabase(topology: topology)
+        let stored4 = fresh.received(lsa(.max, up: false), at: t0)
+        #expect(stored4)
+        let stored5 = fresh.received(lsa(4 << 32 | 2, up: true), at: t0.advanced(byMilliseconds: 5000))
+        #expect(!stored5)
+        let stored6 = fresh.received(lsa(4 << 32 | 3, up: true), at: Instant(nanoseconds: t0.nanoseconds + fresh.maxAgeNs))
+        #expect(stored6)
+        #expect(fresh.advertisements["N2"]?.links.first?.up == true)
+
+        // The origin itself, shown its own number ahead (within one incarnation), goes above it.
+        var n2 = RelayNode(node: NodeID("N2"), topology: topology, epoch: 3)
+        var keys = PoolKeys.agreed(topology, keysPerLink: 10, seed: 1)[NodeID("N2")]!
+        let links = topology.links(of: NodeID("N2")).map { RelayNode.LinkView(link: $0, up: true, compromised: false, synchronised: true, spareKeys: 5) }
+        _ = n2.tick(at: t0, links: links, keys: &keys)
+        let own = LinkStateAdvertisement(origin: "N2", sequence: 4 << 32 | 900, links: []).encoded()
+        let warned = n2.received(.linkState, own, from: NodeID("N1"), at: t0, upNeighbours: [NodeID("N1"), NodeID("N3")], keys: &keys)
+        #expect(warned.contains { if case .log(.warning, _, _) = $0 { true } else { false } })
+        let next = n2.tick(at: t0.advanced(byMilliseconds: 1), links: links, keys: &keys).compactMap { d -> UInt64? in
+            guard case .send(_, .linkState, let payload) = d, let a = try? LinkStateAdvertisement.decode(payload), a.origin == "N2" else { return nil }
+            return a.sequence
+        }
+        #expect(!next.isEmpty && next.allSatisfy { $0 > 4 << 32 | 900 })
+    }
+
     @Test func routesAvoidDownLinksAndLinksWithoutEnoughKey() {
         let topology = RelayNetwork.topology
         var db = LinkStateDatabase(topology: topology)
         func advertise(_ node: String, seq: UInt64, _ entries: [(Int, Bool, UInt32)]) {
             db.received(LinkStateAdvertisement(origin: node, sequence: seq,
-                                               links: entries.map { .init(link: LinkIndex(UInt32($0.0)), up: $0.1, availableKeys: $0.2) }))
+                                               links: entries.map { .init(link: LinkIndex(UInt32($0.0)), up: $0.1, availableKeys: $0.2) }),
+                        at: Instant(nanoseconds: 1))
         }
         for i in 0..<7 {
             var entries: [(Int, Bool, UInt32)] = []

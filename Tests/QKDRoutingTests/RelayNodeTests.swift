@@ -143,8 +143,8 @@ struct RelaySquare {
         #expect(released == stored)  // same IDs, same bits, same path at master and slave
         #expect(released[0].path == ["A", "B", "D"])
         #expect(Set(released.map(\.id)).count == 3 && released[0].bits != released[1].bits)
-        // 384 bits: 2 keys of each link of the path, at both of its ends.
-        #expect(net.consumed("A-B", at: a) == 2 && net.consumed("A-B", at: b) == 2 && net.consumed("B-D", at: d) == 2)
+        // 384 bits: 2 pad keys and a tag key of each link of the path, at both of its ends.
+        #expect(net.consumed("A-B", at: a) == 3 && net.consumed("A-B", at: b) == 3 && net.consumed("B-D", at: d) == 3)
         #expect(net.consumed("A-C", at: a) == 0)
         let counters = net.nodes[a]!.counters
         #expect(counters.requested == 1 && counters.started == 1 && counters.delivered == 1 && counters.failed == 0)
@@ -171,8 +171,8 @@ struct RelaySquare {
         #expect(keys[0].path == ["A", "C", "D"], "retried around the dead node")
         #expect(net.stored(d) == keys)
         #expect(net.nodes[a]!.counters.started == 2 && net.nodes[a]!.counters.failed == 1 && net.nodes[a]!.counters.delivered == 1)
-        // The void attempt's keys stay consumed (they were named in the clear).
-        #expect(net.consumed("A-B", at: a) == 1)
+        // The void attempt's keys stay consumed (they were named in the clear): a pad and a tag key.
+        #expect(net.consumed("A-B", at: a) == 2)
     }
 
     @Test func aSilentDestinationTimesOutThreeTimesThenTheRequestIsRefused() throws {

@@ -72,6 +72,29 @@ func randomKeys(_ n: Int, seed: UInt64) -> [(id: KeyID, bits: BitVector)] {
         #expect { _ = try damaged.loadApplicationKeys() } throws: { ($0 as? StoreError)?.code == .corrupt }
     }
 
+    /// A row edited to hand a key to another slave SAE fails authentication; a key ID stored
+    /// twice is refused, the waiting key kept.
+    @Test func applicationKeysAreBoundToTheirSAEsAndNeverOverwritten() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = randomKeys(2, seed: 8).map {
+            ApplicationKey(id: $0.id, master: "SAE-A", slave: "SAE-B", bits: $0.bits.slice(from: 0, length: 64), path: ["A", "B"])
+        }
+        let store = try KeyStore.open(directory: dir, node: "B")
+        try store.saveApplicationKeys(keys)
+        let forged = ApplicationKey(id: keys[0].id, master: "SAE-A", slave: "SAE-B", bits: keys[1].bits, path: ["A", "B"])
+        #expect(throws: StoreError.self) { try store.saveApplicationKeys([forged]) }
+        #expect(try store.loadApplicationKeys() == keys)
+        try store.close()
+        // Redirect the first key to SAE-M: same length, so only the associated data differs.
+        var data = try Data(contentsOf: URL(fileURLWithPath: dir + "/B.sqlite"))
+        let slave = try #require(data.range(of: Data("SAE-B".utf8)))
+        data.replaceSubrange(slave, with: Data("SAE-M".utf8))
+        try data.write(to: URL(fileURLWithPath: dir + "/B.sqlite"))
+        let edited = try KeyStore.open(directory: dir, node: "B")
+        #expect { _ = try edited.loadApplicationKeys() } throws: { ($0 as? StoreError)?.code == .corrupt }
+    }
+
     @Test func theKeyEncryptionKeyIsPrivateAndRequired() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -61,8 +61,11 @@ import Testing
         let app = RelayApplication(master: "SAE-Alice", slave: "SAE-Bob", keySize: 512, keyIDs: ids)
         let forward = RelayForward(relay: KeyID(high: 9, low: 9), path: ["Alice", "Relay", "Bob"], hop: 2, bits: 1024,
                                    keys: [KeyID(high: 5, low: 6), KeyID(high: 7, low: 8), KeyID(high: 10, low: 11), KeyID(high: 12, low: 13)],
-                                   padded: Array(repeating: 0xA5, count: 16), application: app)
+                                   padded: Array(repeating: 0xA5, count: 16), application: app, macKey: KeyID(high: 14, low: 15),
+                                   tag: UInt128(0xDEAD) << 100 | 0xBEEF)
         #expect(try RelayForward.decode(forward.encoded()) == forward)
+        // The tag is last and covers everything before it.
+        #expect(forward.encoded() == forward.authenticatedBytes + forward.encoded().suffix(16))
         var plain = forward
         plain.application = nil
         #expect(try RelayForward.decode(plain.encoded()) == plain)
@@ -71,7 +74,7 @@ import Testing
         odd.application?.keySize = 256
         #expect(throws: WireError.self) { try RelayForward.decode(odd.encoded()) }
         var bytes = forward.encoded()
-        let flagAt = 16 + 4 + (1 + 5) + (1 + 5) + (1 + 3) + 4 + 4 + 4 + 4 * 16
+        let flagAt = 16 + 4 + (1 + 5) + (1 + 5) + (1 + 3) + 4 + 4 + 4 + 4 * 16 + 16
         #expect(bytes[flagAt] == 1)
         bytes[flagAt] = 2
         #expect { try RelayForward.decode(bytes) } throws: { ($0 as? WireError)?.message.contains("application flag 2") == true }
@@ -149,9 +152,10 @@ import Testing
             (.fault(.loss(link: "A-B", decibels: 3.5)), #"{"command":"fault","fault":"loss","link":"A-B","value":3.5}"#),
             (.fault(.heal(link: nil)), #"{"command":"fault","fault":"heal"}"#),
             (.fault(.heal(link: "A-B")), #"{"command":"fault","fault":"heal","link":"A-B"}"#),
-            (.splice(link: "A-B", via: .init(endpoint: "ipc:///e", transmittance: 0.5)),
-             #"{"command":"splice","endpoint":"ipc:\/\/\/e","link":"A-B","value":0.5}"#),
-            (.splice(link: "A-B", via: .init(endpoint: "ipc:///e", transmittance: nil)), #"{"command":"splice","endpoint":"ipc:\/\/\/e","link":"A-B"}"#),
+            (.splice(link: "A-B", via: .init(endpoint: "ipc:///e", key: "K", transmittance: 0.5)),
+             #"{"command":"splice","endpoint":"ipc:\/\/\/e","key":"K","link":"A-B","value":0.5}"#),
+            (.splice(link: "A-B", via: .init(endpoint: "ipc:///e", key: "K", transmittance: nil)),
+             #"{"command":"splice","endpoint":"ipc:\/\/\/e","key":"K","link":"A-B"}"#),
             (.splice(link: "A-B", via: nil), #"{"command":"splice","link":"A-B"}"#),
         ]
         for (request, json) in forms {

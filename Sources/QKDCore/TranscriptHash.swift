@@ -1,4 +1,3 @@
-import QKDCore
 
 /// The hash that authenticates a round's classical transcript: polynomial evaluation over the
 /// prime field GF(p), p = 2^127 − 1, in the Poly1305 form h ← (h + c_i)·k (Bernstein, "The

@@ -1,5 +1,4 @@
-import QKDCore
-@testable import QKDPostProcessing
+@testable import QKDCore
 import Testing
 
 /// The transcript hash over GF(2^127 − 1) and its Wegman–Carter tags, checked against a slow
