@@ -240,7 +240,10 @@ import Testing
         #expect(report.events.count == 3 && report.events.allSatisfy(\.ok), "\(report.events)")
         let states = report.samples.compactMap { $0.links.first { $0.link == "Alice-Relay" }?.state }
         let aliceLog = (try? String(contentsOfFile: network.layout.logPath(NodeID("Alice")), encoding: .utf8)) ?? ""
-        #expect(states.contains(.compromised) && states.last == .up,
+        // The mark clears with the first clean block after she left; on a loaded machine that
+        // block may be distilled after the timeline ends, so wait for it.
+        let cleared = states.last == .up || eventually(within: 120) { Self.state(network, "Alice-Relay") == .up }
+        #expect(states.contains(.compromised) && cleared,
                 "\(states)\n\(aliceLog.split(separator: "\n").filter { $0.contains("interposer") || $0.contains("compromised") || $0.contains("link ") }.joined(separator: "\n"))")
         #expect(report.samples.contains { $0.links.contains { $0.link == "Relay-Bob" && $0.state == .down } }, "the cut shows")
         let relays = try #require(report.relays.first)
