@@ -245,7 +245,7 @@ public final class NodeRuntime {
         case .relay(let request):
             perform(relayAgent.control(request, client: client, at: clock.now()))
         case .splice(let link, let peer, let via, let transmittance):
-            if let error = transport.splice(peer, through: via.map { InterposerEndpoint(endpoint: $0.endpoint, key: $0.key, id: $0.id) }) {
+            if let error = transport.splice(peer, through: via) {
                 if via != nil { core.spliceFailed(link) }
                 transport.reply(ControlCodec.encode(ControlReply(error: "splice: \(error)")), to: client)
             } else {

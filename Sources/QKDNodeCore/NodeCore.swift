@@ -140,20 +140,7 @@ public struct NodeCore: Sendable {
             /// Send the link's frames for `peer` through the interposer `via` (nil: directly
             /// again, her key no longer admitted); the `a` end emits its photons into
             /// `transmittance` (nil: the whole channel). Then answer.
-            case splice(link: LinkIndex, peer: NodeID, via: Interposer?, transmittance: Double?)
-        }
-
-        /// An interposer: her endpoint, her CURVE public key, the id her frames arrive under.
-        public struct Interposer: Equatable, Sendable {
-            public let endpoint: String
-            public let key: String
-            public let id: NodeID
-
-            public init(endpoint: String, key: String, id: NodeID) {
-                self.endpoint = endpoint
-                self.key = key
-                self.id = id
-            }
+            case splice(link: LinkIndex, peer: NodeID, via: InterposerEndpoint?, transmittance: Double?)
         }
 
         public var client: [UInt8]

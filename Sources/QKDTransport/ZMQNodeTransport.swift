@@ -15,20 +15,6 @@ public struct ChannelKeys: Sendable {
     }
 }
 
-/// Where a spliced link's frames go: the interposer's endpoint, its CURVE public key, and the
-/// id its frames arrive under (`eve:LINK`).
-public struct InterposerEndpoint: Equatable, Sendable {
-    public let endpoint: String
-    public let key: String
-    public let id: NodeID
-
-    public init(endpoint: String, key: String, id: NodeID) {
-        self.endpoint = endpoint
-        self.key = key
-        self.id = id
-    }
-}
-
 /// The production transport. One ROUTER socket receives every neighbour's frames (each
 /// neighbour connects a DEALER) and a second ROUTER serves control requests. Every connection
 /// is a CURVE session (`ChannelKeys`): the ZAP handler admits on the peer socket only the
