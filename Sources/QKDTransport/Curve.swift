@@ -23,7 +23,7 @@ public struct CurveKeyPair: Sendable, Equatable {
     public static func generate() throws(ZMQError) -> CurveKeyPair {
         var pub = [CChar](repeating: 0, count: 41), sec = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&pub, &sec) == 0 else { throw ZMQError("zmq_curve_keypair") }
-        return CurveKeyPair(publicKey: String(cString: pub), secretKey: String(cString: sec))
+        return CurveKeyPair(publicKey: z85Text(pub), secretKey: z85Text(sec))
     }
 
     /// Whether `text` is a Z85-encoded 32-byte key.
@@ -38,7 +38,12 @@ public struct CurveKeyPair: Sendable, Equatable {
         guard raw.count == 32 else { return nil }
         var text = [CChar](repeating: 0, count: 41)
         guard zmq_z85_encode(&text, raw, 32) != nil else { return nil }
-        return String(cString: text)
+        return z85Text(text)
+    }
+
+    /// The text of a NUL-terminated Z85 buffer filled by libzmq (Z85 is ASCII).
+    private static func z85Text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 
