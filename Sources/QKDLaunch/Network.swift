@@ -50,6 +50,9 @@ public struct Network: Sendable {
     public let layout: RunLayout
     public let topology: Topology
     public let manifest: NetworkManifest
+    /// The CURVE sessions to the nodes' control sockets, kept across queries (shared by the
+    /// copies of this value).
+    public let control = ControlSession()
 
     public init(layout: RunLayout, topology: Topology, manifest: NetworkManifest) {
         self.layout = layout
@@ -285,7 +288,7 @@ public struct Network: Sendable {
         let wanted = nodes.map(Set.init)
         return topology.nodes.filter { wanted?.contains($0.id) ?? true }.map {
             ControlTarget(node: $0.id, endpoint: layout.controlEndpoint($0),
-                          serverKey: (try? CurveKeyFile.read(layout.nodePublicKeyPath($0.id))) ?? "")
+                          serverKey: control.serverKey(path: layout.nodePublicKeyPath($0.id)))
         }
     }
 
@@ -304,7 +307,7 @@ public struct Network: Sendable {
         } catch {
             return Dictionary(uniqueKeysWithValues: targets.map { ($0.node, ControlReply(error: "\(error)")) })
         }
-        return ControlClient.query(targets, credentials: credentials, request: request, timeoutMs: timeoutMs)
+        return control.query(targets, credentials: credentials, request: request, timeoutMs: timeoutMs)
     }
 
     /// Asks every live node for its status and merges the answers.

@@ -46,13 +46,15 @@ public struct PoolsStatus: Codable, Equatable, Sendable {
 
     public var topology: String
     public var links: [Link]
+    /// Live nodes asked that did not answer in time (their link ends are missing from `links`).
+    public var unanswered: [String]
 }
 
 extension Network {
     /// Asks every live node for its link reports and merges them per link.
     public func pools(timeoutMs: Int = 1500) -> PoolsStatus {
-        let replies = query(Array(livePIDs().keys), request: ControlRequest.pools,
-                                          timeoutMs: timeoutMs)
+        let asked = Array(livePIDs().keys)
+        let replies = query(asked, request: ControlRequest.pools, timeoutMs: timeoutMs)
         var byLink: [String: [QuantumLinkReport]] = [:]
         for reply in replies.values { for report in reply.pools ?? [] { byLink[report.link, default: []].append(report) } }
         let links = topology.links.map { link -> PoolsStatus.Link in
@@ -71,7 +73,8 @@ extension Network {
                 blocksFailedVerification: ends.map(\.blocksFailedVerification).max() ?? 0,
                 roundsAborted: ends.map(\.roundsAborted).max() ?? 0, abortReason: ends.compactMap(\.abortReason).first, ends: ends)
         }
-        return PoolsStatus(topology: topology.name, links: links)
+        let unanswered = asked.filter { replies[$0]?.pools == nil }.map(\.rawValue).sorted()
+        return PoolsStatus(topology: topology.name, links: links, unanswered: unanswered)
     }
 }
 

@@ -58,6 +58,9 @@ struct Pools: ParsableCommand {
             }
         }
         print(StatusTable.table(ends))
+        if !pools.unanswered.isEmpty {
+            print("\nno answer in time from \(pools.unanswered.count) node(s): \(pools.unanswered.joined(separator: ", "))")
+        }
     }
 }
 

@@ -39,8 +39,15 @@ import Testing
         }
         let (a, b, link) = ("Hefei", "R-HEFNAN-1", "Hefei-R-HEFNAN-1")
         // 150 s: the first block of this 65 km link, about 10 s at this time scale, while 105 processes start on 2 cores.
-        let sifting = eventually(within: 150) { ["alice", "bob"].allSatisfy { (EavesdropperProcessTests.end(network, link, $0)?.sessionBlocks ?? 0) >= 1 } }
-        #expect(sifting, "the link sifts blocks")
+        var seen: [String] = []
+        let sifting = eventually(within: 150) {
+            let t0 = Date()
+            let pools = network.pools()
+            let ends = pools.links.first { $0.link == link }?.ends ?? []
+            seen.append("\(String(format: "%.1f", Date().timeIntervalSince(t0)))s unanswered=\(pools.unanswered.count)\(pools.unanswered.filter { [a, b].contains($0) }) blocks=\(ends.map { "\($0.role):\($0.sessionBlocks)" })")
+            return ["alice", "bob"].allSatisfy { role in (ends.first { $0.role == role }?.sessionBlocks ?? 0) >= 1 }
+        }
+        #expect(sifting, "the link sifts blocks: \(seen.suffix(40))")
         var before: [String] = []
         // 90 s: every link on the path has keys beyond its reserve (its first blocks) and routing has heard of them.
         let direct = eventually(within: 90) {
