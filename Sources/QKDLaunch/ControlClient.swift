@@ -33,7 +33,7 @@ public struct ControlTarget: Sendable {
 /// be taken for the next request's), so a handshake slower than one request's timeout still
 /// completes and serves the requests after it.
 ///
-/// `@unchecked Sendable`: `idle` and `serverKeys` are used only while `lock` is held; a session
+/// `@unchecked Sendable`: `idle`, `parked` and `serverKeys` are used only while `lock` is held; a session
 /// taken out of `idle` belongs to one request until it is put back (libzmq sockets may change
 /// threads behind a lock); the context is thread-safe.
 public final class ControlSession: @unchecked Sendable {
@@ -59,11 +59,8 @@ public final class ControlSession: @unchecked Sendable {
     /// Server public keys read from files, by path (dropped when that server did not answer).
     private var serverKeys: [String: String] = [:]
 
+    /// No deinit: a socket closes itself when released, and holds the context until then.
     public init() {}
-
-    deinit {
-        for sessions in idle.values { for s in sessions { s.socket.close() } }
-    }
 
     /// The public key in the file at `path`, read once ("" if it cannot be read; not kept).
     public func serverKey(path: String) -> String {
