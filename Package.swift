@@ -156,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "QKDLaunchTests",
             dependencies: [
-                "QKDLaunch", "QKDTopology",
+                "QKDLaunch", "QKDTopology", "QKDAPI",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),

@@ -200,12 +200,29 @@ public enum KMEServer {
 
     /// The caller's SAE ID: the common name of the client certificate of this connection.
     static func callerSAE(_ channel: any Channel) async throws(KMEError) -> String {
+        let der: [UInt8]?
         do {
-            let der = try await channel.eventLoop.flatSubmit {
+            der = try await channel.eventLoop.flatSubmit {
                 channel.pipeline.handler(type: NIOSSLServerHandler.self).flatMapThrowing { try $0.peerCertificate?.toDERBytes() }
             }.get()
-            guard let der else { throw KMEError(.unauthorized, "no client certificate") }
+        } catch {
+            throw KMEError(.unauthorized, "the client certificate cannot be read")
+        }
+        guard let der else { throw KMEError(.unauthorized, "no client certificate") }
+        return try saeID(certificate: der)
+    }
+
+    /// The SAE ID a client certificate (DER) names: its common name. The certificate must be
+    /// an SAE's: extended key usage clientAuth and not serverAuth (RFC 5280 §4.2.1.12). The TLS
+    /// handshake already refuses a certificate without clientAuth; this also refuses one that
+    /// claims both (as KME certificates of earlier run directories did), so that a KME's
+    /// certificate, signed by the same CA, never calls as an SAE.
+    public static func saeID(certificate der: [UInt8]) throws(KMEError) -> String {
+        do {
             let certificate = try Certificate(derEncoded: der)
+            guard let usage = try certificate.extensions.extendedKeyUsage, usage.contains(.clientAuth), !usage.contains(.serverAuth) else {
+                throw KMEError(.unauthorized, "the client certificate is not an SAE certificate (extended key usage must be clientAuth only)")
+            }
             for rdn in certificate.subject {
                 for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
                     return String(describing: attribute.value)

@@ -5,8 +5,10 @@ import SwiftASN1
 import X509
 
 /// The network's private PKI for the ETSI GS QKD 014 interface (mutual TLS): one CA, a
-/// certificate per KME (one per node; SANs `localhost` and `127.0.0.1`, server and client
-/// use) and one per SAE (common name = SAE ID, client use). ECDSA P-256, SHA-256.
+/// certificate per KME (one per node; SANs `localhost` and `127.0.0.1`, server use only) and
+/// one per SAE (common name = SAE ID, client use only). ECDSA P-256, SHA-256. The extended key
+/// usages keep the two apart (RFC 5280 §4.2.1.12): a KME's certificate cannot act as an SAE's,
+/// and the KME refuses a client certificate that also claims server use.
 ///
 ///     <run_dir>/pki/ca.pem, ca.key
 ///     <run_dir>/pki/kme/<NODE>.pem, .key
@@ -81,7 +83,7 @@ public struct PKI: Sendable {
         let extensions = try Certificate.Extensions {
             Critical(BasicConstraints.notCertificateAuthority)
             Critical(KeyUsage(digitalSignature: true))
-            try ExtendedKeyUsage(server ? [.serverAuth, .clientAuth] : [.clientAuth])
+            try ExtendedKeyUsage(server ? [.serverAuth] : [.clientAuth])
             if server {
                 SubjectAlternativeNames([.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))])
             }

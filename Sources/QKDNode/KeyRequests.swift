@@ -3,13 +3,17 @@ import QKDAPI
 import QKDCore
 import QKDKeyPool
 import QKDStore
+import QKDTopology
 import QKDTransport
 
 /// ETSI GS QKD 014 key requests on their way from the KME's threads to the node's event loop
 /// (which owns routing and the relay): the KME queues a request and wakes the loop; the loop
-/// answers through the request's `reply`, once.
+/// answers through the request's `reply`, once. Bounded: a master SAE with
+/// `maxPerSAE` requests unanswered, or a KME with `maxTotal`, gets 503 at once (nothing queued),
+/// so a hostile SAE cannot grow the queue or starve the others (topology `kme` limits).
 ///
-/// `@unchecked Sendable`: `queue` is touched only under `lock`; the waker is thread-safe.
+/// `@unchecked Sendable`: `queue` and the counts are touched only under `lock`; the waker is
+/// thread-safe.
 public final class KeyRequests: @unchecked Sendable {
     /// `number` keys of `size` bits from `master` (attached here) for `slave` (at `destination`).
     public struct Request: Sendable {
@@ -25,26 +29,50 @@ public final class KeyRequests: @unchecked Sendable {
     private var queue: [Request] = []
     private var closed = false
     private var unanswered = 0
+    private var unansweredBySAE: [String: Int] = [:]
     private let waker: (any Waker)?
+    public let maxPerSAE: Int
+    public let maxTotal: Int
+    /// Requests answered 503 because a bound was reached (for `status`).
+    public var refused: Int { lock.withLock { refusedCount } }
+    private var refusedCount = 0
 
-    public init(waker: (any Waker)?) {
+    public init(waker: (any Waker)?, maxPerSAE: Int = KMELimits().maxRequestsPerSAE, maxTotal: Int = KMELimits().maxRequests) {
         self.waker = waker
+        self.maxPerSAE = maxPerSAE
+        self.maxTotal = maxTotal
     }
 
     /// Queues a request and waits for the event loop's answer.
     public func submit(master: String, slave: String, destination: NodeID, number: Int, size: Int) async -> Result<[ApplicationKey], KMEError> {
         await withCheckedContinuation { continuation in
             let request = Request(master: master, slave: slave, destination: destination, number: number, size: size) { [self] in
-                lock.withLock { unanswered -= 1 }
+                lock.withLock {
+                    unanswered -= 1
+                    unansweredBySAE[master, default: 1] -= 1
+                    if unansweredBySAE[master] == 0 { unansweredBySAE[master] = nil }
+                }
                 continuation.resume(returning: $0)
             }
             lock.lock()
-            unanswered += 1
+            let refusal: String?
             if closed {
+                refusal = "the node is stopping"
+            } else if unansweredBySAE[master, default: 0] >= maxPerSAE {
+                refusal = "SAE '\(master)' already has \(maxPerSAE) key requests in flight (kme.max_requests_per_sae): retry when one is answered"
+            } else if unanswered >= maxTotal {
+                refusal = "the KME has \(maxTotal) key requests in flight (kme.max_requests): retry later"
+            } else {
+                refusal = nil
+            }
+            if let refusal {
+                if !closed { refusedCount += 1 }
                 lock.unlock()
-                request.reply(.failure(KMEError(.serviceUnavailable, "the node is stopping")))
+                continuation.resume(returning: .failure(KMEError(.serviceUnavailable, refusal)))
                 return
             }
+            unanswered += 1
+            unansweredBySAE[master, default: 0] += 1
             queue.append(request)
             lock.unlock()
             waker?.wake()

@@ -69,7 +69,7 @@ public struct NodeKeyService: KeyManagementService {
         }
         let keys: [ApplicationKey]
         if target.node == node {
-            keys = localKeys(master: caller, slave: slave, number: number, size: size)
+            keys = try localKeys(master: caller, slave: slave, number: number, size: size)
         } else {
             keys = try await requests.submit(master: caller, slave: slave, destination: target.node, number: number, size: size).get()
         }
@@ -92,22 +92,23 @@ public struct NodeKeyService: KeyManagementService {
             return keys.map { KMEKey(id: $0.id.uuidString, bytes: $0.bits.bytes) }
         case .failure(.notFound(let missing)):
             throw KMEError(.badRequest, "one or more keys specified are not found on KME (\(missing.prefix(4).map(\.uuidString).joined(separator: ", ")))")
-        case .failure(.notYours):
-            throw KMEError(.unauthorized, "SAE '\(caller)' is not the slave SAE of one or more of these keys")
         }
     }
 
     /// Master and slave attached to this same node: no link is involved, so the keys come from
     /// the operating system's random source (as a real KME's local key generator would) and
-    /// wait for the slave here.
-    func localKeys(master: String, slave: String, number: Int, size: Int) -> [ApplicationKey] {
+    /// wait for the slave here, up to `kme.max_waiting_keys_per_sae` of them (503 beyond).
+    func localKeys(master: String, slave: String, number: Int, size: Int) throws(KMEError) -> [ApplicationKey] {
         var random = SystemRandomNumberGenerator()
         let keys = (0..<number).map { _ in
             let bytes = SymmetricKey(size: SymmetricKeySize(bitCount: size)).withUnsafeBytes { Array($0) }
             return ApplicationKey(id: KeyID(randomHigh: random.next(), randomLow: random.next()), master: master, slave: slave,
                                   bits: BitVector(bytes: bytes, count: size), path: [node.rawValue])
         }
-        pools.depositApplicationKeys(keys, at: Instant(nanoseconds: 0))  // its TTL starts at the next expiry pass
+        // Their retention starts at the next expiry pass.
+        if let refusal = pools.depositLocalKeys(keys, slave: slave, limit: topology.kme.maxWaitingKeysPerSAE, at: Instant(nanoseconds: 0)) {
+            throw KMEError(.serviceUnavailable, refusal)
+        }
         return keys
     }
 

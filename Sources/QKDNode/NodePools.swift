@@ -31,7 +31,7 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// `levels`' own lock (written while `lock` is held), so the event loop reads them without
     /// waiting behind the quantum worker, which holds `lock` through a whole reconciliation step
     /// and its store write.
-    private let levels = Mutex<(pools: [String: Level], applicationKeys: Int)>(([:], 0))
+    private let levels = Mutex<(pools: [String: Level], applicationKeys: Int, bySlave: [String: Int])>(([:], 0, [:]))
     /// Keys relayed here for slave SAEs that have not collected them, with when they arrived
     /// (or when the node started, for those it read from the store).
     private var applicationKeys: [KeyID: (key: ApplicationKey, since: Instant)] = [:]
@@ -41,8 +41,9 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     public let storePath: String?
     /// How long reading and opening the stored keys took at start-up.
     public private(set) var readDuration: Duration = .zero
-    /// Called when the store cannot write: the node must stop (it can no longer promise that
-    /// a key handed out is durable at both ends).
+    /// Called when the store cannot write, with the lock held: the node must stop there and
+    /// then (it can no longer promise that a key handed out is durable at both ends); it must
+    /// not return into the caller, which would announce the change.
     private let onStoreFailure: @Sendable (StoreError) -> Void
 
     /// Each link's bootstrap secret (`LinkBootstrap`): its transcript-hash key is read by the
@@ -129,7 +130,18 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// Called with `lock` held, after application keys changed.
     private func noteApplicationKeys() {
         let count = applicationKeys.count
-        levels.withLock { $0.applicationKeys = count }
+        var bySlave: [String: Int] = [:]
+        for entry in applicationKeys.values { bySlave[entry.key.slave, default: 0] += 1 }
+        levels.withLock { ($0.applicationKeys, $0.bySlave) = (count, bySlave) }
+    }
+
+    /// Keys waiting here for `slave` to collect them, without `lock`.
+    public func waitingKeys(for slave: String) -> Int { levels.withLock { $0.bySlave[slave] ?? 0 } }
+
+    /// Why `adding` more keys for `slave`, who has `waiting`, would exceed `limit`, or nil.
+    public static func storageRefusal(waiting: Int, adding: Int, limit: Int, slave: String) -> String? {
+        waiting + adding <= limit ? nil
+            : "SAE '\(slave)' has \(waiting) keys waiting for collection and \(adding) more would exceed kme.max_waiting_keys_per_sae \(limit): collect them with dec_keys first"
     }
 
     /// Runs `body` on a link's pool, then makes its changes durable. Nil for an unknown link.
@@ -173,8 +185,9 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         } catch {
             failure = error
         }
-        lock.unlock()
+        // Still under the lock: no other thread sees a change the store does not hold.
         if let failure { onStoreFailure(failure) }
+        lock.unlock()
         return result
     }
 
@@ -196,11 +209,10 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
 
     /// Why `collectApplicationKeys` refused.
     public enum CollectRefusal: Error, Equatable {
-        /// A key ID is not held here (unknown, expired or already collected), or was requested
-        /// by another master SAE.
+        /// A key ID is not held here for this pair: unknown, expired, already collected,
+        /// requested by another master SAE or held for another slave SAE. One answer for all of
+        /// them, so that an SAE cannot learn which key IDs exist for other pairs.
         case notFound([KeyID])
-        /// A key is held for another slave SAE.
-        case notYours([KeyID])
     }
 
     /// Stores keys for their slave SAEs; durable when this returns. A key whose ID is already
@@ -221,16 +233,30 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         return refused
     }
 
+    /// Stores keys made here for one slave SAE (master and slave at this node), all or none:
+    /// none if the slave would then have more than `limit` keys waiting. Returns the refusal.
+    public func depositLocalKeys(_ keys: [ApplicationKey], slave: String, limit: Int, at now: Instant) -> String? {
+        var refusal: String?
+        withStore { store throws(StoreError) in
+            let waiting = applicationKeys.values.filter { $0.key.slave == slave }.count
+            if let why = NodePools.storageRefusal(waiting: waiting, adding: keys.count, limit: limit, slave: slave) { return refusal = why }
+            guard keys.allSatisfy({ applicationKeys[$0.id] == nil }), Set(keys.map(\.id)).count == keys.count else {
+                return refusal = "a key ID is already held here"
+            }
+            try store?.saveApplicationKeys(keys)
+            for k in keys { applicationKeys[k.id] = (k, now) }
+        }
+        return refusal
+    }
+
     /// Hands the keys `ids` to `slave` (requested by `master`) and forgets them, durably, all or
     /// nothing: nothing changes if any one is refused.
     public func collectApplicationKeys(_ ids: [KeyID], slave: String, master: String) -> Result<[ApplicationKey], CollectRefusal> {
         var result: Result<[ApplicationKey], CollectRefusal> = .success([])
         withStore { store throws(StoreError) in
             let found = ids.map { applicationKeys[$0]?.key }
-            let missing = zip(ids, found).filter { $0.1 == nil || $0.1!.master != master }.map(\.0)
+            let missing = zip(ids, found).filter { $0.1 == nil || $0.1!.master != master || $0.1!.slave != slave }.map(\.0)
             guard missing.isEmpty else { return result = .failure(.notFound(missing)) }
-            let foreign = zip(ids, found).filter { $0.1!.slave != slave }.map(\.0)
-            guard foreign.isEmpty else { return result = .failure(.notYours(foreign)) }
             guard Set(ids).count == ids.count else { return result = .failure(.notFound(ids)) }
             try store?.removeApplicationKeys(ids)
             for id in ids { applicationKeys[id] = nil }
@@ -271,8 +297,8 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
             failure = error
         }
         noteApplicationKeys()
+        if let failure { onStoreFailure(failure) }  // under the lock, as in `modifying`
         lock.unlock()
-        if let failure { onStoreFailure(failure) }
     }
 
     /// Reads a link's pool.

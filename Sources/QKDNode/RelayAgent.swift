@@ -19,12 +19,15 @@ final class RelayAgent {
 
     private var instance: RelayNode
     let pools: NodePools
+    /// The most keys one slave SAE may have waiting here (topology `kme`).
+    let maxWaiting: Int
     /// ETSI 014 requests under way, by the id the instance knows them by.
     private var requests: [UInt64: KeyRequests.Request] = [:]
     private var lastRequest: UInt64 = 0
 
     init(node: NodeID, topology: Topology, pools: NodePools) {
         self.pools = pools
+        maxWaiting = topology.kme.maxWaitingKeysPerSAE
         instance = RelayNode(node: node, topology: topology, epoch: pools.starts)
     }
 
@@ -34,6 +37,12 @@ final class RelayAgent {
     /// The link keys of relays: taken from the node's durable pools.
     struct PoolKeys: RelayKeys {
         let pools: NodePools
+        let maxWaiting: Int
+        func storageRefusal(for application: RelayApplication) -> String? {
+            NodePools.storageRefusal(waiting: pools.waitingKeys(for: application.slave), adding: application.keyIDs.count, limit: maxWaiting,
+                                     slave: application.slave) ?? (application.keyIDs.contains { pools.applicationKey($0) != nil }
+                ? "a key ID of this relay is already held here" : nil)
+        }
         mutating func take(link: String, count: Int) -> [(id: KeyID, bits: BitVector)]? {
             pools.modify(link) { try? $0.consume(count: count) } ?? nil
         }
@@ -58,7 +67,7 @@ final class RelayAgent {
             return .init(link: l.link, up: l.up, compromised: l.compromised, synchronised: level?.synchronised ?? false,
                          spareKeys: level?.spareKeys ?? 0)
         }
-        var keys = PoolKeys(pools: pools)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
         return carryOut(instance.tick(at: now, links: views, keys: &keys), at: now)
     }
 
@@ -66,12 +75,12 @@ final class RelayAgent {
 
     /// A routing or relay message from a neighbour.
     func received(_ kind: MessageKind, _ payload: [UInt8], from: NodeID, at now: Instant, upNeighbours: [NodeID]) -> [Action] {
-        var keys = PoolKeys(pools: pools)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
         return carryOut(instance.received(kind, payload, from: from, at: now, upNeighbours: upNeighbours, keys: &keys), at: now)
     }
 
     func linkDown(to neighbour: NodeID, at now: Instant) -> [Action] {
-        var keys = PoolKeys(pools: pools)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
         return carryOut(instance.linkDown(to: neighbour, at: now, keys: &keys), at: now)
     }
 
@@ -81,7 +90,7 @@ final class RelayAgent {
         requests[lastRequest] = request
         let r = RelayNode.ApplicationRequest(id: lastRequest, master: request.master, slave: request.slave,
                                              destination: request.destination, number: request.number, size: request.size)
-        var keys = PoolKeys(pools: pools)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
         return carryOut(instance.request(r, at: now, keys: &keys), at: now)
     }
 
@@ -93,7 +102,7 @@ final class RelayAgent {
     }
 
     func control(_ request: ControlRequest, client: [UInt8], at now: Instant) -> [Action] {
-        var keys = PoolKeys(pools: pools)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
         let pools = self.pools
         return carryOut(instance.control(request, client: client, at: now, keys: &keys) { pools.applicationKey($0) }, at: now)
     }
@@ -117,7 +126,9 @@ final class RelayAgent {
             case .answer(let id, let result):
                 requests.removeValue(forKey: id)?.reply(result.mapError { KMEError(.serviceUnavailable, $0.message) })
             case .show(var report, let key, let salt, let client):
-                if let salt, let id = KeyID(uuidString: report.keyID) { report.digest = KeyDigester.digest(id: id, bits: key, salt: salt) }
+                if let salt, key.count >= KeyDigester.minimumBits, let id = KeyID(uuidString: report.keyID) {
+                    report.digest = KeyDigester.digest(id: id, bits: key, salt: salt)
+                }
                 out.append(.reply(bytes: ControlCodec.encode(ControlReply(relay: report)), to: client))
             case .expireApplicationKeys(let ttlNs):
                 let n = pools.expireApplicationKeys(at: now, ttlNs: ttlNs)

@@ -18,6 +18,10 @@ public protocol RelayKeys {
     /// incoming ones are consumed anyway); nil for both if the named keys are not all here.
     mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int)
         -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
+    /// The destination, before it acknowledges a relay for an application: why it cannot hold
+    /// these keys for their slave SAE (as many keys waiting as the KME allows, or a key ID
+    /// already held), or nil if it can.
+    func storageRefusal(for application: RelayApplication) -> String?
 }
 
 extension RelayKeys {
@@ -233,6 +237,12 @@ public struct KeyRelay: Sendable {
         let pad = KeyRelay.concatenate(inBits, bits: f.bits)
         let key = f.hop == 1 ? pad : KeyRelay.xor(BitVector(words: f.padded, count: f.bits), pad)
         let deadline = now.advanced(byNanoseconds: timeoutNs)
+        if last, let app = f.application, let refusal = keys.storageRefusal(for: app) {
+            // Refused before anything is released: the source gets the reason and no retry
+            // would change it (`refusedByDestination`).
+            finished[f.relay] = lastNow
+            return fail(KeyRelay.refusedByDestination + refusal)
+        }
         if last {
             legs[f.relay] = Leg(role: .destination, stage: .acknowledged, path: path, index: f.hop, key: key, deadline: deadline,
                                 application: f.application)
@@ -266,6 +276,10 @@ public struct KeyRelay: Sendable {
 
     /// Link keys one hop of a relay of `bits` bits consumes at each end: the pads, ⌈bits/256⌉,
     /// and one key for the hop's authentication tag.
+    /// How the reason of a relay the destination refused to hold begins (the source does not
+    /// retry it on another path).
+    public static let refusedByDestination = "refused by the destination: "
+
     public func keysPerHop(bits: Int) -> Int { (bits + keyBits - 1) / keyBits + 1 }
 
     /// The one-time Wegman–Carter tag of a forward under a 256-bit link key used for nothing

@@ -105,8 +105,9 @@ public struct RelayNode: Sendable {
     /// A request whose relay fails is retried on a fresh route (new relay and key IDs) this many
     /// times in all, then refused.
     public let maxAttempts = 3
-    /// Keys relayed here that no slave SAE collected are forgotten after this long.
-    public let applicationKeyTTLNs: UInt64 = 3_600_000_000_000
+    /// Keys relayed here that no slave SAE collected are forgotten after this long (topology
+    /// `kme.key_retention_s`).
+    public var applicationKeyTTLNs: UInt64 { topology.kme.keyRetentionNs }
     /// Released keys (for `relay show`) are forgotten after this long.
     public let deliveredTTLNs: UInt64 = 600_000_000_000
     /// Link states are advertised at least this often (and at once when a link changes).
@@ -353,7 +354,7 @@ public struct RelayNode: Sendable {
                     counters.lastFailure = reason
                 }
                 if let entry = applications.removeValue(forKey: id) {
-                    if entry.attempts < maxAttempts {
+                    if entry.attempts < maxAttempts && !reason.hasPrefix(KeyRelay.refusedByDestination) {
                         out += start(entry.request, attempts: entry.attempts, at: now, keys: &keys)
                     } else {
                         out.append(.answer(request: entry.request.id,

@@ -7,6 +7,11 @@ import QKDCore
 public struct KeyDigester: Sendable {
     let key: SymmetricKey
 
+    /// Keys shorter than this are never digested for a caller: under a salt the caller chooses,
+    /// the digest of an 8- or 16-bit key is an oracle (2^8 or 2^16 guesses find the key).
+    /// 128 bits cannot be searched.
+    public static let minimumBits = 128
+
     public init(salt: UInt64) {
         var bytes: [UInt8] = []
         withUnsafeBytes(of: salt.littleEndian) { bytes += $0 }

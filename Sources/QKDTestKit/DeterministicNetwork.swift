@@ -24,7 +24,7 @@ public final class DeterministicNetwork {
         public let pools: NodePools
         /// The node's ETSI GS QKD 014 service, as its KME serves it (see `kme`).
         public let keyService: NodeKeyService
-        let keyRequests: KeyRequests
+        public let keyRequests: KeyRequests
         public fileprivate(set) var running = true
     }
 
@@ -60,7 +60,7 @@ public final class DeterministicNetwork {
                                   now: clock.now(), blockBits: blockBits, asymptoticBound: !composable)
             }) : .off
             let transport = network.transport(for: node.id)
-            let requests = KeyRequests(waker: transport.makeWaker())
+            let requests = KeyRequests(waker: transport.makeWaker(), maxPerSAE: topology.kme.maxRequestsPerSAE, maxTotal: topology.kme.maxRequests)
             let runtime = NodeRuntime(core: core, transport: transport, clock: clock,
                                       logger: logs.logger(node: node.id.rawValue, level: logLevel), pools: pools, quantum: mode,
                                       keyRequests: requests) {
@@ -135,7 +135,7 @@ public final class DeterministicNetwork {
     /// `seconds` of manual time.
     public func kme<T: Sendable>(_ node: String, seconds: Double = 30, _ call: @escaping @Sendable () async -> T) -> T? {
         guard let requests = self.node(node)?.keyRequests else { return nil }
-        let result = CallResult<T>()
+        let result = PendingCall<T>()
         // On a thread of its own, not the cooperative pool: the test's thread (itself one of
         // the pool's, on a 2-core machine one of two) blocks while it steps the network.
         Task(executorPreference: CallExecutor.shared) { result.set(await call()) }
@@ -146,6 +146,14 @@ public final class DeterministicNetwork {
             if let value = result.value { return value }
             guard run(seconds: seconds, until: { requests.outstanding == 0 }) else { return nil }
         }
+    }
+
+    /// Starts `call` (a KME request) without stepping the network, so that several can be in
+    /// flight at once; `run` then steps the network while they are answered.
+    public func start<T: Sendable>(_ call: @escaping @Sendable () async -> T) -> PendingCall<T> {
+        let result = PendingCall<T>()
+        Task(executorPreference: CallExecutor.shared) { result.set(await call()) }
+        return result
     }
 
     /// A node's status, read from its runtime between steps (what `qkdctl status` shows).
@@ -175,11 +183,12 @@ public final class DeterministicNetwork {
 
 /// The value an async call returned, set on its task and read on the test's thread.
 /// `@unchecked Sendable`: `stored` is read and written only under `lock`.
-private final class CallResult<T: Sendable>: @unchecked Sendable {
+/// A call's answer, once it is there (`DeterministicNetwork.start`).
+public final class PendingCall<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: T?
 
-    var value: T? { lock.withLock { stored } }
+    public var value: T? { lock.withLock { stored } }
     func set(_ value: T) { lock.withLock { stored = value } }
 }
 

@@ -79,6 +79,34 @@ public struct SAE: Hashable, Sendable {
     }
 }
 
+/// What every KME of the network holds and answers at most (topology section `kme`): the
+/// bounds that keep one SAE from exhausting a node (ETSI GS QKD 014 leaves them to the KME;
+/// `status` reports `max_key_count` and `max_key_per_request`, refusals are 503 with a
+/// message).
+public struct KMELimits: Hashable, Sendable {
+    /// How long a key delivered for a slave SAE waits for its `dec_keys`, in emulated seconds
+    /// (`key_retention_s`); then it is forgotten.
+    public var keyRetentionSeconds: Double
+    /// The most keys one slave SAE may have waiting at its KME (`max_waiting_keys_per_sae`): a
+    /// relay that would exceed it is refused by the destination, before any key is released.
+    public var maxWaitingKeysPerSAE: Int
+    /// The most `enc_keys` requests one master SAE may have in flight at its KME
+    /// (`max_requests_per_sae`); more are answered 503 at once.
+    public var maxRequestsPerSAE: Int
+    /// The most requests in flight at one KME, all SAEs together (`max_requests`).
+    public var maxRequests: Int
+
+    public init(keyRetentionSeconds: Double = 3600, maxWaitingKeysPerSAE: Int = 4096, maxRequestsPerSAE: Int = 8, maxRequests: Int = 256) {
+        self.keyRetentionSeconds = keyRetentionSeconds
+        self.maxWaitingKeysPerSAE = maxWaitingKeysPerSAE
+        self.maxRequestsPerSAE = maxRequestsPerSAE
+        self.maxRequests = maxRequests
+    }
+
+    /// `keyRetentionSeconds` in nanoseconds of the node's clock.
+    public var keyRetentionNs: UInt64 { UInt64(keyRetentionSeconds * 1e9) }
+}
+
 /// A validated network description. Construct it with `TopologyParser`; every invariant the
 /// parser checks (unique ids, known link ends, physical ranges) holds for every instance.
 public struct Topology: Sendable {
@@ -99,11 +127,12 @@ public struct Topology: Sendable {
     public let nodes: [TopologyNode]
     public let links: [TopologyLink]
     public let saes: [SAE]
+    public let kme: KMELimits
 
     private let nodeIndex: [NodeID: Int]
 
     public init(name: String, seed: UInt64, secrecy: Secrecy = .secret, timeScale: Double, defaults: PhysicsParameters,
-                nodes: [TopologyNode], links: [TopologyLink], saes: [SAE]) {
+                nodes: [TopologyNode], links: [TopologyLink], saes: [SAE], kme: KMELimits = KMELimits()) {
         self.name = name
         self.seed = seed
         self.secrecy = secrecy
@@ -112,6 +141,7 @@ public struct Topology: Sendable {
         self.nodes = nodes
         self.links = links
         self.saes = saes
+        self.kme = kme
         var index: [NodeID: Int] = [:]
         for (i, node) in nodes.enumerated() { index[node.id] = i }
         self.nodeIndex = index
@@ -119,12 +149,12 @@ public struct Topology: Sendable {
 
     /// The same network run at another pace (emulated seconds per wall second).
     public func with(timeScale: Double) -> Topology {
-        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes)
+        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes, kme: kme)
     }
 
     /// The same network with its secret randomness from `secrecy` (`--reproducible`).
     public func with(secrecy: Secrecy) -> Topology {
-        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes)
+        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes, kme: kme)
     }
 
     public func node(_ id: NodeID) -> TopologyNode? {

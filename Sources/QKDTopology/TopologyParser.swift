@@ -7,10 +7,11 @@ import Yams
 /// and the field. Parsing is pure: `parse(_:file:)` reads no files; `load(path:)` reads one.
 public enum TopologyParser {
     public static let topLevelKeys = ["name", "description", "seed", "secrecy", "time_scale", "defaults",
-                                      "nodes", "links", "saes"]
+                                      "nodes", "links", "saes", "kme"]
     public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint"]
     public static let linkKeys = ["a", "b", "length_km", "physics"]
     public static let saeKeys = ["id", "node"]
+    public static let kmeKeys = ["key_retention_s", "max_waiting_keys_per_sae", "max_requests_per_sae", "max_requests"]
 
     /// Reads and parses the file at `path`.
     public static func load(path: String) throws(TopologyValidationError) -> Topology {
@@ -202,8 +203,9 @@ struct ParserContext {
         let known = Set(nodes.map(\.id))
         let links = parseLinks(top, root: root, known: known, defaults: defaults)
         let saes = parseSAEs(top, known: known)
+        let kme = parseKME(top)
         return Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults,
-                        nodes: nodes, links: links, saes: saes)
+                        nodes: nodes, links: links, saes: saes, kme: kme)
     }
 
     mutating func parseNodes(_ top: Node.Mapping, root: Node) -> [TopologyNode] {
@@ -323,6 +325,34 @@ struct ParserContext {
         return links
     }
 
+    /// The `kme` section: every field optional, each checked against its range.
+    mutating func parseKME(_ top: Node.Mapping) -> KMELimits {
+        var limits = KMELimits()
+        guard let value = top["kme"] else { return limits }
+        guard case .mapping(let map) = value else {
+            fail(.wrongType, value, "kme", "must be a mapping of \(TopologyParser.kmeKeys.joined(separator: ", "))")
+            return limits
+        }
+        checkKeys(map, allowed: TopologyParser.kmeKeys, path: "kme")
+        if let (seconds, node) = number(map, "key_retention_s", path: "kme", required: false, owner: value) {
+            if seconds > 0 && seconds <= 30 * 86_400 { limits.keyRetentionSeconds = seconds } else {
+                fail(.outOfRange, node, "kme.key_retention_s", "\(seconds) is outside (0, 2592000] (30 days)")
+            }
+        }
+        for (key, range, keyPath) in [("max_waiting_keys_per_sae", 1...1_000_000, \KMELimits.maxWaitingKeysPerSAE),
+                                      ("max_requests_per_sae", 1...10_000, \KMELimits.maxRequestsPerSAE),
+                                      ("max_requests", 1...100_000, \KMELimits.maxRequests)] {
+            guard let (n, node) = number(map, key, path: "kme", required: false, owner: value) else { continue }
+            if n.rounded() == n, n >= Double(range.lowerBound), n <= Double(range.upperBound) { limits[keyPath: keyPath] = Int(n) } else {
+                fail(.outOfRange, node, "kme.\(key)", "must be an integer in \(range.lowerBound)...\(range.upperBound), got \(n)")
+            }
+        }
+        if limits.maxRequestsPerSAE > limits.maxRequests, let node = map["max_requests_per_sae"] {
+            fail(.invalidValue, node, "kme.max_requests_per_sae", "\(limits.maxRequestsPerSAE) exceeds kme.max_requests \(limits.maxRequests)")
+        }
+        return limits
+    }
+
     mutating func parseSAEs(_ top: Node.Mapping, known: Set<NodeID>) -> [SAE] {
         guard let value = top["saes"] else { return [] }
         guard case .sequence(let items) = value else {
@@ -342,6 +372,12 @@ struct ParserContext {
             }
             if let first = seen[id] {
                 fail(.duplicateID, idNode, "\(path).id", "duplicate SAE id '\(id)' (first defined at saes[\(first)])")
+                continue
+            }
+            // The KME of a node and an SAE are told apart by their certificates' common names:
+            // one name for both would let either stand for the other.
+            guard !known.contains(NodeID(id)) else {
+                fail(.duplicateID, idNode, "\(path).id", "SAE id '\(id)' is also a node id (SAE and KME names must differ)")
                 continue
             }
             guard known.contains(NodeID(node)) else {

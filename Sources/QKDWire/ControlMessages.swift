@@ -195,7 +195,9 @@ public enum ControlRequest: Codable, Equatable, Sendable {
 }
 
 /// A relay as one end reports it: its key ID, path (the trusted nodes that saw the key in the
-/// clear), and outcome. Never the key; `digest` is an HMAC of it under the request's salt.
+/// clear), and outcome. Never the key; `digest` is an HMAC of it under the request's salt, for
+/// keys of at least 128 bits only (`KeyDigester.minimumBits`: a shorter key's digest would be
+/// an oracle for its bits).
 public struct RelayReport: Codable, Equatable, Sendable {
     public var keyID: String
     public var path: [String]

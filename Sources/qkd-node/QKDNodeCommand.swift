@@ -25,7 +25,9 @@ struct QKDNodeCommand: AsyncParsableCommand {
             and shuts down gracefully on SIGTERM or SIGINT (event loop stopped, quantum worker \
             joined, KME drained, key store closed). Key pools live in RUN_DIR/store/ID.sqlite. \
             Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration, 3 key store refused \
-            (damaged, unreadable or not this node's: the node never serves keys from it).
+            (damaged, unreadable or not this node's: the node never serves keys from it), 4 a \
+            key store write failed (a full disk: the node stops at once rather than serve keys \
+            its store does not hold; what the store held stays intact).
             """)
 
     @Option(help: "Topology file (YAML).")
@@ -92,7 +94,7 @@ struct QKDNodeCommand: AsyncParsableCommand {
             "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)", "time_scale": "\(topology.timeScale)",
         ])
         let transport = openTransport(layout, me, topology, logger: logger)
-        let keyRequests = KeyRequests(waker: transport.makeWaker())
+        let keyRequests = KeyRequests(waker: transport.makeWaker(), maxPerSAE: topology.kme.maxRequestsPerSAE, maxTotal: topology.kme.maxRequests)
         let kme = kmeService(layout, me.id, topology, pools: pools, requests: keyRequests)
 
         let handOff = HandOff((transport: transport, keyRequests: keyRequests, pools: pools, topology: topology, logger: logger))
@@ -152,7 +154,10 @@ struct QKDNodeCommand: AsyncParsableCommand {
         return logger
     }
 
-    /// The node's pools from its store; exit 3 if the store is refused (damaged, foreign).
+    /// The node's pools from its store; exit 3 if the store is refused (damaged, foreign), exit
+    /// 4 when a later write fails: every change reaches the store before memory and the wire
+    /// (`NodePools`), so the failed change is neither held nor announced, and stopping at once
+    /// keeps the node from answering for keys its store does not have.
     func openPools(_ layout: RunLayout, _ node: NodeID, _ topology: Topology, durability: KeyStore.Durability, logger: Logger) -> NodePools {
         do {
             let opening = Date()
@@ -160,7 +165,7 @@ struct QKDNodeCommand: AsyncParsableCommand {
             let bootstraps = try NodePools.bootstraps(node: node, topology: topology, layout: layout)
             let pools = try NodePools(node: node, topology: topology, store: store, bootstraps: bootstraps) { [logger] error in
                 logger.critical("key store write failed: stopping", metadata: ["error": "\(error)"])
-                fail(1, "\(error)")
+                fail(4, "node \(node): key store write failed, stopping: \(error)")
             }
             logger.notice("key store opened", metadata: [
                 "path": "\(store.path)", "starts": "\(store.starts)", "keys": "\(pools.heldKeys)", "durability": "\(durability.rawValue)",

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import QKDCore
 import QKDLaunch
+import QKDStore
 import QKDWire
 
 struct Relay: ParsableCommand {
@@ -62,7 +63,12 @@ struct RelayShow: ParsableCommand {
         print("key_ID  \(keyID)")
         print("path    \(any.path.joined(separator: " → "))")
         print("held at \(reports.keys.map(\.rawValue).sorted().joined(separator: ", "))")
-        print("ends agree: \(Set(reports.values.compactMap(\.digest)).count == 1 ? "yes" : "NO")")
+        let digests = reports.values.map(\.digest)
+        if digests.contains(nil) {
+            print("ends agree: not compared (keys under \(KeyDigester.minimumBits) bits are never digested)")
+        } else {
+            print("ends agree: \(Set(digests).count == 1 ? "yes" : "NO")")
+        }
     }
 }
 

@@ -74,6 +74,16 @@ enum Harness {
         try? FileManager.default.removeItem(atPath: network.layout.root)
     }
 
+    /// Runs a system command to its end: its exit status and its output and error, together.
+    static func command(_ executable: String, _ arguments: [String], scratch: String) throws -> (status: Int32, output: String) {
+        let out = "\(scratch)/command-\(UUID().uuidString).out"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let pid = try Processes.spawn(executable: executable, arguments: arguments, outputPath: out)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return (status, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+    }
+
     static func dumpLogs(_ network: Network) {
         for node in network.topology.nodes { print(network.diagnostics(node.id, lines: 15)) }
     }

@@ -82,6 +82,11 @@ struct Curl {
         let other = try Curl.get(alice + "/api/v1/keys/SAE-Bob/status", ca: pki.caPath, certificate: stranger.saeCertificatePath("SAE-Alice"),
                                  key: stranger.saeKeyPath("SAE-Alice"), scratch: scratch)
         #expect(other.status == 0 && other.exitCode != 0, "\(other)")
+        // A KME's own certificate (same CA, server use only) does not call as an SAE: the TLS
+        // handshake refuses a client certificate without clientAuth.
+        let kme = try Curl.get(alice + "/api/v1/keys/SAE-Bob/status", ca: pki.caPath, certificate: pki.kmeCertificatePath("Alice"),
+                               key: pki.kmeKeyPath("Alice"), scratch: scratch)
+        #expect(kme.status == 0 && kme.exitCode != 0, "\(kme)")
         passed = true
     }
 }

@@ -145,4 +145,86 @@ import Testing
         // The neighbours never see the relay up again.
         #expect(network.status().nodes.first { $0.id == "Relay" }?.state == .down)
     }
+
+    /// A full disk: the stores on a small tmpfs. The first node whose write fails logs why,
+    /// stops serving and exits 4; no store is damaged: moved back to a disk with room, every
+    /// node reopens its store, the pools agree and the audit passes.
+    @Test func aFullDiskStopsTheNodeWithAClearMessageAndDamagesNoStore() throws {
+        let network = try Harness.up("line-3.yaml", label: "fulldisk")
+        let layout = network.layout, store = network.layout.storeDirectory, saved = network.layout.root + "/store-saved"
+        var mounted = false, passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            _ = network.down()
+            if mounted { _ = try? Harness.command("/bin/umount", [store], scratch: layout.root) }
+            Harness.tearDown(network)
+        }
+        let fm = FileManager.default
+        func stopAll() {
+            let pids = network.topology.nodes.compactMap { network.recordedPID($0.id) }.filter { Processes.childState($0) == .running }
+            for pid in pids { kill(pid, SIGTERM) }
+            // 10 s: only to end the test if a node hangs on SIGTERM.
+            Processes.waitUntilGone(pids, seconds: 10)
+            for pid in pids { Processes.reap(pid) }
+        }
+        func move(_ from: String, _ to: String) throws {
+            try fm.createDirectory(atPath: to, withIntermediateDirectories: true)
+            for name in try fm.contentsOfDirectory(atPath: from) { try fm.moveItem(atPath: "\(from)/\(name)", toPath: "\(to)/\(name)") }
+        }
+        func restartAll() throws {
+            var started: [NodeID: Int32] = [:]
+            for node in network.topology.nodes { started[node.id] = try network.startNode(node.id) }
+            // 30 s: every node reads its store and hears its neighbours (about a second when idle).
+            try network.waitReady(started, timeoutSeconds: 30)
+        }
+        // Every link past its first block (about 3 s on these 25 km links), then stopped cleanly.
+        #expect(eventually(within: 60) { Self.allSynchronised(network) && Self.generated(network).values.allSatisfy { $0 > 0 } })
+        stopAll()
+        // The stores onto a tmpfs with 512 KiB to spare: room to open the three stores (a
+        // write-ahead log and its 32 KiB index each), not for many distilled blocks (each
+        // about 450 keys per link end).
+        try move(store, saved)
+        let used = try fm.contentsOfDirectory(atPath: saved).reduce(0) { sum, name in
+            sum + ((try fm.attributesOfItem(atPath: "\(saved)/\(name)")[.size] as? NSNumber)?.intValue ?? 0)
+        }
+        let size = (used / 4096 + 128) * 4096
+        let mount = try Harness.command("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size),mode=0700", "tmpfs", store], scratch: layout.root)
+        try #require(mount.status == 0, "this test needs to mount a tmpfs (root or CAP_SYS_ADMIN): \(mount.output)")
+        mounted = true
+        try move(saved, store)
+        try restartAll()
+        // 120 s: distillation fills the disk with its next blocks; the bound is for a loaded machine.
+        var failed: NodeID?
+        var state: Processes.ChildState = .running
+        #expect(eventually(within: 120) {
+            for node in network.topology.nodes {
+                guard let pid = network.recordedPID(node.id) else { continue }
+                let s = Processes.childState(pid)
+                if s != .running { (failed, state) = (node.id, s); return true }
+            }
+            return false
+        }, "no node stopped on the full disk")
+        let node = try #require(failed)
+        #expect(state == .exited(4), "\(node): \(state)")
+        let output = try String(contentsOfFile: layout.outputPath(node), encoding: .utf8)
+        #expect(output.contains("key store write failed, stopping") && output.contains("full"), "\(output)")
+        let log = try String(contentsOfFile: layout.logPath(node), encoding: .utf8)
+        #expect(log.contains("key store write failed: stopping"))
+        // It serves nothing: its neighbours see it down.
+        #expect(eventually(within: 30) { network.status().nodes.first { $0.id == node.rawValue }?.state == .down })
+        // The stores back on a disk with room: every node opens its own, nothing is lost.
+        stopAll()
+        try move(store, saved)
+        let unmount = try Harness.command("/bin/umount", [store], scratch: layout.root)
+        #expect(unmount.status == 0, "\(unmount.output)")
+        mounted = unmount.status != 0
+        try move(saved, store)
+        try restartAll()
+        // 30 s: one PoolSync offer and answer per link; an unanswered one is repeated every 2 s.
+        #expect(eventually(within: 30) { Self.allSynchronised(network) })
+        let audit = network.audit()
+        #expect(audit.ok && audit.linksChecked == 2 && audit.orphanKeys == 0 && audit.mismatchedKeys == 0, "\(audit)")
+        #expect(audit.links.allSatisfy { $0.keysMatched >= 256 }, "\(audit)")
+        passed = true
+    }
 }

@@ -57,6 +57,11 @@ import Testing
         let counters = try #require(net.status("Beijing")?.relays)
         #expect(counters.started == 1 && counters.delivered == 1 && counters.failed == 0)
         #expect(net.status("Jinan")?.relays?.forwarded == 1)
+        // A short key is shown (path, bits) but never digested: under a caller's salt the digest
+        // of 64 bits would be searchable.
+        let short = try #require(Self.relay(net, "Beijing", "Shanghai", bits: 64)?.relay)
+        let shown = try #require(net.control(ControlRequest.relayShow(keyID: short.keyID, salt: 77), to: "Shanghai")?.relay)
+        #expect(short.ok && shown.path == relay.path && shown.digest == nil, "\(shown)")
     }
 
     @Test func aCutLinkGoesDownAtBothEndsAndRelaysWaitUntilItHeals() throws {

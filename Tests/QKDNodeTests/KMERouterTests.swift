@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import QKDAPI
 import QKDCore
+import QKDKeyPool
 import QKDNode
 import QKDTestKit
 import QKDTopology
@@ -284,6 +285,8 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
         #expect(keys.count == 2 && keys.allSatisfy { $0.bytes.count == 64 })
         let ids = keys.map { "{\"key_ID\": \"\($0.id)\"}" }.joined(separator: ",")
         let tooMany = (0...128).map { _ in "{\"key_ID\": \"\(UUID().uuidString)\"}" }.joined(separator: ",")
+        let unknown = [UUID().uuidString, UUID().uuidString]
+        let unknownIDs = unknown.map { "{\"key_ID\": \"\($0)\"}" }.joined(separator: ",")
         let dec = "/api/v1/keys/SAE-Alice/dec_keys"
         let answers = try #require(net.kme("Bob") {
             [await bob.post(dec, as: "SAE-Carol", "{\"key_IDs\": [\(ids)]}"),
@@ -292,9 +295,17 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
              await bob.post(dec, as: "SAE-Bob", "{\"key_IDs\": [\(tooMany)]}"),
              await bob.post(dec, as: "SAE-Alice", "{\"key_IDs\": [\(ids)]}"),
              await bob.post(dec, as: "SAE-Bob", "{\"key_IDs\": [\(ids)]}"),
-             await bob.post(dec, as: "SAE-Bob", "{\"key_IDs\": [\(ids)]}")]
+             await bob.post(dec, as: "SAE-Bob", "{\"key_IDs\": [\(ids)]}"),
+             await bob.post(dec, as: "SAE-Carol", "{\"key_IDs\": [\(unknownIDs)]}")]
         })
-        #expect(answers[0].status == 401 && answers[0].message == "SAE 'SAE-Carol' is not the slave SAE of one or more of these keys", "\(answers[0])")
+        // Another SAE of the slave's KME asking for the pair's keys gets exactly the answer it
+        // gets for key IDs that exist nowhere (no existence oracle): 400, the IDs named.
+        func shape(_ message: String, _ ids: [String]) -> String {
+            ids.reduce(message.lowercased()) { $0.replacingOccurrences(of: $1.lowercased(), with: "<id>") }
+        }
+        #expect(answers[0].status == 400 && answers[7].status == 400, "\(answers[0]) \(answers[7])")
+        #expect(shape(answers[0].message, keys.map(\.id)) == shape(answers[7].message, unknown), "\(answers[0]) \(answers[7])")
+        #expect(answers[0].message.hasPrefix("one or more keys specified are not found on KME"), "\(answers[0])")
         #expect(answers[1].status == 400 && answers[1].message == "unknown master SAE 'SAE-Nobody'", "\(answers[1])")
         #expect(answers[2].status == 400 && answers[2].message == "key_ID 'not-a-uuid' is not a UUID", "\(answers[2])")
         #expect(answers[3].status == 400 && answers[3].message == "129 key IDs exceed max_key_per_request 128", "\(answers[3])")
@@ -304,6 +315,59 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
         #expect(answers[5].status == 200, "\(answers[5])")
         #expect(answers[5].keys.map(\.id) == keys.map(\.id) && answers[5].keys.map(\.bytes) == keys.map(\.bytes))
         #expect(answers[6].status == 400 && answers[6].message.hasPrefix("one or more keys specified are not found on KME"), "\(answers[6])")
+    }
+
+    /// The KME's bounds (topology `kme`): a master SAE with `max_requests_per_sae` requests in
+    /// flight gets 503 at once for the next, a KME with `max_requests` in flight refuses every
+    /// SAE, and both serve again once answered; a slave SAE with `max_waiting_keys_per_sae` keys
+    /// waiting gets no more, from its own KME (503) or relayed (the destination refuses before
+    /// anything is released), until it collects them.
+    @Test func theKMEBoundsRequestsInFlightAndKeysWaitingPerSAE() throws {
+        let text = try String(contentsOfFile: "\(TestTopologies.repositoryRoot)/Topologies/line-3.yaml", encoding: .utf8)
+        let bounded = text.replacingOccurrences(of: "seed: 20171229", with: "seed: 20171229\nkme: { max_requests_per_sae: 2, max_requests: 3, max_waiting_keys_per_sae: 3 }")
+        #expect(bounded != text)
+        let net = try DeterministicNetwork(topology: TopologyParser.parse(bounded, file: "line-3-bounded.yaml"))
+        // 20 s of emulated time: each 25 km link distils a 2^16-bit block in well under that.
+        #expect(net.run(seconds: 20) { net.topology.links.allSatisfy { (net.node($0.a.rawValue)?.pools.level($0.name)?.spareKeys ?? 0) >= 8 } })
+        let requests = try #require(net.node("Bob")?.keyRequests)
+        func ask(_ master: String) -> PendingCall<Result<[ApplicationKey], KMEError>> {
+            net.start { await requests.submit(master: master, slave: "SAE-Alice", destination: NodeID("Alice"), number: 1, size: 256) }
+        }
+        func refusal(_ call: PendingCall<Result<[ApplicationKey], KMEError>>) -> KMEError? {
+            // 10 s: a refused call is answered at once, without the network stepping.
+            guard eventually(within: 10, { call.value != nil }), case .failure(let e)? = call.value else { return nil }
+            return e
+        }
+        let first = [ask("SAE-Bob"), ask("SAE-Bob")]
+        // 10 s: handing a call to the event loop's queue takes microseconds.
+        #expect(eventually(within: 10) { requests.outstanding == 2 })
+        let third = refusal(ask("SAE-Bob"))
+        #expect(third?.status == .serviceUnavailable && third?.message.contains("max_requests_per_sae") == true, "\(String(describing: third))")
+        let carol = ask("SAE-Carol")
+        #expect(eventually(within: 10) { requests.outstanding == 3 })
+        let full = refusal(ask("SAE-Carol"))
+        #expect(full?.status == .serviceUnavailable && full?.message.contains("kme.max_requests") == true, "\(String(describing: full))")
+        #expect(requests.refused == 2)
+        // Stepped, the network answers the three in flight with keys; then SAE-Bob is served again.
+        #expect(net.run(seconds: 30) { requests.outstanding == 0 })
+        for call in first + [carol] { #expect((try? call.value?.get())?.count == 1, "\(String(describing: call.value))") }
+        let bob = KMERoutes(net.node("Bob")!.keyService), alice = KMERoutes(net.node("Alice")!.keyService)
+        // Keys waiting at Bob for SAE-Bob: three made there for SAE-Carol fill the bound.
+        let local = try #require(net.kme("Bob") {
+            [await bob.get("/api/v1/keys/SAE-Bob/enc_keys?number=3", as: "SAE-Carol"),
+             await bob.get("/api/v1/keys/SAE-Bob/enc_keys?number=1", as: "SAE-Carol")]
+        })
+        #expect(local[0].status == 200 && local[0].keys.count == 3, "\(local[0])")
+        #expect(local[1].status == 503 && local[1].message.contains("max_waiting_keys_per_sae 3"), "\(local[1])")
+        // Relayed from Alice, refused by Bob while they wait; after one is collected, one more comes.
+        let relayed = try #require(net.kme("Alice") { await alice.get("/api/v1/keys/SAE-Bob/enc_keys?number=1", as: "SAE-Alice") })
+        #expect(relayed.status == 503 && relayed.message.contains("refused by the destination"), "\(relayed)")
+        #expect(net.status("Alice")?.relays?.started == 1, "a refusing destination is not retried")
+        let collect = "{\"key_IDs\": [{\"key_ID\": \"\(local[0].keys[0].id)\"}]}"
+        let collected = try #require(net.kme("Bob") { await bob.post("/api/v1/keys/SAE-Carol/dec_keys", as: "SAE-Bob", collect) })
+        #expect(collected.status == 200, "\(collected)")
+        let again = try #require(net.kme("Alice") { await alice.get("/api/v1/keys/SAE-Bob/enc_keys?number=1", as: "SAE-Alice") })
+        #expect(again.status == 200 && again.keys.count == 1, "\(again)")
     }
 
     @Test func noRouteOrAStoppingNodeGets503() throws {

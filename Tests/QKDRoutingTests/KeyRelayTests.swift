@@ -8,6 +8,10 @@ import Testing
 /// A node's link pools as the relay sees them.
 struct PoolKeys: RelayKeys {
     var pools: [String: KeyPool]
+    /// What the destination answers `storageRefusal` (a test of a refusing destination sets it).
+    var refusal: String?
+
+    func storageRefusal(for application: RelayApplication) -> String? { refusal }
 
     mutating func take(link: String, count: Int) -> [(id: KeyID, bits: BitVector)]? {
         try? pools[link]?.consume(count: count)

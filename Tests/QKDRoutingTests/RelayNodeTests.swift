@@ -153,6 +153,23 @@ struct RelaySquare {
         #expect(net.nodes[a]!.pending == 0)
     }
 
+    /// A destination that cannot hold the keys for their slave SAE (too many waiting there)
+    /// refuses before anything is released: no key at either end, the reason reaches the
+    /// master, and no other route is tried (it would be refused the same way).
+    @Test func aDestinationThatCannotHoldTheKeysRefusesOnceAndNothingIsReleased() throws {
+        var net = RelaySquare()
+        net.converge()
+        net.keys[d]!.refusal = "SAE 'SAE-D' has 4096 keys waiting"
+        net.request(3, from: a, to: d)
+        net.deliverAll()
+        let answer = try #require(net.answers(a).first)
+        guard case .failure(let refusal) = answer.1 else { Issue.record("a refusing destination delivered a key"); return }
+        #expect(refusal.message.contains(KeyRelay.refusedByDestination + "SAE 'SAE-D' has 4096 keys waiting"), "\(refusal.message)")
+        #expect(net.stored(d).isEmpty && net.answers(a).count == 1)
+        #expect(net.nodes[a]!.counters.started == 1 && net.nodes[a]!.counters.failed == 1 && net.nodes[a]!.pending == 0)
+        #expect(net.consumed("A-C", at: a) == 0, "no second route tried")
+    }
+
     @Test func aHopDyingMidRelayIsRetriedOnAFreshRoute() throws {
         var net = RelaySquare()
         net.converge()

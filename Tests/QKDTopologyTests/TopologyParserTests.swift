@@ -94,6 +94,12 @@ func parseErrors(_ text: String) -> [TopologyError] {
                                                                                   with: "{ detector_efficiency: 0.6, block_pulses: 1.0e10 }"),
                                                 file: "fixture.yaml")
         #expect(byPulses.links[1].physics.blockPulses == 10_000_000_000 && byPulses.links[0].physics.blockPulses == nil)
+        #expect(t.kme == KMELimits() && t.kme.keyRetentionNs == 3_600_000_000_000, "the KME limits' defaults")
+        let limited = try TopologyParser.parse(baseFixture.replacingOccurrences(
+            of: "seed: 7", with: "seed: 7\nkme: { key_retention_s: 60, max_waiting_keys_per_sae: 16, max_requests_per_sae: 2, max_requests: 5 }"),
+            file: "fixture.yaml")
+        #expect(limited.kme == KMELimits(keyRetentionSeconds: 60, maxWaitingKeysPerSAE: 16, maxRequestsPerSAE: 2, maxRequests: 5))
+        #expect(limited.with(timeScale: 2).kme == limited.kme)
     }
 
     struct Mutation: CustomTestStringConvertible, Sendable {
@@ -139,6 +145,16 @@ func parseErrors(_ text: String) -> [TopologyError] {
                  code: .invalidValue, field: "secrecy", line: 3),
         Mutation(name: "SAE on unknown node", from: "{ id: SAE-A, node: A }", to: "{ id: SAE-A, node: Q }",
                  code: .unknownNode, field: "saes[0].node", line: 16),
+        Mutation(name: "KME retention not positive", from: "seed: 7", to: "seed: 7\nkme: { key_retention_s: 0 }",
+                 code: .outOfRange, field: "kme.key_retention_s", line: 3),
+        Mutation(name: "KME limit not an integer", from: "seed: 7", to: "seed: 7\nkme: { max_waiting_keys_per_sae: 2.5 }",
+                 code: .outOfRange, field: "kme.max_waiting_keys_per_sae", line: 3),
+        Mutation(name: "KME per-SAE above total", from: "seed: 7", to: "seed: 7\nkme: { max_requests_per_sae: 20, max_requests: 10 }",
+                 code: .invalidValue, field: "kme.max_requests_per_sae", line: 3),
+        Mutation(name: "KME typo", from: "seed: 7", to: "seed: 7\nkme: { max_request: 10 }",
+                 code: .unknownField, field: "kme.max_request", line: 3),
+        Mutation(name: "SAE named like a node", from: "{ id: SAE-A, node: A }", to: "{ id: B, node: A }",
+                 code: .duplicateID, field: "saes[0].id", line: 16),
         Mutation(name: "bad endpoint", from: "{ id: A, lat: 10.0, lon: 20.0, role: metro-core }", to: "{ id: A, lat: 10.0, lon: 20.0, role: metro-core, endpoint: 'localhost:99999' }",
                  code: .invalidValue, field: "nodes[0].endpoint", line: 6),
         Mutation(name: "decoy above signal", from: "{ detector_efficiency: 0.6 }", to: "{ detector_efficiency: 0.6, decoy_intensity: 0.9 }",
