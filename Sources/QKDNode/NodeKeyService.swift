@@ -97,7 +97,7 @@ public struct NodeKeyService: KeyManagementService {
 
     /// Master and slave attached to this same node: no link is involved, so the keys come from
     /// the operating system's random source (as a real KME's local key generator would) and
-    /// wait for the slave here, up to `kme.max_waiting_keys_per_sae` of them (503 beyond).
+    /// wait for the slave here, up to `kme.max_waiting_keys_per_pair` of them of one pair (503 beyond).
     func localKeys(master: String, slave: String, number: Int, size: Int) throws(KMEError) -> [ApplicationKey] {
         var random = SystemRandomNumberGenerator()
         let keys = (0..<number).map { _ in
@@ -106,7 +106,7 @@ public struct NodeKeyService: KeyManagementService {
                                   bits: BitVector(bytes: bytes, count: size), path: [node.rawValue])
         }
         // Their retention starts at the next expiry pass.
-        if let refusal = pools.depositLocalKeys(keys, slave: slave, limit: topology.kme.maxWaitingKeysPerSAE, at: Instant(nanoseconds: 0)) {
+        if let refusal = pools.depositLocalKeys(keys, pair: .init(master: master, slave: slave), limit: topology.kme.maxWaitingKeysPerPair, at: Instant(nanoseconds: 0)) {
             throw KMEError(.serviceUnavailable, refusal)
         }
         return keys

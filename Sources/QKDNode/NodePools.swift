@@ -31,7 +31,18 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// `levels`' own lock (written while `lock` is held), so the event loop reads them without
     /// waiting behind the quantum worker, which holds `lock` through a whole reconciliation step
     /// and its store write.
-    private let levels = Mutex<(pools: [String: Level], applicationKeys: Int, bySlave: [String: Int])>(([:], 0, [:]))
+    private let levels = Mutex<(pools: [String: Level], applicationKeys: Int, byPair: [SAEPair: Int])>(([:], 0, [:]))
+
+    /// A master and a slave SAE: application keys wait at the slave's KME per pair.
+    public struct SAEPair: Hashable, Sendable {
+        public var master: String
+        public var slave: String
+
+        public init(master: String, slave: String) {
+            self.master = master
+            self.slave = slave
+        }
+    }
     /// Keys relayed here for slave SAEs that have not collected them, with when they arrived
     /// (or when the node started, for those it read from the store).
     private var applicationKeys: [KeyID: (key: ApplicationKey, since: Instant)] = [:]
@@ -130,18 +141,18 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// Called with `lock` held, after application keys changed.
     private func noteApplicationKeys() {
         let count = applicationKeys.count
-        var bySlave: [String: Int] = [:]
-        for entry in applicationKeys.values { bySlave[entry.key.slave, default: 0] += 1 }
-        levels.withLock { ($0.applicationKeys, $0.bySlave) = (count, bySlave) }
+        var byPair: [SAEPair: Int] = [:]
+        for entry in applicationKeys.values { byPair[SAEPair(master: entry.key.master, slave: entry.key.slave), default: 0] += 1 }
+        levels.withLock { ($0.applicationKeys, $0.byPair) = (count, byPair) }
     }
 
-    /// Keys waiting here for `slave` to collect them, without `lock`.
-    public func waitingKeys(for slave: String) -> Int { levels.withLock { $0.bySlave[slave] ?? 0 } }
+    /// Keys waiting here for `pair`'s slave to collect them, without `lock`.
+    public func waitingKeys(_ pair: SAEPair) -> Int { levels.withLock { $0.byPair[pair] ?? 0 } }
 
-    /// Why `adding` more keys for `slave`, who has `waiting`, would exceed `limit`, or nil.
-    public static func storageRefusal(waiting: Int, adding: Int, limit: Int, slave: String) -> String? {
+    /// Why `adding` more keys for `pair`, which has `waiting`, would exceed `limit`, or nil.
+    public static func storageRefusal(waiting: Int, adding: Int, limit: Int, pair: SAEPair) -> String? {
         waiting + adding <= limit ? nil
-            : "SAE '\(slave)' has \(waiting) keys waiting for collection and \(adding) more would exceed kme.max_waiting_keys_per_sae \(limit): collect them with dec_keys first"
+            : "SAE '\(pair.slave)' has \(waiting) keys from '\(pair.master)' waiting for collection and \(adding) more would exceed kme.max_waiting_keys_per_pair \(limit): collect them with dec_keys first"
     }
 
     /// Runs `body` on a link's pool, then makes its changes durable. Nil for an unknown link.
@@ -233,13 +244,14 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         return refused
     }
 
-    /// Stores keys made here for one slave SAE (master and slave at this node), all or none:
-    /// none if the slave would then have more than `limit` keys waiting. Returns the refusal.
-    public func depositLocalKeys(_ keys: [ApplicationKey], slave: String, limit: Int, at now: Instant) -> String? {
+    /// Stores keys made here for one pair of SAEs (master and slave at this node), all or
+    /// none: none if the pair would then have more than `limit` keys waiting. Returns the
+    /// refusal.
+    public func depositLocalKeys(_ keys: [ApplicationKey], pair: SAEPair, limit: Int, at now: Instant) -> String? {
         var refusal: String?
         withStore { store throws(StoreError) in
-            let waiting = applicationKeys.values.filter { $0.key.slave == slave }.count
-            if let why = NodePools.storageRefusal(waiting: waiting, adding: keys.count, limit: limit, slave: slave) { return refusal = why }
+            let waiting = applicationKeys.values.filter { $0.key.slave == pair.slave && $0.key.master == pair.master }.count
+            if let why = NodePools.storageRefusal(waiting: waiting, adding: keys.count, limit: limit, pair: pair) { return refusal = why }
             guard keys.allSatisfy({ applicationKeys[$0.id] == nil }), Set(keys.map(\.id)).count == keys.count else {
                 return refusal = "a key ID is already held here"
             }

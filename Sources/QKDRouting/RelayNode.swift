@@ -99,6 +99,10 @@ public struct RelayNode: Sendable {
     /// Application requests whose relay is under way, by relay ID, with the attempts made.
     private var applications: [KeyID: (request: ApplicationRequest, attempts: Int)] = [:]
     public private(set) var delivered: [KeyID: Delivered] = [:]
+    /// Pairs of SAEs (master, slave) whose destination refused to hold more keys, until when,
+    /// and why: their requests are answered at once until then instead of spending link keys
+    /// on relays the destination would refuse again.
+    private var heldOff: [String: (until: Instant, reason: String)] = [:]
     /// What the relay did since the node started (for `status` and `qkdctl watch`).
     public private(set) var counters = RelayCounters()
 
@@ -108,6 +112,9 @@ public struct RelayNode: Sendable {
     /// Keys relayed here that no slave SAE collected are forgotten after this long (topology
     /// `kme.key_retention_s`).
     public var applicationKeyTTLNs: UInt64 { topology.kme.keyRetentionNs }
+    /// After a destination refused a pair's keys, the pair's requests are refused here for this
+    /// long (the slave SAE collects in the meantime).
+    public let refusalHoldNs: UInt64 = 10_000_000_000
     /// Released keys (for `relay show`) are forgotten after this long.
     public let deliveredTTLNs: UInt64 = 600_000_000_000
     /// Link states are advertised at least this often (and at once when a link changes).
@@ -237,8 +244,15 @@ public struct RelayNode: Sendable {
 
     /// Starts the relay for an application request (the answer comes when it ends).
     public mutating func request(_ request: ApplicationRequest, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
-        start(request, attempts: 0, at: now, keys: &keys)
+        let pair = RelayNode.pair(request)
+        if let hold = heldOff[pair] {
+            if now < hold.until { return [.answer(request: request.id, .failure(Refusal(hold.reason)))] }
+            heldOff[pair] = nil
+        }
+        return start(request, attempts: 0, at: now, keys: &keys)
     }
+
+    static func pair(_ r: ApplicationRequest) -> String { "\(r.master)\u{0}\(r.slave)" }
 
     private mutating func start(_ request: ApplicationRequest, attempts: Int, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
         let bits = request.number * request.size
@@ -354,7 +368,11 @@ public struct RelayNode: Sendable {
                     counters.lastFailure = reason
                 }
                 if let entry = applications.removeValue(forKey: id) {
-                    if entry.attempts < maxAttempts && !reason.hasPrefix(KeyRelay.refusedByDestination) {
+                    let refused = reason.hasPrefix(KeyRelay.refusedByDestination)
+                    if refused { heldOff[RelayNode.pair(entry.request)] = (now.advanced(byNanoseconds: refusalHoldNs), reason) }
+                    if refused {
+                        out.append(.answer(request: entry.request.id, .failure(Refusal(reason))))
+                    } else if entry.attempts < maxAttempts {
                         out += start(entry.request, attempts: entry.attempts, at: now, keys: &keys)
                     } else {
                         out.append(.answer(request: entry.request.id,

@@ -168,6 +168,18 @@ struct RelaySquare {
         #expect(net.stored(d).isEmpty && net.answers(a).count == 1)
         #expect(net.nodes[a]!.counters.started == 1 && net.nodes[a]!.counters.failed == 1 && net.nodes[a]!.pending == 0)
         #expect(net.consumed("A-C", at: a) == 0, "no second route tried")
+        // The pair's next request is answered at once, with no relay, for `refusalHoldNs`; after
+        // it, tried again (the slave has collected in the meantime).
+        let used = net.consumed("A-B", at: a)
+        net.request(4, from: a, to: d)
+        #expect(net.wire.isEmpty && net.consumed("A-B", at: a) == used)
+        guard case .failure(let held)? = net.answers(a).first(where: { $0.0 == 4 })?.1 else { Issue.record("held request relayed"); return }
+        #expect(held == refusal)
+        net.keys[d]!.refusal = nil
+        net.now = net.now.advanced(byNanoseconds: net.nodes[a]!.refusalHoldNs + 1)
+        net.request(5, from: a, to: d)
+        net.deliverAll()
+        #expect((try? net.answers(a).first(where: { $0.0 == 5 })?.1.get())?.count == 2)
     }
 
     @Test func aHopDyingMidRelayIsRetriedOnAFreshRoute() throws {
