@@ -333,10 +333,18 @@ public enum KMEServer {
     }
 
     /// Runs a handler; a `KMEError` becomes its status with `{"message": ...}`.
+    /// How long a 503 waits before it is sent. A 503 says "not now" (a bound reached, no key
+    /// yet); a client that retries at once is slowed to a few requests per second per
+    /// connection instead of spending the KME's CPU on refusals, so one hostile SAE cannot
+    /// crowd out the others (`make bench`: kme.abuse_victim_enc_keys_ms). Nothing is held
+    /// meanwhile but the suspended request.
+    public static let unavailableHold: Duration = .milliseconds(100)
+
     static func respond(_ body: () async throws(KMEError) -> Response) async -> Response {
         do {
             return try await body()
         } catch {
+            if error.status == .serviceUnavailable { try? await Task.sleep(for: unavailableHold) }
             let message = (try? JSONEncoder().encode(["message": error.message])) ?? Data("{}".utf8)
             return json(error.status, message)
         }

@@ -97,8 +97,13 @@ public struct NodeKeyService: KeyManagementService {
 
     /// Master and slave attached to this same node: no link is involved, so the keys come from
     /// the operating system's random source (as a real KME's local key generator would) and
-    /// wait for the slave here, up to `kme.max_waiting_keys_per_pair` of them of one pair (503 beyond).
+    /// wait for the slave here, up to `kme.max_waiting_bits_per_pair` for one pair (503 beyond,
+    /// checked before any key is made, and again as they are stored).
     func localKeys(master: String, slave: String, number: Int, size: Int) throws(KMEError) -> [ApplicationKey] {
+        let pair = NodePools.SAEPair(master: master, slave: slave), limit = topology.kme.maxWaitingBitsPerPair
+        if let refusal = NodePools.storageRefusal(waiting: pools.waitingBits(pair), adding: number * size, limit: limit, pair: pair) {
+            throw KMEError(.serviceUnavailable, refusal)
+        }
         var random = SystemRandomNumberGenerator()
         let keys = (0..<number).map { _ in
             let bytes = SymmetricKey(size: SymmetricKeySize(bitCount: size)).withUnsafeBytes { Array($0) }
@@ -106,7 +111,7 @@ public struct NodeKeyService: KeyManagementService {
                                   bits: BitVector(bytes: bytes, count: size), path: [node.rawValue])
         }
         // Their retention starts at the next expiry pass.
-        if let refusal = pools.depositLocalKeys(keys, pair: .init(master: master, slave: slave), limit: topology.kme.maxWaitingKeysPerPair, at: Instant(nanoseconds: 0)) {
+        if let refusal = pools.depositLocalKeys(keys, pair: pair, limit: limit, at: Instant(nanoseconds: 0)) {
             throw KMEError(.serviceUnavailable, refusal)
         }
         return keys

@@ -46,6 +46,8 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// Keys relayed here for slave SAEs that have not collected them, with when they arrived
     /// (or when the node started, for those it read from the store).
     private var applicationKeys: [KeyID: (key: ApplicationKey, since: Instant)] = [:]
+    /// The bits of `applicationKeys` by pair of SAEs (kept as keys come and go).
+    private var waitingBitsByPair: [SAEPair: Int] = [:]
     private let store: KeyStore?
     /// How many times the node's store was opened (1 without a store): part of session nonces.
     public let starts: UInt64
@@ -124,7 +126,7 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         self.onStoreFailure = onStoreFailure
         self.pools = pools
         self.store = store
-        for k in waitingKeys { applicationKeys[k.id] = (k, Instant(nanoseconds: 0)) }
+        for k in waitingKeys { hold(k, since: Instant(nanoseconds: 0)) }
         for (link, pool) in pools { noteLevel(link, pool) }
         noteApplicationKeys()
     }
@@ -140,19 +142,31 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
 
     /// Called with `lock` held, after application keys changed.
     private func noteApplicationKeys() {
-        let count = applicationKeys.count
-        var byPair: [SAEPair: Int] = [:]
-        for entry in applicationKeys.values { byPair[SAEPair(master: entry.key.master, slave: entry.key.slave), default: 0] += 1 }
+        let count = applicationKeys.count, byPair = waitingBitsByPair
         levels.withLock { ($0.applicationKeys, $0.byPair) = (count, byPair) }
     }
 
-    /// Keys waiting here for `pair`'s slave to collect them, without `lock`.
-    public func waitingKeys(_ pair: SAEPair) -> Int { levels.withLock { $0.byPair[pair] ?? 0 } }
+    /// Holds an application key (under `lock`), keeping the bits waiting per pair.
+    private func hold(_ key: ApplicationKey, since: Instant) {
+        applicationKeys[key.id] = (key, since)
+        waitingBitsByPair[SAEPair(master: key.master, slave: key.slave), default: 0] += key.bits.count
+    }
 
-    /// Why `adding` more keys for `pair`, which has `waiting`, would exceed `limit`, or nil.
+    /// Forgets an application key (under `lock`).
+    private func release(_ id: KeyID) {
+        guard let key = applicationKeys.removeValue(forKey: id)?.key else { return }
+        let pair = SAEPair(master: key.master, slave: key.slave)
+        waitingBitsByPair[pair, default: 0] -= key.bits.count
+        if waitingBitsByPair[pair] == 0 { waitingBitsByPair[pair] = nil }
+    }
+
+    /// Key bits waiting here for `pair`'s slave to collect them, without `lock`.
+    public func waitingBits(_ pair: SAEPair) -> Int { levels.withLock { $0.byPair[pair] ?? 0 } }
+
+    /// Why `adding` more key bits for `pair`, which has `waiting`, would exceed `limit`, or nil.
     public static func storageRefusal(waiting: Int, adding: Int, limit: Int, pair: SAEPair) -> String? {
         waiting + adding <= limit ? nil
-            : "SAE '\(pair.slave)' has \(waiting) keys from '\(pair.master)' waiting for collection and \(adding) more would exceed kme.max_waiting_keys_per_pair \(limit): collect them with dec_keys first"
+            : "SAE '\(pair.slave)' has \(waiting) key bits from '\(pair.master)' waiting for collection and \(adding) more would exceed kme.max_waiting_bits_per_pair \(limit): collect them with dec_keys first"
     }
 
     /// Runs `body` on a link's pool, then makes its changes durable. Nil for an unknown link.
@@ -239,24 +253,25 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
                 if applicationKeys[k.id] != nil || !ids.insert(k.id).inserted { refused.append(k.id) } else { fresh.append(k) }
             }
             try store?.saveApplicationKeys(fresh)
-            for k in fresh { applicationKeys[k.id] = (k, now) }
+            for k in fresh { hold(k, since: now) }
         }
         return refused
     }
 
     /// Stores keys made here for one pair of SAEs (master and slave at this node), all or
-    /// none: none if the pair would then have more than `limit` keys waiting. Returns the
+    /// none: none if the pair would then have more than `limit` key bits waiting. Returns the
     /// refusal.
     public func depositLocalKeys(_ keys: [ApplicationKey], pair: SAEPair, limit: Int, at now: Instant) -> String? {
         var refusal: String?
         withStore { store throws(StoreError) in
-            let waiting = applicationKeys.values.filter { $0.key.slave == pair.slave && $0.key.master == pair.master }.count
-            if let why = NodePools.storageRefusal(waiting: waiting, adding: keys.count, limit: limit, pair: pair) { return refusal = why }
+            let waiting = waitingBitsByPair[pair] ?? 0
+            let adding = keys.reduce(0) { $0 + $1.bits.count }
+            if let why = NodePools.storageRefusal(waiting: waiting, adding: adding, limit: limit, pair: pair) { return refusal = why }
             guard keys.allSatisfy({ applicationKeys[$0.id] == nil }), Set(keys.map(\.id)).count == keys.count else {
                 return refusal = "a key ID is already held here"
             }
             try store?.saveApplicationKeys(keys)
-            for k in keys { applicationKeys[k.id] = (k, now) }
+            for k in keys { hold(k, since: now) }
         }
         return refusal
     }
@@ -271,7 +286,7 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
             guard missing.isEmpty else { return result = .failure(.notFound(missing)) }
             guard Set(ids).count == ids.count else { return result = .failure(.notFound(ids)) }
             try store?.removeApplicationKeys(ids)
-            for id in ids { applicationKeys[id] = nil }
+            for id in ids { release(id) }
             result = .success(found.map { $0! })
         }
         return result
@@ -286,7 +301,7 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         withStore { store throws(StoreError) in
             expired = applicationKeys.filter { $0.value.since.nanoseconds == 0 ? false : now.nanoseconds(since: $0.value.since) > ttlNs }.map(\.key)
             try store?.removeApplicationKeys(expired)
-            for id in expired { applicationKeys[id] = nil }
+            for id in expired { release(id) }
             for (id, entry) in applicationKeys where entry.since.nanoseconds == 0 { applicationKeys[id] = (entry.key, now) }
         }
         return expired.count

@@ -19,7 +19,7 @@ final class RelayAgent {
 
     private var instance: RelayNode
     let pools: NodePools
-    /// The most keys one pair of SAEs may have waiting here (topology `kme`).
+    /// The most key bits one pair of SAEs may have waiting here (topology `kme`).
     let maxWaiting: Int
     /// ETSI 014 requests under way, by the id the instance knows them by.
     private var requests: [UInt64: KeyRequests.Request] = [:]
@@ -27,7 +27,7 @@ final class RelayAgent {
 
     init(node: NodeID, topology: Topology, pools: NodePools) {
         self.pools = pools
-        maxWaiting = topology.kme.maxWaitingKeysPerPair
+        maxWaiting = topology.kme.maxWaitingBitsPerPair
         instance = RelayNode(node: node, topology: topology, epoch: pools.starts)
     }
 
@@ -40,7 +40,7 @@ final class RelayAgent {
         let maxWaiting: Int
         func storageRefusal(for application: RelayApplication) -> String? {
             let pair = NodePools.SAEPair(master: application.master, slave: application.slave)
-            return NodePools.storageRefusal(waiting: pools.waitingKeys(pair), adding: application.keyIDs.count, limit: maxWaiting, pair: pair) ?? (application.keyIDs.contains { pools.applicationKey($0) != nil }
+            return NodePools.storageRefusal(waiting: pools.waitingBits(pair), adding: application.keyIDs.count * application.keySize, limit: maxWaiting, pair: pair) ?? (application.keyIDs.contains { pools.applicationKey($0) != nil }
                 ? "a key ID of this relay is already held here" : nil)
         }
         mutating func take(link: String, count: Int) -> [(id: KeyID, bits: BitVector)]? {

@@ -87,20 +87,21 @@ public struct KMELimits: Hashable, Sendable {
     /// How long a key delivered for a slave SAE waits for its `dec_keys`, in emulated seconds
     /// (`key_retention_s`); then it is forgotten.
     public var keyRetentionSeconds: Double
-    /// The most keys one slave SAE may have waiting at its KME from one master SAE
-    /// (`max_waiting_keys_per_pair`; per pair, so that one master cannot fill a slave's quota
+    /// The most key bits one slave SAE may have waiting at its KME from one master SAE
+    /// (`max_waiting_bits_per_pair`; bits, not keys, because bits are what a waiting key costs
+    /// in memory and in link keys relayed; per pair, so that one master cannot fill a slave's quota
     /// for the others): a relay that would exceed it is refused by the destination, before any
     /// key is released.
-    public var maxWaitingKeysPerPair: Int
+    public var maxWaitingBitsPerPair: Int
     /// The most `enc_keys` requests one master SAE may have in flight at its KME
     /// (`max_requests_per_sae`); more are answered 503 at once.
     public var maxRequestsPerSAE: Int
     /// The most requests in flight at one KME, all SAEs together (`max_requests`).
     public var maxRequests: Int
 
-    public init(keyRetentionSeconds: Double = 3600, maxWaitingKeysPerPair: Int = 4096, maxRequestsPerSAE: Int = 8, maxRequests: Int = 256) {
+    public init(keyRetentionSeconds: Double = 3600, maxWaitingBitsPerPair: Int = 1 << 22, maxRequestsPerSAE: Int = 8, maxRequests: Int = 256) {
         self.keyRetentionSeconds = keyRetentionSeconds
-        self.maxWaitingKeysPerPair = maxWaitingKeysPerPair
+        self.maxWaitingBitsPerPair = maxWaitingBitsPerPair
         self.maxRequestsPerSAE = maxRequestsPerSAE
         self.maxRequests = maxRequests
     }

@@ -11,7 +11,7 @@ public enum TopologyParser {
     public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint"]
     public static let linkKeys = ["a", "b", "length_km", "physics"]
     public static let saeKeys = ["id", "node"]
-    public static let kmeKeys = ["key_retention_s", "max_waiting_keys_per_pair", "max_requests_per_sae", "max_requests"]
+    public static let kmeKeys = ["key_retention_s", "max_waiting_bits_per_pair", "max_requests_per_sae", "max_requests"]
 
     /// Reads and parses the file at `path`.
     public static func load(path: String) throws(TopologyValidationError) -> Topology {
@@ -339,7 +339,7 @@ struct ParserContext {
                 fail(.outOfRange, node, "kme.key_retention_s", "\(seconds) is outside (0, 2592000] (30 days)")
             }
         }
-        for (key, range, keyPath) in [("max_waiting_keys_per_pair", 1...1_000_000, \KMELimits.maxWaitingKeysPerPair),
+        for (key, range, keyPath) in [("max_waiting_bits_per_pair", 8...1 << 30, \KMELimits.maxWaitingBitsPerPair),
                                       ("max_requests_per_sae", 1...10_000, \KMELimits.maxRequestsPerSAE),
                                       ("max_requests", 1...100_000, \KMELimits.maxRequests)] {
             guard let (n, node) = number(map, key, path: "kme", required: false, owner: value) else { continue }

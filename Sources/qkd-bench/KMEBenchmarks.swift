@@ -9,6 +9,12 @@ import QKDStore
 /// (SAE-Relay: a one-hop relay per request), `dec_keys` latency at the slave's KME, and the
 /// requests per second one KME sustains over several kept-alive mutual-TLS connections. The
 /// Alice-Relay link starts with 200,000 keys in both stores so the pool never runs dry.
+///
+/// Then the KME under abuse (issue 17): a hostile SAE at Alice (SAE-Mallory) sends 10,000
+/// maximal `enc_keys` requests (128 keys of 8192 bits, half relayed to SAE-Relay, half for
+/// SAE-Alice at the same node) over 16 connections while SAE-Alice takes its keys as before:
+/// Alice's resident memory (peak), the victim's `enc_keys` latency against the idle figure,
+/// the hostile requests' answers, and whether every victim key arrived intact at its slave.
 enum KMEBenchmarks {
     static func run(_ report: inout BenchReport, topologies: String, binDirectory: String) throws {
         let dir = "/tmp/qkdnet-bench-kme-\(getpid())"
@@ -16,6 +22,7 @@ enum KMEBenchmarks {
         let text = try String(contentsOfFile: "\(topologies)/line-3.yaml", encoding: .utf8)
             .replacingOccurrences(of: "time_scale: 1.0", with: "time_scale: 0.0001")
             .replacingOccurrences(of: "defaults:\n", with: "defaults:\n  max_key_count: 600000\n")
+            .replacingOccurrences(of: "saes:\n", with: "saes:\n  - { id: SAE-Mallory, node: Alice }\n")
         try text.write(toFile: topology, atomically: true, encoding: .utf8)
         defer {
             try? FileManager.default.removeItem(atPath: dir)
@@ -95,12 +102,110 @@ enum KMEBenchmarks {
         report.add("kme.dec_keys_ms", stats(result.dec), unit: "ms", target: "(GET dec_keys at the slave's KME)")
         report.add("kme.enc_keys_per_s", stats([result.rate]), unit: "req/s", target: "≥ 1000 (one KME, 8 connections)")
         print("  failed requests: \(result.failures)")
+        try abuse(&report, idle: result.enc, alice: pids[alice] ?? 0, a: a, r: r, pki: pki)
+    }
+
+    /// The abuse phase (see the type's comment).
+    static func abuse(_ report: inout BenchReport, idle: [Double], alice pid: Int32, a: (host: String, port: Int), r: (host: String, port: Int),
+                      pki: PKI) throws {
+        let rssBefore = Processes.residentBytes(pid) ?? 0
+        let peak = PeakSampler(pid: pid)
+        let sampler = Thread { peak.run() }
+        sampler.start()
+        defer { peak.stop() }
+        let outcome = try blocking { () async throws -> (victim: [Double], victimFailures: Int, altered: Int, statuses: [Int: Int]) in
+            let began = Date()
+            let hostile = Task { () async throws -> [Int: Int] in
+                try await withThrowingTaskGroup(of: [Int: Int].self) { group in
+                    for c in 0..<16 {
+                        group.addTask {
+                            let conn = try await HTTPSConnection.connect(host: a.host, port: a.port, ca: pki.caPath,
+                                                                        certificate: pki.saeCertificatePath("SAE-Mallory"),
+                                                                        key: pki.saeKeyPath("SAE-Mallory"))
+                            var statuses: [Int: Int] = [:]
+                            for i in stride(from: c, to: 10_000, by: 16) {
+                                let slave = i % 2 == 0 ? "SAE-Relay" : "SAE-Alice"
+                                let got = try await conn.request("/api/v1/keys/\(slave)/enc_keys?number=128&size=8192")
+                                statuses[got.status, default: 0] += 1
+                            }
+                            await conn.close()
+                            return statuses
+                        }
+                    }
+                    var all: [Int: Int] = [:]
+                    for try await s in group { all.merge(s, uniquingKeysWith: +) }
+                    print(String(format: "  hostile requests took %.1f s", Date().timeIntervalSince(began)))
+                    return all
+                }
+            }
+            let master = try await HTTPSConnection.connect(host: a.host, port: a.port, ca: pki.caPath,
+                                                          certificate: pki.saeCertificatePath("SAE-Alice"), key: pki.saeKeyPath("SAE-Alice"))
+            let slave = try await HTTPSConnection.connect(host: r.host, port: r.port, ca: pki.caPath,
+                                                         certificate: pki.saeCertificatePath("SAE-Relay"), key: pki.saeKeyPath("SAE-Relay"))
+            // The victim starts once the flood runs (its 16 TLS handshakes done).
+            try await Task.sleep(for: .seconds(2))
+            var victim: [Double] = [], failures = 0, altered = 0, firstFailure: String?
+            for _ in 0..<200 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let got = try await master.request("/api/v1/keys/SAE-Relay/enc_keys")
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                guard got.status == 200, let id = keyID(got.body) else {
+                    failures += 1
+                    firstFailure = firstFailure ?? "\(got.status) \(String(decoding: got.body.prefix(300), as: UTF8.self))"
+                    continue
+                }
+                victim.append(Double(t1 - t0) / 1e6)
+                let back = try await slave.request("/api/v1/keys/SAE-Alice/dec_keys?key_ID=\(id)")
+                if back.status != 200 { failures += 1 } else if keyValue(back.body) != keyValue(got.body) { altered += 1 }
+            }
+            await master.close()
+            await slave.close()
+            if let firstFailure { print("  first victim failure: \(firstFailure)") }
+            return (victim, failures, altered, try await hostile.value)
+        }
+        peak.stop()
+        let mib = { (bytes: Int) in Double(bytes) / 1_048_576 }
+        let idleP50 = stats(idle).p50, underP50 = stats(outcome.victim).p50
+        report.add("kme.abuse_victim_enc_keys_ms", stats(outcome.victim), unit: "ms",
+                   target: "p50 ≤ 2 × idle (\(String(format: "%.2f", idleP50)) ms): now \(String(format: "%.2f", underP50 / max(idleP50, 1e-9)))×")
+        let after = Processes.residentBytes(pid) ?? 0
+        report.add("kme.abuse_rss_peak_mib", stats([mib(peak.value)]), unit: "MiB",
+                   target: String(format: "bounded: Alice before %.0f MiB, after %.0f MiB", mib(rssBefore), mib(after)))
+        let answers = outcome.statuses.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: ", ")
+        print("  hostile answers: \(answers); victim failures: \(outcome.victimFailures), victim keys altered: \(outcome.altered)")
+    }
+
+    static func keyValue(_ body: [UInt8]) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let keys = object["keys"] as? [[String: Any]] else { return nil }
+        return keys.first?["key"] as? String
     }
 
     static func keyID(_ body: [UInt8]) -> String? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
               let keys = object["keys"] as? [[String: Any]] else { return nil }
         return keys.first?["key_ID"] as? String
+    }
+
+    /// The largest resident size a process reaches while `run` samples it (every 20 ms).
+    final class PeakSampler: @unchecked Sendable {
+        let pid: Int32
+        private let lock = NSLock()
+        private var peak = 0
+        private var stopped = false
+
+        init(pid: Int32) { self.pid = pid }
+
+        var value: Int { lock.withLock { peak } }
+        func stop() { lock.withLock { stopped = true } }
+
+        func run() {
+            while !lock.withLock({ stopped }) {
+                let now = Processes.residentBytes(pid) ?? 0
+                lock.withLock { peak = max(peak, now) }
+                usleep(20_000)
+            }
+        }
     }
 
     /// Runs async work from the synchronous benchmark driver.

@@ -319,13 +319,13 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
 
     /// The KME's bounds (topology `kme`): a master SAE with `max_requests_per_sae` requests in
     /// flight gets 503 at once for the next, a KME with `max_requests` in flight refuses every
-    /// SAE, and both serve again once answered; a pair of SAEs with `max_waiting_keys_per_pair`
+    /// SAE, and both serve again once answered; a pair of SAEs with `max_waiting_bits_per_pair`
     /// keys waiting gets no more, made at the slave's own KME (503) or relayed (the destination
     /// refuses before anything is released; the master's KME then answers the pair at once for
     /// a while instead of spending link keys), until the slave collects them.
     @Test func theKMEBoundsRequestsInFlightAndKeysWaitingPerSAE() throws {
         let text = try String(contentsOfFile: "\(TestTopologies.repositoryRoot)/Topologies/line-3.yaml", encoding: .utf8)
-        let bounded = text.replacingOccurrences(of: "seed: 20171229", with: "seed: 20171229\nkme: { max_requests_per_sae: 2, max_requests: 3, max_waiting_keys_per_pair: 3 }")
+        let bounded = text.replacingOccurrences(of: "seed: 20171229", with: "seed: 20171229\nkme: { max_requests_per_sae: 2, max_requests: 3, max_waiting_bits_per_pair: 768 }")
         #expect(bounded != text)
         let net = try DeterministicNetwork(topology: TopologyParser.parse(bounded, file: "line-3-bounded.yaml"))
         // 20 s of emulated time: each 25 km link distils a 2^16-bit block in well under that.
@@ -355,13 +355,13 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
         #expect(eventually(within: 10) { (first + [carol]).allSatisfy { $0.value != nil } })
         for call in first + [carol] { #expect((try? call.value?.get())?.count == 1, "\(String(describing: call.value))") }
         let bob = KMERoutes(net.node("Bob")!.keyService), alice = KMERoutes(net.node("Alice")!.keyService)
-        // Keys waiting at Bob for SAE-Bob from SAE-Carol (same node): three fill the bound.
+        // Keys waiting at Bob for SAE-Bob from SAE-Carol (same node): three of 256 bits fill the bound.
         let local = try #require(net.kme("Bob") {
             [await bob.get("/api/v1/keys/SAE-Bob/enc_keys?number=3", as: "SAE-Carol"),
              await bob.get("/api/v1/keys/SAE-Bob/enc_keys?number=1", as: "SAE-Carol")]
         })
         #expect(local[0].status == 200 && local[0].keys.count == 3, "\(local[0])")
-        #expect(local[1].status == 503 && local[1].message.contains("max_waiting_keys_per_pair 3"), "\(local[1])")
+        #expect(local[1].status == 503 && local[1].message.contains("max_waiting_bits_per_pair 768"), "\(local[1])")
         // Once SAE-Bob collects one, the pair gets one more.
         let mine = "{\"key_IDs\": [{\"key_ID\": \"\(local[0].keys[0].id)\"}]}"
         let afterCollect = try #require(net.kme("Bob") {

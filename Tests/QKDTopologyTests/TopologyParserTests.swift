@@ -96,9 +96,9 @@ func parseErrors(_ text: String) -> [TopologyError] {
         #expect(byPulses.links[1].physics.blockPulses == 10_000_000_000 && byPulses.links[0].physics.blockPulses == nil)
         #expect(t.kme == KMELimits() && t.kme.keyRetentionNs == 3_600_000_000_000, "the KME limits' defaults")
         let limited = try TopologyParser.parse(baseFixture.replacingOccurrences(
-            of: "seed: 7", with: "seed: 7\nkme: { key_retention_s: 60, max_waiting_keys_per_pair: 16, max_requests_per_sae: 2, max_requests: 5 }"),
+            of: "seed: 7", with: "seed: 7\nkme: { key_retention_s: 60, max_waiting_bits_per_pair: 4096, max_requests_per_sae: 2, max_requests: 5 }"),
             file: "fixture.yaml")
-        #expect(limited.kme == KMELimits(keyRetentionSeconds: 60, maxWaitingKeysPerPair: 16, maxRequestsPerSAE: 2, maxRequests: 5))
+        #expect(limited.kme == KMELimits(keyRetentionSeconds: 60, maxWaitingBitsPerPair: 4096, maxRequestsPerSAE: 2, maxRequests: 5))
         #expect(limited.with(timeScale: 2).kme == limited.kme)
     }
 
@@ -147,8 +147,8 @@ func parseErrors(_ text: String) -> [TopologyError] {
                  code: .unknownNode, field: "saes[0].node", line: 16),
         Mutation(name: "KME retention not positive", from: "seed: 7", to: "seed: 7\nkme: { key_retention_s: 0 }",
                  code: .outOfRange, field: "kme.key_retention_s", line: 3),
-        Mutation(name: "KME limit not an integer", from: "seed: 7", to: "seed: 7\nkme: { max_waiting_keys_per_pair: 2.5 }",
-                 code: .outOfRange, field: "kme.max_waiting_keys_per_pair", line: 3),
+        Mutation(name: "KME limit not an integer", from: "seed: 7", to: "seed: 7\nkme: { max_waiting_bits_per_pair: 2.5 }",
+                 code: .outOfRange, field: "kme.max_waiting_bits_per_pair", line: 3),
         Mutation(name: "KME per-SAE above total", from: "seed: 7", to: "seed: 7\nkme: { max_requests_per_sae: 20, max_requests: 10 }",
                  code: .invalidValue, field: "kme.max_requests_per_sae", line: 3),
         Mutation(name: "KME typo", from: "seed: 7", to: "seed: 7\nkme: { max_request: 10 }",
