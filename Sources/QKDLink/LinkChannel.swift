@@ -124,6 +124,14 @@ public struct LinkChannel: Sendable {
         return .accepted(envelope)
     }
 
+    /// Forgets the sequence numbers seen on `link` (the link went down): the peer's next frame
+    /// starts a new window. Without this, a frame numbered far ahead (from a malicious or
+    /// confused neighbour: CURVE admits no one else) would make every genuine frame of the peer
+    /// "older than the window" for good; with it, such a frame breaks the link only until the
+    /// liveness timeout. A replay after the reset needs the peer's or a spliced interposer's
+    /// channel, which could replay anyway.
+    public mutating func forgetSequences(_ link: LinkIndex) { windows[link] = nil }
+
     /// Changes a link's fault (`heal` is `Fault()`).
     public mutating func setFault(_ link: LinkIndex, _ fault: LinkFaults.Fault) { faults.set(link, fault) }
 

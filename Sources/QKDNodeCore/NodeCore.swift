@@ -289,8 +289,9 @@ public struct NodeCore: Sendable {
     }
 
     /// Link-monitor directives as effects: a log line, and for state changes and peer restarts
-    /// the matching quantum-layer session change.
-    func translate(_ directives: [LinkMonitor.Directive]) -> Effects {
+    /// the matching quantum-layer session change. A link that goes down forgets its peer's
+    /// sequence numbers (`LinkChannel.forgetSequences`).
+    mutating func translate(_ directives: [LinkMonitor.Directive]) -> Effects {
         var out = Effects()
         for directive in directives {
             switch directive {
@@ -301,6 +302,7 @@ public struct NodeCore: Sendable {
                 let name = configuration.topology.link(link)?.name ?? "\(link)"
                 out.logs.append(LogLine(state == .up ? .info : .warning, "link \(state.rawValue)", ["link.id": name, "reason": reason]))
                 out.quantum.append(state == .up ? .linkUp(link) : .linkDown(link))
+                if state == .down { channel.forgetSequences(link) }
             case .peerRestarted(let link, let previous, let current):
                 let name = configuration.topology.link(link)?.name ?? "\(link)"
                 out.logs.append(LogLine(.notice, "peer restarted", ["link.id": name, "previous": "\(previous)", "current": "\(current)"]))

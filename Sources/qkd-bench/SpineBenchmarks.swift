@@ -31,6 +31,14 @@ enum SpineBenchmarks {
         let pss = pids.compactMap(proportionalBytes).map { Double($0) / 1_048_576 }
         report.add("spine.idle_node_rss_mb", stats(rss), unit: "MB", target: "≤ 25 MB per idle node")
         report.add("spine.idle_node_pss_mb", stats(pss), unit: "MB", target: "(shared pages split among nodes)")
+        // CPU of the idle backbone (heartbeats, link-state floods, CURVE on every frame): all
+        // 32 nodes' user + system time over 10 s, as a share of one core.
+        let before = pids.compactMap(cpuSeconds).reduce(0, +)
+        let window = 10.0, from = Date()
+        while Date().timeIntervalSince(from) < window { usleep(100_000) }
+        let used = pids.compactMap(cpuSeconds).reduce(0, +) - before
+        report.add("spine.idle_backbone_cpu_percent", stats([100 * used / Date().timeIntervalSince(from)]), unit: "% of a core",
+                   target: "(32 idle nodes, all together; issue 17: within 20 % of before CURVE)")
 
         let request = ControlRequest.ping(link: "Beijing-Langfang", count: 5000)
         let reply = network.query([NodeID("Beijing")], request: request, timeoutMs: 60_000)
@@ -45,6 +53,17 @@ enum SpineBenchmarks {
         report.add("spine.mesh_up_s", stats([Date().timeIntervalSince(start)]), unit: "s", target: "comes up (105 nodes)")
         mesh.down()
         try? FileManager.default.removeItem(atPath: meshDir)
+    }
+
+    /// User + system CPU seconds a process has used (/proc/PID/stat fields 14 and 15, in
+    /// clock ticks).
+    static func cpuSeconds(_ pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command name: field 3 (state) is fields[0], so utime (14) and stime (15) are [11] and [12].
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func proportionalBytes(_ pid: Int32) -> Int? {

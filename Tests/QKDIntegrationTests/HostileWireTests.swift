@@ -164,4 +164,90 @@ import Testing
         #expect(report.links.allSatisfy { $0.state == .up })
         #expect(network.status().linksUp == 2)
     }
+
+    /// 60 s of fuzz through an authenticated but malicious neighbour: a test double holding
+    /// Bob's key, connected to the Relay beside the real Bob, sends random, truncated and
+    /// field-mutated frames of every kind on the Relay–Bob link while both links distil (and
+    /// a few on the Alice–Relay link, which Bob cannot speak for). No node crashes; once the
+    /// fuzz stops both links distil again, every key is the same at both ends (the audit), and
+    /// the Alice–Relay link never went down.
+    @Test func sixtySecondsOfFuzzFromAnAuthenticatedNeighbourBreakNothingBeyondItsOwnRounds() throws {
+        let network = try HostileWireTests.up("ipc", label: "fuzz", slowed: false)
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        func distilling() -> Bool {
+            network.pools().links.allSatisfy { $0.ends.count == 2 && $0.ends.allSatisfy { $0.synchronised && $0.active && $0.generatedBitsTotal > 0 } }
+        }
+        // 60 s: both links past their first blocks (a few seconds each at time scale 1).
+        #expect(eventually(within: 60) { distilling() })
+        let pids = network.topology.nodes.compactMap { network.recordedPID($0.id) }
+        let relay = try #require(network.topology.node(NodeID("Relay")))
+        let aliceEnd = { network.pools().links.first { $0.link == "Alice-Relay" }?.generatedBitsTotal ?? 0 }
+        let context = ZMQContext()
+        let impostor = try ZMQSocket(context: context, kind: .dealer)
+        try impostor.makeCurveClient(try network.layout.nodeKeys(NodeID("Bob")),
+                                     serverKey: try CurveKeyFile.read(network.layout.nodePublicKeyPath(relay.id)))
+        try impostor.connect(network.layout.peerEndpoint(relay))
+        defer { impostor.close() }
+        let relayLog = network.layout.logPath(relay.id)
+        let logAtStart = (try? Data(contentsOf: URL(fileURLWithPath: relayLog)).count) ?? 0
+        let seed = UInt64(getpid()) &* 0x9E37_79B9
+        print("fuzz seed \(seed)")
+        var g = Xoshiro256(seed: seed)
+        func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: g.next()) } }
+        func ids(_ n: Int) -> [KeyID] { (0..<n).map { _ in KeyID(randomHigh: g.next(), randomLow: g.next()) } }
+        let bobLink = LinkIndex(1), aliceLink = LinkIndex(0)
+        let now = { UInt64(Date().timeIntervalSince1970 * 1e9) }
+        var sent: [String: Int] = [:]
+        let end = Date(timeIntervalSinceNow: 60)
+        while Date() < end {
+            let kind = MessageKind.allCases[Int(g.nextBounded(UInt64(MessageKind.allCases.count)))]
+            var payload: [UInt8]
+            switch kind {
+            case .poolSync: payload = PoolSync(nonce: g.next(), echo: g.nextBounded(2) == 0 ? 0 : g.next(), held: ids(Int(g.nextBounded(8)))).encoded()
+            case .heartbeat: payload = Heartbeat(incarnation: g.next()).encoded()
+            case .linkState:
+                payload = LinkStateAdvertisement(origin: ["Alice", "Bob", "Relay", "Nowhere"][Int(g.nextBounded(4))], sequence: g.next(),
+                                                 links: [.init(link: LinkIndex(UInt32(g.nextBounded(3))), up: g.nextBounded(2) == 0,
+                                                               availableKeys: UInt32(truncatingIfNeeded: g.next()))]).encoded()
+            case .relayAck, .relayCommit, .relayDone, .relayAbort: payload = RelaySignal(relay: ids(1)[0], reason: "fuzz").encoded()
+            default: payload = bytes(Int(g.nextBounded(256)))
+            }
+            // Sequence numbers about the wall clock (ahead of Bob's, which count up from his
+            // start), or anywhere.
+            let sequence = g.nextBounded(2) == 0 ? now() &+ g.nextBounded(1 << 20) : g.next()
+            let link = g.nextBounded(20) == 0 ? aliceLink : bobLink
+            var frame = Envelope(kind: kind, link: link, sequence: sequence, payload: payload).encoded()
+            let mutation = g.nextBounded(4)
+            switch mutation {
+            case 0: break                                                                  // well formed
+            case 1: frame = Array(frame.prefix(Int(g.nextBounded(UInt64(frame.count)))))   // truncated
+            case 2: for _ in 0...g.nextBounded(4) { frame[Int(g.nextBounded(UInt64(frame.count)))] ^= UInt8(1 << g.nextBounded(8)) }  // bits flipped
+            default: frame = bytes(Int(g.nextBounded(64)))                                 // noise
+            }
+            impostor.send([frame])
+            sent[["whole", "truncated", "flipped", "noise"][Int(mutation)], default: 0] += 1
+            if sent.values.reduce(0, +) % 200 == 0 { usleep(10_000) }  // pace: ~20k frames a second would only fill queues
+        }
+        print("fuzz frames sent: \(sent)")
+        let aliceBefore = aliceEnd()
+        // No node crashed.
+        #expect(pids.allSatisfy { Processes.childState($0) == .running }, "a node died under fuzz")
+        // 90 s: the Relay–Bob link, whatever the fuzz broke, goes down (the liveness timeout),
+        // forgets the sequence numbers the fuzz pushed ahead, comes up, agrees its pools and
+        // distils a block again.
+        #expect(eventually(within: 90) { distilling() && aliceEnd() > aliceBefore }, "the links distil again after the fuzz")
+        let audit = network.audit()
+        #expect(audit.ok && audit.linksChecked == 2 && audit.mismatchedKeys == 0 && audit.orphanKeys == 0, "\(audit)")
+        let log = (try? Data(contentsOf: URL(fileURLWithPath: relayLog))) ?? Data()
+        let since = String(decoding: log.dropFirst(logAtStart), as: UTF8.self).split(separator: "\n")
+        #expect(!since.contains { $0.contains("link down") && $0.contains("link.id=Alice-Relay") }, "the fuzz reached the Alice-Relay link")
+        let rejected = Harness.report(network, "Relay")?.rejectedFrames ?? [:]
+        print("Relay rejected: \(rejected)")
+        #expect(rejected.values.reduce(0, +) > 0)
+        passed = true
+    }
 }

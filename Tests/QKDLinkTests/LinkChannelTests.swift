@@ -67,6 +67,13 @@ import Testing
         // A restarted sender numbers from its start time, above everything it sent before.
         #expect(accepted(arrival(1_800_000_000_000_000_000)))
         #expect(replayed(arrival(7000)))
+        // A frame numbered far ahead (a malicious neighbour) shuts the peer's genuine frames
+        // out until the link goes down and its numbers are forgotten; the other link keeps its own.
+        #expect(accepted(arrival(UInt64.max - 1)))
+        #expect(replayed(arrival(1_800_000_000_000_000_001)))
+        c.forgetSequences(Self.ab)
+        #expect(accepted(arrival(1_800_000_000_000_000_001)) && accepted(arrival(1_800_000_000_000_000_002)))
+        #expect(replayed(Self.channelFrame(c: &c, 5000, on: Self.bc, from: "C")), "the other link's window is kept")
     }
 
     static func channelFrame(c: inout LinkChannel, _ sequence: UInt64, on link: LinkIndex, from sender: String) -> LinkChannel.Arrival {
