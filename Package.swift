@@ -113,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDNode", "QKDNodeCore", "QKDTopology", "CQKDSystem", "QKDAPI", "QKDCore", "QKDStore", "QKDTransport",
+                "QKDNode", "QKDNodeCore", "QKDTopology", "CQKDSystem", "QKDAPI", "QKDCore", "QKDStore", "QKDTransport", "QKDKeyPool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -20,6 +20,10 @@ public struct QuantumLayer: Sendable {
         /// The `a` end emits into this transmittance (an interposer's point) or, with nil, the
         /// whole channel again.
         case channel(LinkIndex, transmittance: Double?)
+        /// The link was provisioned afresh (`qkdctl node reset` of the peer; its pool already
+        /// holds the new pre-shared keys): this transcript-hash key from the next session on, and
+        /// a pool agreement that starts over (the peer's nonces restart with its new store).
+        case rebootstrap(LinkIndex, authenticationKey: UInt128)
     }
 
     public enum Output: Sendable, Equatable {
@@ -119,6 +123,17 @@ public struct QuantumLayer: Sendable {
             guard let i = position[link] else { return [] }
             ends[i].engine.emissionTransmittance = transmittance
             return []
+        case .rebootstrap(let link, let key):
+            guard let i = position[link] else { return [] }
+            let name = ends[i].engine.link.name
+            let wasUp = ends[i].agreement.isUp
+            var directives = pools.modify(name) { ends[i].agreement.linkDown(pool: &$0) } ?? []
+            ends[i].engine.authenticationKey = key
+            let old = ends[i].agreement
+            ends[i].agreement = PoolAgreement(role: old.role, link: old.link, epoch: old.epoch, retryNs: old.retryNs)
+            if wasUp { directives += pools.modify(name) { ends[i].agreement.linkUp(at: now, pool: &$0) } ?? [] }
+            return [.log(.notice, "link provisioned afresh: new pre-shared keys, pool agreement starts over", ["link.id": name])]
+                + carryOut(directives, end: i, at: now)
         }
     }
 

@@ -30,7 +30,8 @@ public struct QuantumLinkEngine: Sendable {
     let seeds: SeedTree
     /// Where the link's secret draws come from, and its transcript-hash key (`LinkBootstrap`).
     public let secrecy: Secrecy
-    let authenticationKey: UInt128
+    /// The link's transcript-hash key (`LinkBootstrap`), read at every session start.
+    public internal(set) var authenticationKey: UInt128
     let timeScale: Double
     /// Frames Alice may have in flight before she waits for answers.
     let window: Int

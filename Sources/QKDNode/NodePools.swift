@@ -70,25 +70,27 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     /// read from the files `qkdctl up` installed (`layout.bootstrapPath`) in a secret one.
     public static func bootstraps(node: NodeID, topology: Topology, layout: RunLayout?) throws(StoreError) -> [String: LinkBootstrap] {
         var out: [String: LinkBootstrap] = [:]
-        for link in topology.links(of: node) {
-            let configuration = link.distillation
-            let b: LinkBootstrap
-            if topology.secrecy == .reproducible {
-                b = .derived(linkSeeds: SeedTree(root: topology.seed).child("link/\(link.name)"), keyBits: configuration.keyBits,
-                             count: configuration.preSharedKeys)
-            } else {
-                guard let layout else {
-                    throw StoreError(.wrongKey, "link \(link.name): a secret run needs the bootstrap secrets 'qkdctl up' installs")
-                }
-                let path = layout.bootstrapPath(node, link: link.name)
-                b = try BootstrapFile.read(path: path)
-                guard b.keys.allSatisfy({ $0.bits.count == configuration.keyBits }) else {
-                    throw StoreError(.corrupt, "\(path): pre-shared keys are not \(configuration.keyBits) bits")
-                }
-            }
-            out[link.name] = b
-        }
+        for link in topology.links(of: node) { out[link.name] = try bootstrap(node: node, link: link, topology: topology, layout: layout) }
         return out
+    }
+
+    /// One link's bootstrap: its file in the run directory (`qkdctl up` writes them for a
+    /// secret run, `qkdctl node reset` for the links it provisions afresh in any run), else,
+    /// for a reproducible run, derived from the seed.
+    public static func bootstrap(node: NodeID, link: TopologyLink, topology: Topology, layout: RunLayout?) throws(StoreError) -> LinkBootstrap {
+        let configuration = link.distillation
+        if let path = layout?.bootstrapPath(node, link: link.name), topology.secrecy == .secret || FileManager.default.fileExists(atPath: path) {
+            let b = try BootstrapFile.read(path: path)
+            guard b.keys.allSatisfy({ $0.bits.count == configuration.keyBits }) else {
+                throw StoreError(.corrupt, "\(path): pre-shared keys are not \(configuration.keyBits) bits")
+            }
+            return b
+        }
+        guard topology.secrecy == .reproducible else {
+            throw StoreError(.wrongKey, "link \(link.name): a secret run needs the bootstrap secrets 'qkdctl up' installs")
+        }
+        return .derived(linkSeeds: SeedTree(root: topology.seed).child("link/\(link.name)"), keyBits: configuration.keyBits,
+                        count: configuration.preSharedKeys)
     }
 
     /// Loads every link's pool from `store` (a link seen for the first time starts with the
@@ -326,6 +328,24 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         noteApplicationKeys()
         if let failure { onStoreFailure(failure) }  // under the lock, as in `modifying`
         lock.unlock()
+    }
+
+    /// Replaces every key of `link` by `bootstrap`'s pre-shared keys, durably (the peer lost its
+    /// store and `qkdctl node reset` provisioned the link afresh: what this end held has no
+    /// counterpart any more). The pool then waits for a new agreement. Nil, or why not.
+    public func rebootstrap(_ link: String, with bootstrap: LinkBootstrap) -> String? {
+        let refusal: String?? = modify(link) { pool -> String? in
+            _ = pool.synchronise(peerHolds: [])
+            do {
+                _ = try pool.deposit(bootstrap.keys, pending: false)
+            } catch {
+                return "link \(link): the new pre-shared keys are refused: \(error)"
+            }
+            pool.desynchronise()
+            return nil
+        }
+        guard let refusal else { return "link \(link) does not end here" }
+        return refusal
     }
 
     /// Reads a link's pool.

@@ -1,7 +1,9 @@
 import Logging
 import QKDCore
+import QKDKeyPool
 import QKDLink
 import QKDNodeCore
+import QKDStore
 import QKDTopology
 import QKDTransport
 import QKDWire
@@ -21,6 +23,8 @@ public final class NodeRuntime {
     public let pools: NodePools
     private let relayAgent: RelayAgent
     private let keyRequests: KeyRequests?
+    /// Reads a link's bootstrap file anew (`rebootstrap`); nil: the node has none to read.
+    private let readBootstrap: (@Sendable (TopologyLink) throws(StoreError) -> LinkBootstrap)?
     /// Per link: (wall ns, emulated s, committed bits) samples of the last `rateWindowNs`,
     /// for the current key rate (a slope: the constant distillation backlog cancels out).
     private var rateSamples: [String: [(UInt64, Double, UInt64)]] = [:]
@@ -44,9 +48,12 @@ public final class NodeRuntime {
     }
 
     public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, pools: NodePools,
-                quantum: QuantumMode = .worker, keyRequests: KeyRequests? = nil, announceReady: @escaping (String) -> Void) {
+                quantum: QuantumMode = .worker, keyRequests: KeyRequests? = nil,
+                readBootstrap: (@Sendable (TopologyLink) throws(StoreError) -> LinkBootstrap)? = nil,
+                announceReady: @escaping (String) -> Void) {
         self.pools = pools
         self.keyRequests = keyRequests
+        self.readBootstrap = readBootstrap
         let node = core.configuration.node, topology = core.configuration.topology
         relayAgent = RelayAgent(node: node, topology: topology, pools: pools)
         switch quantum {
@@ -252,8 +259,28 @@ public final class NodeRuntime {
                 worker?.submit(.channel(link, transmittance: transmittance))
                 transport.reply(ControlCodec.encode(ControlReply(ok: true)), to: client)
             }
+        case .rebootstrap(let link):
+            transport.reply(ControlCodec.encode(rebootstrap(link)), to: client)
         }
         return !outcome.stop
+    }
+
+    /// Provisions `link` afresh from its bootstrap file (`qkdctl node reset` of the peer): the
+    /// pool holds the file's pre-shared keys only, durably, before the quantum layer starts its
+    /// agreement over with the file's transcript-hash key; relays through the link are void.
+    private func rebootstrap(_ link: TopologyLink) -> ControlReply {
+        guard let readBootstrap else { return ControlReply(error: "rebootstrap: this node reads no bootstrap files") }
+        let bootstrap: LinkBootstrap
+        do {
+            bootstrap = try readBootstrap(link)
+        } catch {
+            return ControlReply(error: "rebootstrap: \(error)")
+        }
+        if let refusal = pools.rebootstrap(link.name, with: bootstrap) { return ControlReply(error: "rebootstrap: \(refusal)") }
+        worker?.submit(.rebootstrap(link.index, authenticationKey: bootstrap.authenticationKey))
+        if let peer = link.peer(of: core.configuration.node) { perform(relayAgent.linkDown(to: peer, at: clock.now())) }
+        logger.notice("link re-provisioned from its bootstrap file", metadata: ["link.id": "\(link.name)", "keys": "\(bootstrap.keys.count)"])
+        return ControlReply(ok: true)
     }
 
     /// Every link end's quantum layer (the worker's snapshot) with its pool and state, as

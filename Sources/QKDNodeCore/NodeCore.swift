@@ -141,6 +141,9 @@ public struct NodeCore: Sendable {
             /// again, her key no longer admitted); the `a` end emits its photons into
             /// `transmittance` (nil: the whole channel). Then answer.
             case splice(link: LinkIndex, peer: NodeID, via: InterposerEndpoint?, transmittance: Double?)
+            /// Replace the link's pool and transcript-hash key by its bootstrap file's, start its
+            /// agreement over, then answer.
+            case rebootstrap(link: TopologyLink)
         }
 
         public var client: [UInt8]
@@ -385,6 +388,11 @@ public struct NodeCore: Sendable {
             out.effects = injectFault(action, client: client)
         case .splice(let link, let via):
             return splice(link, via: via, client: client)
+        case .rebootstrap(let name):
+            guard let link = configuration.topology.link(named: name), link.peer(of: configuration.node) != nil else {
+                return answer(ControlReply(error: "rebootstrap: link '\(name)' does not end at \(configuration.node)"))
+            }
+            out.action = .rebootstrap(link: link)
         }
         return out
     }

@@ -28,10 +28,15 @@ public enum ControlRequest: Codable, Equatable, Sendable {
     /// Route `link` through an interposer on the fibre (an eavesdropper process), or directly
     /// again (nil).
     case splice(link: String, via: Interposer?)
+    /// Start `link` afresh from its bootstrap file, which `qkdctl node reset` has just written
+    /// anew for both ends (the peer lost its store): the link's keys are replaced by the file's
+    /// pre-shared keys, its transcript-hash key by the file's, and its pool agreement starts
+    /// over.
+    case rebootstrap(link: String)
 
     /// The command names, as `command` carries them.
     public enum Command: String, Codable, Sendable {
-        case status, ping, shutdown, pools, keyDigests, relay, routes, relayShow, fault, splice
+        case status, ping, shutdown, pools, keyDigests, relay, routes, relayShow, fault, splice, rebootstrap
     }
 
     /// The faults `qkdctl fault` injects into a link's end, as `fault` names them.
@@ -117,6 +122,7 @@ public enum ControlRequest: Codable, Equatable, Sendable {
         case .relayShow: .relayShow
         case .fault: .fault
         case .splice: .splice
+        case .rebootstrap: .rebootstrap
         }
     }
 
@@ -147,6 +153,7 @@ public enum ControlRequest: Codable, Equatable, Sendable {
         case .relay: self = .relay(to: try needed(String.self, .to), bits: try c.decodeIfPresent(Int.self, forKey: .bits) ?? Self.defaultBits)
         case .routes: self = .routes(to: try needed(String.self, .to), bits: try c.decodeIfPresent(Int.self, forKey: .bits) ?? Self.defaultBits)
         case .relayShow: self = .relayShow(keyID: try needed(String.self, .keyID), salt: try c.decodeIfPresent(UInt64.self, forKey: .salt))
+        case .rebootstrap: self = .rebootstrap(link: try needed(String.self, .link))
         case .splice:
             let link = try needed(String.self, .link)
             let endpoint = try c.decodeIfPresent(String.self, forKey: .endpoint)
@@ -181,6 +188,8 @@ public enum ControlRequest: Codable, Equatable, Sendable {
         case .relayShow(let keyID, let salt):
             try c.encode(keyID, forKey: .keyID)
             try c.encodeIfPresent(salt, forKey: .salt)
+        case .rebootstrap(let link):
+            try c.encode(link, forKey: .link)
         case .fault(let action):
             try c.encode(action.kind, forKey: .fault)
             try c.encodeIfPresent(action.link, forKey: .link)

@@ -3,6 +3,7 @@ import CQKDSystem
 import Foundation
 import Logging
 import QKDCore
+import QKDKeyPool
 import QKDAPI
 import QKDNode
 import QKDNodeCore
@@ -107,8 +108,11 @@ struct QKDNodeCommand: AsyncParsableCommand {
                 configuration: .init(node: me.id, topology: topology, pid: pid, incarnation: incarnation,
                                      firstSequence: UInt64(Date().timeIntervalSince1970 * 1e9), kmeURL: kmeURL),
                 now: clock.now())
+            let readBootstrap: @Sendable (TopologyLink) throws(StoreError) -> LinkBootstrap = { link throws(StoreError) in
+                try NodePools.bootstrap(node: me.id, link: link, topology: topology, layout: layout)
+            }
             return NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
-                               quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests) { line in
+                               quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests, readBootstrap: readBootstrap) { line in
                 writeLine(line, to: 1)
             }
         }

@@ -123,7 +123,7 @@ struct Watch: ParsableCommand {
 struct NodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Act on one node process.",
-        subcommands: [Kill.self, Start.self, Restart.self])
+        subcommands: [Kill.self, Start.self, Restart.self, Reset.self])
 
     struct Kill: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "SIGKILL a node by its recorded PID (fault injection).")
@@ -151,6 +151,31 @@ struct NodeCommand: ParsableCommand {
         @Option(help: "Seconds to wait for readiness.") var timeout: Double = 30
 
         func run() throws { try restartNode(try options.network(), id: NodeID(id), timeout: timeout) }
+    }
+
+    struct Reset: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-provision a node whose key store or KEK is lost: fresh pre-shared keys on each of its links, installed at both ends.",
+            discussion: """
+                Stops the node if it runs and removes what is left of its store and key-encryption \
+                key. Every link of the node gets new pre-shared keys and a new transcript-hash key \
+                from the OS random source, written to both ends' bootstrap files; each neighbour \
+                (all must run) replaces its keys of the link with them through the control \
+                channel; then the node starts with a new store and its links distil again. Keys \
+                the node held are gone: relays through it start from the new keys.
+                """)
+        @OptionGroup var options: NetworkOptions
+        @Argument(help: "Node id.") var id: String
+        @Option(help: "Seconds to wait for readiness.") var timeout: Double = 60
+
+        func run() throws {
+            do {
+                let links = try options.network().resetNode(NodeID(id), readyTimeoutSeconds: timeout)
+                print("reset \(id): new pre-shared keys on \(links.count) link(s): \(links.joined(separator: ", "))")
+            } catch let error as LaunchError {
+                throw CLIError(error.message)
+            }
+        }
     }
 }
 

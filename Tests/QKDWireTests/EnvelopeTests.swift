@@ -157,6 +157,7 @@ import Testing
             (.splice(link: "A-B", via: .init(endpoint: "ipc:///e", key: "K", transmittance: nil)),
              #"{"command":"splice","endpoint":"ipc:\/\/\/e","key":"K","link":"A-B"}"#),
             (.splice(link: "A-B", via: nil), #"{"command":"splice","link":"A-B"}"#),
+            (.rebootstrap(link: "A-B"), #"{"command":"rebootstrap","link":"A-B"}"#),
         ]
         for (request, json) in forms {
             #expect(String(decoding: ControlCodec.encode(request), as: UTF8.self) == json)
@@ -179,6 +180,7 @@ import Testing
             (#"{"command":"fault","fault":"cut"}"#, "fault needs 'link'"),
             (#"{"command":"fault","fault":"delay","link":"A-B"}"#, "fault needs 'value'"),
             (#"{"command":"splice"}"#, "splice needs 'link'"),
+            (#"{"command":"rebootstrap"}"#, "rebootstrap needs 'link'"),
             (#"{"link":"A-B"}"#, "missing field 'command'"),
             (#"{"command":"ping","link":"A-B","count":"many"}"#, "field 'count' is not a Int"),
             (#"{"command":"fault","fault":"melt","link":"A-B"}"#, "field 'fault'"),
