@@ -14,6 +14,14 @@ import Testing
                    uniquingKeysWith: { a, _ in a })
     }
 
+    /// Sends `signal` to a node and waits (5 s at most) until it is gone.
+    static func signal(_ network: Network, _ node: NodeID, _ signal: Int32) throws {
+        let pid = try #require(network.recordedPID(node))
+        kill(pid, signal)
+        Processes.waitUntilGone([pid], seconds: 5)
+        Processes.reap(pid)
+    }
+
     static func allSynchronised(_ network: Network) -> Bool {
         network.pools().links.allSatisfy { $0.ends.count == 2 && $0.ends.allSatisfy { $0.synchronised && $0.active } }
     }
@@ -37,10 +45,7 @@ import Testing
             let more = 256 * (1 + g.nextBounded(200))
             #expect(eventually(within: 60) { (Self.generated(network)["Alice-Relay"] ?? 0) >= start + more }, "round \(round): no key")
             let before = network.pools().links.map(\.storedKeys)
-            let pid = try #require(network.recordedPID(relay))
-            kill(pid, SIGKILL)
-            Processes.waitUntilGone([pid], seconds: 5)
-            Processes.reap(pid)
+            try Self.signal(network, relay, SIGKILL)
             let restarted = try network.startNode(relay)
             // 30 s: a restarted node reads its store and hears both neighbours (about a second when the machine is idle).
             try network.waitReady([relay: restarted], timeoutSeconds: 30)
@@ -121,10 +126,7 @@ import Testing
         // 60 s: a few distilled blocks (about 3 s each on these 25 km links) make the store file large enough to damage.
         #expect(eventually(within: 60) { network.pools().links.allSatisfy { $0.storedKeys >= 1000 } })
         let relay = NodeID("Relay")
-        let pid = try #require(network.recordedPID(relay))
-        kill(pid, SIGTERM)
-        Processes.waitUntilGone([pid], seconds: 5)
-        Processes.reap(pid)
+        try Self.signal(network, relay, SIGTERM)
         let path = "\(network.layout.storeDirectory)/Relay.sqlite"
         // A clean shutdown folded the write-ahead log into the file: cut the file in half.
         #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
@@ -243,10 +245,7 @@ import Testing
         // 60 s: every link past its first block (about 3 s on these 25 km links).
         #expect(eventually(within: 60) { Self.allSynchronised(network) && Self.generated(network).values.allSatisfy { $0 > 0 } })
         let relay = NodeID("Relay")
-        let pid = try #require(network.recordedPID(relay))
-        kill(pid, SIGKILL)
-        Processes.waitUntilGone([pid], seconds: 5)
-        Processes.reap(pid)
+        try Self.signal(network, relay, SIGKILL)
         let prefix = "\(network.layout.storeDirectory)/Relay"
         for suffix in [".sqlite", ".sqlite-wal", ".sqlite-shm", ".kek"] { try? FileManager.default.removeItem(atPath: prefix + suffix) }
         #expect(!FileManager.default.fileExists(atPath: prefix + ".sqlite") && !FileManager.default.fileExists(atPath: prefix + ".kek"))
@@ -271,10 +270,7 @@ import Testing
             #expect(theirs.contains("link re-provisioned from its bootstrap file"), "\(neighbour)")
         }
         // With Bob down the reset is refused before anything changes, naming him.
-        let bob = try #require(network.recordedPID(NodeID("Bob")))
-        kill(bob, SIGTERM)
-        Processes.waitUntilGone([bob], seconds: 10)
-        Processes.reap(bob)
+        try Self.signal(network, NodeID("Bob"), SIGTERM)
         let refused = try Harness.command(qkdctl, ["node", "reset", "Relay", "--run-dir", network.layout.root], scratch: network.layout.root)
         #expect(refused.status != 0 && refused.output.contains("Bob not running"), "\(refused.output)")
         #expect(network.recordedPID(relay).map { Processes.isAlive($0) } == true, "the refused reset left the Relay running")
