@@ -20,15 +20,21 @@ enum Bootstrap {
             let paths = [layout.bootstrapPath(link.a, link: link.name), layout.bootstrapPath(link.b, link: link.name)]
             let held = paths.map { try? BootstrapFile.read(path: $0) }
             if let first = held[0], let second = held[1], first == second { continue }
-            let fresh = LinkBootstrap.random(&random)
-            do {
-                for path in paths { try BootstrapFile.write(fresh, path: path) }
-            } catch {
-                throw LaunchError(.io, "link \(link.name): \(error)")
-            }
+            try install(link, layout: layout, random: &random)
             made += 1
         }
         return made
+    }
+
+    /// Writes a fresh bootstrap for `link` (from `random`: the OS CSPRNG) to both ends' files,
+    /// replacing what they held (`qkdctl up` for a new link, `qkdctl node reset`).
+    static func install(_ link: TopologyLink, layout: RunLayout, random: inout SecretRandom) throws(LaunchError) {
+        let fresh = LinkBootstrap.random(&random)
+        do {
+            for node in [link.a, link.b] { try BootstrapFile.write(fresh, path: layout.bootstrapPath(node, link: link.name)) }
+        } catch {
+            throw LaunchError(.io, "link \(link.name): \(error)")
+        }
     }
 }
 

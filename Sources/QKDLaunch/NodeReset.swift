@@ -1,7 +1,5 @@
 import Foundation
 import QKDCore
-import QKDKeyPool
-import QKDStore
 import QKDTopology
 import QKDWire
 
@@ -39,12 +37,7 @@ extension Network {
         var random = SecretRandom.system
         for link in links {
             guard let peer = link.peer(of: id) else { continue }
-            let fresh = LinkBootstrap.random(&random)  // as `qkdctl up` makes them (Bootstrap.ensure)
-            do {
-                for node in [id, peer] { try BootstrapFile.write(fresh, path: layout.bootstrapPath(node, link: link.name)) }
-            } catch {
-                throw LaunchError(.io, "node reset \(id): link \(link.name): \(error)")
-            }
+            try Bootstrap.install(link, layout: layout, random: &random)
             let reply = query([peer], request: .rebootstrap(link: link.name), timeoutMs: 10_000)[peer]
             guard reply?.ok == true else {
                 throw LaunchError(.control, "node reset \(id): \(peer) did not take the new keys of \(link.name): \(reply?.error ?? "no answer")")

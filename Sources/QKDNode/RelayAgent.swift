@@ -40,8 +40,11 @@ final class RelayAgent {
         let maxWaiting: Int
         func storageRefusal(for application: RelayApplication) -> String? {
             let pair = NodePools.SAEPair(master: application.master, slave: application.slave)
-            return NodePools.storageRefusal(waiting: pools.waitingBits(pair), adding: application.keyIDs.count * application.keySize, limit: maxWaiting, pair: pair) ?? (application.keyIDs.contains { pools.applicationKey($0) != nil }
-                ? "a key ID of this relay is already held here" : nil)
+            let bits = application.keyIDs.count * application.keySize
+            if let refusal = NodePools.storageRefusal(waiting: pools.waitingBits(pair), adding: bits, limit: maxWaiting, pair: pair) {
+                return refusal
+            }
+            return application.keyIDs.contains { pools.applicationKey($0) != nil } ? "a key ID of this relay is already held here" : nil
         }
         mutating func take(link: String, count: Int) -> [(id: KeyID, bits: BitVector)]? {
             pools.modify(link) { try? $0.consume(count: count) } ?? nil

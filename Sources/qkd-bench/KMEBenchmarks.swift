@@ -65,7 +65,7 @@ enum KMEBenchmarks {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let got = try await master.request("/api/v1/keys/SAE-Relay/enc_keys")
                 let t1 = DispatchTime.now().uptimeNanoseconds
-                guard got.status == 200, let id = keyID(got.body) else { failures += 1; continue }
+                guard got.status == 200, let id = firstKey(got.body)?.id else { failures += 1; continue }
                 let back = try await slave.request("/api/v1/keys/SAE-Alice/dec_keys?key_ID=\(id)")
                 let t2 = DispatchTime.now().uptimeNanoseconds
                 if back.status != 200 { failures += 1 }
@@ -149,14 +149,14 @@ enum KMEBenchmarks {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let got = try await master.request("/api/v1/keys/SAE-Relay/enc_keys")
                 let t1 = DispatchTime.now().uptimeNanoseconds
-                guard got.status == 200, let id = keyID(got.body) else {
+                guard got.status == 200, let id = firstKey(got.body)?.id else {
                     failures += 1
                     firstFailure = firstFailure ?? "\(got.status) \(String(decoding: got.body.prefix(300), as: UTF8.self))"
                     continue
                 }
                 victim.append(Double(t1 - t0) / 1e6)
                 let back = try await slave.request("/api/v1/keys/SAE-Alice/dec_keys?key_ID=\(id)")
-                if back.status != 200 { failures += 1 } else if keyValue(back.body) != keyValue(got.body) { altered += 1 }
+                if back.status != 200 { failures += 1 } else if firstKey(back.body)?.key != firstKey(got.body)?.key { altered += 1 }
             }
             await master.close()
             await slave.close()
@@ -175,16 +175,12 @@ enum KMEBenchmarks {
         print("  hostile answers: \(answers); victim failures: \(outcome.victimFailures), victim keys altered: \(outcome.altered)")
     }
 
-    static func keyValue(_ body: [UInt8]) -> String? {
+    /// The first key of an ETSI 014 key container: its ID and its base64 value.
+    static func firstKey(_ body: [UInt8]) -> (id: String, key: String)? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
-              let keys = object["keys"] as? [[String: Any]] else { return nil }
-        return keys.first?["key"] as? String
-    }
-
-    static func keyID(_ body: [UInt8]) -> String? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
-              let keys = object["keys"] as? [[String: Any]] else { return nil }
-        return keys.first?["key_ID"] as? String
+              let first = (object["keys"] as? [[String: Any]])?.first,
+              let id = first["key_ID"] as? String, let key = first["key"] as? String else { return nil }
+        return (id, key)
     }
 
     /// The largest resident size a process reaches while `run` samples it (every 20 ms).

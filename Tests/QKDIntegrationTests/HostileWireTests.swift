@@ -236,10 +236,12 @@ import Testing
         let aliceBefore = aliceEnd()
         // No node crashed.
         #expect(pids.allSatisfy { Processes.childState($0) == .running }, "a node died under fuzz")
-        // 90 s: the Relay–Bob link, whatever the fuzz broke, goes down (the liveness timeout),
-        // forgets the sequence numbers the fuzz pushed ahead, comes up, agrees its pools and
-        // distils a block again.
-        #expect(eventually(within: 90) { distilling() && aliceEnd() > aliceBefore }, "the links distil again after the fuzz")
+        // 60 s: the Relay–Bob link, whatever the fuzz broke, goes down (the 1 s liveness
+        // timeout), forgets the sequence numbers the fuzz pushed ahead, comes up, agrees its pools
+        // (an offer repeated every 2 s) and distils a block again (about 3 s); measured: the whole
+        // test takes 77 s, 60 of them fuzz. The bound is the one for a first block on a loaded
+        // machine.
+        #expect(eventually(within: 60) { distilling() && aliceEnd() > aliceBefore }, "the links distil again after the fuzz")
         let audit = network.audit()
         #expect(audit.ok && audit.linksChecked == 2 && audit.mismatchedKeys == 0 && audit.orphanKeys == 0, "\(audit)")
         let log = (try? Data(contentsOf: URL(fileURLWithPath: relayLog))) ?? Data()
