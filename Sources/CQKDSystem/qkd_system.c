@@ -2,6 +2,7 @@
 #include "qkd_system.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -120,4 +121,10 @@ int qkd_lower_thread_priority(int increment) {
     int target = current + increment;
     if (target > 19) target = 19;
     return setpriority(PRIO_PROCESS, (id_t)tid, target) == 0 ? 0 : errno;
+}
+
+int qkd_keep_heap(void) {
+    int a = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    int b = mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    return (a == 1 && b == 1) ? 0 : -1;
 }

@@ -9,9 +9,10 @@ import QKDWire
 ///
 /// Contract: `tick(at:pools:)` MUST be called no later than `nextDeadline(after:)`; instants
 /// never decrease. The pools are reached only for the work that needs them: pool agreement,
-/// link changes, and reconciliation (which spends authentication keys and deposits distilled
-/// keys); frames, sifting and estimation never touch them, so a shell that locks its pools
-/// for `modify` holds the lock only that long.
+/// link changes, and reconciliation's operations (it spends authentication keys and deposits
+/// distilled keys: `LinkPoolOperations`, one `modify` each); frames, sifting, estimation and
+/// reconciliation's computations never touch them, so a shell that locks its pools for
+/// `modify` holds the lock only that long.
 public struct QuantumLayer: Sendable {
     public enum Input: Sendable, Equatable {
         case message(LinkIndex, MessageKind, [UInt8])
@@ -107,9 +108,9 @@ public struct QuantumLayer: Sendable {
             return carryOut(directives, end: i, at: now)
         case .message(let link, let kind, let payload):
             guard let i = position[link] else { return [] }
-            let effects = QuantumLinkEngine.touchesPool(kind)
-                ? pools.modify(ends[i].engine.link.name) { ends[i].engine.received(kind, payload, at: now, pool: &$0) } ?? []
-                : ends[i].engine.received(kind, payload, at: now)
+            var pool = LinkPoolOperations(access: pools, link: ends[i].engine.link.name)
+            let effects = ends[i].engine.received(kind, payload, at: now, pool: &pool)
+            pools = pool.access
             return effects.compactMap { Self.output($0, link: link) }
         case .linkUp(let link):
             guard let i = position[link] else { return [] }

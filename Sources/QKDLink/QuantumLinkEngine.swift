@@ -137,21 +137,16 @@ public struct QuantumLinkEngine: Sendable {
         report.active = false
     }
 
-    /// Whether handling a message of `kind` reads or changes the link's key pool: only
-    /// reconciliation does (it spends authentication keys and deposits distilled keys). The
-    /// worker holds the node's pool lock for these messages only, so the event loop never waits
-    /// behind a frame's detection or sifting.
-    public static func touchesPool(_ kind: MessageKind) -> Bool {
-        switch kind {
-        case .cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult: true
-        default: false
-        }
-    }
-
     /// Handles a quantum-layer message from the peer. A malformed or out-of-place message
-    /// discards its round only.
-    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant, pool: inout KeyPool) -> [Effect] {
-        guard Self.touchesPool(kind) else { return received(kind, payload, at: now) }
+    /// discards its round only. Only reconciliation reaches `pool` (it spends authentication
+    /// keys and deposits distilled keys), one operation at a time (`DistillationPool`): frames,
+    /// sifting, estimation and the computations between those operations never hold a node's
+    /// pool lock, so its event loop never waits behind them.
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant, pool: inout some DistillationPool) -> [Effect] {
+        switch kind {
+        case .cascadeRequest, .cascadeReply, .reconciliationDone, .reconciliationResult: break
+        default: return received(kind, payload, at: now)
+        }
         guard active else { return [] }
         // The peer is working through the rounds (one link's messages arrive in order): the
         // timeout counts from the last distillation message, not from when a round opened, so a
@@ -160,9 +155,9 @@ public struct QuantumLinkEngine: Sendable {
         return translate(distiller!.received(kind, payload, pool: &pool))
     }
 
-    /// Handles a message that does not touch the pool (`touchesPool(kind)` false): frames,
-    /// sifting and estimation. A reconciliation message here is refused (its round discarded).
-    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant) -> [Effect] {
+    /// Handles a message that does not touch the pool: frames, sifting and estimation. A
+    /// reconciliation message here is refused (its round discarded).
+    mutating func received(_ kind: MessageKind, _ payload: [UInt8], at now: Instant) -> [Effect] {
         guard active else { return [] }
         do {
             switch (role, kind) {

@@ -113,7 +113,14 @@ public final class NodeRuntime {
         // below): link silence is measured up to here, not across a stall of this loop.
         let listening = clock.now()
         let events = transport.wait(timeoutMs: timeout)
+        let woke = clock.now()
+        var slowest: (event: String, ns: UInt64) = ("", 0)
         for event in events where running {
+            let began = clock.now()
+            defer {
+                let took = clock.now().nanoseconds(since: began)
+                if took > slowest.ns { slowest = (event.name, took) }
+            }
             switch event {
             case .wake:
                 drainWorker()
@@ -140,7 +147,26 @@ public final class NodeRuntime {
         perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
             ($0.link, $0.state == .up, core.compromised.contains($0.link.index))
         }))
+        noteStall(waitedFrom: listening, timeoutMs: timeout, woke: woke, events: events.count, slowest: slowest)
         return (true, events.count)
+    }
+
+    /// A step longer than this is logged (`noteStall`): heartbeats every 200 ms and a 1 s
+    /// liveness timeout leave the loop that much slack before its neighbours think it gone.
+    static let stallWarningNs: UInt64 = 300_000_000
+
+    /// Logs a step whose wait overshot its timeout (the thread did not get the CPU) or whose
+    /// handling took long (what was slowest), by more than `stallWarningNs`: the cause when a
+    /// neighbour took a link down for silence while this node ran.
+    private func noteStall(waitedFrom start: Instant, timeoutMs: Int, woke: Instant, events: Int, slowest: (event: String, ns: UInt64)) {
+        let end = clock.now()
+        let late = woke.nanoseconds(since: start.advanced(byNanoseconds: UInt64(max(0, timeoutMs)) * 1_000_000))
+        let handling = end.nanoseconds(since: woke)
+        guard late > Self.stallWarningNs || handling > Self.stallWarningNs else { return }
+        logger.warning("event loop stalled", metadata: [
+            "wait_overshoot_ms": "\(late / 1_000_000)", "handling_ms": "\(handling / 1_000_000)", "events": "\(events)",
+            "slowest": "\(slowest.event)", "slowest_ms": "\(slowest.ns / 1_000_000)",
+        ])
     }
 
     /// The node's status as `qkdctl status` reports it. Only from the loop's own thread (the
@@ -317,6 +343,20 @@ extension LogLevel {
         case .notice: .notice
         case .warning: .warning
         case .error: .error
+        }
+    }
+}
+
+extension TransportEvent {
+    /// What the event is, for a stall report (no content).
+    var name: String {
+        switch self {
+        case .peer(let from, _): "frame from \(from)"
+        case .control: "control request"
+        case .malformed: "malformed message"
+        case .refused: "refused connection"
+        case .stopRequested: "stop"
+        case .wake: "worker and key requests"
         }
     }
 }

@@ -310,8 +310,10 @@ public struct KeyDistiller: Sendable {
     /// Handles a distillation message from the peer. A message that does not fit discards
     /// its round.
     /// `pool` is this end's key pool of the link: authentication keys come from it, distilled
-    /// keys go into it (pending, then available once the peer acknowledged the round).
-    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], pool: inout KeyPool) -> [Output] {
+    /// keys go into it (pending, then available once the peer acknowledged the round). Each
+    /// call on it is one operation between computations (`DistillationPool`): a node's lock is
+    /// held for the operation, never through Cascade, hashing or privacy amplification.
+    public mutating func received(_ kind: MessageKind, _ payload: [UInt8], pool: inout some DistillationPool) -> [Output] {
         do {
             switch (role, kind) {
             case (.alice, .cascadeRequest): return try aliceAnswer(CascadeRequest.decode(payload), raw: payload)
@@ -341,7 +343,7 @@ public struct KeyDistiller: Sendable {
         return [.send(.cascadeReply, bytes)]
     }
 
-    private mutating func bobContinue(_ reply: CascadeReply, raw: [UInt8], pool: inout KeyPool) throws -> [Output] {
+    private mutating func bobContinue(_ reply: CascadeReply, raw: [UInt8], pool: inout some DistillationPool) throws -> [Output] {
         guard var round = rounds[reply.block], var bob = round.bob else {
             throw ProtocolError(.unknownRound, "cascade reply for block \(reply.block), which is not running")
         }
@@ -391,7 +393,7 @@ public struct KeyDistiller: Sendable {
         return [.send(.reconciliationDone, done.encoded())]
     }
 
-    private mutating func aliceVerify(_ done: ReconciliationDone, pool: inout KeyPool) throws -> [Output] {
+    private mutating func aliceVerify(_ done: ReconciliationDone, pool: inout some DistillationPool) throws -> [Output] {
         guard var round = rounds.removeValue(forKey: done.block), let alice = round.alice else {
             // Bob spent the authentication key he named on this round; spend it here too, or the
             // two pools would differ by that key (a round abandoned here while Bob finished it).
@@ -452,7 +454,7 @@ public struct KeyDistiller: Sendable {
         return out
     }
 
-    private mutating func bobFinish(_ result: ReconciliationResult, pool: inout KeyPool) throws -> [Output] {
+    private mutating func bobFinish(_ result: ReconciliationResult, pool: inout some DistillationPool) throws -> [Output] {
         guard let round = rounds.removeValue(forKey: result.block), let corrected = round.corrected, let (_, pad2) = round.pads,
               let done = round.done else {
             throw ProtocolError(.unknownRound, "reconciliation result for block \(result.block), which is not waiting")
@@ -510,7 +512,7 @@ public struct KeyDistiller: Sendable {
     }
 
     /// Releases a held round's keys: pending → available in the pool.
-    private mutating func commit(_ block: UInt64, pool: inout KeyPool) -> [Output] {
+    private mutating func commit(_ block: UInt64, pool: inout some DistillationPool) -> [Output] {
         guard let ids = held.removeValue(forKey: block) else { return [] }
         pool.confirm(ids)
         counters.keysCommitted += UInt64(ids.count)
@@ -519,7 +521,7 @@ public struct KeyDistiller: Sendable {
 
     /// Gives up held rounds far behind `newest` (the peer never acknowledged them): their
     /// pending keys are discarded.
-    private mutating func expireHeld(newest: UInt64, pool: inout KeyPool) {
+    private mutating func expireHeld(newest: UInt64, pool: inout some DistillationPool) {
         for block in held.keys where block + KeyDistiller.holdingHorizon < newest {
             pool.discardPending(held[block]!)
             held[block] = nil
@@ -572,7 +574,7 @@ public struct KeyDistiller: Sendable {
 
     /// `seeds`: the round's `Done`, whose privacy-amplification and key-ID seeds both ends use.
     private mutating func deposit(_ round: Round, leaked: Int, finalBits m: Int, corrected: BitVector, seeds done: ReconciliationDone,
-                                  pool: inout KeyPool) -> [Output] {
+                                  pool: inout some DistillationPool) -> [Output] {
         let n = round.block.key.count
         counters.blocksDistilled += 1
         counters.leakedBits += UInt64(leaked)

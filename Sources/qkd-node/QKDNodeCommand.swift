@@ -85,6 +85,9 @@ struct QKDNodeCommand: AsyncParsableCommand {
             let rc = qkd_pin_thread_to_cpu(cpu)
             if rc != 0 { logger.warning("cannot pin to CPU", metadata: ["cpu": "\(cpu)", "errno": "\(rc)"]) }
         }
+        // Frames of a megabyte pass from the worker to the loop: reuse the heap, do not map
+        // and unmap each one (measured on the 16-city mesh: see docs/decisions.md).
+        if qkd_keep_heap() != 0 { logger.warning("cannot tune the allocator: megabyte frames are mapped one by one") }
         // SIGTERM and SIGINT go to the service group, which asks the event loop to stop through
         // the stop pipe that its poll watches.
         guard qkd_create_stop_pipe() == 0 else { fail(1, "cannot create the stop pipe") }

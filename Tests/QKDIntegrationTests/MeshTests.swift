@@ -24,6 +24,22 @@ import Testing
         zip(path, path.dropFirst()).contains { [$0.0, $0.1].sorted() == [a, b].sorted() }
     }
 
+    /// How many times each link end was taken down because its peer fell silent, and how many
+    /// steps of event loops were logged as stalled (from every node's log), most first.
+    static func silences(_ network: Network) -> String {
+        var counts: [String: Int] = [:]
+        var stalls = 0
+        for node in network.topology.nodes {
+            guard let text = try? String(contentsOfFile: network.layout.logPath(node.id), encoding: .utf8) else { continue }
+            stalls += text.split(separator: "\n").filter { $0.contains("event loop stalled") }.count
+            for line in text.split(separator: "\n") where line.contains("] link down") && line.contains("no frame from") {
+                counts["\(node.id)", default: 0] += 1
+            }
+        }
+        let total = counts.values.reduce(0, +)
+        return "\(total) at \(counts.count) nodes (event loops stalled \(stalls) times); most: \(counts.sorted { $0.value > $1.value }.prefix(8).map { "\($0.key) \($0.value)" })"
+    }
+
     /// Full intercept-resend on the fibre out of Hefei towards Nanjing: the link's QBER reaches
     /// 25 %, it adds no key from the second block after Eve came, it is marked compromised, and
     /// relays from Hefei to Nanjing go around it; when she leaves it comes back, and no key is
@@ -34,6 +50,7 @@ import Testing
                                      extraNodeArguments: ["--time-scale", Self.timeScale])
         var passed = false
         defer {
+            print("mesh: links taken down for silence: \(Self.silences(network))")
             if !passed { for node in ["Hefei", "R-HEFNAN-1", "R-HEFNAN-2", "Nanjing"] { print(network.diagnostics(NodeID(node), lines: 25)) } }
             Harness.tearDown(network)
         }
@@ -71,13 +88,17 @@ import Testing
         #expect(wholly, "a second round under attack is aborted")
         _ = try EavesdropperProcessTests.expectInterceptResendCaught(network, link, attachedAt: attached)
         var detour: [String] = []
+        var refusals: [String] = []
         // 60 s: the compromised link is advertised at once; relays retried until the detour has spare keys.
         let rerouted = eventually(within: 60) {
-            guard let report = try? network.relay(from: NodeID(a), to: NodeID("Nanjing")).get(), report.ok else { return false }
-            detour = report.path
-            return !Self.crosses(detour, a, b)
+            switch network.relay(from: NodeID(a), to: NodeID("Nanjing")) {
+            case .failure(let error): refusals.append("\(error)"); return false
+            case .success(let report) where !report.ok: refusals.append("\(report.path): \(report.error ?? "?")"); return false
+            case .success(let report): detour = report.path; return !Self.crosses(detour, a, b)
+            }
         }
-        #expect(rerouted, "relays from Hefei to Nanjing go around the compromised link: \(detour)")
+        #expect(rerouted, "relays from Hefei to Nanjing go around the compromised link: \(detour); failed: \(refusals.suffix(10))")
+        print("mesh: \(refusals.count) relays failed before one went around: \(refusals.suffix(5))")
         let learned = try #require(network.eveReport(link))
         #expect(learned.siftedSignalBits > 100_000 && abs(learned.knownFraction - 0.5) < 0.05, "\(learned)")
 

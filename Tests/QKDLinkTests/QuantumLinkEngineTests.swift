@@ -169,4 +169,78 @@ import Testing
         #expect(!next.isEmpty)
         #expect(alice.currentReport.session == 2)
     }
+
+    /// A pool that counts the operations done on it (the distiller's only way in).
+    struct CountingPool: DistillationPool {
+        var pool: KeyPool
+        var operations = 0
+
+        mutating func takeOldestForAuthentication() -> (id: KeyID, bits: BitVector)? {
+            operations += 1
+            return pool.takeOldestForAuthentication()
+        }
+        mutating func takeForAuthentication(_ id: KeyID) -> BitVector? {
+            operations += 1
+            return pool.takeForAuthentication(id)
+        }
+        mutating func confirm(_ ids: [KeyID]) {
+            operations += 1
+            pool.confirm(ids)
+        }
+        mutating func deposit(_ keys: [(id: KeyID, bits: BitVector)], pending: Bool) throws(KeyPool.Failure) -> Int {
+            operations += 1
+            return try pool.deposit(keys, pending: pending)
+        }
+        mutating func discardPending(_ ids: [KeyID]) -> Int {
+            operations += 1
+            return pool.discardPending(ids)
+        }
+    }
+
+    /// Reconciliation reaches the pool only for its few operations (a node's shell locks its
+    /// pools per operation, and its event loop waits behind nothing longer): Cascade's many
+    /// requests and replies touch it once per block (Bob's authentication key when Cascade
+    /// ends), and a whole block takes a handful of operations at each end, however many
+    /// messages Cascade exchanged.
+    @Test func reconciliationTouchesThePoolOnlyForItsOperations() {
+        let t0 = Instant(nanoseconds: 0)
+        var (alice, bob) = engines(at: t0)
+        var pools = (alice: CountingPool(pool: Self.pool()), bob: CountingPool(pool: Self.pool()))
+        alice.start(session: 1, at: t0)
+        bob.start(session: 1, at: t0)
+        var messages: [MessageKind: Int] = [:], operations: [MessageKind: Int] = [:]
+        var blocks = 0
+        var now = t0
+        for _ in 0..<400 where blocks < 3 {
+            now = now.advanced(byMilliseconds: 10)
+            var queue: [(toBob: Bool, kind: MessageKind, payload: [UInt8])] = alice.tick(at: now).compactMap {
+                if case .send(let k, let p) = $0 { (true, k, p) } else { nil }
+            }
+            while !queue.isEmpty {
+                let (toBob, kind, payload) = queue.removeFirst()
+                let before = pools.alice.operations + pools.bob.operations
+                let out = toBob ? bob.received(kind, payload, at: now, pool: &pools.bob) : alice.received(kind, payload, at: now, pool: &pools.alice)
+                messages[kind, default: 0] += 1
+                operations[kind, default: 0] += pools.alice.operations + pools.bob.operations - before
+                for effect in out {
+                    if case .send(let k, let p) = effect { queue.append((!toBob, k, p)) }
+                    if case .block = effect, !toBob { blocks += 1 }
+                }
+            }
+        }
+        let finished = messages[.reconciliationResult] ?? 0
+        #expect(blocks == 3 && finished >= 2, "blocks \(blocks), reconciled \(finished)")
+        let cascade = (messages[.cascadeRequest] ?? 0) + (messages[.cascadeReply] ?? 0)
+        #expect(cascade > 10 * finished, "Cascade exchanged \(cascade) messages for \(finished) blocks")
+        #expect(operations[.cascadeRequest, default: 0] == 0)
+        #expect(operations[.cascadeReply, default: 0] <= messages[.reconciliationDone, default: 0])
+        for kind in [MessageKind.quantumFrame, .siftAnnouncement, .siftReply, .estimationReveal, .estimationResult] {
+            #expect(operations[kind, default: 0] == 0, "\(kind)")
+        }
+        let total = operations.values.reduce(0, +)
+        #expect(total <= 8 * (messages[.reconciliationDone] ?? 0), "\(operations) for \(messages)")
+        // And the keys went where they belong: both pools hold the committed keys.
+        #expect(pools.alice.pool.availableKeys > Self.bootstrap.keys.count - 2 * finished)
+        #expect(pools.alice.pool.availableIDs.allSatisfy { pools.bob.pool.state(of: $0) == .available })
+    }
 }

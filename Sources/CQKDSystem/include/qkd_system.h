@@ -43,3 +43,11 @@ int qkd_unpin_thread(void);
 /// their own). Returns 0 or an errno value.
 int qkd_lower_thread_priority(int increment);
 #endif
+
+/// Keeps freed memory in the process for reuse instead of returning it to the kernel at once:
+/// allocations up to 32 MiB come from the heap (glibc's M_MMAP_THRESHOLD, its maximum), and a
+/// heap is trimmed only when 64 MiB lie free at its top (M_TRIM_THRESHOLD). A node passes
+/// megabyte frames from its quantum worker to its event loop; with glibc's defaults each was
+/// a fresh mapping, faulted in page by page by the loop and unmapped again. Returns 0 if both
+/// settings took, else -1.
+int qkd_keep_heap(void);
