@@ -37,12 +37,8 @@ struct LinkPoolOperations<Access: LinkPoolAccess>: DistillationPool {
 
     @discardableResult
     mutating func deposit(_ keys: [(id: KeyID, bits: BitVector)], pending: Bool) throws(KeyPool.Failure) -> Int {
-        let outcome = access.modify(link) { pool -> Result<Int, KeyPool.Failure> in
-            do throws(KeyPool.Failure) {
-                return .success(try pool.deposit(keys, pending: pending))
-            } catch {
-                return .failure(error)
-            }
+        let outcome = access.modify(link) { pool in
+            Result { () throws(KeyPool.Failure) -> Int in try pool.deposit(keys, pending: pending) }
         }
         guard let outcome else { throw .notSynchronised }
         return try outcome.get()

@@ -114,12 +114,12 @@ public final class NodeRuntime {
         let listening = clock.now()
         let events = transport.wait(timeoutMs: timeout)
         let woke = clock.now()
-        var slowest: (event: String, ns: UInt64) = ("", 0)
-        for event in events where running {
+        var slowest: (index: Int, ns: UInt64) = (0, 0)
+        for (index, event) in events.enumerated() where running {
             let began = clock.now()
             defer {
                 let took = clock.now().nanoseconds(since: began)
-                if took > slowest.ns { slowest = (event.name, took) }
+                if took > slowest.ns { slowest = (index, took) }
             }
             switch event {
             case .wake:
@@ -147,7 +147,7 @@ public final class NodeRuntime {
         perform(relayAgent.tick(at: clock.now(), links: core.monitor.records.map {
             ($0.link, $0.state == .up, core.compromised.contains($0.link.index))
         }))
-        noteStall(waitedFrom: listening, timeoutMs: timeout, woke: woke, events: events.count, slowest: slowest)
+        noteStall(waitedFrom: listening, timeoutMs: timeout, woke: woke, events: events, slowest: slowest)
         return (true, events.count)
     }
 
@@ -158,14 +158,14 @@ public final class NodeRuntime {
     /// Logs a step whose wait overshot its timeout (the thread did not get the CPU) or whose
     /// handling took long (what was slowest), by more than `stallWarningNs`: the cause when a
     /// neighbour took a link down for silence while this node ran.
-    private func noteStall(waitedFrom start: Instant, timeoutMs: Int, woke: Instant, events: Int, slowest: (event: String, ns: UInt64)) {
+    private func noteStall(waitedFrom start: Instant, timeoutMs: Int, woke: Instant, events: [TransportEvent], slowest: (index: Int, ns: UInt64)) {
         let end = clock.now()
         let late = woke.nanoseconds(since: start.advanced(byNanoseconds: UInt64(max(0, timeoutMs)) * 1_000_000))
         let handling = end.nanoseconds(since: woke)
         guard late > Self.stallWarningNs || handling > Self.stallWarningNs else { return }
         logger.warning("event loop stalled", metadata: [
-            "wait_overshoot_ms": "\(late / 1_000_000)", "handling_ms": "\(handling / 1_000_000)", "events": "\(events)",
-            "slowest": "\(slowest.event)", "slowest_ms": "\(slowest.ns / 1_000_000)",
+            "wait_overshoot_ms": "\(late / 1_000_000)", "handling_ms": "\(handling / 1_000_000)", "events": "\(events.count)",
+            "slowest": "\(events.indices.contains(slowest.index) ? events[slowest.index].name : "")", "slowest_ms": "\(slowest.ns / 1_000_000)",
         ])
     }
 

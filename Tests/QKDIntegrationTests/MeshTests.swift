@@ -31,9 +31,9 @@ import Testing
         var stalls = 0
         for node in network.topology.nodes {
             guard let text = try? String(contentsOfFile: network.layout.logPath(node.id), encoding: .utf8) else { continue }
-            stalls += text.split(separator: "\n").filter { $0.contains("event loop stalled") }.count
-            for line in text.split(separator: "\n") where line.contains("] link down") && line.contains("no frame from") {
-                counts["\(node.id)", default: 0] += 1
+            for line in text.split(separator: "\n") {
+                if line.contains("event loop stalled") { stalls += 1 }
+                if line.contains("] link down") && line.contains("no frame from") { counts["\(node.id)", default: 0] += 1 }
             }
         }
         let total = counts.values.reduce(0, +)
