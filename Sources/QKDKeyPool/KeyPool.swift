@@ -204,19 +204,31 @@ public struct KeyPool: Sendable {
         guard count > 0, count <= spare else { throw .insufficient(requested: count, available: max(0, spare)) }
         compactQueue()
         var picked: [(id: KeyID, bits: BitVector)] = []
-        var skipped = 0
+        var reserve: [KeyID] = []
+        reserve.reserveCapacity(configuration.authenticationReserve)
         var i = queueHead
         while picked.count < count && i < queue.count {
             let id = queue[i]
             i += 1
             guard isCurrent(id, at: i - 1) else { continue }
-            if skipped < configuration.authenticationReserve {
-                skipped += 1
+            if reserve.count < configuration.authenticationReserve {
+                reserve.append(id)
                 continue
             }
             picked.append((id, entries[id]!.bits))
         }
         for (id, _) in picked { consumeHeld(id) }
+        // The walked stretch now holds the reserve, the keys just taken and those taken before
+        // (stale entries, left behind the reserve by every earlier call). Moving the reserve to
+        // the stretch's end, in order, makes all of that a dead prefix, so the next call walks
+        // the reserve and its own keys only: without it each call walked every key ever taken
+        // (measured: 2.7 ms per relay after 40,000 link keys consumed, make bench kme.abuse_*).
+        let start = i - reserve.count
+        for (k, id) in reserve.enumerated() {
+            queue[start + k] = id
+            position[id] = queueBase + start + k
+        }
+        queueHead = start
         return picked
     }
 

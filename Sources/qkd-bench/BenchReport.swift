@@ -45,3 +45,9 @@ struct BenchReport {
         return String(decoding: (try? encoder.encode(entries)) ?? Data(), as: UTF8.self)
     }
 }
+
+/// A benchmark that could not measure what it set out to, with why.
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -12,7 +12,8 @@ import QKDStore
 ///
 /// Then the KME under abuse (issue 17): a hostile SAE at Alice (SAE-Mallory) sends 10,000
 /// maximal `enc_keys` requests (128 keys of 8192 bits, half relayed to SAE-Relay, half for
-/// SAE-Alice at the same node) over 16 connections while SAE-Alice takes its keys as before:
+/// SAE-Alice at the same node) over 16 connections, from a process of its own, while
+/// SAE-Alice takes its keys as before:
 /// Alice's resident memory (peak), the victim's `enc_keys` latency against the idle figure,
 /// the hostile requests' answers, and whether every victim key arrived intact at its slave.
 enum KMEBenchmarks {
@@ -102,50 +103,37 @@ enum KMEBenchmarks {
         report.add("kme.dec_keys_ms", stats(result.dec), unit: "ms", target: "(GET dec_keys at the slave's KME)")
         report.add("kme.enc_keys_per_s", stats([result.rate]), unit: "req/s", target: "≥ 1000 (one KME, 8 connections)")
         print("  failed requests: \(result.failures)")
-        try abuse(&report, idle: result.enc, alice: pids[alice] ?? 0, a: a, r: r, pki: pki)
+        try abuse(&report, idle: result.enc, alice: pids[alice] ?? 0, a: a, r: r, pki: pki, binDirectory: binDirectory)
     }
 
-    /// The abuse phase (see the type's comment).
+    /// The abuse phase (see the type's comment). The hostile SAE runs in a process of its own
+    /// (`qkd-bench --kme-flood`), as an attacker would: in the benchmark's own process its 16
+    /// connections would share the victim client's event loops and task pool, and the victim's
+    /// latency would measure that client, not the KME.
     static func abuse(_ report: inout BenchReport, idle: [Double], alice pid: Int32, a: (host: String, port: Int), r: (host: String, port: Int),
-                      pki: PKI) throws {
+                      pki: PKI, binDirectory: String) throws {
         let rssBefore = Processes.residentBytes(pid) ?? 0
         let peak = PeakSampler(pid: pid)
         let sampler = Thread { peak.run() }
         sampler.start()
         defer { peak.stop() }
-        let outcome = try blocking { () async throws -> (victim: [Double], victimFailures: Int, altered: Int, statuses: [Int: Int]) in
-            let began = Date()
-            let hostile = Task { () async throws -> [Int: Int] in
-                try await withThrowingTaskGroup(of: [Int: Int].self) { group in
-                    for c in 0..<16 {
-                        group.addTask {
-                            let conn = try await HTTPSConnection.connect(host: a.host, port: a.port, ca: pki.caPath,
-                                                                        certificate: pki.saeCertificatePath("SAE-Mallory"),
-                                                                        key: pki.saeKeyPath("SAE-Mallory"))
-                            var statuses: [Int: Int] = [:]
-                            for i in stride(from: c, to: 10_000, by: 16) {
-                                let slave = i % 2 == 0 ? "SAE-Relay" : "SAE-Alice"
-                                let got = try await conn.request("/api/v1/keys/\(slave)/enc_keys?number=128&size=8192")
-                                statuses[got.status, default: 0] += 1
-                            }
-                            await conn.close()
-                            return statuses
-                        }
-                    }
-                    var all: [Int: Int] = [:]
-                    for try await s in group { all.merge(s, uniquingKeysWith: +) }
-                    print(String(format: "  hostile requests took %.1f s", Date().timeIntervalSince(began)))
-                    return all
-                }
-            }
+        let flood = Process()
+        flood.executableURL = URL(fileURLWithPath: "\(binDirectory)/qkd-bench")
+        flood.arguments = ["--kme-flood", a.host, "\(a.port)", pki.caPath, pki.saeCertificatePath("SAE-Mallory"), pki.saeKeyPath("SAE-Mallory")]
+        let out = Pipe()
+        flood.standardOutput = out
+        try flood.run()
+        defer { if flood.isRunning { kill(flood.processIdentifier, SIGKILL) } }
+        let lines = LineReader(out.fileHandleForReading)
+        // The victim starts once the flood runs (its 16 TLS handshakes done).
+        guard lines.next()?.hasPrefix("flooding") == true else { throw BenchError("the KME flood did not start") }
+        let outcome = try blocking { () async throws -> (victim: [Double], victimFailures: Int, altered: Int) in
             let master = try await HTTPSConnection.connect(host: a.host, port: a.port, ca: pki.caPath,
                                                           certificate: pki.saeCertificatePath("SAE-Alice"), key: pki.saeKeyPath("SAE-Alice"))
             let slave = try await HTTPSConnection.connect(host: r.host, port: r.port, ca: pki.caPath,
                                                          certificate: pki.saeCertificatePath("SAE-Relay"), key: pki.saeKeyPath("SAE-Relay"))
-            // The victim starts once the flood runs (its 16 TLS handshakes done).
-            try await Task.sleep(for: .seconds(2))
             var victim: [Double] = [], failures = 0, altered = 0, firstFailure: String?
-            for _ in 0..<200 {
+            for _ in 0..<1000 {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let got = try await master.request("/api/v1/keys/SAE-Relay/enc_keys")
                 let t1 = DispatchTime.now().uptimeNanoseconds
@@ -161,9 +149,15 @@ enum KMEBenchmarks {
             await master.close()
             await slave.close()
             if let firstFailure { print("  first victim failure: \(firstFailure)") }
-            return (victim, failures, altered, try await hostile.value)
+            return (victim, failures, altered)
         }
+        // The flood must still have been running when the victim finished, or it measured nothing.
+        let stillFlooding = flood.isRunning
+        var summary = ""
+        while let line = lines.next() { summary = line }
+        flood.waitUntilExit()
         peak.stop()
+        guard flood.terminationStatus == 0, summary.hasPrefix("flooded") else { throw BenchError("the KME flood failed: \(summary)") }
         let mib = { (bytes: Int) in Double(bytes) / 1_048_576 }
         let idleP50 = stats(idle).p50, underP50 = stats(outcome.victim).p50
         report.add("kme.abuse_victim_enc_keys_ms", stats(outcome.victim), unit: "ms",
@@ -171,8 +165,65 @@ enum KMEBenchmarks {
         let after = Processes.residentBytes(pid) ?? 0
         report.add("kme.abuse_rss_peak_mib", stats([mib(peak.value)]), unit: "MiB",
                    target: String(format: "bounded: Alice before %.0f MiB, after %.0f MiB", mib(rssBefore), mib(after)))
-        let answers = outcome.statuses.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: ", ")
-        print("  hostile answers: \(answers); victim failures: \(outcome.victimFailures), victim keys altered: \(outcome.altered)")
+        print("  hostile \(summary); flood still running when the victim finished: \(stillFlooding); victim failures: \(outcome.victimFailures), victim keys altered: \(outcome.altered)")
+    }
+
+    /// `qkd-bench --kme-flood HOST PORT CA CERT KEY`: the hostile SAE. 10,000 maximal
+    /// `enc_keys` requests (128 keys of 8192 bits; half for a slave at another node, half for
+    /// one at the same node) over 16 connections, each sent as soon as the last is answered.
+    /// Prints "flooding" once every connection is up, then "flooded" with the answers by status.
+    static func flood(_ args: [String]) throws {
+        guard args.count == 5, let port = Int(args[1]) else { throw BenchError("usage: qkd-bench --kme-flood HOST PORT CA CERT KEY") }
+        let host = args[0], ca = args[2], certificate = args[3], key = args[4]
+        let (statuses, seconds) = try blocking { () async throws -> ([Int: Int], Double) in
+            var connections: [HTTPSConnection] = []
+            for _ in 0..<16 { connections.append(try await HTTPSConnection.connect(host: host, port: port, ca: ca, certificate: certificate, key: key)) }
+            FileHandle.standardOutput.write(Data("flooding\n".utf8))  // unbuffered: the parent waits for it
+            let began = Date()
+            let all = try await withThrowingTaskGroup(of: [Int: Int].self) { group in
+                for (c, conn) in connections.enumerated() {
+                    group.addTask {
+                        var statuses: [Int: Int] = [:]
+                        for i in stride(from: c, to: 10_000, by: 16) {
+                            let slave = i % 2 == 0 ? "SAE-Relay" : "SAE-Alice"
+                            statuses[try await conn.request("/api/v1/keys/\(slave)/enc_keys?number=128&size=8192").status, default: 0] += 1
+                        }
+                        await conn.close()
+                        return statuses
+                    }
+                }
+                var all: [Int: Int] = [:]
+                for try await s in group { all.merge(s, uniquingKeysWith: +) }
+                return all
+            }
+            return (all, Date().timeIntervalSince(began))
+        }
+        let answers = statuses.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: ", ")
+        print(String(format: "flooded in %.1f s: %@", seconds, answers))
+    }
+
+    /// Lines of a child's output, read as they come.
+    final class LineReader {
+        let handle: FileHandle
+        private var buffer: [UInt8] = []
+        init(_ handle: FileHandle) { self.handle = handle }
+
+        /// The next line, or nil at the end of the output.
+        func next() -> String? {
+            while true {
+                if let i = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: buffer[..<i], as: UTF8.self)
+                    buffer.removeSubrange(...i)
+                    return line
+                }
+                let chunk = handle.availableData
+                if chunk.isEmpty {
+                    defer { buffer = [] }
+                    return buffer.isEmpty ? nil : String(decoding: buffer, as: UTF8.self)
+                }
+                buffer += chunk
+            }
+        }
     }
 
     /// The first key of an ETSI 014 key container: its ID and its base64 value.

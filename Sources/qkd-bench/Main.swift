@@ -5,6 +5,13 @@ import Foundation
 struct QKDBench {
     static func main() {
         let args = CommandLine.arguments.dropFirst()
+        if args.first == "--kme-flood" {
+            do { try KMEBenchmarks.flood(Array(args.dropFirst())) } catch {
+                FileHandle.standardError.write(Data("qkd-bench --kme-flood: \(error)\n".utf8))
+                exit(1)
+            }
+            return
+        }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let binDirectory = URL(fileURLWithPath: exe).deletingLastPathComponent().path
         let topologies = args.first { !$0.hasPrefix("-") } ?? "Topologies"

@@ -40,6 +40,19 @@ enum PoolBenchmarks {
             take.append(100 / Date().timeIntervalSince(t))
         }
         report.add("pool.consume_keys_per_s", stats(take), unit: "keys/s", target: "≥ 50,000 (durable, 100 per transaction)")
+        // A relay hop's take (2 keys, in memory) after 100,000 keys were taken one hop at a time
+        // behind the 64-key authentication reserve: must not grow with what was taken before.
+        var hops = KeyPool(configuration: .init(maxKeyCount: 1 << 30))
+        try hops.deposit(keys(150_000, &g), pending: false)
+        hops.synchronise(peerHolds: Set(hops.heldIDs))
+        for _ in 0..<50_000 { _ = try hops.consume(count: 2) }
+        var hop: [Double] = []
+        for _ in 0..<2_000 {
+            let t = DispatchTime.now().uptimeNanoseconds
+            _ = try hops.consume(count: 2)
+            hop.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e3)
+        }
+        report.add("pool.hop_take_after_1e5_us", stats(hop), unit: "µs", target: "(2 keys in memory; before 2026-12-04 it grew with keys taken: 2.7 ms per relay request after 40,000)")
         var loads: [Double] = []
         for _ in 0..<3 {
             let t = Date()

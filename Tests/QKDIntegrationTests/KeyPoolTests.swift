@@ -22,13 +22,27 @@ import Testing
             network.pools().links.allSatisfy { $0.ends.count == 2 && $0.ends.allSatisfy { $0.storedKeys >= 8000 } }
         }
         #expect(filled)
-        // Steady state: the rate is the slope of committed bits over emulated time.
-        let before = network.pools()
-        let grown = eventually(within: 120) {
-            zip(network.pools().links, before.links).allSatisfy { $0.generatedBitsTotal > $1.generatedBitsTotal + 3_000_000 }
+        // Steady state: the rate is the slope of committed bits over emulated time, measured per
+        // link between two commits (each end of the window is the first report after a block
+        // was committed, so the window holds whole blocks and no part of one: a block is about
+        // an emulated second here, and a window starting anywhere between two commits was off
+        // by up to one block) over at least 25 Mbit (several blocks).
+        let links = network.topology.links.map(\.name)
+        let initial = Dictionary(uniqueKeysWithValues: network.pools().links.map { ($0.link, $0.generatedBitsTotal) })
+        var starts: [String: PoolsStatus.Link] = [:], ends: [String: PoolsStatus.Link] = [:]
+        var pools = network.pools()
+        let measured = eventually(within: 180) {
+            pools = network.pools()
+            for link in pools.links {
+                if let start = starts[link.link] {
+                    if ends[link.link] == nil, link.generatedBitsTotal >= start.generatedBitsTotal + 25_000_000 { ends[link.link] = link }
+                } else if link.generatedBitsTotal != initial[link.link] {
+                    starts[link.link] = link
+                }
+            }
+            return links.allSatisfy { ends[$0] != nil }
         }
-        #expect(grown)
-        let pools = network.pools()
+        #expect(measured, "windows of 25 Mbit: started \(starts.keys.sorted()), ended \(ends.keys.sorted())")
         // Both ends hold the same available keys with the same bits (keyed digests).
         let audit = network.audit()
         #expect(audit.ok, "\(audit)")
@@ -52,11 +66,12 @@ import Testing
             .run(pulses: 8_000_000_000)
         let finalPerPulse = Double(outcome.aliceDistillation!.finalBits) / Double(outcome.pulses)
         #expect(outcome.keysMatch)
-        for (link, earlier) in zip(pools.links, before.links) {
+        for name in links {
+            let start = try #require(starts[name]), end = try #require(ends[name])
             let expected = finalPerPulse * 1e9
-            let rate = Double(link.generatedBitsTotal - earlier.generatedBitsTotal) / (link.emulatedSeconds - earlier.emulatedSeconds)
-            #expect(abs(rate / expected - 1) < 0.2, "\(link.link): \(rate) bit/s vs \(expected)")
-            #expect(link.keyRateBps > 0)
+            let rate = Double(end.generatedBitsTotal - start.generatedBitsTotal) / (end.emulatedSeconds - start.emulatedSeconds)
+            #expect(abs(rate / expected - 1) < 0.2, "\(name): \(rate) bit/s vs \(expected)")
+            #expect(end.keyRateBps > 0)
         }
         passed = true
     }
