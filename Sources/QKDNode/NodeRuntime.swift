@@ -128,7 +128,7 @@ public final class NodeRuntime {
             case .peer(let from, let frame):
                 carryOut(core.receive(frame: frame, from: from, at: clock.now()))
             case .control(let client, let request):
-                core.relays = relayAgent.counters
+                core.relays = relayCounters()
                 running = carryOut(core.control(client: client, request: request, at: clock.now()))
             case .malformed(let reason):
                 log(core.malformed(reason: reason))
@@ -169,10 +169,17 @@ public final class NodeRuntime {
         ])
     }
 
+    /// The relay's counters with the KME's refusals at its bounds.
+    private func relayCounters() -> RelayCounters {
+        var counters = relayAgent.counters
+        counters.refusedBusy = UInt64(keyRequests?.refused ?? 0)
+        return counters
+    }
+
     /// The node's status as `qkdctl status` reports it. Only from the loop's own thread (the
     /// deterministic network reads it between steps instead of asking over the control path).
     public func statusReport() -> NodeStatusReport {
-        core.relays = relayAgent.counters
+        core.relays = relayCounters()
         return core.status(at: clock.now())
     }
 

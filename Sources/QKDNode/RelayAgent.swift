@@ -38,10 +38,10 @@ final class RelayAgent {
     struct PoolKeys: RelayKeys {
         let pools: NodePools
         let maxWaiting: Int
-        func storageRefusal(for application: RelayApplication) -> String? {
+        func storageRefusal(for application: RelayApplication, acknowledgedBits: Int) -> String? {
             let pair = NodePools.SAEPair(master: application.master, slave: application.slave)
             let bits = application.keyIDs.count * application.keySize
-            if let refusal = NodePools.storageRefusal(waiting: pools.waitingBits(pair), adding: bits, limit: maxWaiting, pair: pair) {
+            if let refusal = NodePools.storageRefusal(waiting: pools.waitingBits(pair) + acknowledgedBits, adding: bits, limit: maxWaiting, pair: pair) {
                 return refusal
             }
             return application.keyIDs.contains { pools.applicationKey($0) != nil } ? "a key ID of this relay is already held here" : nil

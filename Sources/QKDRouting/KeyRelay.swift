@@ -19,9 +19,10 @@ public protocol RelayKeys {
     mutating func takeHop(incoming: String, named: [KeyID], outgoing: String, count: Int)
         -> (incoming: [BitVector], outgoing: [(id: KeyID, bits: BitVector)]?)?
     /// The destination, before it acknowledges a relay for an application: why it cannot hold
-    /// these keys for their slave SAE (as many keys waiting as the KME allows, or a key ID
-    /// already held), or nil if it can.
-    func storageRefusal(for application: RelayApplication) -> String?
+    /// these keys for their slave SAE (as many keys waiting as the KME allows, counting
+    /// `acknowledgedBits` of the same pair's relays acknowledged here and not yet stored, or a
+    /// key ID already held), or nil if it can.
+    func storageRefusal(for application: RelayApplication, acknowledgedBits: Int) -> String?
 }
 
 extension RelayKeys {
@@ -64,8 +65,8 @@ public struct KeyRelay: Sendable {
         /// application asked for it. At the destination this comes before the `relayDone` it
         /// sends, so a shell that stores the key first never confirms a key it could lose.
         case delivered(relay: KeyID, key: BitVector, path: [NodeID], application: RelayApplication?)
-        /// The relay is void at this node.
-        case failed(relay: KeyID, reason: String)
+        /// The relay is void at this node, for `cause` (`reason` says it in words, for logs).
+        case failed(relay: KeyID, cause: RelayFailureCause, reason: String)
     }
 
     /// How far a relay got at this node: what the next signal may be. Signals out of order
@@ -113,11 +114,11 @@ public struct KeyRelay: Sendable {
         lastNow = max(lastNow, now)
         guard path.count >= 2, path.first == node, bits > 0, bits % 8 == 0, bits <= RelayForward.maxBits,
               application.map({ $0.keySize * $0.keyIDs.count == bits }) ?? true, let link = linkName(path[0], path[1]) else {
-            return [.failed(relay: relay, reason: "bad relay request: \(bits) bits along \(path.map(\.rawValue))")]
+            return [.failed(relay: relay, cause: .badRequest, reason: "bad relay request: \(bits) bits along \(path.map(\.rawValue))")]
         }
         let n = keysPerHop(bits: bits)
         guard let taken = keys.take(link: link, count: n), taken.count == n else {
-            return [.failed(relay: relay, reason: "link \(link): fewer than \(n) keys available")]
+            return [.failed(relay: relay, cause: .noKeys, reason: "link \(link): fewer than \(n) keys available")]
         }
         let k0 = taken.dropLast(), mac = taken.last!
         let key = KeyRelay.concatenate(k0.map(\.bits), bits: bits)
@@ -168,7 +169,7 @@ public struct KeyRelay: Sendable {
                 finished[signal.relay] = lastNow
                 return [.send(to: previous!, kind: .relayDone, payload: signal.encoded())]
             case .relayAbort where from == previous || from == next:
-                return abort(signal.relay, reason: signal.reason, except: from)
+                return abort(signal.relay, cause: signal.cause ?? .outOfPlace, reason: signal.reason, except: from)
             default:
                 return []  // out of place: ignored (the relay times out if it never completes)
             }
@@ -183,7 +184,7 @@ public struct KeyRelay: Sendable {
         for (id, at) in finished where now.nanoseconds(since: at) > 4 * timeoutNs { finished[id] = nil }
         var out: [Directive] = []
         for (id, leg) in legs where leg.deadline <= now {
-            out += abort(id, reason: "timed out at \(node)", except: nil)
+            out += abort(id, cause: .timedOut, reason: "timed out at \(node)", except: nil)
         }
         return out
     }
@@ -194,7 +195,7 @@ public struct KeyRelay: Sendable {
         for (id, leg) in legs where leg.path.contains(neighbour) {
             let i = leg.index
             if (i > 0 && leg.path[i - 1] == neighbour) || (i + 1 < leg.path.count && leg.path[i + 1] == neighbour) {
-                out += abort(id, reason: "link \(node)-\(neighbour) down", except: neighbour)
+                out += abort(id, cause: .linkDown, reason: "link \(node)-\(neighbour) down", except: neighbour)
             }
         }
         return out
@@ -202,46 +203,46 @@ public struct KeyRelay: Sendable {
 
     private mutating func prepare(_ f: RelayForward, from: NodeID, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
         let path = f.path.map(NodeID.init)
-        let fail = { (reason: String) -> [Directive] in
-            [.send(to: from, kind: .relayAbort, payload: RelaySignal(relay: f.relay, reason: reason).encoded()),
-             .failed(relay: f.relay, reason: reason)]
+        let fail = { (cause: RelayFailureCause, reason: String) -> [Directive] in
+            [.send(to: from, kind: .relayAbort, payload: RelaySignal(relay: f.relay, cause: cause, reason: reason).encoded()),
+             .failed(relay: f.relay, cause: cause, reason: reason)]
         }
         // A forward of a relay this node holds, or that ended here, is a duplicate or late: it
         // changes nothing (answering it with an abort would void a relay that is going well).
         if legs[f.relay] != nil || finished[f.relay] != nil { return [] }
         guard path[f.hop] == node, path[f.hop - 1] == from,
               Set(path).count == path.count, let inLink = linkName(from, node) else {
-            return fail("relay message out of place at \(node)")
+            return fail(.outOfPlace, "relay message out of place at \(node)")
         }
         let n = keysPerHop(bits: f.bits)
         guard f.keys.count == n - 1, !f.keys.contains(f.macKey), f.padded.count == (f.hop == 1 ? 0 : (f.bits + 63) / 64) else {
-            return fail("malformed relay at \(node)")
+            return fail(.malformed, "malformed relay at \(node)")
         }
         let last = f.hop == path.count - 1
         let next = last ? nil : path[f.hop + 1]
         let outLink = next.flatMap { linkName(node, $0) }
-        if !last && outLink == nil { return fail("relay path \(f.path) has no link \(node)-\(next!)") }
+        if !last && outLink == nil { return fail(.outOfPlace, "relay path \(f.path) has no link \(node)-\(next!)") }
         let named = f.keys + [f.macKey]
         let taken = last ? keys.take(link: inLink, named: named).map { ($0, nil as [(id: KeyID, bits: BitVector)]?) }
             : keys.takeHop(incoming: inLink, named: named, outgoing: outLink!, count: n)
         guard let (inAll, outKeys) = taken, inAll.count == n else {
             finished[f.relay] = lastNow
-            return fail("link \(inLink): keys named by \(from) not available at \(node)")
+            return fail(.noKeys, "link \(inLink): keys named by \(from) not available at \(node)")
         }
         // The keys are consumed whatever the tag says (they were named in the clear).
         guard KeyRelay.tag(f, macKey: inAll[n - 1]) == f.tag else {
             finished[f.relay] = lastNow
-            return fail("relay forward from \(from) fails its authentication tag at \(node): voided")
+            return fail(.forged, "relay forward from \(from) fails its authentication tag at \(node): voided")
         }
         let inBits = Array(inAll.prefix(n - 1))
         let pad = KeyRelay.concatenate(inBits, bits: f.bits)
         let key = f.hop == 1 ? pad : KeyRelay.xor(BitVector(words: f.padded, count: f.bits), pad)
         let deadline = now.advanced(byNanoseconds: timeoutNs)
-        if last, let app = f.application, let refusal = keys.storageRefusal(for: app) {
+        if last, let app = f.application, let refusal = keys.storageRefusal(for: app, acknowledgedBits: acknowledgedBits(master: app.master, slave: app.slave)) {
             // Refused before anything is released: the source gets the reason and no retry
-            // would change it (`refusedByDestination`).
+            // would change it.
             finished[f.relay] = lastNow
-            return fail(KeyRelay.refusedByDestination + refusal)
+            return fail(.refusedByDestination, "refused by the destination: " + refusal)
         }
         if last {
             legs[f.relay] = Leg(role: .destination, stage: .acknowledged, path: path, index: f.hop, key: key, deadline: deadline,
@@ -250,7 +251,7 @@ public struct KeyRelay: Sendable {
         }
         guard let out = outKeys else {
             finished[f.relay] = lastNow
-            return fail("link \(node)-\(next!): fewer than \(n) keys available")
+            return fail(.noKeys, "link \(node)-\(next!): fewer than \(n) keys available")
         }
         legs[f.relay] = Leg(role: .transit, path: path, index: f.hop, key: key, deadline: deadline)
         let pads = out.dropLast(), mac = out.last!
@@ -261,25 +262,31 @@ public struct KeyRelay: Sendable {
         return [.send(to: next!, kind: .relayForward, payload: forward.encoded())]
     }
 
-    private mutating func abort(_ relay: KeyID, reason: String, except: NodeID?) -> [Directive] {
+    /// Key bits of `master`'s relays to `slave` that this destination acknowledged and has
+    /// not yet stored: counted against the slave's bound with those already waiting, so
+    /// relays in flight together cannot pass it together.
+    func acknowledgedBits(master: String, slave: String) -> Int {
+        legs.values.reduce(0) { sum, leg in
+            guard leg.role == .destination, let app = leg.application, app.master == master, app.slave == slave else { return sum }
+            return sum + app.keySize * app.keyIDs.count
+        }
+    }
+
+    private mutating func abort(_ relay: KeyID, cause: RelayFailureCause, reason: String, except: NodeID?) -> [Directive] {
         guard let leg = legs.removeValue(forKey: relay) else { return [] }
         finished[relay] = lastNow
         var out: [Directive] = []
         let i = leg.index
-        let signal = RelaySignal(relay: relay, reason: reason).encoded()
+        let signal = RelaySignal(relay: relay, cause: cause, reason: reason).encoded()
         for neighbour in [i > 0 ? leg.path[i - 1] : nil, i + 1 < leg.path.count ? leg.path[i + 1] : nil] {
             if let neighbour, neighbour != except { out.append(.send(to: neighbour, kind: .relayAbort, payload: signal)) }
         }
-        out.append(.failed(relay: relay, reason: reason))
+        out.append(.failed(relay: relay, cause: cause, reason: reason))
         return out
     }
 
     /// Link keys one hop of a relay of `bits` bits consumes at each end: the pads, ⌈bits/256⌉,
     /// and one key for the hop's authentication tag.
-    /// How the reason of a relay the destination refused to hold begins (the source does not
-    /// retry it on another path).
-    public static let refusedByDestination = "refused by the destination: "
-
     public func keysPerHop(bits: Int) -> Int { (bits + keyBits - 1) / keyBits + 1 }
 
     /// The one-time Wegman–Carter tag of a forward under a 256-bit link key used for nothing

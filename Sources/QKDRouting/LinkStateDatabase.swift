@@ -30,17 +30,34 @@ public struct LinkStateDatabase: Sendable {
     /// `epoch << 32 + n` (`RelayNode`), epoch the store's start count.
     public static func epoch(_ sequence: UInt64) -> UInt64 { sequence >> 32 }
 
+    /// Why an advertisement was not stored.
+    public enum Refusal: Equatable, Sendable, CustomStringConvertible {
+        case unknownOrigin(String)
+        /// Flooded back or late: the usual fate of an advertisement in a flooding protocol.
+        case notNewer
+        case beyondNextIncarnation(sequence: UInt64, held: UInt64)
+
+        /// Whether only a forger or a misconfigured network sends it (worth a warning).
+        public var isSuspicious: Bool { self != .notNewer }
+
+        public var description: String {
+            switch self {
+            case .unknownOrigin(let origin): "origin '\(origin)' is not a node of the topology"
+            case .notNewer: "not newer than the one held"
+            case .beyondNextIncarnation(let sequence, let held): "sequence \(sequence) is more than one incarnation ahead of \(held)"
+            }
+        }
+    }
+
     /// Why an advertisement is not stored (nil: it is newer than the one held for its origin
     /// and is stored, and must be flooded on). Refused: an unknown origin; a sequence number
     /// not above the held one (unless that one aged out); one more than one incarnation ahead
     /// of the held one (a restarted origin advances by one).
-    public mutating func refusal(of lsa: LinkStateAdvertisement, at now: Instant) -> String? {
-        guard topology.node(NodeID(lsa.origin)) != nil else { return "origin '\(lsa.origin)' is not a node of the topology" }
+    public mutating func refusal(of lsa: LinkStateAdvertisement, at now: Instant) -> Refusal? {
+        guard topology.node(NodeID(lsa.origin)) != nil else { return .unknownOrigin(lsa.origin) }
         if let held = advertisements[lsa.origin], let since = heldSince[lsa.origin], now.nanoseconds(since: since) < maxAgeNs {
-            if held.sequence >= lsa.sequence { return "not newer than the one held" }
-            if Self.epoch(lsa.sequence) > Self.epoch(held.sequence) + 1 {
-                return "sequence \(lsa.sequence) is more than one incarnation ahead of \(held.sequence)"
-            }
+            if held.sequence >= lsa.sequence { return .notNewer }
+            if Self.epoch(lsa.sequence) > Self.epoch(held.sequence) + 1 { return .beyondNextIncarnation(sequence: lsa.sequence, held: held.sequence) }
         }
         advertisements[lsa.origin] = lsa
         heldSince[lsa.origin] = now

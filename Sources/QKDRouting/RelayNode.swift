@@ -199,10 +199,8 @@ public struct RelayNode: Sendable {
                 return [.log(.warning, "link-state advertisement of this node numbered above its own", ["peer": from.rawValue, "sequence": "\(lsa.sequence)"])]
             }
             if let refusal = database.refusal(of: lsa, at: now) {
-                if refusal.contains("incarnation") || refusal.contains("not a node") {
-                    return [.log(.warning, "link-state advertisement refused", ["peer": from.rawValue, "origin": lsa.origin, "reason": refusal])]
-                }
-                return []
+                guard refusal.isSuspicious else { return [] }
+                return [.log(.warning, "link-state advertisement refused", ["peer": from.rawValue, "origin": lsa.origin, "reason": "\(refusal)"])]
             }
             return upNeighbours.filter { $0 != from }.map { .send(to: $0, kind: .linkState, payload: payload) }
         }
@@ -246,7 +244,10 @@ public struct RelayNode: Sendable {
     public mutating func request(_ request: ApplicationRequest, at now: Instant, keys: inout some RelayKeys) -> [Directive] {
         let pair = RelayNode.pair(request)
         if let hold = heldOff[pair] {
-            if now < hold.until { return [.answer(request: request.id, .failure(Refusal(hold.reason)))] }
+            if now < hold.until {
+                counters.heldOff += 1
+                return [.answer(request: request.id, .failure(Refusal(hold.reason)))]
+            }
             heldOff[pair] = nil
         }
         return start(request, attempts: 0, at: now, keys: &keys)
@@ -361,14 +362,14 @@ public struct RelayNode: Sendable {
                                              latencyMs: Double(now.nanoseconds(since: started)) / 1e6, bits: key.count)
                     out.append(.reply(ControlReply(relay: report), to: client))
                 }
-            case .failed(let id, let reason):
+            case .failed(let id, let cause, let reason):
                 out.append(.log(.warning, "relay failed", ["relay.id": "\(id)", "reason": reason]))
                 if applications[id] != nil || waiting[id] != nil {
                     counters.failed += 1
                     counters.lastFailure = reason
                 }
                 if let entry = applications.removeValue(forKey: id) {
-                    let refused = reason.hasPrefix(KeyRelay.refusedByDestination)
+                    let refused = cause == .refusedByDestination
                     if refused { heldOff[RelayNode.pair(entry.request)] = (now.advanced(byNanoseconds: refusalHoldNs), reason) }
                     if refused {
                         out.append(.answer(request: entry.request.id, .failure(Refusal(reason))))

@@ -377,6 +377,11 @@ public struct RelayCounters: Codable, Equatable, Sendable {
     public var failed: UInt64 = 0
     public var received: UInt64 = 0
     public var forwarded: UInt64 = 0
+    /// ETSI 014 requests answered 503 at once: by the KME's bounds on requests in flight
+    /// (`kme.max_requests_per_sae`, `kme.max_requests`), and held off for a pair whose
+    /// destination refused its keys (not relayed again for 10 emulated s).
+    public var refusedBusy: UInt64 = 0
+    public var heldOff: UInt64 = 0
     /// Why the last relay this node started failed (no path, or void on the way).
     public var lastFailure: String?
 
@@ -384,7 +389,7 @@ public struct RelayCounters: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case requested, started, delivered, failed, received, forwarded
-        case noPath = "no_path", lastFailure = "last_failure"
+        case noPath = "no_path", lastFailure = "last_failure", refusedBusy = "refused_busy", heldOff = "held_off"
     }
 }
 

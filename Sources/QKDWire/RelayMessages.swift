@@ -136,19 +136,43 @@ public struct RelayForward: Equatable, Sendable {
 
 /// Key relay signals that carry only the relay's ID (ack, commit, done) or an ID and a reason
 /// (abort).
+/// Why a relay was voided, as its ends act on it: a relay the destination refused is not tried
+/// again on another path (no path would change the answer); the others may be.
+public enum RelayFailureCause: UInt8, Sendable, CaseIterable {
+    /// Not a relay this node can start (path, size).
+    case badRequest = 1
+    /// A link of the path has too few keys.
+    case noKeys
+    /// A message from a node not next on the relay's path, or a path without that link.
+    case outOfPlace
+    case malformed
+    /// The hop's authentication tag failed: the forward was altered or forged.
+    case forged
+    /// The destination cannot hold the keys for their slave SAE (its KME's bounds, a key ID
+    /// already held).
+    case refusedByDestination
+    case timedOut
+    /// A link of the path went down.
+    case linkDown
+}
+
 public struct RelaySignal: Equatable, Sendable {
     public var relay: KeyID
+    /// Why (an abort only; nil in the other signals).
+    public var cause: RelayFailureCause?
     public var reason: String
 
-    public init(relay: KeyID, reason: String = "") {
+    public init(relay: KeyID, cause: RelayFailureCause? = nil, reason: String = "") {
         self.relay = relay
+        self.cause = cause
         self.reason = reason
     }
 
     public func encoded() -> [UInt8] {
-        var w = PayloadWriter(capacity: 24 + reason.utf8.count)
+        var w = PayloadWriter(capacity: 25 + reason.utf8.count)
         w.u64(relay.high)
         w.u64(relay.low)
+        w.u8(cause?.rawValue ?? 0)
         let text = Array(reason.utf8.prefix(1024))
         w.u32(UInt32(text.count))
         w.raw(text)
@@ -158,9 +182,13 @@ public struct RelaySignal: Equatable, Sendable {
     public static func decode(_ payload: [UInt8]) throws(WireError) -> RelaySignal {
         var r = ByteReader(payload)
         let relay = KeyID(high: try r.u64(), low: try r.u64())
+        let code = try r.u8()
+        guard code == 0 || RelayFailureCause(rawValue: code) != nil else {
+            throw WireError(.malformedPayload, "relay signal \(relay): unknown failure cause \(code)")
+        }
         let n = Int(try r.u32())
         guard n == r.remaining, n <= 1024 else { throw WireError(.malformedPayload, "relay signal \(relay): reason of \(n) bytes does not fit") }
         let text = try r.bytes(n)
-        return RelaySignal(relay: relay, reason: String(decoding: text, as: UTF8.self))
+        return RelaySignal(relay: relay, cause: RelayFailureCause(rawValue: code), reason: String(decoding: text, as: UTF8.self))
     }
 }

@@ -213,13 +213,14 @@ struct LiveView {
     }
 
     /// One row per node whose relay did anything: relays asked of it, refused for want of a
-    /// path, started, delivered, failed, received as destination, forwarded in between.
+    /// path, started, delivered, failed, received as destination, forwarded in between, and ETSI
+    /// 014 requests answered 503 at the KME's bounds / held off after a destination refused.
     static func relayTable(_ status: NetworkStatus) -> String {
-        var rows = [["NODE", "ASKED", "NO PATH", "STARTED", "DELIVERED", "FAILED", "RECEIVED", "FORWARDED", "LAST FAILURE"]]
+        var rows = [["NODE", "ASKED", "NO PATH", "STARTED", "DELIVERED", "FAILED", "RECEIVED", "FORWARDED", "BUSY/HELD", "LAST FAILURE"]]
         for node in status.nodes {
-            guard let r = node.relays, r.requested + r.received + r.forwarded > 0 else { continue }
+            guard let r = node.relays, r.requested + r.received + r.forwarded + r.refusedBusy + r.heldOff > 0 else { continue }
             rows.append([node.id, String(r.requested), String(r.noPath), String(r.started), String(r.delivered), String(r.failed),
-                         String(r.received), String(r.forwarded), String((r.lastFailure ?? "").prefix(60))])
+                         String(r.received), String(r.forwarded), "\(r.refusedBusy)/\(r.heldOff)", String((r.lastFailure ?? "").prefix(60))])
         }
         return rows.count == 1 ? "" : StatusTable.table(rows)
     }

@@ -33,10 +33,25 @@ enum Harness {
             guard text.contains(old) else { fatalError("\(shipped) no longer contains '\(old)'") }
             text = text.replacingOccurrences(of: old, with: new)
         }
-        let path = NSTemporaryDirectory() + "qkdnet-\(label)-\(getpid())-\(name)"
+        let path = "\(variantDirectory)/\(label)-\(name)"
         if !FileManager.default.fileExists(atPath: path) { try? text.write(toFile: path, atomically: true, encoding: .utf8) }
         return path
     }
+
+    /// Where this test process writes its variants: made on first use, removed when the process
+    /// exits (and, for a process that was killed, by the next one that finds it).
+    static let variantDirectory: String = {
+        let prefix = "qkdnet-variants-", fm = FileManager.default
+        for stale in (try? fm.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [] where stale.hasPrefix(prefix) {
+            if let pid = Int32(stale.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH {
+                try? fm.removeItem(atPath: NSTemporaryDirectory() + stale)
+            }
+        }
+        let dir = NSTemporaryDirectory() + prefix + "\(getpid())"
+        try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: Harness.variantDirectory) }
+        return dir
+    }()
 
     /// Where `swift build` put qkd-node: beside the test bundle, or QKDNET_BIN_DIR.
     static var binDirectory: String {

@@ -381,6 +381,9 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
         #expect(started == 2, "a refusing destination is not retried")
         let held = try #require(net.kme("Alice") { await alice.get("/api/v1/keys/SAE-Bob/enc_keys?number=1", as: "SAE-Alice") })
         #expect(held.status == 503 && held.message == relayed[1].message && net.status("Alice")?.relays?.started == started, "\(held)")
+        // status counts both kinds of refusal: at Bob's bounds on requests in flight, and held off at Alice.
+        #expect(net.status("Bob")?.relays?.refusedBusy == 2 && net.status("Alice")?.relays?.heldOff == 1,
+                "\(String(describing: net.status("Bob")?.relays)) \(String(describing: net.status("Alice")?.relays))")
         // (The hold's end is RelayNodeTests' to show: pure, without ten emulated seconds of line-3.)
     }
 

@@ -83,6 +83,21 @@ import Testing
         for n in 0..<whole.count { #expect(throws: WireError.self) { try RelayForward.decode(Array(whole.prefix(n))) } }
     }
 
+    @Test func relaySignalsCarryATypedCauseAndRefuseAnUnknownOne() throws {
+        let abort = RelaySignal(relay: KeyID(high: 1, low: 2), cause: .refusedByDestination, reason: "refused by the destination: full")
+        #expect(try RelaySignal.decode(abort.encoded()) == abort)
+        for cause in RelayFailureCause.allCases {
+            #expect(try RelaySignal.decode(RelaySignal(relay: KeyID(high: 3, low: 4), cause: cause).encoded()).cause == cause)
+        }
+        let ack = RelaySignal(relay: KeyID(high: 5, low: 6))
+        #expect(try RelaySignal.decode(ack.encoded()) == ack)
+        var bytes = abort.encoded()
+        bytes[16] = 200
+        #expect { try RelaySignal.decode(bytes) } throws: { ($0 as? WireError)?.message.contains("unknown failure cause 200") == true }
+        let whole = abort.encoded()
+        for n in 0..<whole.count { #expect(throws: WireError.self) { try RelaySignal.decode(Array(whole.prefix(n))) } }
+    }
+
     /// Fuzzes the decoder for a few seconds with random frames, truncations and bit flips of
     /// valid frames. It must never trap, and every frame it accepts must re-encode to the
     /// same bytes (so nothing ambiguous gets through).
