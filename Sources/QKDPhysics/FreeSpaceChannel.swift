@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The loss of a satellite-to-ground optical channel (detector efficiency excluded: it is the
+/// link's `detector_efficiency`, as on fibre), from a link budget or a measured table.
+public enum FreeSpaceChannel: Equatable, Sendable {
+    case budget(LinkBudget)
+    case table(LossTable)
+
+    /// Loss in dB at `rangeKm`, seen at `elevationDegrees`.
+    public func lossDb(rangeKm: Double, elevationDegrees: Double) -> Double {
+        switch self {
+        case .budget(let b): b.lossDb(rangeKm: rangeKm, elevationDegrees: elevationDegrees)
+        case .table(let t): t.lossDb(rangeKm: rangeKm)
+        }
+    }
+
+    /// The channel's transmittance (10^(−loss/10)).
+    public func transmittance(rangeKm: Double, elevationDegrees: Double) -> Double {
+        pow(10, -lossDb(rangeKm: rangeKm, elevationDegrees: elevationDegrees) / 10)
+    }
+}
+
+/// A downlink's budget, η = η_geo · η_point · η_atm · η_opt:
+/// - geometric: a beam of full divergence θ at range L fills a disc of diameter θL, of which a
+///   receiver of diameter D_R collects η_geo = min(1, (D_R / (θ L))²) (Bourgoin et al., New J.
+///   Phys. 15, 023006 (2013), the far-field approximation θL ≫ D_R);
+/// - pointing: a Gaussian beam (1/e² radius w = θL/2) pointed with an rms error σ per axis
+///   delivers on average w² / (w² + 4σ²L²) = 1 / (1 + 16 σ²/θ²) of what it would on axis (Farid
+///   and Hranilovic, J. Lightwave Technol. 25, 1702 (2007): Rayleigh-distributed offset);
+/// - atmosphere: T_zenith^(1 / sin e), the air mass of a plane-parallel atmosphere at
+///   elevation e (fair above 10°);
+/// - receiver optics η_opt (telescope, polarisation analysis, coupling).
+public struct LinkBudget: Equatable, Sendable {
+    public var receiveApertureMetres: Double
+    /// Full divergence of the beam leaving the satellite (µrad).
+    public var divergenceMicroradians: Double
+    /// rms pointing error per axis (µrad).
+    public var pointingJitterMicroradians: Double
+    public var zenithTransmittance: Double
+    public var opticalEfficiency: Double
+
+    public init(receiveApertureMetres: Double, divergenceMicroradians: Double, pointingJitterMicroradians: Double,
+                zenithTransmittance: Double, opticalEfficiency: Double) {
+        self.receiveApertureMetres = receiveApertureMetres
+        self.divergenceMicroradians = divergenceMicroradians
+        self.pointingJitterMicroradians = pointingJitterMicroradians
+        self.zenithTransmittance = zenithTransmittance
+        self.opticalEfficiency = opticalEfficiency
+    }
+
+    public func lossDb(rangeKm: Double, elevationDegrees: Double) -> Double {
+        let theta = divergenceMicroradians * 1e-6, sigma = pointingJitterMicroradians * 1e-6
+        let geometric = min(1, pow(receiveApertureMetres / (theta * rangeKm * 1000), 2))
+        let pointing = 1 / (1 + 16 * sigma * sigma / (theta * theta))
+        let atmosphere = pow(zenithTransmittance, 1 / sin(max(elevationDegrees, 1) * .pi / 180))
+        return -10 * log10(geometric * pointing * atmosphere * opticalEfficiency)
+    }
+}
+
+/// A measured loss against range (a CSV of `range_km,loss_db` beside the topology), linear
+/// between its points. Beyond its ends the loss follows the geometric law from the nearest end,
+/// 20 log10(L / L_end) dB (the far-field spreading that dominates the range dependence).
+public struct LossTable: Equatable, Sendable {
+    /// Ascending in range, at least two.
+    public let points: [(rangeKm: Double, lossDb: Double)]
+
+    public struct Problem: Error, Equatable, Sendable {
+        /// 1-based line of the CSV (0: the table as a whole).
+        public var line: Int
+        public var message: String
+
+        public init(line: Int, message: String) {
+            self.line = line
+            self.message = message
+        }
+    }
+
+    /// `lines`: each point's line in the file it came from (for errors; nil: its index + 2).
+    public init(points: [(rangeKm: Double, lossDb: Double)], lines: [Int]? = nil) throws(Problem) {
+        guard points.count >= 2 else { throw Problem(line: 0, message: "a loss table needs at least two points, has \(points.count)") }
+        for (i, p) in points.enumerated() {
+            let line = lines?[i] ?? i + 2
+            guard p.rangeKm.isFinite, p.rangeKm > 0, p.lossDb.isFinite, p.lossDb >= 0 else {
+                throw Problem(line: line, message: "range_km must be > 0 and loss_db ≥ 0, got \(p.rangeKm), \(p.lossDb)")
+            }
+            if i > 0, p.rangeKm <= points[i - 1].rangeKm {
+                throw Problem(line: line, message: "range_km must increase: \(p.rangeKm) after \(points[i - 1].rangeKm)")
+            }
+        }
+        self.points = points
+    }
+
+    /// Parses `range_km,loss_db` with that header line.
+    public init(csv text: String) throws(Problem) {
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { String($0.filter { !$0.isWhitespace }) }
+        guard lines.first == "range_km,loss_db" else {
+            throw Problem(line: 1, message: "the header must be 'range_km,loss_db', got '\(lines.first?.prefix(60) ?? "")'")
+        }
+        lines.removeFirst()
+        var points: [(rangeKm: Double, lossDb: Double)] = [], numbers: [Int] = []
+        for (i, line) in lines.enumerated() where !line.isEmpty {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count == 2, let r = Double(fields[0]), let l = Double(fields[1]) else {
+                throw Problem(line: i + 2, message: "expected two numbers 'range_km,loss_db', got '\(line.prefix(60))'")
+            }
+            points.append((r, l))
+            numbers.append(i + 2)
+        }
+        try self.init(points: points, lines: numbers)
+    }
+
+    public func lossDb(rangeKm: Double) -> Double {
+        let first = points[0], last = points[points.count - 1]
+        if rangeKm <= first.rangeKm { return first.lossDb + 20 * log10(rangeKm / first.rangeKm) }
+        if rangeKm >= last.rangeKm { return last.lossDb + 20 * log10(rangeKm / last.rangeKm) }
+        var (lo, hi) = (0, points.count - 1)
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2
+            if points[mid].rangeKm <= rangeKm { lo = mid } else { hi = mid }
+        }
+        let a = points[lo], b = points[hi]
+        return a.lossDb + (b.lossDb - a.lossDb) * (rangeKm - a.rangeKm) / (b.rangeKm - a.rangeKm)
+    }
+
+    public static func == (a: LossTable, b: LossTable) -> Bool {
+        a.points.count == b.points.count && zip(a.points, b.points).allSatisfy { $0.rangeKm == $1.rangeKm && $0.lossDb == $1.lossDb }
+    }
+}
