@@ -34,7 +34,7 @@ let package = Package(
         // Layer 1: topology model, YAML parsing and validation.
         .target(
             name: "QKDTopology",
-            dependencies: ["QKDCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["QKDCore", "QKDPhysics", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
         // Layer 1: source, channel, detector models and analytic key-rate formulas.
         .target(name: "QKDPhysics", dependencies: ["QKDCore"], swiftSettings: hot),

@@ -126,6 +126,9 @@ public struct Network: Sendable {
         } catch {
             throw LaunchError(.invalidTopology, "\(error)")
         }
+        if let link = topology.links.first(where: { $0.medium != .fibre }) {
+            throw LaunchError(.invalidTopology, "\(topologyPath): link \(link.name) is free-space, and the running network does not emulate satellite links yet (qkdctl passes lists their passes)")
+        }
         if reproducible { topology = topology.with(secrecy: .reproducible) }
         let layout = RunLayout(root: absolute(runDir ?? ".run/\(topology.name)"))
         if let existing = try? open(runDir: layout.root), !existing.livePIDs().isEmpty {

@@ -4,7 +4,7 @@ import Glibc
 
 /// The loss of a satellite-to-ground optical channel (detector efficiency excluded: it is the
 /// link's `detector_efficiency`, as on fibre), from a link budget or a measured table.
-public enum FreeSpaceChannel: Equatable, Sendable {
+public enum FreeSpaceChannel: Hashable, Sendable {
     case budget(LinkBudget)
     case table(LossTable)
 
@@ -32,7 +32,7 @@ public enum FreeSpaceChannel: Equatable, Sendable {
 /// - atmosphere: T_zenith^(1 / sin e), the air mass of a plane-parallel atmosphere at
 ///   elevation e (fair above 10°);
 /// - receiver optics η_opt (telescope, polarisation analysis, coupling).
-public struct LinkBudget: Equatable, Sendable {
+public struct LinkBudget: Hashable, Sendable {
     public var receiveApertureMetres: Double
     /// Full divergence of the beam leaving the satellite (µrad).
     public var divergenceMicroradians: Double
@@ -62,7 +62,7 @@ public struct LinkBudget: Equatable, Sendable {
 /// A measured loss against range (a CSV of `range_km,loss_db` beside the topology), linear
 /// between its points. Beyond its ends the loss follows the geometric law from the nearest end,
 /// 20 log10(L / L_end) dB (the far-field spreading that dominates the range dependence).
-public struct LossTable: Equatable, Sendable {
+public struct LossTable: Hashable, Sendable {
     /// Ascending in range, at least two.
     public let points: [(rangeKm: Double, lossDb: Double)]
 
@@ -122,6 +122,11 @@ public struct LossTable: Equatable, Sendable {
         }
         let a = points[lo], b = points[hi]
         return a.lossDb + (b.lossDb - a.lossDb) * (rangeKm - a.rangeKm) / (b.rangeKm - a.rangeKm)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(points.count)
+        for p in points { hasher.combine(p.rangeKm); hasher.combine(p.lossDb) }
     }
 
     public static func == (a: LossTable, b: LossTable) -> Bool {

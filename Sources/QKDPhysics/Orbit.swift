@@ -48,7 +48,7 @@ public struct Vector3: Equatable, Sendable {
 /// e = 0; Vallado, Fundamentals of Astrodynamics and Applications, 4th ed., eqs. 9-41 and
 /// 9-43); n = √(GM/a³). A sun-synchronous orbit (Micius, Jinan-1) keeps its node's local time
 /// through this drift.
-public struct CircularOrbit: Equatable, Sendable {
+public struct CircularOrbit: Hashable, Sendable {
     public var altitudeKm: Double
     public var inclinationDegrees: Double
     public var raanDegrees: Double
@@ -95,7 +95,7 @@ public struct CircularOrbit: Equatable, Sendable {
 
 /// A ground station: where it is (on the spherical Earth) and the lowest elevation at which
 /// it tracks a satellite.
-public struct GroundSite: Equatable, Sendable {
+public struct GroundSite: Hashable, Sendable {
     public var latitudeDegrees: Double
     public var longitudeDegrees: Double
     public var altitudeMetres: Double

@@ -1,4 +1,5 @@
 import QKDCore
+import QKDPhysics
 
 /// What a node is in the network. Every role runs the same KME software; the role tells
 /// users and routing what the site stands for.
@@ -25,19 +26,33 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 
 public struct TopologyNode: Hashable, Sendable {
     public let id: NodeID
+    /// Where the site is (a satellite: 0, 0; its position comes from `orbit`).
     public let latitude: Double
     public let longitude: Double
     public let role: NodeRole
     public let endpoint: Endpoint?
+    /// A satellite's orbit (`orbit:`).
+    public let orbit: CircularOrbit?
+    /// A ground station's site: position, altitude and minimum elevation.
+    public let station: GroundSite?
 
     public init(id: NodeID, latitude: Double, longitude: Double, role: NodeRole,
-                endpoint: Endpoint? = nil) {
+                endpoint: Endpoint? = nil, orbit: CircularOrbit? = nil, station: GroundSite? = nil) {
         self.id = id
         self.latitude = latitude
         self.longitude = longitude
         self.role = role
         self.endpoint = endpoint
+        self.orbit = orbit
+        self.station = station
     }
+}
+
+/// What carries a link's photons.
+public enum LinkMedium: Hashable, Sendable {
+    case fibre
+    /// Between a satellite and a ground station, while the station sees it.
+    case freeSpace(FreeSpaceChannel)
 }
 
 /// A fibre link between two nodes, with its physics resolved (defaults plus overrides).
@@ -45,16 +60,19 @@ public struct TopologyLink: Hashable, Sendable {
     public let index: LinkIndex
     public let a: NodeID
     public let b: NodeID
+    /// A fibre's length (a free-space link: 0; its range changes through each pass).
     public let lengthKm: Double
     public let physics: PhysicsParameters
+    public let medium: LinkMedium
 
     public init(index: LinkIndex, a: NodeID, b: NodeID, lengthKm: Double,
-                physics: PhysicsParameters) {
+                physics: PhysicsParameters, medium: LinkMedium = .fibre) {
         self.index = index
         self.a = a
         self.b = b
         self.lengthKm = lengthKm
         self.physics = physics
+        self.medium = medium
     }
 
     /// The link's name, `a-b`, as users type it and as reports show it.

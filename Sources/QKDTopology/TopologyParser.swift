@@ -1,5 +1,6 @@
 import Foundation
 import QKDCore
+import QKDPhysics
 import Yams
 
 /// Parses and validates topology YAML (format: docs/topology-format.md). It collects every
@@ -8,8 +9,8 @@ import Yams
 public enum TopologyParser {
     public static let topLevelKeys = ["name", "description", "seed", "secrecy", "time_scale", "defaults",
                                       "nodes", "links", "saes", "kme"]
-    public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint"]
-    public static let linkKeys = ["a", "b", "length_km", "physics"]
+    public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint", "orbit", "altitude_m", "min_elevation_deg"]
+    public static let linkKeys = ["a", "b", "length_km", "physics", "type", "channel"]
     public static let saeKeys = ["id", "node"]
     public static let kmeKeys = ["key_retention_s", "max_waiting_bits_per_pair", "max_requests_per_sae", "max_requests"]
 
@@ -23,14 +24,24 @@ public enum TopologyParser {
                 code: .unreadable, file: path, line: nil, column: nil, field: "",
                 message: "cannot read file: \(error.localizedDescription)")])
         }
-        return try parse(text, file: path)
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        return try parse(text, file: path) { name in
+            let url = name.hasPrefix("/") ? URL(fileURLWithPath: name) : directory.appendingPathComponent(name)
+            do { return .success(try String(contentsOf: url, encoding: .utf8)) } catch {
+                return .failure(TopologyFileProblem(error.localizedDescription))
+            }
+        }
     }
 
-    /// Parses `text`; `file` is used only in error messages.
-    public static func parse(_ text: String, file: String) throws(TopologyValidationError)
+    /// Parses `text`; `file` is used only in error messages. `readFile` reads a file the topology
+    /// names (a free-space link's loss table), relative to the topology's directory (nil: none
+    /// may be named).
+    public static func parse(_ text: String, file: String,
+                             readFile: ((String) -> Result<String, TopologyFileProblem>)? = nil) throws(TopologyValidationError)
         -> Topology
     {
         var context = ParserContext(file: file)
+        context.readFile = readFile
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -52,6 +63,7 @@ public enum TopologyParser {
 struct ParserContext {
     let file: String
     var errors: [TopologyError] = []
+    var readFile: ((String) -> Result<String, TopologyFileProblem>)?
 
     init(file: String) { self.file = file }
 
@@ -201,7 +213,8 @@ struct ParserContext {
 
         let nodes = parseNodes(top, root: root)
         let known = Set(nodes.map(\.id))
-        let links = parseLinks(top, root: root, known: known, defaults: defaults)
+        let roles = Dictionary(nodes.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a })
+        let links = parseLinks(top, root: root, known: known, roles: roles, defaults: defaults)
         let saes = parseSAEs(top, known: known)
         let kme = parseKME(top)
         return Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults,
@@ -217,9 +230,10 @@ struct ParserContext {
         for (i, path, map, item) in entries(items, section: "nodes", keys: TopologyParser.nodeKeys,
                                             shape: "node must be a mapping with id, lat, lon, role") {
             let id = string(map, "id", path: path, required: true, owner: item)
-            let lat = number(map, "lat", path: path, required: true, owner: item)
-            let lon = number(map, "lon", path: path, required: true, owner: item)
             let role = string(map, "role", path: path, required: true, owner: item)
+            let satellite = role?.0 == NodeRole.satellite.rawValue
+            let lat = satellite ? (0, item) : number(map, "lat", path: path, required: true, owner: item)
+            let lon = satellite ? (0, item) : number(map, "lon", path: path, required: true, owner: item)
             var ok = id != nil && lat != nil && lon != nil && role != nil
             if let (value, node) = id, !isValidIdentifier(value) {
                 fail(.invalidValue, node, "\(path).id", "'\(value)' must be 1-64 letters, digits, '.', '_' or '-'")
@@ -269,14 +283,41 @@ struct ParserContext {
                 }
                 firstSeen[nodeID] = i
             }
+            var orbit: CircularOrbit?, station: GroundSite?
+            if satellite {
+                for key in ["lat", "lon", "altitude_m", "min_elevation_deg"] where map[key] != nil {
+                    fail(.invalidValue, map[key], "\(path).\(key)", "a satellite's position comes from its orbit: remove '\(key)'")
+                    ok = false
+                }
+                if let node = map["orbit"] {
+                    orbit = parseOrbit(node, path: "\(path).orbit")
+                    ok = ok && orbit != nil
+                } else {
+                    fail(.missingField, item, "\(path).orbit", "a satellite needs an orbit (\(TopologyParser.orbitKeys.joined(separator: ", ")))")
+                    ok = false
+                }
+            } else if let at = map["orbit"] {
+                fail(.invalidValue, at, "\(path).orbit", "only a satellite has an orbit")
+                ok = false
+            }
+            if parsedRole == .groundStation, let lat, let lon {
+                let altitude = bounded(map, "altitude_m", path: path, owner: item, required: false, -500, 9_000, unit: " m")
+                let minimum = bounded(map, "min_elevation_deg", path: path, owner: item, required: false, 0, 90, upperInclusive: false, unit: "°")
+                station = GroundSite(latitudeDegrees: lat.0, longitudeDegrees: lon.0, altitudeMetres: altitude ?? 0, minimumElevationDegrees: minimum ?? 10)
+            } else if !satellite {
+                for key in ["altitude_m", "min_elevation_deg"] where map[key] != nil {
+                    fail(.invalidValue, map[key], "\(path).\(key)", "'\(key)' belongs to a ground station")
+                    ok = false
+                }
+            }
             guard ok, let id, let lat, let lon, let parsedRole else { continue }
             nodes.append(TopologyNode(id: NodeID(id.0), latitude: lat.0, longitude: lon.0,
-                                      role: parsedRole, endpoint: endpoint))
+                                      role: parsedRole, endpoint: endpoint, orbit: orbit, station: station))
         }
         return nodes
     }
 
-    mutating func parseLinks(_ top: Node.Mapping, root: Node, known: Set<NodeID>,
+    mutating func parseLinks(_ top: Node.Mapping, root: Node, known: Set<NodeID>, roles: [NodeID: NodeRole],
                              defaults: PhysicsParameters) -> [TopologyLink] {
         guard let items = sequence(top, "links", required: true, owner: root) else { return [] }
         var links: [TopologyLink] = []
@@ -286,8 +327,43 @@ struct ParserContext {
                                             shape: "link must be a mapping with a, b, length_km") {
             let a = string(map, "a", path: path, required: true, owner: item)
             let b = string(map, "b", path: path, required: true, owner: item)
-            let length = number(map, "length_km", path: path, required: true, owner: item)
+            var freeSpace = false
+            if let (type, at) = string(map, "type", path: path, required: false, owner: item) {
+                if type == "free-space" { freeSpace = true } else if type != "fibre" {
+                    fail(.invalidValue, at, "\(path).type", "unknown link type '\(type)' (one of: fibre, free-space)")
+                }
+            }
+            let length = freeSpace ? (0, item) : number(map, "length_km", path: path, required: true, owner: item)
             var ok = a != nil && b != nil && length != nil
+            var medium = LinkMedium.fibre
+            if freeSpace {
+                if let at = map["length_km"] {
+                    fail(.invalidValue, at, "\(path).length_km", "a free-space link has no length: its range follows the orbit")
+                    ok = false
+                }
+                let ends = [a, b].compactMap { $0.flatMap { roles[NodeID($0.0)] } }
+                if ends.count == 2, Set(ends) != [.satellite, .groundStation] {
+                    fail(.invalidValue, item, path, "a free-space link joins a satellite and a ground station, not \(ends.map(\.rawValue).joined(separator: " and "))")
+                    ok = false
+                }
+                if let node = map["channel"] {
+                    if let channel = parseChannel(node, path: "\(path).channel") { medium = .freeSpace(channel) } else { ok = false }
+                } else {
+                    fail(.missingField, item, "\(path).channel", "a free-space link needs a channel: loss_table, or \(TopologyParser.budgetKeys.joined(separator: ", "))")
+                    ok = false
+                }
+            } else {
+                if let at = map["channel"] {
+                    fail(.invalidValue, at, "\(path).channel", "only a free-space link (type: free-space) has a channel")
+                    ok = false
+                }
+                for end in [a, b] {
+                    if let (value, node) = end, roles[NodeID(value)] == .satellite {
+                        fail(.invalidValue, node, path, "no fibre reaches satellite '\(value)': make the link type: free-space")
+                        ok = false
+                    }
+                }
+            }
             for (end, key) in [(a, "a"), (b, "b")] {
                 if let (value, node) = end, !known.contains(NodeID(value)) {
                     fail(.unknownNode, node, "\(path).\(key)", "unknown node '\(value)'")
@@ -298,7 +374,7 @@ struct ParserContext {
                 fail(.selfLoop, bNode, path, "link connects node '\(av)' to itself")
                 ok = false
             }
-            if let (value, node) = length, !(value > 0 && value <= 100_000) {
+            if !freeSpace, let (value, node) = length, !(value > 0 && value <= 100_000) {
                 fail(.outOfRange, node, "\(path).length_km", "length \(value) km must be in (0, 100000]")
                 ok = false
             }
@@ -320,7 +396,7 @@ struct ParserContext {
             pairs[pair] = i
             names[name] = i
             links.append(TopologyLink(index: LinkIndex(UInt32(links.count)), a: NodeID(a.0),
-                                      b: NodeID(b.0), lengthKm: length.0, physics: physics))
+                                      b: NodeID(b.0), lengthKm: length.0, physics: physics, medium: medium))
         }
         return links
     }

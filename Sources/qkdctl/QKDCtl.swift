@@ -8,7 +8,7 @@ struct QKDCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qkdctl",
         abstract: "Operate a QKDNet network: start, inspect, probe and stop it.",
-        subcommands: [Up.self, Down.self, Run.self, Status.self, Pools.self, Audit.self, Relay.self, Routes.self, Watch.self, Ping.self, Sim.self,
+        subcommands: [Up.self, Down.self, Run.self, Status.self, Pools.self, Audit.self, Relay.self, Routes.self, Watch.self, Ping.self, Sim.self, Passes.self,
                       Validate.self, NodeCommand.self, FaultCommand.self, EveCommand.self, ScenarioCommand.self])
 }
 

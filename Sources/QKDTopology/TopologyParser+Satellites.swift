@@ -1,0 +1,95 @@
+import Foundation
+import QKDCore
+import QKDPhysics
+import Yams
+
+/// Satellites, ground stations and free-space links (docs/topology-format.md, "Satellites").
+extension TopologyParser {
+    public static let orbitKeys = ["altitude_km", "inclination_deg", "raan_deg", "phase_deg", "epoch"]
+    public static let channelKeys = ["loss_table", "receive_aperture_m", "divergence_urad", "pointing_jitter_urad",
+                                     "zenith_transmittance", "optical_efficiency"]
+    static let budgetKeys = Array(channelKeys.dropFirst())
+}
+
+extension ParserContext {
+    /// A number in `lower...upper` (or absent and not required: nil).
+    mutating func bounded(_ map: Node.Mapping, _ key: String, path: String, owner: Node, required: Bool,
+                          _ lower: Double, _ upper: Double, upperInclusive: Bool = true, unit: String = "") -> Double? {
+        guard let (value, node) = number(map, key, path: path, required: required, owner: owner) else { return nil }
+        guard value >= lower, upperInclusive ? value <= upper : value < upper else {
+            fail(.outOfRange, node, join(path, key), "\(value)\(unit) is outside [\(lower), \(upper)\(upperInclusive ? "]" : ")")")
+            return nil
+        }
+        return value
+    }
+
+    /// A satellite's `orbit:` mapping: circular, its angles at `epoch` (ISO 8601, UTC).
+    mutating func parseOrbit(_ node: Node, path: String) -> CircularOrbit? {
+        guard case .mapping(let map) = node else {
+            fail(.wrongType, node, path, "orbit must be a mapping with \(TopologyParser.orbitKeys.joined(separator: ", "))")
+            return nil
+        }
+        checkKeys(map, allowed: TopologyParser.orbitKeys, path: path)
+        let altitude = bounded(map, "altitude_km", path: path, owner: node, required: true, 160, 40_000, unit: " km")
+        let inclination = bounded(map, "inclination_deg", path: path, owner: node, required: true, 0, 180, unit: "°")
+        let raan = bounded(map, "raan_deg", path: path, owner: node, required: true, 0, 360, upperInclusive: false, unit: "°")
+        let phase = bounded(map, "phase_deg", path: path, owner: node, required: true, 0, 360, upperInclusive: false, unit: "°")
+        var epoch: Double?
+        if let (text, at) = string(map, "epoch", path: path, required: true, owner: node) {
+            if let date = ISO8601DateFormatter().date(from: text) {
+                epoch = date.timeIntervalSince1970
+            } else {
+                fail(.invalidValue, at, join(path, "epoch"), "'\(text)' is not an ISO 8601 UTC time such as 2016-12-18T16:50:00Z")
+            }
+        }
+        guard let altitude, let inclination, let raan, let phase, let epoch else { return nil }
+        return CircularOrbit(altitudeKm: altitude, inclinationDegrees: inclination, raanDegrees: raan, argumentOfLatitudeDegrees: phase, epoch: epoch)
+    }
+
+    /// A free-space link's `channel:`: a measured `loss_table` (CSV beside the topology) or a
+    /// link budget (every budget field).
+    mutating func parseChannel(_ node: Node, path: String) -> FreeSpaceChannel? {
+        guard case .mapping(let map) = node else {
+            fail(.wrongType, node, path, "channel must be a mapping: loss_table, or \(TopologyParser.budgetKeys.joined(separator: ", "))")
+            return nil
+        }
+        checkKeys(map, allowed: TopologyParser.channelKeys, path: path)
+        if let (file, at) = string(map, "loss_table", path: path, required: false, owner: node) {
+            if let extra = TopologyParser.budgetKeys.first(where: { map[$0] != nil }) {
+                fail(.invalidValue, map[extra], join(path, extra), "a channel is a loss_table or a link budget, not both")
+                return nil
+            }
+            guard let readFile else {
+                fail(.unreadable, at, join(path, "loss_table"), "'\(file)': a loss table is read beside the topology file; parse it with TopologyParser.load")
+                return nil
+            }
+            let text: String
+            switch readFile(file) {
+            case .success(let t): text = t
+            case .failure(let why):
+                fail(.unreadable, at, join(path, "loss_table"), "cannot read '\(file)': \(why.message)")
+                return nil
+            }
+            do throws(LossTable.Problem) {
+                return .table(try LossTable(csv: text))
+            } catch {
+                fail(.invalidValue, at, join(path, "loss_table"), "\(file)\(error.line > 0 ? ":\(error.line)" : ""): \(error.message)")
+                return nil
+            }
+        }
+        let aperture = bounded(map, "receive_aperture_m", path: path, owner: node, required: true, 0.001, 100, unit: " m")
+        let divergence = bounded(map, "divergence_urad", path: path, owner: node, required: true, 0.01, 10_000, unit: " µrad")
+        let jitter = bounded(map, "pointing_jitter_urad", path: path, owner: node, required: true, 0, 10_000, unit: " µrad")
+        let zenith = bounded(map, "zenith_transmittance", path: path, owner: node, required: true, 0.001, 1)
+        let optics = bounded(map, "optical_efficiency", path: path, owner: node, required: true, 0.0001, 1)
+        guard let aperture, let divergence, let jitter, let zenith, let optics else { return nil }
+        return .budget(LinkBudget(receiveApertureMetres: aperture, divergenceMicroradians: divergence, pointingJitterMicroradians: jitter,
+                                  zenithTransmittance: zenith, opticalEfficiency: optics))
+    }
+}
+
+/// Why a file a topology names could not be read.
+public struct TopologyFileProblem: Error, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}
