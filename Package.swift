@@ -129,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "qkdctl",
             dependencies: [
-                "QKDLaunch", "QKDAttacks", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDStore",
+                "QKDLaunch", "QKDAttacks", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDStore", "QKDLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

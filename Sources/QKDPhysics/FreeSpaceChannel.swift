@@ -115,13 +115,7 @@ public struct LossTable: Hashable, Sendable {
         let first = points[0], last = points[points.count - 1]
         if rangeKm <= first.rangeKm { return first.lossDb + 20 * log10(rangeKm / first.rangeKm) }
         if rangeKm >= last.rangeKm { return last.lossDb + 20 * log10(rangeKm / last.rangeKm) }
-        var (lo, hi) = (0, points.count - 1)
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2
-            if points[mid].rangeKm <= rangeKm { lo = mid } else { hi = mid }
-        }
-        let a = points[lo], b = points[hi]
-        return a.lossDb + (b.lossDb - a.lossDb) * (rangeKm - a.rangeKm) / (b.rangeKm - a.rangeKm)
+        return linear(points.map { ($0.rangeKm, $0.lossDb) }, at: rangeKm)
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -132,4 +126,46 @@ public struct LossTable: Hashable, Sendable {
     public static func == (a: LossTable, b: LossTable) -> Bool {
         a.points.count == b.points.count && zip(a.points, b.points).allSatisfy { $0.rangeKm == $1.rangeKm && $0.lossDb == $1.lossDb }
     }
+}
+
+/// y at x on the polyline through `points` (ascending in x, at least two), held flat beyond
+/// its ends.
+func linear(_ points: [(x: Double, y: Double)], at x: Double) -> Double {
+    if x <= points[0].x { return points[0].y }
+    if x >= points[points.count - 1].x { return points[points.count - 1].y }
+    var (lo, hi) = (0, points.count - 1)
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2
+        if points[mid].x <= x { lo = mid } else { hi = mid }
+    }
+    let a = points[lo], b = points[hi]
+    return a.y + (b.y - a.y) * (x - a.x) / (b.x - a.x)
+}
+
+/// A measured pass: range against time from its start (a CSV of `time_s,range_km`, such as
+/// Topologies/micius2017/track.csv), linear between points.
+public struct RangeTrack: Sendable {
+    public let points: [(t: Double, rangeKm: Double)]
+
+    /// Parses `time_s,range_km` with that header; errors carry the 1-based line.
+    public init(csv text: String) throws(LossTable.Problem) {
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { String($0.filter { !$0.isWhitespace }) }
+        guard lines.first == "time_s,range_km" else { throw .init(line: 1, message: "the header must be 'time_s,range_km'") }
+        lines.removeFirst()
+        var points: [(t: Double, rangeKm: Double)] = []
+        for (i, line) in lines.enumerated() where !line.isEmpty {
+            let f = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard f.count == 2, let t = Double(f[0]), let r = Double(f[1]), t >= 0, r > 0, t.isFinite, r.isFinite else {
+                throw .init(line: i + 2, message: "expected 'time_s,range_km' with time ≥ 0 and range > 0, got '\(line.prefix(60))'")
+            }
+            if let last = points.last, t <= last.t { throw .init(line: i + 2, message: "time_s must increase: \(t) after \(last.t)") }
+            points.append((t, r))
+        }
+        guard points.count >= 2 else { throw .init(line: 0, message: "a track needs at least two points, has \(points.count)") }
+        self.points = points
+    }
+
+    public var durationSeconds: Double { points[points.count - 1].t }
+
+    public func rangeKm(at t: Double) -> Double { linear(points.map { ($0.t, $0.rangeKm) }, at: t) }
 }

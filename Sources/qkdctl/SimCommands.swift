@@ -10,7 +10,7 @@ import QKDWire
 struct Sim: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a link in-process, with the same instances live nodes use.",
-        subcommands: [SimLink.self, SimBound.self])
+        subcommands: [SimLink.self, SimBound.self, SimPass.self])
 }
 
 /// `qkdctl sim link`: one decoy-state BB84 link, deterministic for a seed.

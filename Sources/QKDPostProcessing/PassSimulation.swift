@@ -1,0 +1,136 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QKDCore
+import QKDKeyPool
+import QKDPhysics
+import QKDWire
+
+/// One satellite pass run in-process with the live instances and codecs (as `LinkSimulation`
+/// does for a fibre): frames of `framePulses` pulses, each sent at the transmittance the pass
+/// has at the frame's middle (η = η_det · 10^(−loss/10), loss from the free-space channel at the
+/// frame's range and elevation), and the whole pass distilled as one block, so the finite-key
+/// bound (Lim et al. 2014) applies per pass. Per second it tallies range, elevation, loss, the
+/// sifted signal-state bits (both bases matched, before any is revealed) and the QBER of that
+/// second's key-basis bits.
+public struct PassSimulation: Sendable {
+    public var configuration: BB84Configuration
+    public var distillation: DistillerConfiguration
+    public var detectorEfficiency: Double
+    public var misalignment: Double
+    public var sourceRateHz: Double
+    public var channel: FreeSpaceChannel
+    public var seed: UInt64
+    public var secrecy: Secrecy
+
+    /// Where the satellite is seen `t` seconds into the pass.
+    public typealias Geometry = @Sendable (_ t: Double) -> (rangeKm: Double, elevationDegrees: Double)
+
+    public init(configuration: BB84Configuration, distillation: DistillerConfiguration, detectorEfficiency: Double, misalignment: Double,
+                sourceRateHz: Double, channel: FreeSpaceChannel, seed: UInt64, secrecy: Secrecy) {
+        var configuration = configuration
+        configuration.blockKeyBits = 1 << 26
+        self.configuration = configuration
+        self.distillation = distillation
+        self.detectorEfficiency = detectorEfficiency
+        self.misalignment = misalignment
+        self.sourceRateHz = sourceRateHz
+        self.channel = channel
+        self.seed = seed
+        self.secrecy = secrecy
+    }
+
+    public struct Second: Sendable, Equatable {
+        public var t: Double
+        public var rangeKm: Double
+        public var elevationDegrees: Double
+        public var lossDb: Double
+        public var siftedBits: UInt64
+        /// Key-basis (X) bits of the second, and how many differ between the ends.
+        public var keyBits: Int
+        public var keyErrors: Int
+        public var qber: Double { keyBits > 0 ? Double(keyErrors) / Double(keyBits) : 0 }
+    }
+
+    public struct Outcome: Sendable {
+        public var seconds: [Second]
+        public var pulses: UInt64
+        public var siftedBits: UInt64
+        public var keyBits: Int
+        public var keyErrors: Int
+        public var qber: Double { keyBits > 0 ? Double(keyErrors) / Double(keyBits) : 0 }
+        public var finalKeyBits: UInt64
+        public var keysMatch: Bool
+        /// The pass's bound (its counts, the Cascade leak); nil without decoys.
+        public var finiteKey: FiniteKeyReport?
+    }
+
+    /// Runs `durationSeconds` of pass.
+    public func run(durationSeconds: Double, geometry: Geometry) throws -> Outcome {
+        let seeds = SeedTree(root: seed).child("sim/pass")
+        var bootstrapRandom = SecretRandom.make(secrecy, seeds: seeds, label: "bootstrap")
+        let bootstrap = secrecy == .reproducible
+            ? LinkBootstrap.derived(linkSeeds: seeds, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
+            : LinkBootstrap.random(&bootstrapRandom, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
+        var alice = BB84Sender(configuration: configuration, seeds: seeds, secrecy: secrecy, authenticationKey: bootstrap.authenticationKey)
+        var bob = BB84Receiver(configuration: configuration, seeds: seeds, misalignment: misalignment,
+                               darkCountProbability: configuration.darkCountProbability, authenticationKey: bootstrap.authenticationKey)
+        var pair = DistillationPair(configuration: distillation, linkSeeds: seeds, session: 0, secrecy: secrecy, bootstrap: bootstrap)
+        let framePulses = UInt64(configuration.pulsesPerFrame)
+        let pulses = UInt64(durationSeconds * sourceRateHz)
+        let frames = (pulses + framePulses - 1) / framePulses
+        var seconds: [Second] = []
+        /// Per frame: its second and its key-basis bits (where it sits in the block's key).
+        var keyBitsPerFrame: [(second: Int, bits: Int)] = []
+        var outcome = Outcome(seconds: [], pulses: pulses, siftedBits: 0, keyBits: 0, keyErrors: 0, finalKeyBits: 0, keysMatch: true)
+        for frameNumber in 0..<frames {
+            if frameNumber == frames - 1 { alice = alice.withBlockSize(0) }  // the pass is one block
+            let size = min(framePulses, pulses - frameNumber * framePulses)
+            let middle = (Double(frameNumber * framePulses) + Double(size) / 2) / sourceRateHz
+            let at = geometry(middle)
+            let loss = channel.lossDb(rangeKm: at.rangeKm, elevationDegrees: at.elevationDegrees)
+            let second = Int(Double(frameNumber * framePulses) / sourceRateHz)
+            while seconds.count <= second {
+                let t = Double(seconds.count)
+                let g = geometry(t)
+                seconds.append(Second(t: t, rangeKm: g.rangeKm, elevationDegrees: g.elevationDegrees,
+                                      lossDb: channel.lossDb(rangeKm: g.rangeKm, elevationDegrees: g.elevationDegrees),
+                                      siftedBits: 0, keyBits: 0, keyErrors: 0))
+            }
+            let eta = detectorEfficiency * pow10(-loss / 10)
+            let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: eta, pulses: UInt32(size)).encoded())
+            let announcement = try SiftAnnouncement.decode(bob.received(frame).encoded())
+            let reply = try SiftReply.decode(alice.received(announcement).encoded())
+            var xBits = 0
+            for i in reply.matches.indices where reply.matches[i] == 1 {
+                if reply.classes[i] == UInt8(PulseClass.signal.rawValue) { seconds[second].siftedBits += 1 }
+                if announcement.bases[i] == Basis.x.rawValue { xBits += 1 }
+            }
+            keyBitsPerFrame.append((second, xBits))
+            guard let reveal = try bob.received(reply) else { continue }
+            let (result, aliceBlock) = try alice.received(EstimationReveal.decode(reveal.encoded()))
+            let bobBlock = try bob.received(EstimationResult.decode(result.encoded()))
+            // The block's key is its key-basis bits in sifting order: frame by frame.
+            var offset = 0
+            for (s, n) in keyBitsPerFrame where n > 0 {
+                let a = aliceBlock.key.bits.slice(from: offset, length: n), b = bobBlock.key.bits.slice(from: offset, length: n)
+                seconds[s].keyBits += n
+                seconds[s].keyErrors += a.hammingDistance(to: b)
+                offset += n
+            }
+            keyBitsPerFrame.removeAll()
+            outcome.keyBits += aliceBlock.key.count
+            outcome.keyErrors += aliceBlock.key.bits.hammingDistance(to: bobBlock.key.bits)
+            let keys = pair.distil(alice: aliceBlock, bob: bobBlock)
+            let bobByID = Dictionary(keys.bob.map { ($0.id, $0.bits.bits) }, uniquingKeysWith: { a, _ in a })
+            outcome.keysMatch = outcome.keysMatch && keys.alice.count == keys.bob.count && keys.alice.allSatisfy { bobByID[$0.id] == $0.bits.bits }
+            outcome.finiteKey = KeyDistiller.finiteKey(aliceBlock.statistics, cascadeLeak: Int(pair.alice.counters.leakedBits), configuration: distillation)
+        }
+        outcome.seconds = seconds
+        outcome.siftedBits = seconds.reduce(0) { $0 + $1.siftedBits }
+        outcome.finalKeyBits = pair.alice.counters.finalBits
+        return outcome
+    }
+
+    private func pow10(_ x: Double) -> Double { exp(x * 2.302_585_092_994_046) }
+}
