@@ -94,21 +94,8 @@ public struct LossTable: Hashable, Sendable {
 
     /// Parses `range_km,loss_db` with that header line.
     public init(csv text: String) throws(Problem) {
-        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { String($0.filter { !$0.isWhitespace }) }
-        guard lines.first == "range_km,loss_db" else {
-            throw Problem(line: 1, message: "the header must be 'range_km,loss_db', got '\(lines.first?.prefix(60) ?? "")'")
-        }
-        lines.removeFirst()
-        var points: [(rangeKm: Double, lossDb: Double)] = [], numbers: [Int] = []
-        for (i, line) in lines.enumerated() where !line.isEmpty {
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-            guard fields.count == 2, let r = Double(fields[0]), let l = Double(fields[1]) else {
-                throw Problem(line: i + 2, message: "expected two numbers 'range_km,loss_db', got '\(line.prefix(60))'")
-            }
-            points.append((r, l))
-            numbers.append(i + 2)
-        }
-        try self.init(points: points, lines: numbers)
+        let rows = try numberPairs(csv: text, header: "range_km,loss_db")
+        try self.init(points: rows.map { ($0.a, $0.b) }, lines: rows.map(\.line))
     }
 
     public func lossDb(rangeKm: Double) -> Double {
@@ -149,17 +136,13 @@ public struct RangeTrack: Sendable {
 
     /// Parses `time_s,range_km` with that header; errors carry the 1-based line.
     public init(csv text: String) throws(LossTable.Problem) {
-        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { String($0.filter { !$0.isWhitespace }) }
-        guard lines.first == "time_s,range_km" else { throw .init(line: 1, message: "the header must be 'time_s,range_km'") }
-        lines.removeFirst()
         var points: [(t: Double, rangeKm: Double)] = []
-        for (i, line) in lines.enumerated() where !line.isEmpty {
-            let f = line.split(separator: ",", omittingEmptySubsequences: false)
-            guard f.count == 2, let t = Double(f[0]), let r = Double(f[1]), t >= 0, r > 0, t.isFinite, r.isFinite else {
-                throw .init(line: i + 2, message: "expected 'time_s,range_km' with time ≥ 0 and range > 0, got '\(line.prefix(60))'")
+        for row in try numberPairs(csv: text, header: "time_s,range_km") {
+            guard row.a >= 0, row.b > 0, row.a.isFinite, row.b.isFinite else {
+                throw .init(line: row.line, message: "expected time ≥ 0 and range > 0, got \(row.a), \(row.b)")
             }
-            if let last = points.last, t <= last.t { throw .init(line: i + 2, message: "time_s must increase: \(t) after \(last.t)") }
-            points.append((t, r))
+            if let last = points.last, row.a <= last.t { throw .init(line: row.line, message: "time_s must increase: \(row.a) after \(last.t)") }
+            points.append((row.a, row.b))
         }
         guard points.count >= 2 else { throw .init(line: 0, message: "a track needs at least two points, has \(points.count)") }
         self.points = points
@@ -168,4 +151,23 @@ public struct RangeTrack: Sendable {
     public var durationSeconds: Double { points[points.count - 1].t }
 
     public func rangeKm(at t: Double) -> Double { linear(points.map { ($0.t, $0.rangeKm) }, at: t) }
+}
+
+/// The rows of a two-column CSV of numbers under `header`, each with its 1-based line (blank
+/// lines skipped, whitespace and CRLF ignored).
+func numberPairs(csv text: String, header: String) throws(LossTable.Problem) -> [(a: Double, b: Double, line: Int)] {
+    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { String($0.filter { !$0.isWhitespace }) }
+    guard lines.first == header else {
+        throw .init(line: 1, message: "the header must be '\(header)', got '\(lines.first?.prefix(60) ?? "")'")
+    }
+    lines.removeFirst()
+    var rows: [(a: Double, b: Double, line: Int)] = []
+    for (i, line) in lines.enumerated() where !line.isEmpty {
+        let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+        guard fields.count == 2, let a = Double(fields[0]), let b = Double(fields[1]) else {
+            throw .init(line: i + 2, message: "expected two numbers '\(header)', got '\(line.prefix(60))'")
+        }
+        rows.append((a, b, i + 2))
+    }
+    return rows
 }

@@ -60,57 +60,83 @@ public struct LinkSimulation: Sendable {
         let seeds = SeedTree(root: seed).child("sim/link")
         var distillation = DistillerConfiguration(source: configuration.source, ecEfficiency: physics.ecEfficiency)
         if let bound { distillation.bound = bound }
-        var bootstrapRandom = SecretRandom.make(secrecy, seeds: seeds, label: "bootstrap")
-        let bootstrap = secrecy == .reproducible
-            ? LinkBootstrap.derived(linkSeeds: seeds, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
-            : LinkBootstrap.random(&bootstrapRandom, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
-        let authKey = bootstrap.authenticationKey
-        var alice = BB84Sender(configuration: configuration, seeds: seeds, secrecy: secrecy, authenticationKey: authKey)
-        var bob = BB84Receiver(configuration: configuration, seeds: seeds, misalignment: physics.misalignment,
-                               darkCountProbability: physics.darkCountProbability, authenticationKey: authKey)
+        var ends = SimulatedEnds(configuration: configuration, distillation: distillation, misalignment: physics.misalignment,
+                                 darkCountProbability: physics.darkCountProbability, seeds: seeds, secrecy: secrecy)
         let frames = (pulses + UInt64(configuration.pulsesPerFrame) - 1) / UInt64(configuration.pulsesPerFrame)
         var total = BlockStatistics()
         var blocks: [(SiftedBlock, SiftedBlock)] = []
         var keyBits = 0, keyErrors = 0
-        var pair = DistillationPair(configuration: distillation, linkSeeds: seeds, session: 0, secrecy: secrecy, bootstrap: bootstrap)
         var committedAlice: [DistilledKey] = [], committedBob: [DistilledKey] = []
         for frameNumber in 0..<frames {
             if frameNumber == frames - 1 {
                 // Close the last block at the last frame, whatever its size.
-                alice = alice.withBlockSize(0)
+                ends.alice = ends.alice.withBlockSize(0)
             }
             let size = UInt32(min(UInt64(configuration.pulsesPerFrame), pulses - frameNumber * UInt64(configuration.pulsesPerFrame)))
-            let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: physics.transmittance, pulses: size).encoded())
-            let announcement = try SiftAnnouncement.decode(bob.received(frame).encoded())
-            let reply = try SiftReply.decode(alice.received(announcement).encoded())
-            guard let reveal = try bob.received(reply) else { continue }
-            let (result, aliceBlock) = try alice.received(EstimationReveal.decode(reveal.encoded()))
-            let bobBlock = try bob.received(EstimationResult.decode(result.encoded()))
+            guard let (aliceBlock, bobBlock) = try ends.exchange(transmittance: physics.transmittance, pulses: size).blocks else { continue }
             total = total + aliceBlock.statistics
             keyBits += aliceBlock.key.count
             keyErrors += aliceBlock.key.bits.hammingDistance(to: bobBlock.key.bits)
             if keepBlocks { blocks.append((aliceBlock, bobBlock)) }
             if distill {
-                let keys = pair.distil(alice: aliceBlock, bob: bobBlock)
+                let keys = ends.pair.distil(alice: aliceBlock, bob: bobBlock)
                 // Keys are committed one round later (two-phase): compare what both committed.
                 committedAlice += keys.alice
                 committedBob += keys.bob
             }
         }
-        // Every key either end committed exists, identical, at the other end.
-        let bobByID = Dictionary(committedBob.map { ($0.id, $0.bits.bits) }, uniquingKeysWith: { a, _ in a })
-        let keysMatch = committedAlice.count == committedBob.count
-            && committedAlice.allSatisfy { bobByID[$0.id] == $0.bits.bits }
+        let keysMatch = SimulatedEnds.identical(committedAlice, committedBob)
         let estimates = total.estimates(source: configuration.source, ecEfficiency: physics.ecEfficiency,
                                         siftingFactor: physics.siftingFactor, standardDeviations: standardDeviations)
         return Outcome(pulses: pulses, statistics: total, estimates: estimates,
                        siftedBits: total.sifted.reduce(0, +), keyBits: keyBits, keyErrors: keyErrors,
                        blocks: blocks.map { (alice: $0.0, bob: $0.1) },
-                       aliceDistillation: distill ? pair.alice.counters : nil,
-                       bobDistillation: distill ? pair.bob.counters : nil,
+                       aliceDistillation: distill ? ends.pair.alice.counters : nil,
+                       bobDistillation: distill ? ends.pair.bob.counters : nil,
                        aliceKeys: committedAlice, bobKeys: committedBob, keysMatch: keysMatch,
-                       wholeRun: KeyDistiller.finiteKey(total, cascadeLeak: Int(distill ? pair.alice.counters.leakedBits : 0),
+                       wholeRun: KeyDistiller.finiteKey(total, cascadeLeak: Int(distill ? ends.pair.alice.counters.leakedBits : 0),
                                                         configuration: distillation))
+    }
+}
+
+/// Both ends of one in-process link, with the bootstrap a secret run draws (or a reproducible
+/// one derives from `seeds`), and one frame carried through the wire codecs as live nodes send
+/// it: what `LinkSimulation` and `PassSimulation` share.
+struct SimulatedEnds {
+    var alice: BB84Sender
+    var bob: BB84Receiver
+    var pair: DistillationPair
+
+    init(configuration: BB84Configuration, distillation: DistillerConfiguration, misalignment: Double, darkCountProbability: Double,
+         seeds: SeedTree, secrecy: Secrecy) {
+        var bootstrapRandom = SecretRandom.make(secrecy, seeds: seeds, label: "bootstrap")
+        let bootstrap = secrecy == .reproducible
+            ? LinkBootstrap.derived(linkSeeds: seeds, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
+            : LinkBootstrap.random(&bootstrapRandom, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
+        alice = BB84Sender(configuration: configuration, seeds: seeds, secrecy: secrecy, authenticationKey: bootstrap.authenticationKey)
+        bob = BB84Receiver(configuration: configuration, seeds: seeds, misalignment: misalignment,
+                           darkCountProbability: darkCountProbability, authenticationKey: bootstrap.authenticationKey)
+        pair = DistillationPair(configuration: distillation, linkSeeds: seeds, session: 0, secrecy: secrecy, bootstrap: bootstrap)
+    }
+
+    /// One frame of `pulses` at transmittance `transmittance`: Bob's announcement, Alice's reply,
+    /// and both ends' blocks when the frame closed one.
+    mutating func exchange(transmittance: Double, pulses: UInt32) throws
+        -> (announcement: SiftAnnouncement, reply: SiftReply, blocks: (alice: SiftedBlock, bob: SiftedBlock)?)
+    {
+        let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: transmittance, pulses: pulses).encoded())
+        let announcement = try SiftAnnouncement.decode(bob.received(frame).encoded())
+        let reply = try SiftReply.decode(alice.received(announcement).encoded())
+        guard let reveal = try bob.received(reply) else { return (announcement, reply, nil) }
+        let (result, aliceBlock) = try alice.received(EstimationReveal.decode(reveal.encoded()))
+        let bobBlock = try bob.received(EstimationResult.decode(result.encoded()))
+        return (announcement, reply, (aliceBlock, bobBlock))
+    }
+
+    /// Every key either end committed exists, identical, at the other end.
+    static func identical(_ alice: [DistilledKey], _ bob: [DistilledKey]) -> Bool {
+        let bobByID = Dictionary(bob.map { ($0.id, $0.bits.bits) }, uniquingKeysWith: { a, _ in a })
+        return alice.count == bob.count && alice.allSatisfy { bobByID[$0.id] == $0.bits.bits }
     }
 }
 

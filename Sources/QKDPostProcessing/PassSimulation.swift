@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import QKDCore
 import QKDKeyPool
 import QKDPhysics
@@ -68,14 +65,8 @@ public struct PassSimulation: Sendable {
     /// Runs `durationSeconds` of pass.
     public func run(durationSeconds: Double, geometry: Geometry) throws -> Outcome {
         let seeds = SeedTree(root: seed).child("sim/pass")
-        var bootstrapRandom = SecretRandom.make(secrecy, seeds: seeds, label: "bootstrap")
-        let bootstrap = secrecy == .reproducible
-            ? LinkBootstrap.derived(linkSeeds: seeds, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
-            : LinkBootstrap.random(&bootstrapRandom, keyBits: distillation.keyBits, count: distillation.preSharedKeys)
-        var alice = BB84Sender(configuration: configuration, seeds: seeds, secrecy: secrecy, authenticationKey: bootstrap.authenticationKey)
-        var bob = BB84Receiver(configuration: configuration, seeds: seeds, misalignment: misalignment,
-                               darkCountProbability: configuration.darkCountProbability, authenticationKey: bootstrap.authenticationKey)
-        var pair = DistillationPair(configuration: distillation, linkSeeds: seeds, session: 0, secrecy: secrecy, bootstrap: bootstrap)
+        var ends = SimulatedEnds(configuration: configuration, distillation: distillation, misalignment: misalignment,
+                                 darkCountProbability: configuration.darkCountProbability, seeds: seeds, secrecy: secrecy)
         let framePulses = UInt64(configuration.pulsesPerFrame)
         let pulses = UInt64(durationSeconds * sourceRateHz)
         let frames = (pulses + framePulses - 1) / framePulses
@@ -84,11 +75,10 @@ public struct PassSimulation: Sendable {
         var keyBitsPerFrame: [(second: Int, bits: Int)] = []
         var outcome = Outcome(seconds: [], pulses: pulses, siftedBits: 0, keyBits: 0, keyErrors: 0, finalKeyBits: 0, keysMatch: true)
         for frameNumber in 0..<frames {
-            if frameNumber == frames - 1 { alice = alice.withBlockSize(0) }  // the pass is one block
+            if frameNumber == frames - 1 { ends.alice = ends.alice.withBlockSize(0) }  // the pass is one block
             let size = min(framePulses, pulses - frameNumber * framePulses)
             let middle = (Double(frameNumber * framePulses) + Double(size) / 2) / sourceRateHz
             let at = geometry(middle)
-            let loss = channel.lossDb(rangeKm: at.rangeKm, elevationDegrees: at.elevationDegrees)
             let second = Int(Double(frameNumber * framePulses) / sourceRateHz)
             while seconds.count <= second {
                 let t = Double(seconds.count)
@@ -97,19 +87,15 @@ public struct PassSimulation: Sendable {
                                       lossDb: channel.lossDb(rangeKm: g.rangeKm, elevationDegrees: g.elevationDegrees),
                                       siftedBits: 0, keyBits: 0, keyErrors: 0))
             }
-            let eta = detectorEfficiency * pow10(-loss / 10)
-            let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: eta, pulses: UInt32(size)).encoded())
-            let announcement = try SiftAnnouncement.decode(bob.received(frame).encoded())
-            let reply = try SiftReply.decode(alice.received(announcement).encoded())
+            let eta = detectorEfficiency * channel.transmittance(rangeKm: at.rangeKm, elevationDegrees: at.elevationDegrees)
+            let (announcement, reply, blocks) = try ends.exchange(transmittance: eta, pulses: UInt32(size))
             var xBits = 0
             for i in reply.matches.indices where reply.matches[i] == 1 {
                 if reply.classes[i] == UInt8(PulseClass.signal.rawValue) { seconds[second].siftedBits += 1 }
                 if announcement.bases[i] == Basis.x.rawValue { xBits += 1 }
             }
             keyBitsPerFrame.append((second, xBits))
-            guard let reveal = try bob.received(reply) else { continue }
-            let (result, aliceBlock) = try alice.received(EstimationReveal.decode(reveal.encoded()))
-            let bobBlock = try bob.received(EstimationResult.decode(result.encoded()))
+            guard let (aliceBlock, bobBlock) = blocks else { continue }
             // The block's key is its key-basis bits in sifting order: frame by frame.
             var offset = 0
             for (s, n) in keyBitsPerFrame where n > 0 {
@@ -121,16 +107,13 @@ public struct PassSimulation: Sendable {
             keyBitsPerFrame.removeAll()
             outcome.keyBits += aliceBlock.key.count
             outcome.keyErrors += aliceBlock.key.bits.hammingDistance(to: bobBlock.key.bits)
-            let keys = pair.distil(alice: aliceBlock, bob: bobBlock)
-            let bobByID = Dictionary(keys.bob.map { ($0.id, $0.bits.bits) }, uniquingKeysWith: { a, _ in a })
-            outcome.keysMatch = outcome.keysMatch && keys.alice.count == keys.bob.count && keys.alice.allSatisfy { bobByID[$0.id] == $0.bits.bits }
-            outcome.finiteKey = KeyDistiller.finiteKey(aliceBlock.statistics, cascadeLeak: Int(pair.alice.counters.leakedBits), configuration: distillation)
+            let keys = ends.pair.distil(alice: aliceBlock, bob: bobBlock)
+            outcome.keysMatch = outcome.keysMatch && SimulatedEnds.identical(keys.alice, keys.bob)
+            outcome.finiteKey = KeyDistiller.finiteKey(aliceBlock.statistics, cascadeLeak: Int(ends.pair.alice.counters.leakedBits), configuration: distillation)
         }
         outcome.seconds = seconds
         outcome.siftedBits = seconds.reduce(0) { $0 + $1.siftedBits }
-        outcome.finalKeyBits = pair.alice.counters.finalBits
+        outcome.finalKeyBits = ends.pair.alice.counters.finalBits
         return outcome
     }
-
-    private func pow10(_ x: Double) -> Double { exp(x * 2.302_585_092_994_046) }
 }

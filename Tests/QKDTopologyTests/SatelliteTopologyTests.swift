@@ -10,12 +10,7 @@ import Testing
     static let micius = "\(topologiesDirectory)/micius-xinglong.yaml"
 
     static func track() throws -> [(t: Double, rangeKm: Double)] {
-        let text = try String(contentsOfFile: "\(topologiesDirectory)/micius2017/track.csv", encoding: .utf8)
-        return text.split(whereSeparator: \.isNewline).dropFirst().compactMap { line in
-            let f = line.split(separator: ",")
-            guard f.count == 2, let t = Double(f[0]), let r = Double(f[1]) else { return nil }
-            return (t, r)
-        }
+        try RangeTrack(csv: String(contentsOfFile: "\(topologiesDirectory)/micius2017/track.csv", encoding: .utf8)).points
     }
 
     /// The orbit was fitted to three numbers of the pass (its closest approach, its time, where
