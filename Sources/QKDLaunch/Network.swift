@@ -126,9 +126,6 @@ public struct Network: Sendable {
         } catch {
             throw LaunchError(.invalidTopology, "\(error)")
         }
-        if let link = topology.links.first(where: { $0.medium != .fibre }) {
-            throw LaunchError(.invalidTopology, "\(topologyPath): link \(link.name) is free-space, and the running network does not emulate satellite links yet (qkdctl passes lists their passes)")
-        }
         if reproducible { topology = topology.with(secrecy: .reproducible) }
         let layout = RunLayout(root: absolute(runDir ?? ".run/\(topology.name)"))
         if let existing = try? open(runDir: layout.root), !existing.livePIDs().isEmpty {
@@ -151,6 +148,15 @@ public struct Network: Sendable {
             }
             try? fm.removeItem(atPath: layout.topologyPath)
             try fm.copyItem(atPath: topologyPath, toPath: layout.topologyPath)
+            // The files it names (loss tables) beside the copy, where its nodes read them.
+            let source = URL(fileURLWithPath: topologyPath).deletingLastPathComponent()
+            let copy = URL(fileURLWithPath: layout.topologyPath).deletingLastPathComponent()
+            for file in topology.dataFiles {
+                let to = copy.appendingPathComponent(file)
+                try fm.createDirectory(at: to.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try? fm.removeItem(at: to)
+                try fm.copyItem(at: source.appendingPathComponent(file), to: to)
+            }
         } catch {
             throw LaunchError(.io, "cannot prepare run directory '\(layout.root)': \(error.localizedDescription)")
         }
@@ -164,7 +170,10 @@ public struct Network: Sendable {
                                        runDirectory: layout.root, binDirectory: absolute(binDirectory),
                                        startedAt: wallClockSeconds(),
                                        nodeArguments: ["--io-cpu", ioCPU.resolved(nodes: topology.nodes.count).map(String.init) ?? "none"]
-                                           + (reproducible ? ["--reproducible"] : []) + extraNodeArguments)
+                                           + (reproducible ? ["--reproducible"] : [])
+                                           // A satellite network's emulated time starts now, the same at every node.
+                                           + (topology.mission != nil ? ["--mission-origin", "\(SystemClock().now().nanoseconds)"] : [])
+                                           + extraNodeArguments)
         try manifest.save(path: layout.networkPath)
         let network = Network(layout: layout, topology: topology, manifest: manifest)
 

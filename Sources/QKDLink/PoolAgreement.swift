@@ -34,8 +34,9 @@ public struct PoolAgreement: Sendable {
         case send(PoolSync)
         /// Stop the link's quantum session: its unfinished rounds are lost.
         case stopSession
-        /// The pools agree: start the session with this number (the same at both ends).
-        case startSession(UInt64)
+        /// The pools agree: start the session with this number (the same at both ends);
+        /// `confirmedKeys` pending keys became available at this end by the agreement.
+        case startSession(UInt64, confirmedKeys: Int)
         case log(LogLevel, String, [String: String])
     }
 
@@ -78,6 +79,14 @@ public struct PoolAgreement: Sendable {
     /// offers, the answerer answers the offer it holds or asks for one.
     public mutating func linkUp(at now: Instant, pool: inout KeyPool) -> [Directive] {
         isUp = true
+        return restart(at: now, pool: &pool)
+    }
+
+    /// Agrees the pools again on a link that stays up (a free-space link after its pass's block:
+    /// the keys both ends hold pending become available at both, with no later round to
+    /// acknowledge them). The session stops and a new one starts once agreed, as at a link-up.
+    public mutating func agreeAgain(at now: Instant, pool: inout KeyPool) -> [Directive] {
+        guard isUp else { return [] }
         return restart(at: now, pool: &pool)
     }
 
@@ -131,9 +140,9 @@ public struct PoolAgreement: Sendable {
                 return isUp ? restart(at: now, pool: &pool) : []
             }
             guard let nonce = offered, sync.echo == nonce, !accepted, isUp else { return [] }  // stale or repeated answer
-            let removed = pool.synchronise(peerHolds: Set(sync.held)).removed
+            let (removed, confirmed) = pool.synchronise(peerHolds: Set(sync.held))
             accepted = true
-            return started(alice: nonce, bob: sync.nonce, removed: removed)
+            return started(alice: nonce, bob: sync.nonce, removed: removed, confirmed: confirmed)
         }
     }
 
@@ -168,18 +177,18 @@ public struct PoolAgreement: Sendable {
 
     /// The answerer keeps the keys both hold, answers with what it kept, and starts.
     private mutating func answer(_ offer: PoolSync, at now: Instant, pool: inout KeyPool) -> [Directive] {
-        let removed = pool.synchronise(peerHolds: Set(offer.held)).removed
+        let (removed, confirmed) = pool.synchronise(peerHolds: Set(offer.held))
         let reply = PoolSync(nonce: nextNonce(), echo: offer.nonce, held: pool.heldIDs)
         answered = (offer.nonce, reply)
         highestAnswered = offer.nonce
         pendingOffer = nil
         requestedAt = nil
-        return [.stopSession, .send(reply)] + started(alice: offer.nonce, bob: reply.nonce, removed: removed)
+        return [.stopSession, .send(reply)] + started(alice: offer.nonce, bob: reply.nonce, removed: removed, confirmed: confirmed)
     }
 
-    private func started(alice: UInt64, bob: UInt64, removed: Int) -> [Directive] {
+    private func started(alice: UInt64, bob: UInt64, removed: Int, confirmed: Int) -> [Directive] {
         let session = QuantumLinkEngine.session(aliceNonce: alice, bobNonce: bob)
-        return [.startSession(session),
+        return [.startSession(session, confirmedKeys: confirmed),
                 .log(removed > 0 ? .warning : .info, "pool agreed with peer, session started",
                      ["link.id": link, "session": "\(session)", "removed_keys": "\(removed)"])]
     }

@@ -47,15 +47,28 @@ public struct QuantumLayer: Sendable {
     /// `engine` makes each link's engine (tests choose smaller blocks).
     public init(node: NodeID, topology: Topology, epoch: UInt64, now: Instant, authenticationKeys: [String: UInt128],
                 engine: ((TopologyLink) -> QuantumLinkEngine)? = nil) {
+        let drives = QuantumLayer.drives(of: node, topology: topology, now: now)
         let make = engine ?? {
             QuantumLinkEngine(link: $0, node: node, topologySeed: topology.seed, secrecy: topology.secrecy,
-                              authenticationKey: authenticationKeys[$0.name] ?? 0, timeScale: topology.timeScale, now: now)
+                              authenticationKey: authenticationKeys[$0.name] ?? 0, timeScale: topology.timeScale, now: now,
+                              drive: drives[$0.index])
         }
         ends = topology.links(of: node).map { link in
             End(engine: make(link),
                 agreement: PoolAgreement(role: link.a == node ? .offerer : .answerer, link: link.name, epoch: epoch))
         }
         for (i, end) in ends.enumerated() { position[end.engine.link.index] = i }
+    }
+
+    /// The pacing of each of `node`'s free-space links: the mission's timeline pinned to its
+    /// origin (`qkdctl up` gives every node of a run the same; without one, `now`).
+    public static func drives(of node: NodeID, topology: Topology, now: Instant) -> [LinkIndex: FreeSpaceDrive] {
+        let links = topology.links(of: node).filter { if case .freeSpace = $0.medium { true } else { false } }
+        guard !links.isEmpty, let timeline = topology.missionTimeline else { return [:] }
+        let clock = MissionClock(timeline: timeline, origin: topology.mission?.origin ?? now)
+        var out: [LinkIndex: FreeSpaceDrive] = [:]
+        for link in links { out[link.index] = FreeSpaceDrive(link: link, topology: topology, clock: clock) }
+        return out
     }
 
     /// Every link's report, as of the last step.
@@ -111,7 +124,12 @@ public struct QuantumLayer: Sendable {
             var pool = LinkPoolOperations(access: pools, link: ends[i].engine.link.name)
             let effects = ends[i].engine.received(kind, payload, at: now, pool: &pool)
             pools = pool.access
-            return effects.compactMap { Self.output($0, link: link) }
+            var out = effects.compactMap { Self.output($0, link: link) }
+            if effects.contains(where: { if case .passDistilled = $0 { true } else { false } }) {
+                let directives = pools.modify(ends[i].engine.link.name) { ends[i].agreement.agreeAgain(at: now, pool: &$0) } ?? []
+                out += carryOut(directives, end: i, at: now)
+            }
+            return out
         case .linkUp(let link):
             guard let i = position[link] else { return [] }
             let directives = pools.modify(ends[i].engine.link.name) { ends[i].agreement.linkUp(at: now, pool: &$0) } ?? []
@@ -146,7 +164,7 @@ public struct QuantumLayer: Sendable {
             switch directive {
             case .send(let sync): out.append(.send(link, .poolSync, sync.encoded()))
             case .stopSession: ends[i].engine.stop(at: now)
-            case .startSession(let session): ends[i].engine.start(session: session, at: now)
+            case .startSession(let session, let confirmed): ends[i].engine.start(session: session, at: now, confirmedKeys: confirmed)
             case .log(let level, let message, let metadata): out.append(.log(level, message, metadata))
             }
         }
@@ -158,6 +176,7 @@ public struct QuantumLayer: Sendable {
         case .send(let kind, let payload): .send(link, kind, payload)
         case .log(let level, let message, let metadata): .log(level, message, metadata)
         case .block: nil  // already handed to the link's distiller inside the engine
+        case .passDistilled: nil  // the layer agrees the pools again
         case .verdict(let compromised, let reason): .verdict(link, compromised: compromised, reason: reason)
         }
     }

@@ -19,6 +19,10 @@ public struct QuantumLinkEngine: Sendable {
         case block(SiftedBlock)
         /// The link became compromised (with the reason) or clean again.
         case verdict(compromised: Bool, reason: String?)
+        /// A free-space link's pass block is distilled at Bob's end (pending at both ends):
+        /// agree the pools again, which makes its keys available at both, instead of waiting
+        /// for the next pass's round to acknowledge it (hours later).
+        case passDistilled
     }
 
     public typealias Report = QuantumLinkReport
@@ -40,6 +44,12 @@ public struct QuantumLinkEngine: Sendable {
     /// Sifted blocks awaiting distillation beyond which Alice stops emitting frames.
     let maxDistillationBacklog = 4
 
+    /// A free-space link's pacing (the mission's passes and geometry); nil on fibre.
+    public let drive: FreeSpaceDrive?
+    /// How far (emulated UTC) a free-space link's source has emitted.
+    private var cursor: Double = 0
+    private var sessions = 0
+
     /// While an interposer is spliced into the fibre, the `a` end emits into the segment that
     /// ends at it (the interposer applies the rest of the channel); nil: the whole channel.
     public var emissionTransmittance: Double?
@@ -54,6 +64,9 @@ public struct QuantumLinkEngine: Sendable {
     private var pulsesAtPaceStart: UInt64 = 0
     private var pulsesEmitted: UInt64 = 0
     private var wallBeforeSession: Double = 0
+    /// Final key bits distilled by the sessions before this one (each session's distiller
+    /// counts its own).
+    private var finalBitsBeforeSession: UInt64 = 0
     private var active = false
     /// When each block this end sifted in the current session went to distillation, or the
     /// last distillation message arrived; a round with no news for `distillationTimeoutNs` is
@@ -65,7 +78,7 @@ public struct QuantumLinkEngine: Sendable {
     public init(link: TopologyLink, node: NodeID, topologySeed: UInt64, secrecy: Secrecy, authenticationKey: UInt128,
                 timeScale: Double, now: Instant,
                 framePulses: UInt32? = nil, blockBits: Int? = nil, asymptoticBound: Bool = false, window: Int = 4,
-                roundTimeoutMs: UInt64 = 3000) {
+                roundTimeoutMs: UInt64 = 3000, drive: FreeSpaceDrive? = nil) {
         self.link = link
         role = node == link.a ? .alice : .bob
         let p = link.physics
@@ -74,11 +87,16 @@ public struct QuantumLinkEngine: Sendable {
                               ecEfficiency: p.ecEfficiency, signalIntensity: p.signalIntensity, decoyIntensity: p.decoyIntensity)
         distillation = asymptoticBound ? link.distillation.withAsymptoticBound() : link.distillation
         let source = distillation.source
-        // 10 ms of emulated time per frame by default.
-        let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz / 100)))
-        configuration = BB84Configuration(pulsesPerFrame: pulses, blockKeyBits: blockBits ?? p.blockKeyBits,
-                                           blockPulses: blockBits == nil ? p.blockPulses : nil, source: source,
+        // 10 ms of emulated time per frame by default; a free-space link's frames are its
+        // drive's, and its blocks are its passes (each closed by the pass's last frame).
+        let frameSeconds = drive?.frameSeconds ?? 0.01
+        let pulses = framePulses ?? UInt32(max(1, min(Double(UInt32.max), p.sourceRateHz * frameSeconds)))
+        configuration = BB84Configuration(pulsesPerFrame: pulses,
+                                           blockKeyBits: drive == nil ? blockBits ?? p.blockKeyBits : BB84Configuration.maxBlockKeyBits,
+                                           blockPulses: blockBits == nil && drive == nil ? p.blockPulses : nil, source: source,
                                            darkCountProbability: p.darkCountProbability)
+        self.drive = drive
+        cursor = drive?.clock.timeline.mission.start ?? 0
         seeds = SeedTree(root: topologySeed).child("link/\(link.name)")
         self.secrecy = secrecy
         self.authenticationKey = authenticationKey
@@ -102,7 +120,10 @@ public struct QuantumLinkEngine: Sendable {
     /// Starts a session (the link is up and both ends agreed their pools). Alice's frame
     /// numbers carry the session's low 32 bits in their upper half so that late messages of
     /// an old session can never match a new round.
-    public mutating func start(session: UInt64, at now: Instant) {
+    /// `confirmedKeys` pending keys became available by the pool agreement that started it
+    /// (rounds distilled before and acknowledged by no later round): generated keys too.
+    public mutating func start(session: UInt64, at now: Instant, confirmedKeys: Int = 0) {
+        report.generatedBitsTotal += UInt64(confirmedKeys * distillation.keyBits)
         let sessionSeeds = seeds.child("session/\(session)")
         let authKey = authenticationKey
         var s = BB84Sender(configuration: configuration, seeds: sessionSeeds, secrecy: secrecy, authenticationKey: authKey)
@@ -119,6 +140,10 @@ public struct QuantumLinkEngine: Sendable {
         report.sessionBlocks = 0
         paceStart = now
         pulsesAtPaceStart = pulsesEmitted
+        // A later session (a restart, a flap) starts at the present: a pass, or the part of
+        // one, that went by while the link was down is lost, as it would be.
+        if let drive, sessions > 0 { cursor = max(cursor, drive.clock.utc(at: now)) }
+        sessions += 1
         active = true
         report.active = true
     }
@@ -128,6 +153,8 @@ public struct QuantumLinkEngine: Sendable {
         guard active else { return }
         report.roundsDiscarded += UInt64(inFlight.count)
         if let f = distiller?.counters.lastFiniteKey { report.finiteKey = f }
+        finalBitsBeforeSession += distiller?.counters.finalBits ?? 0
+        report.finalBitsTotal = finalBitsBeforeSession
         inFlight.removeAll()
         wallBeforeSession += Double(now.nanoseconds(since: paceStart)) / 1e9
         sender = nil
@@ -152,7 +179,10 @@ public struct QuantumLinkEngine: Sendable {
         // timeout counts from the last distillation message, not from when a round opened, so a
         // multi-Mbit block on a loaded machine is not abandoned while it progresses.
         for block in distilling.keys { distilling[block] = now }
-        return translate(distiller!.received(kind, payload, pool: &pool))
+        let before = distiller!.counters.finalBits
+        let effects = translate(distiller!.received(kind, payload, pool: &pool))
+        guard drive != nil, role == .bob, kind == .reconciliationResult, distiller!.counters.finalBits > before else { return effects }
+        return effects + [.passDistilled]
     }
 
     /// Handles a message that does not touch the pool: frames, sifting and estimation. A
@@ -223,10 +253,26 @@ public struct QuantumLinkEngine: Sendable {
             inFlight[index] = nil
             report.roundsDiscarded += 1
         }
-        let due = dueFrames(at: now)
-        var emitted = 0
         // Backpressure: while distillation is behind, the source waits (the lag shows it).
         let backlogged = (distiller?.unfinishedRounds ?? 0) >= maxDistillationBacklog
+        if let drive {
+            let utc = drive.clock.utc(at: now)
+            while inFlight.count < window && !backlogged, let f = drive.frame(from: cursor, now: utc) {
+                let frame = s.nextFrame(transmittance: emissionTransmittance ?? physics.detectorEfficiency * f.transmittance,
+                                        pulses: UInt32(max(1, (f.seconds * link.physics.sourceRateHz).rounded())))
+                if f.endsPass { s.closeBlock(atFrame: frame.frameIndex) }
+                inFlight[frame.frameIndex] = now
+                pulsesEmitted += UInt64(frame.pulses)
+                report.framesSent += 1
+                effects.append(.send(.quantumFrame, frame.encoded()))
+                cursor = f.start + f.seconds
+            }
+            sender = s
+            updateClock(now)
+            return effects
+        }
+        let due = dueFrames(at: now)
+        var emitted = 0
         while emitted < due && inFlight.count < window && !backlogged {
             let frame = s.nextFrame(transmittance: emissionTransmittance ?? physics.transmittance)
             inFlight[frame.frameIndex] = now
@@ -251,6 +297,14 @@ public struct QuantumLinkEngine: Sendable {
     private mutating func updateClock(_ now: Instant) {
         let sessionWall = active ? Double(now.nanoseconds(since: paceStart)) / 1e9 : 0
         report.wallSeconds = wallBeforeSession + sessionWall
+        if let drive {
+            let utc = drive.clock.utc(at: now)
+            report.emulatedSeconds = utc - drive.clock.timeline.mission.start
+            report.freeSpace = drive.report(at: utc)
+            // Behind: the source has not caught up with the pass under way.
+            report.lagSeconds = role == .alice && report.freeSpace!.inView ? max(0, utc - max(cursor, drive.passes.first { $0.end > cursor }?.start ?? utc)) : 0
+            return
+        }
         report.emulatedSeconds = Double(pulsesEmitted) / link.physics.sourceRateHz
         if role == .alice {
             report.lagSeconds = max(0, sessionWall * timeScale - Double(pulsesEmitted - pulsesAtPaceStart) / link.physics.sourceRateHz)
@@ -260,6 +314,11 @@ public struct QuantumLinkEngine: Sendable {
     /// When Alice next needs to run: the next frame's due time (or soon, if she is behind).
     public func nextDeadline(after now: Instant) -> Instant? {
         guard active, role == .alice else { return nil }
+        if let drive {
+            // The next frame's end, in wall time (the worker waits at most 100 ms anyway).
+            guard let end = drive.nextFrameEnd(after: cursor) else { return nil }
+            return max(drive.clock.instant(atUTC: end), now.advanced(byMilliseconds: 1))
+        }
         let framePeriodNs = Double(configuration.pulsesPerFrame) / (link.physics.sourceRateHz * timeScale) * 1e9
         return now.advanced(byNanoseconds: UInt64(max(1e6, min(framePeriodNs, 1e8))))
     }
@@ -271,7 +330,7 @@ public struct QuantumLinkEngine: Sendable {
             r.blocksFailedVerification = d.blocksFailedVerification
             r.blocksFailedAuthentication = d.blocksFailedAuthentication
             r.distillationMessagesRejected = d.messagesRejected
-            r.finalBitsTotal = d.finalBits
+            r.finalBitsTotal = finalBitsBeforeSession + d.finalBits
             r.lastKeyBlock = d.lastKeyBlock
             if let f = d.lastFiniteKey { r.finiteKey = f }
             r.verificationCollisionBound = d.lastVerificationBound

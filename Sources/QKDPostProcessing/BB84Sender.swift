@@ -17,6 +17,7 @@ public struct BB84Sender: Sendable {
     private var closing: [UInt64: BlockAccumulator] = [:]
     /// Frames dropped because no sifting answer came in time.
     public private(set) var framesExpired = 0
+    private var closingFrame: UInt64?
     let authenticationKey: UInt128
 
     /// `seeds` is this link's seed tree; Alice's streams are `alice/*` (physics always; her bit
@@ -37,6 +38,10 @@ public struct BB84Sender: Sendable {
 
     /// Starts frame numbering at `index` (a new session's base) without emitting anything.
     public mutating func skipFrames(to index: UInt64) { nextFrameIndex = index }
+
+    /// Closes the block with the sifting answer to frame `index` (or a later one, should that
+    /// frame's never come): a satellite pass's last frame, since one pass is one block.
+    public mutating func closeBlock(atFrame index: UInt64) { closingFrame = index }
 
     /// Changes the block threshold from the next sifting answer on (both ends follow Alice's
     /// block flags, so only Alice needs it).
@@ -85,7 +90,8 @@ public struct BB84Sender: Sendable {
             matches[i] = matched ? 1 : 0
             block.click(class: mine.classes[i], matched: matched, basis: mine.bases[i], bit: mine.values[i])
         }
-        let closes = block.isFull(configuration)
+        let closes = block.isFull(configuration) || closingFrame.map { a.frameIndex >= $0 } == true
+        if closes { closingFrame = nil }
         let reply = SiftReply(frameIndex: a.frameIndex, blockIndex: block.index, matches: matches, classes: mine.classes, classCounts: record.classCounts,
                               closesBlock: closes)
         block.transcript.update(a.encoded())

@@ -54,10 +54,12 @@ public final class DeterministicNetwork {
                                 now: clock.now())
             let pools = try NodePools(node: node.id, topology: topology, store: nil)
             let id = node.id
+            // Free-space links run on the mission's time from the network's start (blocks: passes).
+            let drives = QuantumLayer.drives(of: id, topology: topology, now: start)
             let mode: NodeRuntime.QuantumMode = quantum ? .inline(engine: { [clock] link in
                 QuantumLinkEngine(link: link, node: id, topologySeed: topology.seed, secrecy: .reproducible,
                                   authenticationKey: pools.authenticationKeys[link.name] ?? 0, timeScale: topology.timeScale,
-                                  now: clock.now(), blockBits: blockBits, asymptoticBound: !composable)
+                                  now: clock.now(), blockBits: blockBits, asymptoticBound: !composable, drive: drives[link.index])
             }) : .off
             let transport = network.transport(for: node.id)
             let requests = KeyRequests(waker: transport.makeWaker(), maxPerSAE: topology.kme.maxRequestsPerSAE, maxTotal: topology.kme.maxRequests)

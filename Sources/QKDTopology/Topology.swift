@@ -149,11 +149,16 @@ public struct Topology: Sendable {
     public let links: [TopologyLink]
     public let saes: [SAE]
     public let kme: KMELimits
+    /// When emulated time runs, for a network with free-space links (`mission:`); nil without.
+    public let mission: Mission?
+    /// The files beside the topology it names (loss tables), relative to its directory: a
+    /// copy of the topology (a run directory's) needs them beside it too.
+    public var dataFiles: [String] = []
 
     private let nodeIndex: [NodeID: Int]
 
     public init(name: String, seed: UInt64, secrecy: Secrecy = .secret, timeScale: Double, defaults: PhysicsParameters,
-                nodes: [TopologyNode], links: [TopologyLink], saes: [SAE], kme: KMELimits = KMELimits()) {
+                nodes: [TopologyNode], links: [TopologyLink], saes: [SAE], kme: KMELimits = KMELimits(), mission: Mission? = nil) {
         self.name = name
         self.seed = seed
         self.secrecy = secrecy
@@ -163,19 +168,31 @@ public struct Topology: Sendable {
         self.links = links
         self.saes = saes
         self.kme = kme
+        self.mission = mission
         var index: [NodeID: Int] = [:]
         for (i, node) in nodes.enumerated() { index[node.id] = i }
         self.nodeIndex = index
     }
 
     /// The same network run at another pace (emulated seconds per wall second).
-    public func with(timeScale: Double) -> Topology {
-        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes, kme: kme)
-    }
+    public func with(timeScale: Double) -> Topology { copy(timeScale: timeScale) }
 
     /// The same network with its secret randomness from `secrecy` (`--reproducible`).
-    public func with(secrecy: Secrecy) -> Topology {
-        Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults, nodes: nodes, links: links, saes: saes, kme: kme)
+    public func with(secrecy: Secrecy) -> Topology { copy(secrecy: secrecy) }
+
+    /// The same network with its mission's emulated time pinned to `origin` (`qkd-node
+    /// --mission-origin`, from `qkdctl up`: every node of a run the same).
+    public func with(missionOrigin origin: Instant) -> Topology {
+        var m = mission
+        m?.origin = origin
+        return copy(mission: m)
+    }
+
+    private func copy(timeScale: Double? = nil, secrecy: Secrecy? = nil, mission: Mission?? = nil) -> Topology {
+        var t = Topology(name: name, seed: seed, secrecy: secrecy ?? self.secrecy, timeScale: timeScale ?? self.timeScale, defaults: defaults,
+                         nodes: nodes, links: links, saes: saes, kme: kme, mission: mission ?? self.mission)
+        t.dataFiles = dataFiles
+        return t
     }
 
     public func node(_ id: NodeID) -> TopologyNode? {

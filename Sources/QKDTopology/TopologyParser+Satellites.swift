@@ -9,6 +9,7 @@ extension TopologyParser {
     public static let channelKeys = ["loss_table", "receive_aperture_m", "divergence_urad", "pointing_jitter_urad",
                                      "zenith_transmittance", "optical_efficiency"]
     static let budgetKeys = Array(channelKeys.dropFirst())
+    public static let missionKeys = ["start", "hours", "gap_wall_s"]
 }
 
 extension ParserContext {
@@ -34,16 +35,45 @@ extension ParserContext {
         let inclination = bounded(map, "inclination_deg", path: path, owner: node, required: true, 0, 180, unit: "°")
         let raan = bounded(map, "raan_deg", path: path, owner: node, required: true, 0, 360, upperInclusive: false, unit: "°")
         let phase = bounded(map, "phase_deg", path: path, owner: node, required: true, 0, 360, upperInclusive: false, unit: "°")
-        var epoch: Double?
-        if let (text, at) = string(map, "epoch", path: path, required: true, owner: node) {
-            if let date = ISO8601DateFormatter().date(from: text) {
-                epoch = date.timeIntervalSince1970
-            } else {
-                fail(.invalidValue, at, join(path, "epoch"), "'\(text)' is not an ISO 8601 UTC time such as 2016-12-18T16:50:00Z")
-            }
-        }
+        let epoch = isoTime(map, "epoch", path: path, owner: node, required: true)
         guard let altitude, let inclination, let raan, let phase, let epoch else { return nil }
         return CircularOrbit(altitudeKm: altitude, inclinationDegrees: inclination, raanDegrees: raan, argumentOfLatitudeDegrees: phase, epoch: epoch)
+    }
+
+    /// A time given as ISO 8601 UTC.
+    mutating func isoTime(_ map: Node.Mapping, _ key: String, path: String, owner: Node, required: Bool) -> Double? {
+        guard let (text, at) = string(map, key, path: path, required: required, owner: owner) else { return nil }
+        guard let date = ISO8601DateFormatter().date(from: text) else {
+            fail(.invalidValue, at, join(path, key), "'\(text)' is not an ISO 8601 UTC time such as 2016-12-18T16:50:00Z")
+            return nil
+        }
+        return date.timeIntervalSince1970
+    }
+
+    /// The `mission:` of a network with free-space links: when emulated time starts (default:
+    /// the earliest orbit epoch), how many hours of passes it covers, and how many wall seconds
+    /// each skipped stretch between passes takes. Without free-space links there is none (a
+    /// `mission:` there is refused: nothing would use it).
+    mutating func parseMission(_ top: Node.Mapping, root: Node, nodes: [TopologyNode], links: [TopologyLink]) -> Mission? {
+        let freeSpace = links.contains { if case .freeSpace = $0.medium { true } else { false } }
+        guard let value = top["mission"] else {
+            guard freeSpace, let start = nodes.compactMap({ $0.orbit?.epoch }).min() else { return nil }
+            return Mission(start: start)
+        }
+        guard freeSpace else {
+            fail(.invalidValue, value, "mission", "a mission is for networks with free-space links, and this one has none")
+            return nil
+        }
+        guard case .mapping(let map) = value else {
+            fail(.wrongType, value, "mission", "must be a mapping of \(TopologyParser.missionKeys.joined(separator: ", "))")
+            return nil
+        }
+        checkKeys(map, allowed: TopologyParser.missionKeys, path: "mission")
+        let start = isoTime(map, "start", path: "mission", owner: value, required: false) ?? nodes.compactMap({ $0.orbit?.epoch }).min()
+        let hours = bounded(map, "hours", path: "mission", owner: value, required: false, 0.01, 24 * 31, unit: " h") ?? Mission.defaultHours
+        let gap = bounded(map, "gap_wall_s", path: "mission", owner: value, required: false, 0.1, 3600, unit: " s") ?? Mission.defaultGapWallSeconds
+        guard let start else { return nil }
+        return Mission(start: start, hours: hours, gapWallSeconds: gap)
     }
 
     /// A free-space link's `channel:`: a measured `loss_table` (CSV beside the topology) or a
@@ -65,7 +95,9 @@ extension ParserContext {
             }
             let text: String
             switch readFile(file) {
-            case .success(let t): text = t
+            case .success(let t):
+                text = t
+                if !filesRead.contains(file) { filesRead.append(file) }
             case .failure(let why):
                 fail(.unreadable, at, join(path, "loss_table"), "cannot read '\(file)': \(why.message)")
                 return nil

@@ -8,7 +8,7 @@ import Yams
 /// and the field. Parsing is pure: `parse(_:file:)` reads no files; `load(path:)` reads one.
 public enum TopologyParser {
     public static let topLevelKeys = ["name", "description", "seed", "secrecy", "time_scale", "defaults",
-                                      "nodes", "links", "saes", "kme"]
+                                      "nodes", "links", "saes", "kme", "mission"]
     public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint", "orbit", "altitude_m", "min_elevation_deg"]
     public static let linkKeys = ["a", "b", "length_km", "physics", "type", "channel"]
     public static let saeKeys = ["id", "node"]
@@ -53,7 +53,10 @@ public enum TopologyParser {
             throw TopologyValidationError(errors: context.errors)
         }
         let topology = context.topology(from: top, node: root)
-        if let topology, context.errors.isEmpty { return topology }
+        if var topology, context.errors.isEmpty {
+            topology.dataFiles = context.filesRead
+            return topology
+        }
         throw TopologyValidationError(errors: context.errors)
     }
 }
@@ -64,6 +67,8 @@ struct ParserContext {
     let file: String
     var errors: [TopologyError] = []
     var readFile: ((String) -> Result<String, TopologyFileProblem>)?
+    /// The files `readFile` read, as the topology names them.
+    var filesRead: [String] = []
 
     init(file: String) { self.file = file }
 
@@ -217,8 +222,9 @@ struct ParserContext {
         let links = parseLinks(top, root: root, known: known, roles: roles, defaults: defaults)
         let saes = parseSAEs(top, known: known)
         let kme = parseKME(top)
+        let mission = parseMission(top, root: root, nodes: nodes, links: links)
         return Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults,
-                        nodes: nodes, links: links, saes: saes, kme: kme)
+                        nodes: nodes, links: links, saes: saes, kme: kme, mission: mission)
     }
 
     mutating func parseNodes(_ top: Node.Mapping, root: Node) -> [TopologyNode] {

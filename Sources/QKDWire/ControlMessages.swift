@@ -488,6 +488,8 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
     /// The newest block's verification collision bound ((L + 1)/p)², p = 2^61 − 1: the ε_cor the
     /// two verification hashes deliver, at most the configured `eps_cor`.
     public var verificationCollisionBound: Double?
+    /// A free-space link's pass state (nil on fibre).
+    public var freeSpace: FreeSpaceReport?
 
     public init(link: String, role: String, state: LinkState, session: UInt64, active: Bool, framesSent: UInt64,
                 framesMeasured: UInt64, roundsDiscarded: UInt64, blocks: UInt64, siftedBitsTotal: UInt64,
@@ -534,6 +536,47 @@ public struct QuantumLinkReport: Codable, Sendable, Equatable {
         case finiteKey = "finite_key", secrecy
         case authTranscriptBits = "auth_transcript_bits", authForgeryBound = "auth_forgery_bound"
         case verificationCollisionBound = "verification_collision_bound"
+        case freeSpace = "free_space"
+    }
+}
+
+/// Where a free-space link's satellite is, as of the link end's last step: emulated UTC (Unix
+/// seconds) beside the wall, whether the station sees it and at what range and elevation, the
+/// passes done and the next one.
+public struct FreeSpaceReport: Codable, Sendable, Equatable {
+    public var satellite: String
+    public var station: String
+    public var emulatedUTC: Double
+    public var inView: Bool
+    public var elevationDegrees: Double
+    public var rangeKm: Double
+    /// The channel's loss now (detector efficiency excluded), while in view.
+    public var lossDb: Double?
+    public var passesCompleted: Int
+    public var passesTotal: Int
+    public var nextPassStart: Double?
+    public var nextPassEnd: Double?
+
+    public init(satellite: String, station: String, emulatedUTC: Double, inView: Bool, elevationDegrees: Double, rangeKm: Double,
+                lossDb: Double?, passesCompleted: Int, passesTotal: Int, nextPassStart: Double?, nextPassEnd: Double?) {
+        self.satellite = satellite
+        self.station = station
+        self.emulatedUTC = emulatedUTC
+        self.inView = inView
+        self.elevationDegrees = elevationDegrees
+        self.rangeKm = rangeKm
+        self.lossDb = lossDb
+        self.passesCompleted = passesCompleted
+        self.passesTotal = passesTotal
+        self.nextPassStart = nextPassStart
+        self.nextPassEnd = nextPassEnd
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case satellite, station
+        case emulatedUTC = "emulated_utc", inView = "in_view", elevationDegrees = "elevation_deg", rangeKm = "range_km"
+        case lossDb = "loss_db", passesCompleted = "passes_completed", passesTotal = "passes_total"
+        case nextPassStart = "next_pass_start_utc", nextPassEnd = "next_pass_end_utc"
     }
 }
 

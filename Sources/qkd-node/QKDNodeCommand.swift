@@ -55,6 +55,9 @@ struct QKDNodeCommand: AsyncParsableCommand {
     @Option(name: .customLong("time-scale"), help: "Emulated seconds per wall second, instead of the topology's time_scale.")
     var timeScale: Double?
 
+    @Option(name: .customLong("mission-origin"), help: "A satellite network's emulated start: the CLOCK_MONOTONIC nanosecond at which its mission begins (qkdctl up gives every node the same).")
+    var missionOrigin: UInt64?
+
     @Flag(help: "Draw secret randomness from the seed too (secrecy: reproducible): the same keys every run, computable from the topology. Experiments and tests only.")
     var reproducible = false
 
@@ -97,6 +100,13 @@ struct QKDNodeCommand: AsyncParsableCommand {
             "pid": "\(pid)", "topology": "\(topology.name)", "seed": "\(topology.seed)", "secrecy": "\(topology.secrecy)",
             "incarnation": "\(incarnation)", "libzmq": "\(zmqVersion())", "io_cpu": "\(ioCPU)", "time_scale": "\(topology.timeScale)",
         ])
+        if let mission = topology.mission, let timeline = topology.missionTimeline {
+            logger.notice("mission", metadata: [
+                "start_utc": "\(Date(timeIntervalSince1970: mission.start).ISO8601Format())", "hours": "\(mission.hours)",
+                "passes": "\(timeline.passes.count)", "wall_s": "\(Int(timeline.wallSeconds.rounded()))",
+                "gap_wall_s": "\(mission.gapWallSeconds)",
+            ])
+        }
         let transport = openTransport(layout, me, topology, logger: logger)
         let keyRequests = KeyRequests(waker: transport.makeWaker(), maxPerSAE: topology.kme.maxRequestsPerSAE, maxTotal: topology.kme.maxRequests)
         let kme = kmeService(layout, me.id, topology, pools: pools, requests: keyRequests)
@@ -141,6 +151,10 @@ struct QKDNodeCommand: AsyncParsableCommand {
             topology = topology.with(timeScale: timeScale)
         }
         if reproducible { topology = topology.with(secrecy: .reproducible) }
+        if let missionOrigin {
+            guard topology.mission != nil else { fail(2, "--mission-origin: \(self.topology) has no free-space link, so no mission") }
+            topology = topology.with(missionOrigin: Instant(nanoseconds: missionOrigin))
+        }
         return topology
     }
 

@@ -39,7 +39,7 @@ struct AgreementPair {
             switch d {
             case .send(let sync): wire.append((atA, sync))
             case .stopSession: if atA { sessionA = nil } else { sessionB = nil }
-            case .startSession(let s): if atA { sessionA = s } else { sessionB = s }
+            case .startSession(let s, _): if atA { sessionA = s } else { sessionB = s }
             case .log(_, let message, _): logs.append(message)
             }
         }

@@ -52,7 +52,7 @@ import Testing
                 switch effect {
                 case .send(let k, let p): queue.append((!toReceiver, k, p))
                 case .block(let b): if toReceiver { blocks.1.append(b) } else { blocks.0.append(b) }
-                case .log, .verdict: break
+                case .log, .verdict, .passDistilled: break
                 }
             }
         }
