@@ -11,8 +11,15 @@ import QKDCore
 public struct LinkBootstrap: Sendable, Equatable, CustomStringConvertible {
     /// Bits per pre-shared key (the distiller's key size).
     public static let keyBits = 256
-    /// Pre-shared keys per link.
+    /// Pre-shared keys per fibre link.
     public static let keyCount = 256
+    /// Pre-shared keys per free-space link: the pool's authentication reserve and no more, so
+    /// that a satellite holds no key a relay could use before its first pass (store and forward
+    /// starts from what passes distil).
+    public static let freeSpaceKeyCount = KeyPool.Configuration().authenticationReserve
+
+    /// Pre-shared keys of a link, free-space or fibre.
+    public static func keyCount(freeSpace: Bool) -> Int { freeSpace ? freeSpaceKeyCount : keyCount }
 
     /// The 128-bit key of the transcript hash (`TranscriptHash`, GF(2^127 − 1)).
     public var authenticationKey: UInt128

@@ -29,7 +29,7 @@ enum Bootstrap {
     /// Writes a fresh bootstrap for `link` (from `random`: the OS CSPRNG) to both ends' files,
     /// replacing what they held (`qkdctl up` for a new link, `qkdctl node reset`).
     static func install(_ link: TopologyLink, layout: RunLayout, random: inout SecretRandom) throws(LaunchError) {
-        let fresh = LinkBootstrap.random(&random)
+        let fresh = LinkBootstrap.random(&random, count: LinkBootstrap.keyCount(freeSpace: link.isFreeSpace))
         do {
             for node in [link.a, link.b] { try BootstrapFile.write(fresh, path: layout.bootstrapPath(node, link: link.name)) }
         } catch {

@@ -63,7 +63,7 @@ public struct QuantumLayer: Sendable {
     /// The pacing of each of `node`'s free-space links: the mission's timeline pinned to its
     /// origin (`qkdctl up` gives every node of a run the same; without one, `now`).
     public static func drives(of node: NodeID, topology: Topology, now: Instant) -> [LinkIndex: FreeSpaceDrive] {
-        let links = topology.links(of: node).filter { if case .freeSpace = $0.medium { true } else { false } }
+        let links = topology.links(of: node).filter(\.isFreeSpace)
         guard !links.isEmpty, let timeline = topology.missionTimeline else { return [:] }
         let clock = MissionClock(timeline: timeline, origin: topology.mission?.origin ?? now)
         var out: [LinkIndex: FreeSpaceDrive] = [:]

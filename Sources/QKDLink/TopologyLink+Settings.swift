@@ -13,6 +13,7 @@ extension TopologyLink {
                                     decoyProbability: p.decoyProbability, vacuumProbability: p.vacuumProbability,
                                     decoyStates: p.decoyStates, xProbability: p.xBasisProbability)
         var configuration = DistillerConfiguration(source: source, ecEfficiency: p.ecEfficiency)
+        configuration.preSharedKeys = LinkBootstrap.keyCount(freeSpace: isFreeSpace)
         let parameters = Lim2014.Parameters(intensities: source.intensities, probabilities: source.probabilities, epsSec: p.epsSec,
                                             epsCor: p.epsCor, finiteSize: p.finiteKey == .lim2014)
         if p.decoyStates { configuration.bound = p.finiteKey == .lim2014 ? .lim2014(parameters) : .asymptotic(parameters) }

@@ -42,9 +42,14 @@ public struct NodeKeyService: KeyManagementService {
     public func status(caller: String, slave: String) async throws(KMEError) -> KMEStatus {
         try attached(caller)
         let target = try known(slave, as: "slave")
-        let (stored, capacity) = supply(toward: target.node)
+        var (stored, capacity) = supply(toward: target.node)
+        var keySize = NodeKeyService.keySize
+        if let stock = topology.keyStock(master: caller, slave: slave) {
+            // What enc_keys hands out at once: the pair's stock, not the links' keys.
+            (stored, capacity, keySize) = (pools.stocked(.init(master: caller, slave: slave)), stock.keys, stock.keySize)
+        }
         return KMEStatus(sourceKMEID: node.rawValue, targetKMEID: target.node.rawValue, masterSAEID: caller, slaveSAEID: slave,
-                         keySize: NodeKeyService.keySize, storedKeyCount: min(stored, capacity), maxKeyCount: capacity,
+                         keySize: keySize, storedKeyCount: min(stored, capacity), maxKeyCount: capacity,
                          maxKeyPerRequest: NodeKeyService.maxKeyPerRequest, maxKeySize: NodeKeyService.maxKeySize,
                          minKeySize: NodeKeyService.minKeySize)
     }
@@ -52,7 +57,8 @@ public struct NodeKeyService: KeyManagementService {
     public func encKeys(caller: String, slave: String, request: KMEKeyRequest) async throws(KMEError) -> [KMEKey] {
         try attached(caller)
         let target = try known(slave, as: "slave")
-        let number = request.number ?? 1, size = request.size ?? NodeKeyService.keySize
+        let stock = topology.keyStock(master: caller, slave: slave)
+        let number = request.number ?? 1, size = request.size ?? stock?.keySize ?? NodeKeyService.keySize
         guard request.mandatoryExtensions.isEmpty else {
             throw KMEError(.badRequest, "not all extension_mandatory parameters are supported (\(request.mandatoryExtensions.joined(separator: ", ")))")
         }
@@ -68,7 +74,9 @@ public struct NodeKeyService: KeyManagementService {
             throw KMEError(.badRequest, "size \(size) outside min_key_size \(NodeKeyService.minKeySize) ... max_key_size \(NodeKeyService.maxKeySize)")
         }
         let keys: [ApplicationKey]
-        if target.node == node {
+        if let stock {
+            keys = try drawn(from: stock, number: number, size: size)
+        } else if target.node == node {
             keys = try localKeys(master: caller, slave: slave, number: number, size: size)
         } else {
             keys = try await requests.submit(master: caller, slave: slave, destination: target.node, number: number, size: size).get()
@@ -93,6 +101,23 @@ public struct NodeKeyService: KeyManagementService {
         case .failure(.notFound(let missing)):
             throw KMEError(.badRequest, "one or more keys specified are not found on KME (\(missing.prefix(4).map(\.uuidString).joined(separator: ", ")))")
         }
+    }
+
+    /// `number` keys from a pair's stock, at once: made ahead by relays, the slave's KME holds
+    /// the same keys. 400 for a request the stock can never meet, 503 while it holds too few.
+    func drawn(from stock: KeyStock, number: Int, size: Int) throws(KMEError) -> [ApplicationKey] {
+        guard size == stock.keySize else {
+            throw KMEError(.badRequest, "size \(size): the key stock of \(stock.master) -> \(stock.slave) holds \(stock.keySize)-bit keys (key_stocks)")
+        }
+        guard number <= stock.keys else {
+            throw KMEError(.badRequest, "number \(number) exceeds the key stock of \(stock.master) -> \(stock.slave) (\(stock.keys) keys, key_stocks)")
+        }
+        guard let keys = pools.drawStock(.init(master: stock.master, slave: stock.slave), number: number) else {
+            let held = pools.stocked(.init(master: stock.master, slave: stock.slave))
+            throw KMEError(.serviceUnavailable,
+                           "the key stock of \(stock.master) -> \(stock.slave) holds \(held) of the \(number) keys asked: relays refill it whenever a path has key")
+        }
+        return keys
     }
 
     /// Master and slave attached to this same node: no link is involved, so the keys come from

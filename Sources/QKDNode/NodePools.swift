@@ -48,6 +48,10 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     private var applicationKeys: [KeyID: (key: ApplicationKey, since: Instant)] = [:]
     /// The bits of `applicationKeys` by pair of SAEs (kept as keys come and go).
     private var waitingBitsByPair: [SAEPair: Int] = [:]
+    /// The key stocks of the master SAEs attached here (topology `key_stocks`), oldest first,
+    /// and their sizes readable without `lock` (for `status`).
+    private var stock: [SAEPair: [ApplicationKey]] = [:]
+    private let stockCounts = Mutex<[SAEPair: Int]>([:])
     private let store: KeyStore?
     /// How many times the node's store was opened (1 without a store): part of session nonces.
     public let starts: UInt64
@@ -104,6 +108,7 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         let t0 = ContinuousClock.now
         let stored = try store?.loadAll() ?? [:]
         let waitingKeys = try store?.loadApplicationKeys() ?? []
+        let stocked = try store?.loadApplicationKeys(shelf: .stock) ?? []
         readDuration = ContinuousClock.now - t0
         for link in topology.links(of: node) {
             let configuration = link.poolConfiguration
@@ -129,6 +134,8 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         self.pools = pools
         self.store = store
         for k in waitingKeys { hold(k, since: Instant(nanoseconds: 0)) }
+        for k in stocked { stock[SAEPair(master: k.master, slave: k.slave), default: []].append(k) }
+        noteStock()
         for (link, pool) in pools { noteLevel(link, pool) }
         noteApplicationKeys()
     }
@@ -295,13 +302,17 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
     }
 
     /// Forgets application keys that waited longer than `ttlNs` (counted from the node's start
-    /// for keys read from the store); returns how many.
+    /// for keys read from the store), except those of the pairs `keeping` (stocked pairs: their
+    /// master's KME holds the other end until its SAE asks); returns how many.
     @discardableResult
-    public func expireApplicationKeys(at now: Instant, ttlNs: UInt64) -> Int {
+    public func expireApplicationKeys(at now: Instant, ttlNs: UInt64, keeping: Set<SAEPair> = []) -> Int {
         guard levels.withLock({ $0.applicationKeys }) > 0 else { return 0 }
         var expired: [KeyID] = []
         withStore { store throws(StoreError) in
-            expired = applicationKeys.filter { $0.value.since.nanoseconds == 0 ? false : now.nanoseconds(since: $0.value.since) > ttlNs }.map(\.key)
+            expired = applicationKeys.filter {
+                $0.value.since.nanoseconds != 0 && now.nanoseconds(since: $0.value.since) > ttlNs
+                    && !keeping.contains(SAEPair(master: $0.value.key.master, slave: $0.value.key.slave))
+            }.map(\.key)
             try store?.removeApplicationKeys(expired)
             for id in expired { release(id) }
             for (id, entry) in applicationKeys where entry.since.nanoseconds == 0 { applicationKeys[id] = (entry.key, now) }
@@ -309,11 +320,58 @@ public final class NodePools: LinkPoolAccess, @unchecked Sendable {
         return expired.count
     }
 
-    /// The application key `id` if held here (for `relay show`).
+    // MARK: Key stocks
+
+    /// Called with `lock` held, after a stock changed.
+    private func noteStock() {
+        let counts = stock.mapValues(\.count)
+        stockCounts.withLock { $0 = counts }
+    }
+
+    /// Keys in `pair`'s stock, without `lock`.
+    public func stocked(_ pair: SAEPair) -> Int { stockCounts.withLock { $0[pair] ?? 0 } }
+
+    /// Adds relayed keys to their pair's stock; durable when this returns. A key ID already
+    /// stocked (or twice in `keys`) is refused; returns the IDs refused.
+    @discardableResult
+    public func depositStock(_ keys: [ApplicationKey]) -> [KeyID] {
+        var refused: [KeyID] = []
+        withStore { store throws(StoreError) in
+            let held = Set(stock.values.joined().map(\.id))
+            var ids: Set<KeyID> = []
+            let fresh = keys.filter { k in
+                let ok = !held.contains(k.id) && ids.insert(k.id).inserted
+                if !ok { refused.append(k.id) }
+                return ok
+            }
+            try store?.saveApplicationKeys(fresh, shelf: .stock)
+            for k in fresh { stock[SAEPair(master: k.master, slave: k.slave), default: []].append(k) }
+            noteStock()
+        }
+        return refused
+    }
+
+    /// Takes the `number` oldest keys of `pair`'s stock, durably removed before they are
+    /// returned, or nil (and nothing taken) if it holds fewer.
+    public func drawStock(_ pair: SAEPair, number: Int) -> [ApplicationKey]? {
+        var drawn: [ApplicationKey]?
+        withStore { store throws(StoreError) in
+            guard let held = stock[pair], held.count >= number else { return }
+            let taken = Array(held.prefix(number))
+            try store?.removeApplicationKeys(taken.map(\.id), shelf: .stock)
+            stock[pair] = Array(held.dropFirst(number))
+            noteStock()
+            drawn = taken
+        }
+        return drawn
+    }
+
+    /// The application key `id` if held here, waiting for its slave or in a stock (for `relay
+    /// show`).
     public func applicationKey(_ id: KeyID) -> ApplicationKey? {
         lock.lock()
         defer { lock.unlock() }
-        return applicationKeys[id]?.key
+        return applicationKeys[id]?.key ?? stock.values.lazy.compactMap { $0.first { $0.id == id } }.first
     }
 
     /// Runs `body` under the lock with the store; a store failure stops the node.

@@ -21,6 +21,9 @@ final class RelayAgent {
     let pools: NodePools
     /// The most key bits one pair of SAEs may have waiting here (topology `kme`).
     let maxWaiting: Int
+    /// The pairs with a key stock (topology `key_stocks`): their keys waiting here for the
+    /// slave never expire, since the master's KME holds the other end in its stock.
+    let stockedPairs: Set<NodePools.SAEPair>
     /// ETSI 014 requests under way, by the id the instance knows them by.
     private var requests: [UInt64: KeyRequests.Request] = [:]
     private var lastRequest: UInt64 = 0
@@ -28,6 +31,7 @@ final class RelayAgent {
     init(node: NodeID, topology: Topology, pools: NodePools) {
         self.pools = pools
         maxWaiting = topology.kme.maxWaitingBitsPerPair
+        stockedPairs = Set(topology.keyStocks.map { NodePools.SAEPair(master: $0.master, slave: $0.slave) })
         instance = RelayNode(node: node, topology: topology, epoch: pools.starts)
     }
 
@@ -71,7 +75,9 @@ final class RelayAgent {
                          spareKeys: level?.spareKeys ?? 0)
         }
         var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
-        return carryOut(instance.tick(at: now, links: views, keys: &keys), at: now)
+        let shared = pools
+        return carryOut(instance.tick(at: now, links: views, keys: &keys) { shared.stocked(.init(master: $0.master, slave: $0.slave)) },
+                        at: now)
     }
 
     func nextDeadline(after now: Instant) -> Instant { instance.nextDeadline(after: now) }
@@ -134,8 +140,14 @@ final class RelayAgent {
                 }
                 out.append(.reply(bytes: ControlCodec.encode(ControlReply(relay: report)), to: client))
             case .expireApplicationKeys(let ttlNs):
-                let n = pools.expireApplicationKeys(at: now, ttlNs: ttlNs)
+                let n = pools.expireApplicationKeys(at: now, ttlNs: ttlNs, keeping: stockedPairs)
                 if n > 0 { out.append(.log(.notice, "application keys expired uncollected", ["count": "\(n)"])) }
+            case .stockKeys(let keys):
+                let refused = pools.depositStock(keys)
+                if !refused.isEmpty {
+                    out.append(.log(.warning, "relayed stock keys refused: their key IDs are already stocked here",
+                                    ["key_IDs": refused.map(\.uuidString).joined(separator: ",")]))
+                }
             }
         }
         return out

@@ -6,7 +6,8 @@ import QKDWire
 /// One node's routing and key relay, as a pure instance: it floods this node's link states and
 /// keeps the network view (`LinkStateDatabase`), runs its part of every relay (`KeyRelay`),
 /// starts the relays it is asked for (`qkdctl relay`, or an ETSI GS QKD 014 `enc_keys` request)
-/// and retries a failed application request on a fresh route, splits a relayed key into the
+/// and retries a failed application request on a fresh route, keeps the key stocks of its
+/// master SAEs filled (topology `key_stocks`: a relay whenever a path has the key), splits a relayed key into the
 /// application's keys, keeps released keys for `relay show` for a while, and counts what it
 /// did. The shell reaches the pools through `RelayKeys`, holds the continuations of the
 /// requests (this instance names them by `ApplicationRequest.id`) and carries out the
@@ -68,6 +69,8 @@ public struct RelayNode: Sendable {
         case show(RelayReport, key: BitVector, salt: UInt64?, to: [UInt8])
         /// Forget application keys that waited longer than this for their slave SAE.
         case expireApplicationKeys(olderThanNs: UInt64)
+        /// Add these keys to their pair's stock, durably (the relay that made them is done).
+        case stockKeys([ApplicationKey])
     }
 
     /// Why an application request got no key.
@@ -98,6 +101,16 @@ public struct RelayNode: Sendable {
     private var waiting: [KeyID: (client: [UInt8], started: Instant)] = [:]
     /// Application requests whose relay is under way, by relay ID, with the attempts made.
     private var applications: [KeyID: (request: ApplicationRequest, attempts: Int)] = [:]
+    /// The key stocks this node fills (their master SAE is attached here), and the relays under
+    /// way for them (by relay ID: which stock each fills), at most one per stock.
+    public let stocks: [KeyStock]
+    private var stockRelays: [KeyID: Int] = [:]
+    /// A stock whose relay failed starts the next one no earlier than this.
+    private var stockRetry: [Int: Instant] = [:]
+    /// Keys one stock relay makes at most.
+    public let stockBatch = 16
+    /// How long a stock waits after a failed relay before the next.
+    public let stockRetryNs: UInt64 = 1_000_000_000
     public private(set) var delivered: [KeyID: Delivered] = [:]
     /// Pairs of SAEs (master, slave) whose destination refused to hold more keys, until when,
     /// and why: their requests are answered at once until then instead of spending link keys
@@ -131,6 +144,7 @@ public struct RelayNode: Sendable {
         database = LinkStateDatabase(topology: topology)
         sequence = epoch << 32
         ids = .make(topology.secrecy, seeds: SeedTree(root: topology.seed), label: "relay-ids/\(node)/\(epoch)")
+        stocks = topology.keyStocks.filter { stock in topology.saes.first { $0.id == stock.master }?.node == node }
     }
 
     /// Requests whose relay is under way (control and application).
@@ -139,9 +153,12 @@ public struct RelayNode: Sendable {
     // MARK: Link state
 
     /// Voids relays whose deadline passed, forgets old released keys, asks for the expiry of
-    /// uncollected application keys, and advertises this node's links when they changed or
-    /// `advertiseEveryNs` passed. A neighbour that just came up gets the whole view.
-    public mutating func tick(at now: Instant, links: [LinkView], keys: inout some RelayKeys) -> [Directive] {
+    /// uncollected application keys, advertises this node's links when they changed or
+    /// `advertiseEveryNs` passed (a neighbour that just came up gets the whole view), and starts
+    /// a relay for each key stock below its size that a path has the key for; `stocked` gives
+    /// a stock's keys.
+    public mutating func tick(at now: Instant, links: [LinkView], keys: inout some RelayKeys,
+                              stocked: (KeyStock) -> Int = { _ in 0 }) -> [Directive] {
         var out = relayed(relay.tick(at: now), at: now, keys: &keys)
         for (id, d) in delivered where now.nanoseconds(since: d.at) > deliveredTTLNs { delivered[id] = nil }
         if now.nanoseconds(since: lastExpiry) > expiryEveryNs {
@@ -172,6 +189,30 @@ public struct RelayNode: Sendable {
             lastAdvertised = (now, entries)
             let payload = lsa.encoded()
             out += links.filter(\.up).compactMap { l in l.link.peer(of: node).map { .send(to: $0, kind: .linkState, payload: payload) } }
+        }
+        return out + fillStocks(at: now, stocked: stocked, keys: &keys)
+    }
+
+    /// A relay for each stock below its size with none under way, when a path has the key
+    /// now. A stock without one waits quietly (across a satellite, for hours): nothing is
+    /// logged or counted until a relay starts.
+    private mutating func fillStocks(at now: Instant, stocked: (KeyStock) -> Int, keys: inout some RelayKeys) -> [Directive] {
+        var out: [Directive] = []
+        let busy = Set(stockRelays.values)
+        for (i, stock) in stocks.enumerated() where !busy.contains(i) {
+            if let retry = stockRetry[i], now < retry { continue }
+            let number = min(stock.keys - stocked(stock), stockBatch)
+            guard number > 0, let destination = topology.saes.first(where: { $0.id == stock.slave })?.node else { continue }
+            let bits = number * stock.keySize
+            guard let route = database.route(from: node, to: destination, keys: relay.keysPerHop(bits: bits)).route else { continue }
+            let id = nextKeyID()
+            let app = RelayApplication(master: stock.master, slave: stock.slave, keySize: stock.keySize,
+                                       keyIDs: (0..<number).map { _ in nextKeyID() })
+            stockRelays[id] = i
+            counters.started += 1
+            out.append(.log(.info, "key stock relay started", ["relay.id": "\(id)", "master": stock.master, "slave": stock.slave,
+                                                               "keys": "\(number)", "path": route.nodes.map(\.rawValue).joined(separator: ">")]))
+            out += relayed(relay.start(relay: id, path: route.nodes, bits: bits, application: app, at: now, keys: &keys), at: now, keys: &keys)
         }
         return out
     }
@@ -351,6 +392,10 @@ public struct RelayNode: Sendable {
                     if let entry = applications.removeValue(forKey: id) {
                         out.append(.answer(request: entry.request.id, .success(RelayNode.split(key, app, path: path))))
                         out.append(.log(.info, "relayed key released to its master SAE", ["relay.id": "\(id)", "master": app.master, "keys": "\(app.keyIDs.count)"]))
+                    } else if stockRelays.removeValue(forKey: id) != nil {
+                        out.append(.stockKeys(RelayNode.split(key, app, path: path)))
+                        out.append(.log(.info, "relayed keys added to the key stock", ["relay.id": "\(id)", "master": app.master, "slave": app.slave,
+                                                                                      "keys": "\(app.keyIDs.count)"]))
                     }
                 }
             case .delivered(let id, let key, let path, nil):
@@ -364,9 +409,12 @@ public struct RelayNode: Sendable {
                 }
             case .failed(let id, let cause, let reason):
                 out.append(.log(.warning, "relay failed", ["relay.id": "\(id)", "reason": reason]))
-                if applications[id] != nil || waiting[id] != nil {
+                if applications[id] != nil || waiting[id] != nil || stockRelays[id] != nil {
                     counters.failed += 1
                     counters.lastFailure = reason
+                }
+                if let i = stockRelays.removeValue(forKey: id) {
+                    stockRetry[i] = now.advanced(byNanoseconds: cause == .refusedByDestination ? refusalHoldNs : stockRetryNs)
                 }
                 if let entry = applications.removeValue(forKey: id) {
                     let refused = cause == .refusedByDestination

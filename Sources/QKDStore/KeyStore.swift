@@ -83,7 +83,7 @@ public final class KeyStore {
                 guard (try? KeyStore.open([UInt8](check), key: kek, aad: [])) == Array("qkdnet-kek-check".utf8) else {
                     throw StoreError(.wrongKey, "\(path): the key-encryption key does not open this store")
                 }
-                try db.execute(sql: KeyStore.applicationKeysTable)
+                for table in KeyStore.applicationKeysTables { try db.execute(sql: table) }
                 try db.execute(sql: "UPDATE meta SET value = value + 1 WHERE name = 'starts'")
                 starts = try UInt64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'starts'") ?? 0
             }

@@ -75,6 +75,9 @@ public struct TopologyLink: Hashable, Sendable {
         self.medium = medium
     }
 
+    /// Between a satellite and a ground station (`type: free-space`).
+    public var isFreeSpace: Bool { if case .freeSpace = medium { true } else { false } }
+
     /// The link's name, `a-b`, as users type it and as reports show it.
     public var name: String { "\(a.rawValue)-\(b.rawValue)" }
 
@@ -94,6 +97,26 @@ public struct SAE: Hashable, Sendable {
     public init(id: String, node: NodeID) {
         self.id = id
         self.node = node
+    }
+}
+
+/// A pair of SAEs whose keys are relayed ahead of their requests (`key_stocks:`): the master's
+/// KME keeps up to `keys` end-to-end keys of `keySize` bits for the slave, refilled by relays
+/// whenever a path has key (across a satellite: after the passes that make one), and answers
+/// the pair's `enc_keys` from it at once; the slave's KME holds the same keys for `dec_keys`.
+public struct KeyStock: Hashable, Sendable {
+    public let master: String
+    public let slave: String
+    public let keys: Int
+    public let keySize: Int
+    public static let defaultKeySize = 256
+    public static let maximumKeys = 4096
+
+    public init(master: String, slave: String, keys: Int, keySize: Int = defaultKeySize) {
+        self.master = master
+        self.slave = slave
+        self.keys = keys
+        self.keySize = keySize
     }
 }
 
@@ -154,6 +177,13 @@ public struct Topology: Sendable {
     /// The files beside the topology it names (loss tables), relative to its directory: a
     /// copy of the topology (a run directory's) needs them beside it too.
     public var dataFiles: [String] = []
+    /// The pairs of SAEs whose keys are stocked (`key_stocks:`), each pair once.
+    public var keyStocks: [KeyStock] = []
+
+    /// The stock of keys from `master` to `slave`, if the topology keeps one.
+    public func keyStock(master: String, slave: String) -> KeyStock? {
+        keyStocks.first { $0.master == master && $0.slave == slave }
+    }
 
     private let nodeIndex: [NodeID: Int]
 
@@ -192,6 +222,7 @@ public struct Topology: Sendable {
         var t = Topology(name: name, seed: seed, secrecy: secrecy ?? self.secrecy, timeScale: timeScale ?? self.timeScale, defaults: defaults,
                          nodes: nodes, links: links, saes: saes, kme: kme, mission: mission ?? self.mission)
         t.dataFiles = dataFiles
+        t.keyStocks = keyStocks
         return t
     }
 

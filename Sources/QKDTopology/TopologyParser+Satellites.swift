@@ -55,7 +55,7 @@ extension ParserContext {
     /// each skipped stretch between passes takes. Without free-space links there is none (a
     /// `mission:` there is refused: nothing would use it).
     mutating func parseMission(_ top: Node.Mapping, root: Node, nodes: [TopologyNode], links: [TopologyLink]) -> Mission? {
-        let freeSpace = links.contains { if case .freeSpace = $0.medium { true } else { false } }
+        let freeSpace = links.contains(where: \.isFreeSpace)
         guard let value = top["mission"] else {
             guard freeSpace, let start = nodes.compactMap({ $0.orbit?.epoch }).min() else { return nil }
             return Mission(start: start)

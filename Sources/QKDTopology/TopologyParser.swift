@@ -8,7 +8,7 @@ import Yams
 /// and the field. Parsing is pure: `parse(_:file:)` reads no files; `load(path:)` reads one.
 public enum TopologyParser {
     public static let topLevelKeys = ["name", "description", "seed", "secrecy", "time_scale", "defaults",
-                                      "nodes", "links", "saes", "kme", "mission"]
+                                      "nodes", "links", "saes", "kme", "mission", "key_stocks"]
     public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint", "orbit", "altitude_m", "min_elevation_deg"]
     public static let linkKeys = ["a", "b", "length_km", "physics", "type", "channel"]
     public static let saeKeys = ["id", "node"]
@@ -223,8 +223,10 @@ struct ParserContext {
         let saes = parseSAEs(top, known: known)
         let kme = parseKME(top)
         let mission = parseMission(top, root: root, nodes: nodes, links: links)
-        return Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults,
-                        nodes: nodes, links: links, saes: saes, kme: kme, mission: mission)
+        var topology = Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults,
+                                nodes: nodes, links: links, saes: saes, kme: kme, mission: mission)
+        topology.keyStocks = parseKeyStocks(top, saes: saes, kme: kme)
+        return topology
     }
 
     mutating func parseNodes(_ top: Node.Mapping, root: Node) -> [TopologyNode] {

@@ -54,4 +54,66 @@ import Testing
         print("micius on the network: \(alice.framesSent) frames, final \(alice.finalBitsTotal) bits, QBER \(link.qber ?? -1)")
         passed = audit.ok
     }
+
+    /// Store and forward on `micius-china-europe.yaml`, as shipped (time scale 10): keys made
+    /// with Xinglong wait in Micius's pool; Micius is killed (-9) and restarted between its pass
+    /// over Xinglong and those over Graz and loses nothing; the key stock of SAE-Xinglong ->
+    /// SAE-Graz stays empty until a pass over Graz yields keys, then fills by relay through the
+    /// satellite, and enc_keys at Xinglong and dec_keys at Graz give the same bits.
+    @Test func miciusCarriesKeysFromXinglongToGrazAcrossAKillBetweenPasses() throws {
+        let path = "\(Harness.repository)/Topologies/micius-china-europe.yaml"
+        let topology = try TopologyParser.load(path: path)
+        let timeline = try #require(topology.missionTimeline)
+        let stock = try #require(topology.keyStock(master: "SAE-Xinglong", slave: "SAE-Graz"))
+        let grazPasses = timeline.passes(of: try #require(topology.link(named: "Micius-Graz")).index)
+        let network = try Network.up(topologyPath: path, runDir: Harness.runDirectory("micius-europe"), binDirectory: Harness.binDirectory)
+        var passed = false
+        defer {
+            if !passed { Harness.dumpLogs(network) }
+            Harness.tearDown(network)
+        }
+        func ends(_ link: String) -> [QuantumLinkReport] { network.pools().links.first { $0.link == link }?.ends ?? [] }
+        // The Xinglong pass: 2 s of skipped gap, 27 s of pass, then its block; 120 s bound it.
+        #expect(eventually(within: 120) { let e = ends("Micius-Xinglong"); return e.count == 2 && e.allSatisfy { $0.generatedBitsTotal > 0 } },
+                "no key from the Xinglong pass: \(ends("Micius-Xinglong"))")
+
+        // kill -9 of the satellite between the passes, and a restart on the same mission clock.
+        let micius = NodeID("Micius")
+        let old = try #require(network.recordedPID(micius))
+        kill(old, SIGKILL)
+        Processes.waitUntilGone([old], seconds: 5)
+        try network.waitReady([micius: try network.startNode(micius)], timeoutSeconds: 30)
+        #expect(eventually(within: 30) { network.pools().links.allSatisfy { $0.state == .up } })
+        let afterKill = network.audit()
+        #expect(afterKill.ok, "\(afterKill)")
+
+        // Before any pass over Graz has ended: no stock, enc_keys refused (503, the stock named).
+        let api = try KeyDeliveryTests.Client(network)
+        let status = try api.call("Xinglong", "/api/v1/keys/SAE-Graz/status", as: "SAE-Xinglong")
+        let early = try api.call("Xinglong", "/api/v1/keys/SAE-Graz/enc_keys?number=2", as: "SAE-Xinglong")
+        let grazEnds = ends("Micius-Graz")
+        #expect(grazEnds.count == 2 && grazEnds.allSatisfy { ($0.freeSpace?.passesCompleted ?? 1) == 0 },
+                "the kill was not between the passes: \(grazEnds.map { $0.freeSpace as Any })")
+        #expect(status.status == 200 && status.json?["stored_key_count"] as? Int == 0 && status.json?["max_key_count"] as? Int == stock.keys,
+                "\(status)")
+        #expect(early.status == 503 && early.body.contains("key stock"), "\(early)")
+
+        // The passes over Graz: the stock fills once one of them yields keys. The last one ends
+        // at this wall offset of the mission; its block and the relay follow within seconds.
+        let lastEnd = timeline.wall(atUTC: try #require(grazPasses.last).end)
+        let filled = eventually(within: lastEnd + 120) {
+            (try? api.call("Xinglong", "/api/v1/keys/SAE-Graz/status", as: "SAE-Xinglong"))?.json?["stored_key_count"] as? Int == stock.keys
+        }
+        #expect(filled, "the stock did not fill: \(ends("Micius-Graz"))")
+        let keys = try api.call("Xinglong", "/api/v1/keys/SAE-Graz/enc_keys?number=2", as: "SAE-Xinglong")
+        #expect(keys.status == 200 && keys.keys.count == 2 && keys.keys.allSatisfy { $0.key.count == 32 }, "\(keys)")
+        let ids = keys.keys.map { #"{"key_ID":"\#($0.id)"}"# }.joined(separator: ",")
+        let collected = try api.call("Graz", "/api/v1/keys/SAE-Xinglong/dec_keys", as: "SAE-Graz", body: #"{"key_IDs":[\#(ids)]}"#)
+        #expect(collected.status == 200 && collected.keys.map(\.key) == keys.keys.map(\.key), "\(collected)")
+        let audit = network.audit()
+        #expect(audit.ok, "\(audit)")
+        let graz = ends("Micius-Graz").first { $0.role == "alice" }
+        print("micius china-europe: Graz passes completed \(graz?.freeSpace?.passesCompleted ?? -1), Micius-Graz final \(graz?.finalBitsTotal ?? 0) bits, stock \(stock.keys) keys")
+        passed = audit.ok && collected.status == 200
+    }
 }

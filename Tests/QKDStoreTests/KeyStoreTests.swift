@@ -1,5 +1,6 @@
 import Foundation
 import QKDCore
+import GRDB
 import QKDKeyPool
 import QKDStore
 import Testing
@@ -93,6 +94,35 @@ func randomKeys(_ n: Int, seed: UInt64) -> [(id: KeyID, bits: BitVector)] {
         try data.write(to: URL(fileURLWithPath: dir + "/B.sqlite"))
         let edited = try KeyStore.open(directory: dir, node: "B")
         #expect { _ = try edited.loadApplicationKeys() } throws: { ($0 as? StoreError)?.code == .corrupt }
+    }
+
+    /// A master KME's key stock lives on a shelf of its own: kept across reopening, apart from
+    /// the keys waiting for slaves, and a row moved from one shelf to the other fails
+    /// authentication.
+    @Test func stockedKeysAreKeptApartFromWaitingKeysAndBoundToTheirShelf() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = randomKeys(4, seed: 9).map {
+            ApplicationKey(id: $0.id, master: "SAE-A", slave: "SAE-B", bits: $0.bits, path: ["A", "S", "B"])
+        }
+        do {
+            let store = try KeyStore.open(directory: dir, node: "A")
+            try store.saveApplicationKeys(Array(keys.prefix(3)), shelf: .stock)
+            try store.saveApplicationKeys([keys[3]])
+            try store.removeApplicationKeys([keys[0].id], shelf: .stock)
+            try store.removeApplicationKeys([keys[1].id])  // not on this shelf: nothing removed
+        }
+        let store = try KeyStore.open(directory: dir, node: "A")
+        #expect(try store.loadApplicationKeys(shelf: .stock) == [keys[1], keys[2]])
+        #expect(try store.loadApplicationKeys() == [keys[3]])
+        try store.close()
+        // Copy a stocked row into the waiting table (SQLite, as an attacker with the file would).
+        let db = try DatabaseQueue(path: dir + "/A.sqlite")
+        try db.write { try $0.execute(sql: "INSERT INTO application_keys SELECT * FROM stock_keys LIMIT 1") }
+        try db.close()
+        let moved = try KeyStore.open(directory: dir, node: "A")
+        #expect { _ = try moved.loadApplicationKeys() } throws: { ($0 as? StoreError)?.code == .corrupt }
+        #expect(try moved.loadApplicationKeys(shelf: .stock).count == 2)
     }
 
     @Test func theKeyEncryptionKeyIsPrivateAndRequired() throws {

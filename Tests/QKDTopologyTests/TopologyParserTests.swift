@@ -163,7 +163,26 @@ func parseErrors(_ text: String) -> [TopologyError] {
                  code: .outOfRange, field: "links[1].physics.block_pulses", line: 14),
         Mutation(name: "probabilities not summing to 1", from: "{ detector_efficiency: 0.6 }", to: "{ detector_efficiency: 0.6, signal_probability: 0.9 }",
                  code: .invalidValue, field: "links[1].physics", line: 14),
+        Mutation(name: "key stock to an unknown SAE", from: "{ id: SAE-A, node: A }", to: Self.stocks("{ master: SAE-A, slave: SAE-X, keys: 4 }"),
+                 code: .unknownNode, field: "key_stocks[0].slave", line: 20),
+        Mutation(name: "key stock within one node", from: "{ id: SAE-A, node: A }", to: Self.stocks("{ master: SAE-C, slave: SAE-C2, keys: 4 }"),
+                 code: .invalidValue, field: "key_stocks[0].slave", line: 20),
+        Mutation(name: "key stock of no keys", from: "{ id: SAE-A, node: A }", to: Self.stocks("{ master: SAE-A, slave: SAE-C, keys: 0 }"),
+                 code: .outOfRange, field: "key_stocks[0].keys", line: 20),
+        Mutation(name: "key stock of odd key size", from: "{ id: SAE-A, node: A }", to: Self.stocks("{ master: SAE-A, slave: SAE-C, keys: 4, key_size: 100 }"),
+                 code: .outOfRange, field: "key_stocks[0].key_size", line: 20),
+        Mutation(name: "key stock beyond what the slave may hold", from: "{ id: SAE-A, node: A }",
+                 to: Self.stocks("{ master: SAE-A, slave: SAE-C, keys: 4096, key_size: 8192 }"),
+                 code: .outOfRange, field: "key_stocks[0].keys", line: 20),
+        Mutation(name: "key stock twice", from: "{ id: SAE-A, node: A }",
+                 to: Self.stocks("{ master: SAE-A, slave: SAE-C, keys: 4 }\n  - { master: SAE-A, slave: SAE-C, keys: 8 }"),
+                 code: .duplicateID, field: "key_stocks[1].slave", line: 21),
     ]
+
+    /// The fixture's SAEs with two more at C, and `key_stocks` holding `entries`.
+    static func stocks(_ entries: String) -> String {
+        "{ id: SAE-A, node: A }\n  - { id: SAE-C, node: C }\n  - { id: SAE-C2, node: C }\nkey_stocks:\n  - \(entries)"
+    }
 
     @Test(arguments: mutations)
     func mutatedFixtureReportsFileLineAndField(_ m: Mutation) {
@@ -174,6 +193,18 @@ func parseErrors(_ text: String) -> [TopologyError] {
         #expect(match?.line == m.line, "\(m.name): got line \(match?.line ?? -1)")
         #expect(match?.file == "fixture.yaml")
         #expect(match?.description.hasPrefix("fixture.yaml:\(m.line):") == true)
+    }
+
+    @Test func keyStocksListPairsOfSAEsAtDifferentNodes() throws {
+        let text = baseFixture.replacingOccurrences(of: "{ id: SAE-A, node: A }",
+                                                    with: Self.stocks("{ master: SAE-A, slave: SAE-C, keys: 12, key_size: 512 }"))
+        let t = try TopologyParser.parse(text, file: "fixture.yaml")
+        #expect(t.keyStocks == [KeyStock(master: "SAE-A", slave: "SAE-C", keys: 12, keySize: 512)])
+        #expect(t.keyStock(master: "SAE-A", slave: "SAE-C")?.keys == 12)
+        #expect(t.keyStock(master: "SAE-C", slave: "SAE-A") == nil, "a stock has a direction")
+        #expect(t.with(timeScale: 3).keyStocks == t.keyStocks)
+        let plain = try TopologyParser.parse(baseFixture, file: "fixture.yaml")
+        #expect(plain.keyStocks.isEmpty)
     }
 
     @Test func typoGetsASuggestion() {
