@@ -18,7 +18,7 @@ RUN_DIR_ARG := $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
 TIME_SCALE_ARG := $(if $(TIME_SCALE),--time-scale $(TIME_SCALE),)
 RELEASE_BIN = $(shell $(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)
 
-.PHONY: help deps build release up down status run test bench lint check clean plot scenario
+.PHONY: help deps build release up down status run test bench lint check clean plot scenario photos
 
 help:
 	@echo "make run        install, build, start $(TOPOLOGY) with a live view (Ctrl-C stops it; TIME_SCALE=0.05 on few cores)"
@@ -27,6 +27,7 @@ help:
 	@echo "make status     qkdctl status of the running network"
 	@echo "make bench      benchmarks (release build), printing numbers"
 	@echo "make scenario   SCENARIO=Topologies/scenarios/... : play a timeline of attacks and faults, write a report"
+	@echo "make photos     Jinan-1: two photos Jinan -> Stellenbosch, one-time pad with keys that crossed the satellite"
 	@echo "make check      lint (strict build) + tests"
 
 deps:
@@ -75,6 +76,12 @@ SCENARIO ?= Topologies/scenarios/line-3-tour.yaml
 # Starts the scenario's network (unless it runs), plays the timeline, writes the report, stops it.
 scenario: release
 	"$(RELEASE_BIN)/qkdctl" scenario run "$(SCENARIO)" $(RUN_DIR_ARG)
+
+# The Jinan-1 story: starts jinan1-stellenbosch.yaml, sends docs/photos/*.png from SAE-Jinan to
+# SAE-Stellenbosch sealed with ETSI 014 keys relayed through the satellite, checks them bit for
+# bit there, reports key consumed and passes waited, stops the network (non-zero on a mismatch).
+photos: release
+	"$(RELEASE_BIN)/qkdctl" photos $(RUN_DIR_ARG)
 
 # The 16-city mesh suite (105 node processes) runs on its own after the others, so that no other
 # network competes with it for the CPU.

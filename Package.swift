@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // Layer 0: identifiers, seeded PRNG streams, clocks. No dependencies.
@@ -82,6 +83,23 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // Layer 3: an ETSI GS QKD 014 client for applications (HTTPS with mutual TLS, the spec's
+        // errors as typed errors, timeouts, retries with backoff on 503); depends on no QKDNet target.
+        .target(
+            name: "QKDClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict),
+        // Applications on the ETSI 014 API: files sealed with QKD keys (one-time pad, one-time
+        // HMAC key) through an untrusted mailbox directory.
+        .target(
+            name: "QKDApps",
+            dependencies: ["QKDClient", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         // Layer 3 (pure): one link end (liveness, faults, the quantum engine, pool agreement)
         // and a node's whole quantum layer, as instances (optimised in debug too: every frame passes here).
         .target(
@@ -130,6 +148,7 @@ let package = Package(
             name: "qkdctl",
             dependencies: [
                 "QKDLaunch", "QKDAttacks", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDStore", "QKDLink",
+                "QKDApps", "QKDClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -161,6 +180,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(name: "QKDRoutingTests", dependencies: ["QKDRouting", "QKDKeyPool", "QKDCore", "QKDTopology", "QKDWire"]),
+        .testTarget(name: "QKDAppsTests", dependencies: ["QKDApps", "QKDClient"]),
         .testTarget(name: "QKDStoreTests", dependencies: ["QKDStore", "QKDKeyPool", "QKDCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool"]),
         .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire", "QKDKeyPool"]),
@@ -177,6 +197,7 @@ let package = Package(
             dependencies: ["QKDTestKit", "QKDLink", "QKDNodeCore", "QKDCore", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),
         .testTarget(
             name: "QKDIntegrationTests",
-            dependencies: ["QKDTestKit", "QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDAttacks", "QKDLink"]),
+            dependencies: ["QKDTestKit", "QKDLaunch", "QKDTopology", "QKDWire", "QKDPhysics", "QKDPostProcessing", "QKDAttacks", "QKDLink",
+                           "QKDClient"]),
     ]
 )

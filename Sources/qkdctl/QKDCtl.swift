@@ -9,7 +9,8 @@ struct QKDCtl: ParsableCommand {
         commandName: "qkdctl",
         abstract: "Operate a QKDNet network: start, inspect, probe and stop it.",
         subcommands: [Up.self, Down.self, Run.self, Status.self, Pools.self, Audit.self, Relay.self, Routes.self, Watch.self, Ping.self, Sim.self, Passes.self,
-                      Validate.self, NodeCommand.self, FaultCommand.self, EveCommand.self, ScenarioCommand.self])
+                      Validate.self, NodeCommand.self, FaultCommand.self, EveCommand.self, ScenarioCommand.self, SecretCommand.self,
+                      Photos.self])
 }
 
 /// Options shared by commands that act on a running network.

@@ -116,4 +116,44 @@ import Testing
         print("micius china-europe: Graz passes completed \(graz?.freeSpace?.passesCompleted ?? -1), Micius-Graz final \(graz?.finalBitsTotal ?? 0) bits, stock \(stock.keys) keys")
         passed = audit.ok && collected.status == 200
     }
+
+    /// The Jinan-1 story as a user runs it (`make photos` is `qkdctl photos`): the satellite
+    /// network starts, SAE-Jinan seals both shipped photos with keys from its stock for
+    /// SAE-Stellenbosch (one-time pad, one-time HMAC key), which fills only once passes over
+    /// Jinan and Stellenbosch have made key; Stellenbosch opens them bit-exact; the network stops.
+    @Test func twoPhotosCrossJinan1BitExactWithKeysRelayedThroughTheSatellite() throws {
+        let runDir = Harness.runDirectory("photos"), out = runDir + "-out"
+        defer {
+            // qkdctl stops its network itself; this covers a qkdctl that died.
+            if let left = try? Network.open(runDir: runDir) { _ = left.down() }
+            try? FileManager.default.removeItem(atPath: runDir)
+            try? FileManager.default.removeItem(atPath: out)
+        }
+        let photos = ["jinan.png", "stellenbosch.png"].map { "\(Harness.repository)/docs/photos/\($0)" }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let (status, output) = try Harness.command("\(Harness.binDirectory)/qkdctl",
+                                                   ["photos", "--topology", "\(Harness.repository)/Topologies/jinan1-stellenbosch.yaml",
+                                                    "--run-dir", runDir, "--out", out, "--wait", "600", "--json"] + photos, scratch: out)
+        #expect(status == 0, "qkdctl photos: \(output)")
+        let json = output.firstIndex(of: "{").map { String(output[$0...]) } ?? ""
+        let report = try #require(try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(output)")
+        #expect(report["ok"] as? Bool == true, "\(report)")
+        let entries = report["photos"] as? [[String: Any]] ?? []
+        #expect(entries.count == 2)
+        var bits = 0
+        for (path, entry) in zip(photos, entries) {
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            let arrived = FileManager.default.contents(atPath: "\(out)/received/\(URL(fileURLWithPath: path).lastPathComponent)")
+            #expect(arrived == original, "\(path) did not arrive bit-exact")
+            // One 256-bit key per 32 bytes of photo, and one for the MAC.
+            #expect(entry["keys"] as? Int == (original.count + 31) / 32 + 1, "\(entry)")
+            bits += entry["key_bits"] as? Int ?? 0
+        }
+        #expect(report["key_bits_consumed"] as? Int == bits)
+        // Keys to Stellenbosch exist only after a pass over it (and one over Jinan) made them.
+        #expect((report["passes_waited"] as? Int ?? 0) >= 2, "\(report)")
+        let mailbox = try FileManager.default.contentsOfDirectory(atPath: out + "/mailbox")
+        #expect(mailbox.sorted() == ["jinan.png.envelope.json", "stellenbosch.png.envelope.json"])
+        print("photos over jinan-1: \(bits) key bits, \(report["passes_waited"] ?? "?") passes waited, \(report["wall_seconds"] ?? "?") s wall")
+    }
 }

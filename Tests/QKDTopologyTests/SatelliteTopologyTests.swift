@@ -78,6 +78,24 @@ import Testing
           - { id: SAE-C, node: C }
         """
 
+    /// The satellite topologies' schedules: a day of Jinan-1's passes is a few minutes of wall
+    /// time (the issue's bound: 10), and each has the night passes its story needs.
+    @Test func aDayOfJinan1PassesPlaysInUnderTenMinutesOfWallTime() throws {
+        let topology = try TopologyParser.load(path: "\(topologiesDirectory)/jinan1-stellenbosch.yaml")
+        let timeline = try #require(topology.missionTimeline)
+        #expect(timeline.mission.hours == 24)
+        let inView = timeline.passes.reduce(0.0) { $0 + $1.pass.durationSeconds }
+        // Passes at the time scale, each gap between them in gap_wall_s.
+        #expect(abs(timeline.wallSeconds - (inView / topology.timeScale + Double(timeline.passes.count + 1) * 2)) < 2.5,
+                "\(timeline.wallSeconds) s")
+        #expect(timeline.wallSeconds <= 600, "a day of passes takes \(timeline.wallSeconds) s of wall")
+        let stations = Set(timeline.passes.map(\.station.rawValue))
+        #expect(stations == ["Jinan-GS", "Stellenbosch"])
+        let europe = try TopologyParser.load(path: "\(topologiesDirectory)/micius-china-europe.yaml")
+        let order = try #require(europe.missionTimeline).passes.map(\.station.rawValue)
+        #expect(order == ["Xinglong", "Nanshan", "Nanshan", "Graz", "Graz"], "\(order)")
+    }
+
     @Test func aLinkBudgetSatelliteTopologyParses() throws {
         let t = try TopologyParser.parse(Self.satelliteFixture, file: "sat.yaml")
         #expect(t.node(NodeID("S"))?.orbit?.altitudeKm == 500)

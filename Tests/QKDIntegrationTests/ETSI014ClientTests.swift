@@ -1,0 +1,52 @@
+import Foundation
+import QKDClient
+import QKDLaunch
+import Testing
+
+/// The Swift ETSI 014 client against real KMEs (line-3's processes, mutual TLS with the run's
+/// certificates): the three calls, and the spec's errors as typed errors.
+@Suite(.serialized) struct ETSI014ClientTests {
+    @Test func theClientTakesAKeyAtOneKMEAndTheSameKeyAtTheOtherWithTypedErrors() async throws {
+        let network = try Harness.up("line-3.yaml", label: "client")
+        defer { Harness.tearDown(network) }
+        let urls = Dictionary(uniqueKeysWithValues: network.status().nodes.compactMap { n in n.kmeURL.map { (n.id, $0) } })
+        let pki = PKI(runDirectory: network.layout.root)
+        func client(_ node: String, as sae: String) throws -> ETSI014Client {
+            try ETSI014Client(kmeURL: try #require(urls[node]), caPath: pki.caPath, certificatePath: pki.saeCertificatePath(sae),
+                              keyPath: pki.saeKeyPath(sae), retry: .init(attempts: 1))
+        }
+        let alice = try client("Alice", as: "SAE-Alice"), bob = try client("Bob", as: "SAE-Bob"), stranger = try client("Alice", as: "SAE-Bob")
+        let status = try await alice.status(slave: "SAE-Bob")
+        #expect(status.sourceKMEID == "Alice" && status.targetKMEID == "Bob" && status.masterSAEID == "SAE-Alice" && status.keySize == 256)
+        let keys = try await alice.encKeys(slave: "SAE-Bob", number: 2, size: 512)
+        #expect(keys.count == 2 && keys.allSatisfy { $0.key.count == 64 })
+        let same = try await bob.decKeys(master: "SAE-Alice", keyIDs: keys.map(\.keyID))
+        #expect(same == keys)
+
+        func failure(_ call: () async throws(ETSI014Error) -> Void) async -> ETSI014Error? {
+            do { try await call(); return nil } catch { return error }
+        }
+        let unknown = await failure { () async throws(ETSI014Error) in _ = try await alice.status(slave: "SAE-Nobody") }
+        #expect(unknown?.kind == .badRequest && unknown?.status == 400 && unknown?.message.contains("SAE-Nobody") == true, "\(String(describing: unknown))")
+        let again = await failure { () async throws(ETSI014Error) in _ = try await bob.decKeys(master: "SAE-Alice", keyIDs: keys.map(\.keyID)) }
+        #expect(again?.kind == .badRequest && again?.message.hasPrefix("one or more keys specified are not found") == true, "\(String(describing: again))")
+        let foreign = await failure { () async throws(ETSI014Error) in _ = try await stranger.status(slave: "SAE-Alice") }
+        #expect(foreign?.kind == .unauthorized && foreign?.status == 401, "\(String(describing: foreign))")
+        let tooMany = await failure { () async throws(ETSI014Error) in _ = try await alice.encKeys(slave: "SAE-Bob", number: 129) }
+        #expect(tooMany?.kind == .badRequest && tooMany?.message.contains("max_key_per_request") == true, "\(String(describing: tooMany))")
+        let oddName = await failure { () async throws(ETSI014Error) in _ = try await alice.status(slave: "SAE/../x") }
+        #expect(oddName?.kind == .badRequest && oddName?.status == nil, "refused before it is sent: \(String(describing: oddName))")
+        for c in [alice, bob, stranger] { await c.shutdown() }
+
+        // A client whose certificate file is missing: refused at once, the file named.
+        #expect {
+            _ = try ETSI014Client(kmeURL: "https://127.0.0.1:1", caPath: pki.caPath, certificatePath: "/nonexistent/sae.pem", keyPath: "/nonexistent/sae.key")
+        } throws: { ($0 as? ETSI014Error)?.kind == .configuration && "\($0)".contains("/nonexistent/sae.pem") }
+        // Nothing listening: a transport error, not a hang.
+        let nobody = try ETSI014Client(kmeURL: "https://127.0.0.1:1", caPath: pki.caPath, certificatePath: pki.saeCertificatePath("SAE-Alice"),
+                                       keyPath: pki.saeKeyPath("SAE-Alice"), timeout: .seconds(5), retry: .init(attempts: 1))
+        let refused = await failure { () async throws(ETSI014Error) in _ = try await nobody.status(slave: "SAE-Bob") }
+        #expect(refused?.kind == .transport || refused?.kind == .timeout, "\(String(describing: refused))")
+        await nobody.shutdown()
+    }
+}
