@@ -10,12 +10,12 @@ struct Passes: ParsableCommand {
         abstract: "List the satellites' passes over the ground stations of a topology (from the orbits).")
 
     @Option(help: "Topology file.") var topology: String
-    @Option(help: "Start of the window, ISO 8601 UTC (default: the earliest orbit epoch).") var from: String?
-    @Option(help: "Length of the window in hours.") var hours: Double = 24
+    @Option(help: "Start of the window, ISO 8601 UTC (default: the mission's start, or the earliest orbit epoch).") var from: String?
+    @Option(help: "Length of the window in hours (default: the mission's, or 24).") var hours: Double?
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
-        guard hours > 0, hours <= 24 * 366 else { throw ValidationError("--hours must be in (0, 8784], got \(hours)") }
+        if let hours, !(hours > 0 && hours <= 24 * 366) { throw ValidationError("--hours must be in (0, 8784], got \(hours)") }
         if let from, ISO8601DateFormatter().date(from: from) == nil {
             throw ValidationError("--from: '\(from)' is not an ISO 8601 UTC time such as 2016-12-18T16:00:00Z")
         }
@@ -40,8 +40,10 @@ struct Passes: ParsableCommand {
         guard !satellites.isEmpty, !stations.isEmpty else {
             throw CLIError("\(topology): passes need a satellite (role: satellite, orbit) and a ground station (role: ground-station)")
         }
+        // The network's own window (its mission) unless told otherwise.
         let start = from.flatMap { ISO8601DateFormatter().date(from: $0)?.timeIntervalSince1970 }
-            ?? satellites.compactMap { $0.orbit?.epoch }.min()!
+            ?? t.mission?.start ?? satellites.compactMap { $0.orbit?.epoch }.min()!
+        let hours = hours ?? t.mission?.hours ?? 24
         let stamp = ISO8601DateFormatter()
         var rows: [Row] = []
         for satellite in satellites {

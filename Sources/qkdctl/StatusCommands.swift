@@ -15,8 +15,16 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        let status = try options.network().status()
-        if json { try printJSON(status) } else { print(StatusTable.render(status)) }
+        let network = try options.network()
+        let status = network.status()
+        if json { try printJSON(status); return }
+        print(StatusTable.render(status))
+        // A satellite network: where each satellite is, in emulated time (`pools --json` has it
+        // per link end as `free_space`).
+        if network.topology.links.contains(where: \.isFreeSpace) {
+            let satellites = LiveView.satelliteTable(network.pools())
+            if !satellites.isEmpty { print("\n" + satellites) }
+        }
     }
 }
 
@@ -203,6 +211,8 @@ struct LiveView {
                 faults[eve.link, default: []].append(String(format: "eve: %@ (knows %.1f %% of sifted)", eve.attack, eve.knownFraction * 100))
             }
             out += "\n\n" + LiveView.linkTable(pools, faults: faults) + "\n"
+            let satellites = LiveView.satelliteTable(pools)
+            if !satellites.isEmpty { out += "\n" + satellites + "\n" }
             let relays = LiveView.relayTable(status)
             out += relays.isEmpty ? "\nno key relays yet\n" : "\nkey relays (since each node started):\n" + relays + "\n"
             print(out, terminator: "")
@@ -223,6 +233,29 @@ struct LiveView {
                          String(r.received), String(r.forwarded), "\(r.refusedBusy)/\(r.heldOff)", String((r.lastFailure ?? "").prefix(60))])
         }
         return rows.count == 1 ? "" : StatusTable.table(rows)
+    }
+
+    /// One row per free-space link, from its satellite end's report: emulated time (UTC), in
+    /// view of the station or not, elevation, range and loss now, the next pass, passes done of
+    /// the mission's, and key: the last pass's block (ℓ) and all passes' final bits. Empty
+    /// without free-space links.
+    static func satelliteTable(_ pools: PoolsStatus) -> String {
+        var rows = [["SATELLITE", "STATION", "EMULATED (UTC)", "VIEW", "ELEVATION", "RANGE", "LOSS", "NEXT PASS (UTC)", "PASSES",
+                     "LAST PASS KEY", "KEY, ALL PASSES"]]
+        for l in pools.links {
+            guard let end = l.ends.first(where: { $0.freeSpace != nil }), let f = end.freeSpace else { continue }
+            let next = f.nextPassStart.map { start in "\(utc(start))–\(f.nextPassEnd.map { String(utc($0).suffix(9)) } ?? "?")" } ?? "none"
+            rows.append([f.satellite, f.station, utc(f.emulatedUTC), f.inView ? "in view" : "-",
+                         String(format: "%.1f°", f.elevationDegrees), String(format: "%.0f km", f.rangeKm),
+                         f.lossDb.map { String(format: "%.1f dB", $0) } ?? "-", next, "\(f.passesCompleted)/\(f.passesTotal)",
+                         end.finiteKey.map { "\($0.keyBits) bits" } ?? "-", "\(end.finalBitsTotal) bits"])
+        }
+        return rows.count == 1 ? "" : StatusTable.table(rows)
+    }
+
+    /// `2016-12-18T16:52:11Z`.
+    static func utc(_ seconds: Double) -> String {
+        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds.rounded(.down)))
     }
 
     static func linkTable(_ pools: PoolsStatus, faults: [String: [String]] = [:]) -> String {

@@ -49,6 +49,12 @@ import Testing
         let alice = try #require(link.ends.first { $0.role == "alice" })
         // The whole pass was emitted: 0.1 s frames.
         #expect(abs(Double(alice.framesSent) - (pass.durationSeconds / 0.1).rounded(.up)) <= 1, "\(alice.framesSent) frames")
+        // `qkdctl status` shows the satellite: emulated time, the pass done, its key.
+        let (code, shown) = try Harness.command("\(Harness.binDirectory)/qkdctl", ["status", "--run-dir", network.layout.root],
+                                                scratch: network.layout.root)
+        let row = shown.split(separator: "\n").first { $0.hasPrefix("Micius") && $0.contains("Xinglong") }.map(String.init) ?? ""
+        #expect(code == 0 && row.contains(" 1/1 ") && row.contains("\(alice.finalBitsTotal) bits") && row.contains("2016-12-18T"),
+                "qkdctl status: \(shown)")
         let audit = network.audit()
         #expect(audit.ok, "\(audit)")
         print("micius on the network: \(alice.framesSent) frames, final \(alice.finalBitsTotal) bits, QBER \(link.qber ?? -1)")
