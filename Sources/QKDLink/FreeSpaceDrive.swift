@@ -7,8 +7,9 @@ import QKDWire
 /// time (`MissionClock`), the link's passes, and the geometry that gives each frame its
 /// transmittance. A frame covers `frameSeconds` of emulated time within one pass (the last of a
 /// pass is shorter), at the channel's transmittance at the frame's middle (range and elevation
-/// from the orbit and the station: `FreeSpaceChannel`, docs/physics.md); outside passes nothing
-/// is emitted. Pure: the engine asks it, with the instant it was given.
+/// from the orbit and the station: `FreeSpaceChannel`, docs/physics.md) and with the sky's
+/// light at the station by day or by night (`SkyBackground`, the Sun's elevation there);
+/// outside passes nothing is emitted. Pure: the engine asks it, with the instant it was given.
 public struct FreeSpaceDrive: Sendable {
     public let clock: MissionClock
     public let passes: [SatellitePass]
@@ -17,6 +18,7 @@ public struct FreeSpaceDrive: Sendable {
     let orbit: CircularOrbit
     let site: GroundSite
     let channel: FreeSpaceChannel
+    let background: SkyBackground
     public let frameSeconds: Double
 
     /// nil when the link is not free-space or its ends are not a satellite and a station.
@@ -29,6 +31,7 @@ public struct FreeSpaceDrive: Sendable {
         orbit = ends.orbit
         site = ends.site
         self.channel = channel
+        background = link.background
         self.frameSeconds = frameSeconds
     }
 
@@ -42,6 +45,8 @@ public struct FreeSpaceDrive: Sendable {
         public var transmittance: Double
         /// The pass's last frame: it closes the block (one pass, one block).
         public var endsPass: Bool
+        /// The sky's light at the station's detectors (counts per second per detector).
+        public var backgroundCountsPerSecond: Double
     }
 
     /// The frame that starts at `cursor` (emulated UTC), or at the next pass's start if
@@ -49,10 +54,12 @@ public struct FreeSpaceDrive: Sendable {
     /// left).
     public func frame(from cursor: Double, now: Double) -> Frame? {
         guard let (start, end, passEnd) = bounds(from: cursor), end <= now else { return nil }
-        let look = site.look(at: orbit.earthFixedPosition(at: (start + end) / 2))
+        let middle = (start + end) / 2
+        let look = site.look(at: orbit.earthFixedPosition(at: middle))
         return Frame(start: start, seconds: end - start, rangeKm: look.rangeKm, elevationDegrees: look.elevationDegrees,
                      transmittance: channel.transmittance(rangeKm: look.rangeKm, elevationDegrees: look.elevationDegrees),
-                     endsPass: end >= passEnd)
+                     endsPass: end >= passEnd,
+                     backgroundCountsPerSecond: background.countsPerSecond(sunElevationDegrees: site.sunElevationDegrees(at: middle)))
     }
 
     /// When the next frame after `cursor` is over (emulated UTC), or nil when no pass is left.
@@ -78,6 +85,6 @@ public struct FreeSpaceDrive: Sendable {
                                elevationDegrees: look.elevationDegrees, rangeKm: look.rangeKm,
                                lossDb: current == nil ? nil : channel.lossDb(rangeKm: look.rangeKm, elevationDegrees: look.elevationDegrees),
                                passesCompleted: passes.count { $0.end <= utc }, passesTotal: passes.count,
-                               nextPassStart: next?.start, nextPassEnd: next?.end)
+                               nextPassStart: next?.start, nextPassEnd: next?.end, sunElevationDegrees: site.sunElevationDegrees(at: utc))
     }
 }

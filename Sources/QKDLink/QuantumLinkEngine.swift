@@ -259,7 +259,10 @@ public struct QuantumLinkEngine: Sendable {
             let utc = drive.clock.utc(at: now)
             while inFlight.count < window && !backlogged, let f = drive.frame(from: cursor, now: utc) {
                 let frame = s.nextFrame(transmittance: emissionTransmittance ?? physics.detectorEfficiency * f.transmittance,
-                                        pulses: UInt32(max(1, (f.seconds * link.physics.sourceRateHz).rounded())))
+                                        pulses: UInt32(max(1, (f.seconds * link.physics.sourceRateHz).rounded())),
+                                        darkCountProbability: SkyBackground.yield(darkCountProbability: physics.darkCountProbability,
+                                                                                  countsPerSecond: f.backgroundCountsPerSecond,
+                                                                                  sourceRateHz: link.physics.sourceRateHz))
                 if f.endsPass { s.closeBlock(atFrame: frame.frameIndex) }
                 inFlight[frame.frameIndex] = now
                 pulsesEmitted += UInt64(frame.pulses)

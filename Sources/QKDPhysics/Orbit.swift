@@ -100,12 +100,17 @@ public struct GroundSite: Hashable, Sendable {
     public var longitudeDegrees: Double
     public var altitudeMetres: Double
     public var minimumElevationDegrees: Double
+    /// The station works by night only (`night_only`): a pass with the Sun above −6° there at
+    /// its start, culmination or end is not used (Micius's and Jinan-1's stations worked so).
+    public var nightOnly: Bool
 
-    public init(latitudeDegrees: Double, longitudeDegrees: Double, altitudeMetres: Double = 0, minimumElevationDegrees: Double = 10) {
+    public init(latitudeDegrees: Double, longitudeDegrees: Double, altitudeMetres: Double = 0, minimumElevationDegrees: Double = 10,
+                nightOnly: Bool = false) {
         self.latitudeDegrees = latitudeDegrees
         self.longitudeDegrees = longitudeDegrees
         self.altitudeMetres = altitudeMetres
         self.minimumElevationDegrees = minimumElevationDegrees
+        self.nightOnly = nightOnly
     }
 
     var latitude: Double { latitudeDegrees * .pi / 180 }

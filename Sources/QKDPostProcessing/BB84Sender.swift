@@ -49,11 +49,13 @@ public struct BB84Sender: Sendable {
 
     /// Emits the next frame into a channel of transmittance `t` (to the end of the first
     /// segment: Bob's detectors, or an interposer).
-    public mutating func nextFrame(transmittance t: Double, pulses: UInt32? = nil) -> QuantumFrame {
+    /// `darkCountProbability`: the receiver's vacuum yield for this frame, when it is not the
+    /// configuration's (a free-space link's sky background by day or by night).
+    public mutating func nextFrame(transmittance t: Double, pulses: UInt32? = nil, darkCountProbability: Double? = nil) -> QuantumFrame {
         let index = nextFrameIndex
         let count = pulses ?? configuration.pulsesPerFrame
         let (arrivals, record) = source.emit(frameStart: nextPulse, pulses: count, transmittance: t,
-                                             darkCountProbability: configuration.darkCountProbability)
+                                             darkCountProbability: darkCountProbability ?? configuration.darkCountProbability)
         pending[index] = record
         if pending.count > configuration.maxPendingFrames, let oldest = pending.keys.min() {
             pending[oldest] = nil

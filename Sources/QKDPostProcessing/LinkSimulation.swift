@@ -121,10 +121,11 @@ struct SimulatedEnds {
 
     /// One frame of `pulses` at transmittance `transmittance`: Bob's announcement, Alice's reply,
     /// and both ends' blocks when the frame closed one.
-    mutating func exchange(transmittance: Double, pulses: UInt32) throws
+    mutating func exchange(transmittance: Double, pulses: UInt32, darkCountProbability: Double? = nil) throws
         -> (announcement: SiftAnnouncement, reply: SiftReply, blocks: (alice: SiftedBlock, bob: SiftedBlock)?)
     {
-        let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: transmittance, pulses: pulses).encoded())
+        let frame = try QuantumFrame.decode(alice.nextFrame(transmittance: transmittance, pulses: pulses,
+                                                            darkCountProbability: darkCountProbability).encoded())
         let announcement = try SiftAnnouncement.decode(bob.received(frame).encoded())
         let reply = try SiftReply.decode(alice.received(announcement).encoded())
         guard let reveal = try bob.received(reply) else { return (announcement, reply, nil) }

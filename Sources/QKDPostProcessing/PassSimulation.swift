@@ -22,6 +22,8 @@ public struct PassSimulation: Sendable {
 
     /// Where the satellite is seen `t` seconds into the pass.
     public typealias Geometry = @Sendable (_ t: Double) -> (rangeKm: Double, elevationDegrees: Double)
+    /// The sky's light at the station `t` seconds into the pass (counts per second per detector).
+    public typealias Background = @Sendable (_ t: Double) -> Double
 
     public init(configuration: BB84Configuration, distillation: DistillerConfiguration, detectorEfficiency: Double, misalignment: Double,
                 sourceRateHz: Double, channel: FreeSpaceChannel, seed: UInt64, secrecy: Secrecy) {
@@ -62,8 +64,9 @@ public struct PassSimulation: Sendable {
         public var finiteKey: FiniteKeyReport?
     }
 
-    /// Runs `durationSeconds` of pass.
-    public func run(durationSeconds: Double, geometry: Geometry) throws -> Outcome {
+    /// Runs `durationSeconds` of pass; `background` adds the sky's light to the detectors'
+    /// dark counts frame by frame (`SkyBackground.yield`).
+    public func run(durationSeconds: Double, geometry: Geometry, background: Background? = nil) throws -> Outcome {
         let seeds = SeedTree(root: seed).child("sim/pass")
         var ends = SimulatedEnds(configuration: configuration, distillation: distillation, misalignment: misalignment,
                                  darkCountProbability: configuration.darkCountProbability, seeds: seeds, secrecy: secrecy)
@@ -88,7 +91,10 @@ public struct PassSimulation: Sendable {
                                       siftedBits: 0, keyBits: 0, keyErrors: 0))
             }
             let eta = detectorEfficiency * channel.transmittance(rangeKm: at.rangeKm, elevationDegrees: at.elevationDegrees)
-            let (announcement, reply, blocks) = try ends.exchange(transmittance: eta, pulses: UInt32(size))
+            let yield = background.map {
+                SkyBackground.yield(darkCountProbability: configuration.darkCountProbability, countsPerSecond: $0(middle), sourceRateHz: sourceRateHz)
+            }
+            let (announcement, reply, blocks) = try ends.exchange(transmittance: eta, pulses: UInt32(size), darkCountProbability: yield)
             var xBits = 0
             for i in reply.matches.indices where reply.matches[i] == 1 {
                 if reply.classes[i] == UInt8(PulseClass.signal.rawValue) { seconds[second].siftedBits += 1 }

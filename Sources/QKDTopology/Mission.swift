@@ -68,7 +68,8 @@ public struct MissionTimeline: Sendable {
         var passes: [LinkPass] = []
         for link in topology.links {
             guard case .freeSpace = link.medium, let ends = topology.satelliteEnds(of: link) else { continue }
-            for p in PassPredictor.passes(of: ends.orbit, over: ends.site, from: mission.start, to: mission.end) {
+            // A station that works by night only leaves its passes by day out of the mission.
+            for p in PassPredictor.passes(of: ends.orbit, over: ends.site, from: mission.start, to: mission.end) where ends.site.uses(p) {
                 passes.append(LinkPass(link: link.index, satellite: ends.satellite, station: ends.station, pass: p))
             }
         }

@@ -64,15 +64,18 @@ public struct TopologyLink: Hashable, Sendable {
     public let lengthKm: Double
     public let physics: PhysicsParameters
     public let medium: LinkMedium
+    /// Sky light at a free-space link's ground station, by day and by night (none on fibre).
+    public let background: SkyBackground
 
     public init(index: LinkIndex, a: NodeID, b: NodeID, lengthKm: Double,
-                physics: PhysicsParameters, medium: LinkMedium = .fibre) {
+                physics: PhysicsParameters, medium: LinkMedium = .fibre, background: SkyBackground = .dark) {
         self.index = index
         self.a = a
         self.b = b
         self.lengthKm = lengthKm
         self.physics = physics
         self.medium = medium
+        self.background = background
     }
 
     /// Between a satellite and a ground station (`type: free-space`).

@@ -7,8 +7,8 @@ import Yams
 extension TopologyParser {
     public static let orbitKeys = ["altitude_km", "inclination_deg", "raan_deg", "phase_deg", "epoch"]
     public static let channelKeys = ["loss_table", "receive_aperture_m", "divergence_urad", "pointing_jitter_urad",
-                                     "zenith_transmittance", "optical_efficiency"]
-    static let budgetKeys = Array(channelKeys.dropFirst())
+                                     "zenith_transmittance", "optical_efficiency", "background_night_cps", "background_day_cps"]
+    static let budgetKeys = ["receive_aperture_m", "divergence_urad", "pointing_jitter_urad", "zenith_transmittance", "optical_efficiency"]
     public static let missionKeys = ["start", "hours", "gap_wall_s"]
 }
 
@@ -78,12 +78,24 @@ extension ParserContext {
 
     /// A free-space link's `channel:`: a measured `loss_table` (CSV beside the topology) or a
     /// link budget (every budget field).
-    mutating func parseChannel(_ node: Node, path: String) -> FreeSpaceChannel? {
+    /// A free-space channel: its loss (a table or a budget) and the sky's light by night and by
+    /// day (counts per second per detector, default none).
+    mutating func parseChannel(_ node: Node, path: String) -> (FreeSpaceChannel, SkyBackground)? {
         guard case .mapping(let map) = node else {
             fail(.wrongType, node, path, "channel must be a mapping: loss_table, or \(TopologyParser.budgetKeys.joined(separator: ", "))")
             return nil
         }
         checkKeys(map, allowed: TopologyParser.channelKeys, path: path)
+        let night = bounded(map, "background_night_cps", path: path, owner: node, required: false, 0, 1e9, unit: " counts/s")
+        let day = bounded(map, "background_day_cps", path: path, owner: node, required: false, 0, 1e9, unit: " counts/s")
+        let background = SkyBackground(nightCountsPerSecond: night ?? 0, dayCountsPerSecond: day ?? 0)
+        guard let loss = parseLoss(map, node: node, path: path) else { return nil }
+        if map["background_night_cps"] != nil && night == nil || map["background_day_cps"] != nil && day == nil { return nil }
+        return (loss, background)
+    }
+
+    /// A channel's loss: its `loss_table`, or its link budget.
+    private mutating func parseLoss(_ map: Node.Mapping, node: Node, path: String) -> FreeSpaceChannel? {
         if let (file, at) = string(map, "loss_table", path: path, required: false, owner: node) {
             if let extra = TopologyParser.budgetKeys.first(where: { map[$0] != nil }) {
                 fail(.invalidValue, map[extra], join(path, extra), "a channel is a loss_table or a link budget, not both")

@@ -9,7 +9,7 @@ import Yams
 public enum TopologyParser {
     public static let topLevelKeys = ["name", "description", "seed", "secrecy", "time_scale", "defaults",
                                       "nodes", "links", "saes", "kme", "mission", "key_stocks"]
-    public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint", "orbit", "altitude_m", "min_elevation_deg"]
+    public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint", "orbit", "altitude_m", "min_elevation_deg", "night_only"]
     public static let linkKeys = ["a", "b", "length_km", "physics", "type", "channel"]
     public static let saeKeys = ["id", "node"]
     public static let kmeKeys = ["key_retention_s", "max_waiting_bits_per_pair", "max_requests_per_sae", "max_requests"]
@@ -293,7 +293,7 @@ struct ParserContext {
             }
             var orbit: CircularOrbit?, station: GroundSite?
             if satellite {
-                for key in ["lat", "lon", "altitude_m", "min_elevation_deg"] where map[key] != nil {
+                for key in ["lat", "lon", "altitude_m", "min_elevation_deg", "night_only"] where map[key] != nil {
                     fail(.invalidValue, map[key], "\(path).\(key)", "a satellite's position comes from its orbit: remove '\(key)'")
                     ok = false
                 }
@@ -311,9 +311,17 @@ struct ParserContext {
             if parsedRole == .groundStation, let lat, let lon {
                 let altitude = bounded(map, "altitude_m", path: path, owner: item, required: false, -500, 9_000, unit: " m")
                 let minimum = bounded(map, "min_elevation_deg", path: path, owner: item, required: false, 0, 90, upperInclusive: false, unit: "°")
-                station = GroundSite(latitudeDegrees: lat.0, longitudeDegrees: lon.0, altitudeMetres: altitude ?? 0, minimumElevationDegrees: minimum ?? 10)
+                var nightOnly = false
+                if let value = map["night_only"] {
+                    if let flag = value.bool { nightOnly = flag } else {
+                        fail(.wrongType, value, "\(path).night_only", "must be true or false")
+                        ok = false
+                    }
+                }
+                station = GroundSite(latitudeDegrees: lat.0, longitudeDegrees: lon.0, altitudeMetres: altitude ?? 0, minimumElevationDegrees: minimum ?? 10,
+                                     nightOnly: nightOnly)
             } else if !satellite {
-                for key in ["altitude_m", "min_elevation_deg"] where map[key] != nil {
+                for key in ["altitude_m", "min_elevation_deg", "night_only"] where map[key] != nil {
                     fail(.invalidValue, map[key], "\(path).\(key)", "'\(key)' belongs to a ground station")
                     ok = false
                 }
@@ -344,6 +352,7 @@ struct ParserContext {
             let length = freeSpace ? (0, item) : number(map, "length_km", path: path, required: true, owner: item)
             var ok = a != nil && b != nil && length != nil
             var medium = LinkMedium.fibre
+            var background = SkyBackground.dark
             if freeSpace {
                 if let at = map["length_km"] {
                     fail(.invalidValue, at, "\(path).length_km", "a free-space link has no length: its range follows the orbit")
@@ -355,7 +364,12 @@ struct ParserContext {
                     ok = false
                 }
                 if let node = map["channel"] {
-                    if let channel = parseChannel(node, path: "\(path).channel") { medium = .freeSpace(channel) } else { ok = false }
+                    if let (channel, sky) = parseChannel(node, path: "\(path).channel") {
+                        medium = .freeSpace(channel)
+                        background = sky
+                    } else {
+                        ok = false
+                    }
                 } else {
                     fail(.missingField, item, "\(path).channel", "a free-space link needs a channel: loss_table, or \(TopologyParser.budgetKeys.joined(separator: ", "))")
                     ok = false
@@ -404,7 +418,7 @@ struct ParserContext {
             pairs[pair] = i
             names[name] = i
             links.append(TopologyLink(index: LinkIndex(UInt32(links.count)), a: NodeID(a.0),
-                                      b: NodeID(b.0), lengthKm: length.0, physics: physics, medium: medium))
+                                      b: NodeID(b.0), lengthKm: length.0, physics: physics, medium: medium, background: background))
         }
         return links
     }

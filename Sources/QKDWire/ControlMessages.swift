@@ -556,9 +556,12 @@ public struct FreeSpaceReport: Codable, Sendable, Equatable {
     public var passesTotal: Int
     public var nextPassStart: Double?
     public var nextPassEnd: Double?
+    /// The Sun's elevation at the station (degrees): above −6°, day (the sky's day background).
+    public var sunElevationDegrees: Double?
 
     public init(satellite: String, station: String, emulatedUTC: Double, inView: Bool, elevationDegrees: Double, rangeKm: Double,
-                lossDb: Double?, passesCompleted: Int, passesTotal: Int, nextPassStart: Double?, nextPassEnd: Double?) {
+                lossDb: Double?, passesCompleted: Int, passesTotal: Int, nextPassStart: Double?, nextPassEnd: Double?,
+                sunElevationDegrees: Double? = nil) {
         self.satellite = satellite
         self.station = station
         self.emulatedUTC = emulatedUTC
@@ -570,13 +573,14 @@ public struct FreeSpaceReport: Codable, Sendable, Equatable {
         self.passesTotal = passesTotal
         self.nextPassStart = nextPassStart
         self.nextPassEnd = nextPassEnd
+        self.sunElevationDegrees = sunElevationDegrees
     }
 
     enum CodingKeys: String, CodingKey {
         case satellite, station
         case emulatedUTC = "emulated_utc", inView = "in_view", elevationDegrees = "elevation_deg", rangeKm = "range_km"
         case lossDb = "loss_db", passesCompleted = "passes_completed", passesTotal = "passes_total"
-        case nextPassStart = "next_pass_start_utc", nextPassEnd = "next_pass_end_utc"
+        case nextPassStart = "next_pass_start_utc", nextPassEnd = "next_pass_end_utc", sunElevationDegrees = "sun_elevation_deg"
     }
 }
 

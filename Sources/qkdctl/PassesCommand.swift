@@ -25,9 +25,13 @@ struct Passes: ParsableCommand {
         let satellite: String, station: String
         let start: String, end: String
         let durationSeconds: Double, maximumElevationDegrees: Double, minimumRangeKm: Double, culmination: String
+        /// The Sun's elevation at the station at culmination; whether the station uses the pass
+        /// (a night-only station leaves those by day out).
+        let sunElevationDegrees: Double, used: Bool
         enum CodingKeys: String, CodingKey {
-            case satellite, station, start, end, culmination
+            case satellite, station, start, end, culmination, used
             case durationSeconds = "duration_s", maximumElevationDegrees = "max_elevation_deg", minimumRangeKm = "min_range_km"
+            case sunElevationDegrees = "sun_elevation_deg"
         }
     }
 
@@ -55,7 +59,9 @@ struct Passes: ParsableCommand {
                                     durationSeconds: (p.durationSeconds * 10).rounded() / 10,
                                     maximumElevationDegrees: (p.maximumElevationDegrees * 100).rounded() / 100,
                                     minimumRangeKm: (p.minimumRangeKm * 10).rounded() / 10,
-                                    culmination: stamp.string(from: Date(timeIntervalSince1970: p.culmination))))
+                                    culmination: stamp.string(from: Date(timeIntervalSince1970: p.culmination)),
+                                    sunElevationDegrees: (station.station!.sunElevationDegrees(at: p.culmination) * 10).rounded() / 10,
+                                    used: station.station!.uses(p)))
                 }
             }
         }
@@ -67,10 +73,12 @@ struct Passes: ParsableCommand {
             return
         }
         print("passes of \(t.name) from \(stamp.string(from: Date(timeIntervalSince1970: start))) for \(hours) h (above each station's minimum elevation):")
-        var table = [["SATELLITE", "STATION", "START (UTC)", "END (UTC)", "DURATION", "MAX ELEVATION", "MIN RANGE"]]
+        var table = [["SATELLITE", "STATION", "START (UTC)", "END (UTC)", "DURATION", "MAX ELEVATION", "MIN RANGE", "SKY"]]
         for r in rows {
+            let sky = String(format: "%@ (Sun %.0f°)", SkyBackground.isDay(sunElevationDegrees: r.sunElevationDegrees) ? "day" : "night", r.sunElevationDegrees)
             table.append([r.satellite, r.station, r.start, r.end, String(format: "%.0f s", r.durationSeconds),
-                          String(format: "%.1f°", r.maximumElevationDegrees), String(format: "%.0f km", r.minimumRangeKm)])
+                          String(format: "%.1f°", r.maximumElevationDegrees), String(format: "%.0f km", r.minimumRangeKm),
+                          sky + (r.used ? "" : ", not used: the station works by night")])
         }
         print(rows.isEmpty ? "no passes" : StatusTable.table(table))
     }

@@ -69,7 +69,12 @@ struct SimPass: ParsableCommand {
                                         misalignment: p.misalignment, sourceRateHz: p.sourceRateHz, channel: channel, seed: seed,
                                         secrecy: reproducible ? .reproducible : .secret)
         let started = Date()
-        let outcome = try simulation.run(durationSeconds: duration, geometry: geometry)
+        // The sky at the station: the Sun's elevation there decides day or night, frame by frame.
+        let sky = link.background, passStart = pass.start
+        let sunAtCulmination = site.sunElevationDegrees(at: pass.culmination)
+        let outcome = try simulation.run(durationSeconds: duration, geometry: geometry) { time in
+            sky.countsPerSecond(sunElevationDegrees: site.sunElevationDegrees(at: passStart + time))
+        }
         let stamp = ISO8601DateFormatter()
         let report = SimPassReport(
             satellite: satellite, station: station, pass: passNumber, driven: track == nil ? "orbit" : "track",
@@ -79,12 +84,15 @@ struct SimPass: ParsableCommand {
                                                  siftedBits: $0.siftedBits, qber: $0.qber) },
             siftedBits: outcome.siftedBits, keyBits: outcome.keyBits, qber: outcome.qber, finalKeyBits: outcome.finalKeyBits,
             epsSec: p.epsSec, epsCor: p.epsCor, keysIdenticalAtBothEnds: outcome.keysMatch, finiteKey: outcome.finiteKey,
-            seed: seed, secrecy: reproducible ? "reproducible" : "secret")
+            seed: seed, secrecy: reproducible ? "reproducible" : "secret",
+            sunElevationDegrees: sunAtCulmination, backgroundCountsPerSecond: sky.countsPerSecond(sunElevationDegrees: sunAtCulmination))
         if json {
             try printJSON(report)
             return
         }
-        print("\(satellite) over \(station), pass \(passNumber) (\(report.start), driven by the \(report.driven)):")
+        print("\(satellite) over \(station), pass \(passNumber) (\(report.start), driven by the \(report.driven)); "
+              + "\(SkyBackground.isDay(sunElevationDegrees: sunAtCulmination) ? "day" : "night") (Sun \(String(format: "%.0f", sunAtCulmination))°), "
+              + "sky background \(String(format: "%.0f", report.backgroundCountsPerSecond)) counts/s per detector:")
         var rows = [["T", "RANGE", "ELEVATION", "LOSS", "SIFTED BITS", "QBER"]]
         for s in report.seconds where Int(s.t) % 10 == 0 {
             rows.append([String(format: "%.0f s", s.t), String(format: "%.0f km", s.rangeKm), String(format: "%.1f°", s.elevationDegrees),
@@ -113,11 +121,14 @@ struct SimPassReport: Encodable {
     var keysIdenticalAtBothEnds: Bool
     var finiteKey: FiniteKeyReport?
     var seed: UInt64, secrecy: String
+    /// The Sun's elevation at the station at culmination, and the sky's light then.
+    var sunElevationDegrees: Double, backgroundCountsPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
         case satellite, station, pass, driven, start, pulses, seconds, qber, seed, secrecy
         case durationSeconds = "duration_s", maximumElevationDegrees = "max_elevation_deg", minimumRangeKm = "min_range_km"
         case siftedBits = "sifted_bits", keyBits = "key_bits", finalKeyBits = "final_key_bits", epsSec = "eps_sec", epsCor = "eps_cor"
         case keysIdenticalAtBothEnds = "keys_identical_at_both_ends", finiteKey = "finite_key"
+        case sunElevationDegrees = "sun_elevation_deg", backgroundCountsPerSecond = "background_cps"
     }
 }

@@ -3,6 +3,7 @@ import CQKDSystem
 import Foundation
 import QKDCore
 import QKDLaunch
+import QKDPhysics
 import QKDTopology
 import QKDWire
 
@@ -240,14 +241,16 @@ struct LiveView {
     /// the mission's, and key: the last pass's block (ℓ) and all passes' final bits. Empty
     /// without free-space links.
     static func satelliteTable(_ pools: PoolsStatus) -> String {
-        var rows = [["SATELLITE", "STATION", "EMULATED (UTC)", "VIEW", "ELEVATION", "RANGE", "LOSS", "NEXT PASS (UTC)", "PASSES",
+        var rows = [["SATELLITE", "STATION", "EMULATED (UTC)", "VIEW", "ELEVATION", "RANGE", "LOSS", "SKY", "NEXT PASS (UTC)", "PASSES",
                      "LAST PASS KEY", "KEY, ALL PASSES"]]
         for l in pools.links {
             guard let end = l.ends.first(where: { $0.freeSpace != nil }), let f = end.freeSpace else { continue }
             let next = f.nextPassStart.map { start in "\(utc(start))–\(f.nextPassEnd.map { String(utc($0).suffix(9)) } ?? "?")" } ?? "none"
             rows.append([f.satellite, f.station, utc(f.emulatedUTC), f.inView ? "in view" : "-",
                          String(format: "%.1f°", f.elevationDegrees), String(format: "%.0f km", f.rangeKm),
-                         f.lossDb.map { String(format: "%.1f dB", $0) } ?? "-", next, "\(f.passesCompleted)/\(f.passesTotal)",
+                         f.lossDb.map { String(format: "%.1f dB", $0) } ?? "-",
+                         f.sunElevationDegrees.map { String(format: "%@ (Sun %.0f°)", SkyBackground.isDay(sunElevationDegrees: $0) ? "day" : "night", $0) } ?? "-",
+                         next, "\(f.passesCompleted)/\(f.passesTotal)",
                          end.finiteKey.map { "\($0.keyBits) bits" } ?? "-", "\(end.finalBitsTotal) bits"])
         }
         return rows.count == 1 ? "" : StatusTable.table(rows)

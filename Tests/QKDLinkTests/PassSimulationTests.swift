@@ -46,4 +46,36 @@ import Testing
         print(String(format: "micius pass: %llu sifted signal bits, QBER %.2f %%, final key %llu bits, closest %.1f km at %.2f dB",
                      outcome.siftedBits, outcome.qber * 100, outcome.finalKeyBits, closest.rangeKm, closest.lossDb))
     }
+
+    /// Jinan-1 over Stellenbosch by night and by day (jinan1-stellenbosch.yaml: 200 counts/s
+    /// per detector of sky at night, 2·10^4 by day): the night pass distils, the day pass's
+    /// background drowns the signal and the block yields no key.
+    @Test func aPassByDayDrownsInSkyLightWhileOneByNightDistils() throws {
+        let topology = try TopologyParser.load(path: "\(Self.topologies)/jinan1-stellenbosch.yaml")
+        let link = try #require(topology.link(named: "Jinan-1-Stellenbosch"))
+        guard case .freeSpace(let channel) = link.medium else { Issue.record("not free space"); return }
+        let orbit = try #require(topology.node(NodeID("Jinan-1"))?.orbit), site = try #require(topology.node(NodeID("Stellenbosch"))?.station)
+        // Every pass of the mission's day, those by day too (the station leaves them out: night_only).
+        let mission = try #require(topology.mission)
+        let passes = PassPredictor.passes(of: orbit, over: site, from: mission.start, to: mission.end)
+        #expect(passes.count == 2 && site.nightOnly && site.uses(passes[0]) && !site.uses(passes[1]))
+        let p = link.physics
+        var configuration = BB84Configuration(pulsesPerFrame: UInt32(p.sourceRateHz / 10), source: link.distillation.source)
+        configuration.darkCountProbability = p.darkCountProbability
+        let simulation = PassSimulation(configuration: configuration, distillation: link.distillation, detectorEfficiency: p.detectorEfficiency,
+                                        misalignment: p.misalignment, sourceRateHz: p.sourceRateHz, channel: channel, seed: 23, secrecy: .reproducible)
+        var outcomes: [(sun: Double, final: UInt64, qber: Double)] = []
+        for pass in passes {
+            let start = pass.start, sky = link.background
+            let outcome = try simulation.run(durationSeconds: pass.durationSeconds, geometry: { t in
+                let look = site.look(at: orbit.earthFixedPosition(at: start + t))
+                return (look.rangeKm, look.elevationDegrees)
+            }, background: { t in sky.countsPerSecond(sunElevationDegrees: site.sunElevationDegrees(at: start + t)) })
+            outcomes.append((site.sunElevationDegrees(at: pass.culmination), outcome.finalKeyBits, outcome.qber))
+        }
+        let night = outcomes[0], day = outcomes[1]
+        #expect(night.sun < -18 && day.sun > 30, "\(outcomes)")
+        #expect(night.final > 50_000 && night.qber < 0.05, "night: \(night)")
+        #expect(day.final == 0 && day.qber > 0.25, "day: \(day)")
+    }
 }

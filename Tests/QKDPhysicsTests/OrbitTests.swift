@@ -103,4 +103,29 @@ import Testing
             #expect(abs(p.minimumRangeKm - LookAngles.range(altitudeKm: 500, elevationDegrees: p.maximumElevationDegrees, stationAltitudeKm: 0.893)) < 0.01)
         }
     }
+
+    /// The Sun against what any almanac says: its declination at the 2024 solstice and
+    /// equinox, and its highest elevation of a day at a station, 90° − |φ − δ| (an
+    /// independent formula: the meridian altitude).
+    @Test func theSunStandsWhereTheAlmanacPutsIt() {
+        func declination(_ unix: Double) -> Double { asin(Sun.earthFixedDirection(at: unix).z) * 180 / .pi }
+        #expect(abs(declination(1_718_916_660) - 23.44) < 0.05, "June solstice 2024-06-20T20:51Z: \(declination(1_718_916_660))")
+        #expect(abs(declination(1_710_903_960)) < 0.05, "March equinox 2024-03-20T03:06Z: \(declination(1_710_903_960))")
+        for (lat, lon, day) in [(51.48, 0.0, 1_718_928_000.0), (-33.93, 18.86, 1_705_276_800.0), (36.65, 117.0, 1_705_276_800.0)] {
+            let site = GroundSite(latitudeDegrees: lat, longitudeDegrees: lon)
+            let samples = stride(from: day, to: day + 86_400, by: 60).map { (t: $0, e: site.sunElevationDegrees(at: $0)) }
+            let noon = samples.max { $0.e < $1.e }!, midnight = samples.min { $0.e < $1.e }!
+            let delta = declination(noon.t)
+            #expect(abs(noon.e - (90 - abs(lat - delta))) < 0.2, "at \(lat), \(lon): \(noon.e)° against \(90 - abs(lat - delta))°")
+            #expect(abs(midnight.e - (abs(lat + delta) - 90)) < 0.2, "at \(lat), \(lon): \(midnight.e)° at lower culmination")
+            // Noon falls within 20 minutes of the longitude's mean solar noon (equation of time).
+            let meanNoon = day + (12 - lon / 15) * 3600
+            #expect(abs(noon.t - meanNoon) < 20 * 60, "noon at \(lat), \(lon) is \((noon.t - meanNoon) / 60) min from mean noon")
+        }
+        // The sky's light adds to the detectors' own clicks per pulse.
+        #expect(abs(SkyBackground.yield(darkCountProbability: 0, countsPerSecond: 1e6, sourceRateHz: 1e8) - 0.0199) < 1e-12)
+        #expect(SkyBackground.yield(darkCountProbability: 5e-7, countsPerSecond: 0, sourceRateHz: 1e8) == 5e-7)
+        let sky = SkyBackground(nightCountsPerSecond: 200, dayCountsPerSecond: 2e4)
+        #expect(sky.countsPerSecond(sunElevationDegrees: -6.5) == 200 && sky.countsPerSecond(sunElevationDegrees: -5.5) == 2e4)
+    }
 }

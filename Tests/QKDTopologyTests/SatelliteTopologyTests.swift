@@ -91,6 +91,11 @@ import Testing
         #expect(timeline.wallSeconds <= 600, "a day of passes takes \(timeline.wallSeconds) s of wall")
         let stations = Set(timeline.passes.map(\.station.rawValue))
         #expect(stations == ["Jinan-GS", "Stellenbosch"])
+        // Its stations work by night: the two passes by day are left out of the mission.
+        #expect(timeline.passes.count == 2)
+        let always = try TopologyParser.parse(String(contentsOfFile: "\(topologiesDirectory)/jinan1-stellenbosch.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "night_only: true", with: "night_only: false"), file: "j.yaml")
+        #expect(try #require(always.missionTimeline).passes.count == 4)
         let europe = try TopologyParser.load(path: "\(topologiesDirectory)/micius-china-europe.yaml")
         let order = try #require(europe.missionTimeline).passes.map(\.station.rawValue)
         #expect(order == ["Xinglong", "Nanshan", "Nanshan", "Graz", "Graz"], "\(order)")
@@ -103,7 +108,11 @@ import Testing
         #expect(t.node(NodeID("C"))?.station == nil)
         guard case .freeSpace(.budget(let b))? = t.link(named: "S-G")?.medium else { Issue.record("not a budget"); return }
         #expect(b.pointingJitterMicroradians == 2.5)
+        #expect(t.link(named: "S-G")?.background == SkyBackground.dark, "no sky background unless given")
         #expect(t.link(named: "G-C")?.medium == .fibre)
+        let lit = try TopologyParser.parse(Self.satelliteFixture.replacingOccurrences(
+            of: "pointing_jitter_urad: 2.5, ", with: "pointing_jitter_urad: 2.5, background_night_cps: 150, background_day_cps: 2.0e4, "), file: "sat.yaml")
+        #expect(lit.link(named: "S-G")?.background == SkyBackground(nightCountsPerSecond: 150, dayCountsPerSecond: 2e4))
     }
 
     @Test(arguments: [
@@ -121,6 +130,11 @@ import Testing
         ("type: free-space,", "type: laser,", "links[0].type", "unknown link type 'laser'"),
         ("type: free-space,", "type: free-space, length_km: 600,", "links[0].length_km", "has no length"),
         ("pointing_jitter_urad: 2.5, ", "", "links[0].channel.pointing_jitter_urad", "missing required field"),
+        ("pointing_jitter_urad: 2.5, ", "pointing_jitter_urad: 2.5, background_day_cps: -5, ", "links[0].channel.background_day_cps",
+         "outside [0.0, 1000000000.0]"),
+        ("min_elevation_deg: 15,", "min_elevation_deg: 15, night_only: sometimes,", "nodes[1].night_only", "must be true or false"),
+        ("{ id: C, lat: 40.1, lon: 117.1, role: metro-core }", "{ id: C, lat: 40.1, lon: 117.1, night_only: true, role: metro-core }",
+         "nodes[2].night_only", "belongs to a ground station"),
         ("channel: { receive", "channel: { loss_table: t.csv, receive", "links[0].channel.receive_aperture_m", "not both"),
         ("{ a: G, b: C, length_km: 20 }", "{ a: G, b: C, length_km: 20, channel: { loss_table: t.csv } }", "links[1].channel",
          "only a free-space link"),
