@@ -94,6 +94,12 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict),
+        // Hybrid keys (issue 19): the HKDF-SHA-256 combiner of a QKD key and an ML-KEM-768
+        // secret (NIST SP 800-56C Rev. 2), and the KEM exchange between two KMEs.
+        .target(
+            name: "QKDHybrid",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         // Applications on the ETSI 014 API: files sealed with QKD keys (one-time pad, one-time
         // HMAC key) through an untrusted mailbox directory.
         .target(
@@ -155,7 +161,7 @@ let package = Package(
         .executableTarget(
             name: "qkd-bench",
             dependencies: [
-                "QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDKeyPool", "QKDStore",
+                "QKDLaunch", "QKDTopology", "QKDWire", "QKDCore", "QKDPhysics", "QKDPostProcessing", "QKDKeyPool", "QKDStore", "QKDHybrid",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -181,6 +187,7 @@ let package = Package(
             ]),
         .testTarget(name: "QKDRoutingTests", dependencies: ["QKDRouting", "QKDKeyPool", "QKDCore", "QKDTopology", "QKDWire"]),
         .testTarget(name: "QKDAppsTests", dependencies: ["QKDApps", "QKDClient"]),
+        .testTarget(name: "QKDHybridTests", dependencies: ["QKDHybrid", "QKDTopology", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "QKDStoreTests", dependencies: ["QKDStore", "QKDKeyPool", "QKDCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "QKDPostProcessingTests", dependencies: ["QKDPostProcessing", "QKDCore", "QKDPhysics", "QKDWire", "QKDKeyPool"]),
         .testTarget(name: "QKDPhysicsTests", dependencies: ["QKDPhysics", "QKDCore", "QKDPostProcessing", "QKDWire", "QKDKeyPool"]),

@@ -96,10 +96,27 @@ public struct TopologyLink: Hashable, Sendable {
 public struct SAE: Hashable, Sendable {
     public let id: String
     public let node: NodeID
+    /// How the keys this SAE asks for as master are made (`key_policy`; nil: the network's
+    /// default, QKD relayed alone).
+    public let keyPolicy: KeyPolicy?
 
-    public init(id: String, node: NodeID) {
+    public init(id: String, node: NodeID, keyPolicy: KeyPolicy? = nil) {
         self.id = id
         self.node = node
+        self.keyPolicy = keyPolicy
+    }
+}
+
+/// The key policy of one pair of SAEs (`key_policies:`), above its master's own.
+public struct PairKeyPolicy: Hashable, Sendable {
+    public let master: String
+    public let slave: String
+    public let policy: KeyPolicy
+
+    public init(master: String, slave: String, policy: KeyPolicy) {
+        self.master = master
+        self.slave = slave
+        self.policy = policy
     }
 }
 
@@ -182,6 +199,15 @@ public struct Topology: Sendable {
     public var dataFiles: [String] = []
     /// The pairs of SAEs whose keys are stocked (`key_stocks:`), each pair once.
     public var keyStocks: [KeyStock] = []
+    /// Key policies of pairs of SAEs (`key_policies:`), each pair once.
+    public var keyPolicies: [PairKeyPolicy] = []
+
+    /// How keys from `master` to `slave` are made: the pair's policy, else the master's, else
+    /// QKD alone.
+    public func keyPolicy(master: String, slave: String) -> KeyPolicy {
+        keyPolicies.first { $0.master == master && $0.slave == slave }?.policy
+            ?? saes.first { $0.id == master }?.keyPolicy ?? .qkd
+    }
 
     /// The stock of keys from `master` to `slave`, if the topology keeps one.
     public func keyStock(master: String, slave: String) -> KeyStock? {
@@ -226,6 +252,7 @@ public struct Topology: Sendable {
                          nodes: nodes, links: links, saes: saes, kme: kme, mission: mission ?? self.mission)
         t.dataFiles = dataFiles
         t.keyStocks = keyStocks
+        t.keyPolicies = keyPolicies
         return t
     }
 

@@ -3,6 +3,7 @@ import Yams
 
 extension TopologyParser {
     public static let keyStockKeys = ["master", "slave", "keys", "key_size"]
+    public static let keyPolicyKeys = ["master", "slave", "policy"]
 }
 
 extension ParserContext {
@@ -62,5 +63,44 @@ extension ParserContext {
             stocks.append(KeyStock(master: master, slave: slave, keys: Int(keys), keySize: size))
         }
         return stocks
+    }
+
+    /// The `key_policies:` list: a policy per pair of known SAEs, each pair once.
+    mutating func parseKeyPolicies(_ top: Node.Mapping, saes: [SAE]) -> [PairKeyPolicy] {
+        guard let value = top["key_policies"] else { return [] }
+        guard case .sequence(let items) = value else {
+            fail(.wrongType, value, "key_policies", "must be a list")
+            return []
+        }
+        let known = Set(saes.map(\.id))
+        var out: [PairKeyPolicy] = []
+        var seen: [String: Int] = [:]
+        for (i, path, map, item) in entries(Array(items), section: "key_policies", keys: TopologyParser.keyPolicyKeys,
+                                            shape: "key policy must be a mapping with master, slave and policy") {
+            guard let (master, masterNode) = string(map, "master", path: path, required: true, owner: item),
+                  let (slave, slaveNode) = string(map, "slave", path: path, required: true, owner: item),
+                  let (text, policyNode) = string(map, "policy", path: path, required: true, owner: item)
+            else { continue }
+            guard known.contains(master) else {
+                fail(.unknownNode, masterNode, "\(path).master", "unknown SAE '\(master)' (not in saes)")
+                continue
+            }
+            guard known.contains(slave) else {
+                fail(.unknownNode, slaveNode, "\(path).slave", "unknown SAE '\(slave)' (not in saes)")
+                continue
+            }
+            guard let policy = KeyPolicy(text) else {
+                fail(.invalidValue, policyNode, "\(path).policy", "'\(text)' is not a key policy (\(KeyPolicy.names))")
+                continue
+            }
+            let pair = "\(master) -> \(slave)"
+            if let first = seen[pair] {
+                fail(.duplicateID, slaveNode, "\(path).slave", "duplicate key policy for \(pair) (first at key_policies[\(first)])")
+                continue
+            }
+            seen[pair] = i
+            out.append(PairKeyPolicy(master: master, slave: slave, policy: policy))
+        }
+        return out
     }
 }

@@ -8,10 +8,10 @@ import Yams
 /// and the field. Parsing is pure: `parse(_:file:)` reads no files; `load(path:)` reads one.
 public enum TopologyParser {
     public static let topLevelKeys = ["name", "description", "seed", "secrecy", "time_scale", "defaults",
-                                      "nodes", "links", "saes", "kme", "mission", "key_stocks"]
+                                      "nodes", "links", "saes", "kme", "mission", "key_stocks", "key_policies"]
     public static let nodeKeys = ["id", "lat", "lon", "role", "endpoint", "orbit", "altitude_m", "min_elevation_deg", "night_only"]
     public static let linkKeys = ["a", "b", "length_km", "physics", "type", "channel"]
-    public static let saeKeys = ["id", "node"]
+    public static let saeKeys = ["id", "node", "key_policy"]
     public static let kmeKeys = ["key_retention_s", "max_waiting_bits_per_pair", "max_requests_per_sae", "max_requests"]
 
     /// Reads and parses the file at `path`.
@@ -226,6 +226,7 @@ struct ParserContext {
         var topology = Topology(name: name, seed: seed, secrecy: secrecy, timeScale: timeScale, defaults: defaults,
                                 nodes: nodes, links: links, saes: saes, kme: kme, mission: mission)
         topology.keyStocks = parseKeyStocks(top, saes: saes, kme: kme)
+        topology.keyPolicies = parseKeyPolicies(top, saes: saes)
         return topology
     }
 
@@ -482,8 +483,16 @@ struct ParserContext {
                 fail(.unknownNode, nodeNode, "\(path).node", "unknown node '\(node)'")
                 continue
             }
+            var policy: KeyPolicy?
+            if let (text, at) = string(map, "key_policy", path: path, required: false, owner: item) {
+                guard let parsed = KeyPolicy(text) else {
+                    fail(.invalidValue, at, "\(path).key_policy", "'\(text)' is not a key policy (\(KeyPolicy.names))")
+                    continue
+                }
+                policy = parsed
+            }
             seen[id] = i
-            saes.append(SAE(id: id, node: NodeID(node)))
+            saes.append(SAE(id: id, node: NodeID(node), keyPolicy: policy))
         }
         return saes
     }

@@ -21,6 +21,7 @@ struct QKDBench {
             let only = args.first { $0.hasPrefix("--only=") }.map { String($0.dropFirst(7)) }
             if only == nil || only == "spine" { try SpineBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
             if only == nil || only == "postprocessing" { try PostProcessingBenchmarks.run(&report) }
+            if only == nil || only == "hybrid" { try HybridBenchmarks.run(&report) }
             if only == nil || only == "relay" { try RelayBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
             if only == nil || only == "pool" { try PoolBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }
             if only == nil || only == "kme" { try KMEBenchmarks.run(&report, topologies: topologies, binDirectory: binDirectory) }

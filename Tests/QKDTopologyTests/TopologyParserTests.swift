@@ -177,6 +177,15 @@ func parseErrors(_ text: String) -> [TopologyError] {
         Mutation(name: "key stock twice", from: "{ id: SAE-A, node: A }",
                  to: Self.stocks("{ master: SAE-A, slave: SAE-C, keys: 4 }\n  - { master: SAE-A, slave: SAE-C, keys: 8 }"),
                  code: .duplicateID, field: "key_stocks[1].slave", line: 21),
+        Mutation(name: "unknown key policy of an SAE", from: "{ id: SAE-A, node: A }", to: "{ id: SAE-A, node: A, key_policy: quantum }",
+                 code: .invalidValue, field: "saes[0].key_policy", line: 16),
+        Mutation(name: "key policy of an unknown pair", from: "{ id: SAE-A, node: A }",
+                 to: "{ id: SAE-A, node: A }\nkey_policies:\n  - { master: SAE-A, slave: SAE-Q, policy: hybrid }",
+                 code: .unknownNode, field: "key_policies[0].slave", line: 18),
+        Mutation(name: "multipath over one path", from: "{ id: SAE-A, node: A }",
+                 to: Self.stocks("{ master: SAE-A, slave: SAE-C, keys: 4 }").replacingOccurrences(of: "key_stocks:\n  - { master: SAE-A, slave: SAE-C, keys: 4 }",
+                                                                                                  with: "key_policies:\n  - { master: SAE-A, slave: SAE-C, policy: multipath(1) }"),
+                 code: .invalidValue, field: "key_policies[0].policy", line: 20),
     ]
 
     /// The fixture's SAEs with two more at C, and `key_stocks` holding `entries`.
@@ -205,6 +214,21 @@ func parseErrors(_ text: String) -> [TopologyError] {
         #expect(t.with(timeScale: 3).keyStocks == t.keyStocks)
         let plain = try TopologyParser.parse(baseFixture, file: "fixture.yaml")
         #expect(plain.keyStocks.isEmpty)
+    }
+
+    @Test func keyPoliciesComeFromThePairThenTheMasterThenQKD() throws {
+        let text = baseFixture.replacingOccurrences(of: "{ id: SAE-A, node: A }", with: """
+            { id: SAE-A, node: A, key_policy: hybrid }
+              - { id: SAE-C, node: C }
+              - { id: SAE-C2, node: C }
+            key_policies:
+              - { master: SAE-A, slave: SAE-C2, policy: multipath(3) }
+            """)
+        let t = try TopologyParser.parse(text, file: "fixture.yaml")
+        #expect(t.keyPolicy(master: "SAE-A", slave: "SAE-C") == .hybrid)
+        #expect(t.keyPolicy(master: "SAE-A", slave: "SAE-C2") == .multipath(3))
+        #expect(t.keyPolicy(master: "SAE-C", slave: "SAE-A") == .qkd)
+        #expect(t.with(timeScale: 2).keyPolicies == t.keyPolicies)
     }
 
     @Test func typoGetsASuggestion() {
