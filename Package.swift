@@ -98,7 +98,7 @@ let package = Package(
         // secret (NIST SP 800-56C Rev. 2), and the KEM exchange between two KMEs.
         .target(
             name: "QKDHybrid",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["QKDCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         // Applications on the ETSI 014 API: files sealed with QKD keys (one-time pad, one-time
         // HMAC key) through an untrusted mailbox directory.
@@ -119,7 +119,7 @@ let package = Package(
             name: "QKDNode",
             dependencies: [
                 "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDPhysics", "QKDPostProcessing",
-                "QKDKeyPool", "QKDStore", "QKDRouting", "QKDAPI", "QKDLink", "QKDNodeCore",
+                "QKDKeyPool", "QKDStore", "QKDRouting", "QKDAPI", "QKDLink", "QKDNodeCore", "QKDHybrid",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -128,7 +128,7 @@ let package = Package(
         .target(
             name: "QKDLaunch",
             dependencies: [
-                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDAttacks", "QKDKeyPool", "QKDStore",
+                "QKDCore", "QKDTopology", "QKDWire", "QKDTransport", "CQKDSystem", "QKDAttacks", "QKDKeyPool", "QKDStore", "QKDHybrid",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -137,7 +137,7 @@ let package = Package(
         .executableTarget(
             name: "qkd-node",
             dependencies: [
-                "QKDNode", "QKDNodeCore", "QKDTopology", "CQKDSystem", "QKDAPI", "QKDCore", "QKDStore", "QKDTransport", "QKDKeyPool",
+                "QKDNode", "QKDNodeCore", "QKDTopology", "CQKDSystem", "QKDAPI", "QKDCore", "QKDStore", "QKDTransport", "QKDKeyPool", "QKDHybrid",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -198,7 +198,7 @@ let package = Package(
             name: "QKDNodeTests",
             dependencies: ["QKDTestKit", "QKDNode", "QKDNodeCore", "QKDLink", "QKDTransport", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing",
                            "QKDAPI", "QKDCore", .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"), "QKDHybrid"]),
         .testTarget(
             name: "QKDLinkTests",
             dependencies: ["QKDTestKit", "QKDLink", "QKDNodeCore", "QKDCore", "QKDTopology", "QKDWire", "QKDKeyPool", "QKDPostProcessing"]),

@@ -61,14 +61,21 @@ public struct KMEKeyRequest: Equatable, Sendable {
     public var number: Int?
     public var size: Int?
     public var additionalSlaves: [String]
-    /// Names of the `extension_mandatory` parameters (none is supported).
+    /// Names of the `extension_mandatory` parameters.
     public var mandatoryExtensions: [String]
+    /// The string values of the `extension_mandatory` and `extension_optional` parameters, by
+    /// name (`qkdnet_key_policy`), and which of them were optional.
+    public var extensionValues: [String: String]
+    public var optionalExtensions: [String]
 
-    public init(number: Int? = nil, size: Int? = nil, additionalSlaves: [String] = [], mandatoryExtensions: [String] = []) {
+    public init(number: Int? = nil, size: Int? = nil, additionalSlaves: [String] = [], mandatoryExtensions: [String] = [],
+                extensionValues: [String: String] = [:], optionalExtensions: [String] = []) {
         self.number = number
         self.size = size
         self.additionalSlaves = additionalSlaves
         self.mandatoryExtensions = mandatoryExtensions
+        self.extensionValues = extensionValues
+        self.optionalExtensions = optionalExtensions
     }
 }
 
@@ -287,14 +294,17 @@ public enum KMEServer {
             }
         default: throw KMEError(.badRequest, "additional_slave_SAE_IDs must be an array of strings")
         }
-        switch body["extension_mandatory"] {
-        case nil, .null?: break
-        case .array(let list)?:
-            for item in list {
-                guard case .object(let fields) = item else { throw KMEError(.badRequest, "extension_mandatory must be an array of objects") }
-                request.mandatoryExtensions += fields.keys.sorted()
+        for (key, mandatory) in [("extension_mandatory", true), ("extension_optional", false)] {
+            switch body[key] {
+            case nil, .null?: break
+            case .array(let list)?:
+                for item in list {
+                    guard case .object(let fields) = item else { throw KMEError(.badRequest, "\(key) must be an array of objects") }
+                    if mandatory { request.mandatoryExtensions += fields.keys.sorted() } else { request.optionalExtensions += fields.keys.sorted() }
+                    for (name, value) in fields { if case .string(let text) = value { request.extensionValues[name] = text } }
+                }
+            default: throw KMEError(.badRequest, "\(key) must be an array of objects")
             }
-        default: throw KMEError(.badRequest, "extension_mandatory must be an array of objects")
         }
         return request
     }

@@ -1,5 +1,6 @@
 import Foundation
 import QKDCore
+import QKDHybrid
 import QKDTopology
 import QKDTransport
 import QKDWire
@@ -162,6 +163,12 @@ public struct Network: Sendable {
         }
         // Certificates for the ETSI GS QKD 014 interface (kept across restarts of the network).
         try PKI(runDirectory: layout.root).ensure(for: topology)
+        // Every KME's ML-KEM-768 key pair, for hybrid keys (kept across restarts).
+        do {
+            try KMEKeys.ensure(directory: layout.kemDirectory, nodes: topology.nodes.map(\.id.rawValue))
+        } catch {
+            throw LaunchError(.io, "cannot make the KMEs' ML-KEM keys under '\(layout.kemDirectory)': \(error)")
+        }
         // Each link's pre-shared secret, at both ends (a secret run; kept across restarts).
         try Bootstrap.ensure(layout: layout, topology: topology)
         // CURVE key pairs of the nodes and the control client (kept across restarts).

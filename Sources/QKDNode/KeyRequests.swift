@@ -22,6 +22,8 @@ public final class KeyRequests: @unchecked Sendable {
         public var destination: NodeID
         public var number: Int
         public var size: Int
+        /// How the keys are made (`hybrid`: with an ML-KEM secret of the two KMEs).
+        public var policy: KeyPolicy = .qkd
         public var reply: @Sendable (Result<[ApplicationKey], KMEError>) -> Void
     }
 
@@ -44,9 +46,10 @@ public final class KeyRequests: @unchecked Sendable {
     }
 
     /// Queues a request and waits for the event loop's answer.
-    public func submit(master: String, slave: String, destination: NodeID, number: Int, size: Int) async -> Result<[ApplicationKey], KMEError> {
+    public func submit(master: String, slave: String, destination: NodeID, number: Int, size: Int,
+                       policy: KeyPolicy = .qkd) async -> Result<[ApplicationKey], KMEError> {
         await withCheckedContinuation { continuation in
-            let request = Request(master: master, slave: slave, destination: destination, number: number, size: size) { [self] in
+            let request = Request(master: master, slave: slave, destination: destination, number: number, size: size, policy: policy) { [self] in
                 lock.withLock {
                     unanswered -= 1
                     unansweredBySAE[master, default: 1] -= 1

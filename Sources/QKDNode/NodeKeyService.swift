@@ -59,9 +59,7 @@ public struct NodeKeyService: KeyManagementService {
         let target = try known(slave, as: "slave")
         let stock = topology.keyStock(master: caller, slave: slave)
         let number = request.number ?? 1, size = request.size ?? stock?.keySize ?? NodeKeyService.keySize
-        guard request.mandatoryExtensions.isEmpty else {
-            throw KMEError(.badRequest, "not all extension_mandatory parameters are supported (\(request.mandatoryExtensions.joined(separator: ", ")))")
-        }
+        let policy = try keyPolicy(master: caller, slave: slave, request: request)
         guard request.additionalSlaves.isEmpty else {
             throw KMEError(.badRequest, "additional_slave_SAE_IDs: key multicast is not supported (max_SAE_ID_count 0)")
         }
@@ -74,12 +72,14 @@ public struct NodeKeyService: KeyManagementService {
             throw KMEError(.badRequest, "size \(size) outside min_key_size \(NodeKeyService.minKeySize) ... max_key_size \(NodeKeyService.maxKeySize)")
         }
         let keys: [ApplicationKey]
-        if let stock {
+        if let stock, policy == .qkd {
+            // A stock holds QKD keys; a hybrid request for the pair is relayed when it comes.
             keys = try drawn(from: stock, number: number, size: size)
         } else if target.node == node {
             keys = try localKeys(master: caller, slave: slave, number: number, size: size)
         } else {
-            keys = try await requests.submit(master: caller, slave: slave, destination: target.node, number: number, size: size).get()
+            keys = try await requests.submit(master: caller, slave: slave, destination: target.node, number: number, size: size,
+                                             policy: policy).get()
         }
         return keys.map { KMEKey(id: $0.id.uuidString, bytes: $0.bits.bytes) }
     }
@@ -101,6 +101,37 @@ public struct NodeKeyService: KeyManagementService {
         case .failure(.notFound(let missing)):
             throw KMEError(.badRequest, "one or more keys specified are not found on KME (\(missing.prefix(4).map(\.uuidString).joined(separator: ", ")))")
         }
+    }
+
+    /// The extension that names a request's key policy (other tools send it).
+    public static let policyExtension = "qkdnet_key_policy"
+    /// The policies this KME makes keys with.
+    public static let policiesServed: Set<KeyPolicy> = [.qkd, .hybrid]
+
+    /// The request's policy: its `qkdnet_key_policy` extension (mandatory: 400 unless this KME
+    /// makes such keys; optional: used when it does), else the topology's for the pair. Any
+    /// other mandatory extension is 400, as ETSI GS QKD 014 (clause 6.2) says.
+    func keyPolicy(master: String, slave: String, request: KMEKeyRequest) throws(KMEError) -> KeyPolicy {
+        let others = request.mandatoryExtensions.filter { $0 != Self.policyExtension }
+        guard others.isEmpty else {
+            throw KMEError(.badRequest, "not all extension_mandatory parameters are supported (\(others.joined(separator: ", ")))")
+        }
+        let fallback = topology.keyPolicy(master: master, slave: slave)
+        let mandatory = request.mandatoryExtensions.contains(Self.policyExtension)
+        guard mandatory || request.optionalExtensions.contains(Self.policyExtension) else {
+            guard Self.policiesServed.contains(fallback) else {
+                throw KMEError(.serviceUnavailable, "key policy \(fallback) (topology) is not served by this KME yet")
+            }
+            return fallback
+        }
+        guard let text = request.extensionValues[Self.policyExtension], let asked = KeyPolicy(text) else {
+            throw KMEError(.badRequest, "\(Self.policyExtension) must be one of \(KeyPolicy.names), got '\((request.extensionValues[Self.policyExtension] ?? "not a string").prefix(40))'")
+        }
+        if Self.policiesServed.contains(asked) { return asked }
+        if mandatory {
+            throw KMEError(.badRequest, "not all extension_mandatory parameters are supported (\(Self.policyExtension): \(asked) is not served by this KME yet)")
+        }
+        return Self.policiesServed.contains(fallback) ? fallback : .qkd
     }
 
     /// `number` keys from a pair's stock, at once: made ahead by relays, the slave's KME holds

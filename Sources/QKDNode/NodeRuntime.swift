@@ -1,5 +1,6 @@
 import Logging
 import QKDCore
+import QKDHybrid
 import QKDKeyPool
 import QKDLink
 import QKDNodeCore
@@ -50,12 +51,15 @@ public final class NodeRuntime {
     public init(core: NodeCore, transport: any NodeTransport, clock: any QKDClock, logger: Logger, pools: NodePools,
                 quantum: QuantumMode = .worker, keyRequests: KeyRequests? = nil,
                 readBootstrap: (@Sendable (TopologyLink) throws(StoreError) -> LinkBootstrap)? = nil,
+                kem: KMEKeys? = nil,
                 announceReady: @escaping (String) -> Void) {
         self.pools = pools
         self.keyRequests = keyRequests
         self.readBootstrap = readBootstrap
         let node = core.configuration.node, topology = core.configuration.topology
-        relayAgent = RelayAgent(node: node, topology: topology, pools: pools)
+        // A reproducible run's KME keys follow from the seed; a secret run's are read by qkd-node.
+        let kem = kem ?? (topology.secrecy == .reproducible ? try? KMEKeys.derived(SeedTree(root: topology.seed), node: node.rawValue) : nil)
+        relayAgent = RelayAgent(node: node, topology: topology, pools: pools, kem: kem)
         switch quantum {
         case .off: worker = nil
         case .worker: worker = QuantumWorker(node: node, topology: topology, clock: clock, waker: transport.makeWaker(), pools: pools)

@@ -1,5 +1,6 @@
 import QKDAPI
 import QKDCore
+import QKDHybrid
 import QKDKeyPool
 import QKDRouting
 import QKDStore
@@ -24,12 +25,17 @@ final class RelayAgent {
     /// The pairs with a key stock (topology `key_stocks`): their keys waiting here for the
     /// slave never expire, since the master's KME holds the other end in its stock.
     let stockedPairs: Set<NodePools.SAEPair>
-    /// ETSI 014 requests under way, by the id the instance knows them by.
+    /// ETSI 014 requests under way, by the id the instance knows them by, and the ML-KEM secret
+    /// of those for hybrid keys.
     private var requests: [UInt64: KeyRequests.Request] = [:]
+    private var secrets: [UInt64: (secret: [UInt8], capsule: [UInt8])] = [:]
+    /// This KME's ML-KEM-768 keys and the others' public keys (nil: hybrid keys refused).
+    let kem: KMEKeys?
     private var lastRequest: UInt64 = 0
 
-    init(node: NodeID, topology: Topology, pools: NodePools) {
+    init(node: NodeID, topology: Topology, pools: NodePools, kem: KMEKeys? = nil) {
         self.pools = pools
+        self.kem = kem
         maxWaiting = topology.kme.maxWaitingBitsPerPair
         stockedPairs = Set(topology.keyStocks.map { NodePools.SAEPair(master: $0.master, slave: $0.slave) })
         instance = RelayNode(node: node, topology: topology, epoch: pools.starts)
@@ -42,7 +48,17 @@ final class RelayAgent {
     struct PoolKeys: RelayKeys {
         let pools: NodePools
         let maxWaiting: Int
+        var kem: KMEKeys? = nil
         func storageRefusal(for application: RelayApplication, acknowledgedBits: Int) -> String? {
+            // A hybrid key's capsule must open here, its tag intact, before the relay is acknowledged.
+            if !application.capsule.isEmpty {
+                guard let kem else { return "this KME has no ML-KEM-768 key for hybrid keys" }
+                do throws(KEMExchange.Refusal) {
+                    _ = try HybridRelay.open(application.capsule, kem, master: application.master, slave: application.slave)
+                } catch {
+                    return "hybrid key refused: \(error.message)"
+                }
+            }
             let pair = NodePools.SAEPair(master: application.master, slave: application.slave)
             let bits = application.keyIDs.count * application.keySize
             if let refusal = NodePools.storageRefusal(waiting: pools.waitingBits(pair) + acknowledgedBits, adding: bits, limit: maxWaiting, pair: pair) {
@@ -74,7 +90,7 @@ final class RelayAgent {
             return .init(link: l.link, up: l.up, compromised: l.compromised, synchronised: level?.synchronised ?? false,
                          spareKeys: level?.spareKeys ?? 0)
         }
-        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting, kem: kem)
         let shared = pools
         return carryOut(instance.tick(at: now, links: views, keys: &keys) { shared.stocked(.init(master: $0.master, slave: $0.slave)) },
                         at: now)
@@ -84,22 +100,37 @@ final class RelayAgent {
 
     /// A routing or relay message from a neighbour.
     func received(_ kind: MessageKind, _ payload: [UInt8], from: NodeID, at now: Instant, upNeighbours: [NodeID]) -> [Action] {
-        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting, kem: kem)
         return carryOut(instance.received(kind, payload, from: from, at: now, upNeighbours: upNeighbours, keys: &keys), at: now)
     }
 
     func linkDown(to neighbour: NodeID, at now: Instant) -> [Action] {
-        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting, kem: kem)
         return carryOut(instance.linkDown(to: neighbour, at: now, keys: &keys), at: now)
     }
 
     /// Starts the relay for a KME `enc_keys` request (its reply comes when the relay ends).
     func application(_ request: KeyRequests.Request, at now: Instant) -> [Action] {
         lastRequest += 1
+        var capsule: [UInt8] = []
+        if request.policy == .hybrid {
+            guard let kem else {
+                request.reply(.failure(KMEError(.serviceUnavailable, "this KME has no ML-KEM-768 keys: no hybrid key")))
+                return []
+            }
+            do throws(KEMExchange.Refusal) {
+                let sealed = try HybridRelay.seal(kem, destination: request.destination, master: request.master, slave: request.slave)
+                capsule = sealed.capsule
+                secrets[lastRequest] = (sealed.secret, sealed.capsule)
+            } catch {
+                request.reply(.failure(KMEError(.serviceUnavailable, "hybrid key: \(error.message)")))
+                return []
+            }
+        }
         requests[lastRequest] = request
         let r = RelayNode.ApplicationRequest(id: lastRequest, master: request.master, slave: request.slave,
-                                             destination: request.destination, number: request.number, size: request.size)
-        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
+                                             destination: request.destination, number: request.number, size: request.size, capsule: capsule)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting, kem: kem)
         return carryOut(instance.request(r, at: now, keys: &keys), at: now)
     }
 
@@ -108,10 +139,11 @@ final class RelayAgent {
         _ = carryOut(instance.abandonApplications(), at: Instant(nanoseconds: 0))
         for request in requests.values { request.reply(.failure(KMEError(.serviceUnavailable, "the node is stopping"))) }
         requests.removeAll()
+        secrets.removeAll()
     }
 
     func control(_ request: ControlRequest, client: [UInt8], at now: Instant) -> [Action] {
-        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting)
+        var keys = PoolKeys(pools: pools, maxWaiting: maxWaiting, kem: kem)
         let pools = self.pools
         return carryOut(instance.control(request, client: client, at: now, keys: &keys) { pools.applicationKey($0) }, at: now)
     }
@@ -126,14 +158,25 @@ final class RelayAgent {
                 out.append(.reply(bytes: ControlCodec.encode(reply), to: client))
             case .log(let level, let message, let metadata):
                 out.append(.log(level, message, metadata))
-            case .storeApplicationKeys(let keys):
+            case .storeApplicationKeys(var keys, let capsule):
+                if !capsule.isEmpty {
+                    // Opened before the relay was acknowledged (storageRefusal); opened again here.
+                    guard let kem, let first = keys.first,
+                          let secret = try? HybridRelay.open(capsule, kem, master: first.master, slave: first.slave) else {
+                        out.append(.log(.error, "a hybrid key's capsule no longer opens: its keys are not stored", ["keys": "\(keys.count)"]))
+                        continue
+                    }
+                    keys = HybridRelay.combine(keys, secret: secret, capsule: capsule)
+                }
                 let refused = pools.depositApplicationKeys(keys, at: now)
                 if !refused.isEmpty {
                     out.append(.log(.warning, "relayed application keys refused: their key IDs are already held here",
                                     ["key_IDs": refused.map(\.uuidString).joined(separator: ",")]))
                 }
             case .answer(let id, let result):
-                requests.removeValue(forKey: id)?.reply(result.mapError { KMEError(.serviceUnavailable, $0.message) })
+                let sealed = secrets.removeValue(forKey: id)
+                let combined = result.map { keys in sealed.map { HybridRelay.combine(keys, secret: $0.secret, capsule: $0.capsule) } ?? keys }
+                requests.removeValue(forKey: id)?.reply(combined.mapError { KMEError(.serviceUnavailable, $0.message) })
             case .show(var report, let key, let salt, let client):
                 if let salt, key.count >= KeyDigester.minimumBits, let id = KeyID(uuidString: report.keyID) {
                     report.digest = KeyDigester.digest(id: id, bits: key, salt: salt)

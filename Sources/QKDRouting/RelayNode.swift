@@ -45,14 +45,17 @@ public struct RelayNode: Sendable {
         public var destination: NodeID
         public var number: Int
         public var size: Int
+        /// A hybrid key's ML-KEM capsule for the slave's KME (the shell made it); empty: QKD alone.
+        public var capsule: [UInt8]
 
-        public init(id: UInt64, master: String, slave: String, destination: NodeID, number: Int, size: Int) {
+        public init(id: UInt64, master: String, slave: String, destination: NodeID, number: Int, size: Int, capsule: [UInt8] = []) {
             self.id = id
             self.master = master
             self.slave = slave
             self.destination = destination
             self.number = number
             self.size = size
+            self.capsule = capsule
         }
     }
 
@@ -60,8 +63,9 @@ public struct RelayNode: Sendable {
         case send(to: NodeID, kind: MessageKind, payload: [UInt8])
         case reply(ControlReply, to: [UInt8])
         case log(LogLevel, String, [String: String])
-        /// Store these keys for their slave SAE, durably, before what follows.
-        case storeApplicationKeys([ApplicationKey])
+        /// Store these keys for their slave SAE, durably, before what follows; `capsule`: the
+        /// relay's ML-KEM capsule (a hybrid key: the shell combines before it stores).
+        case storeApplicationKeys([ApplicationKey], capsule: [UInt8])
         /// Answer an application request: its keys, or why there are none (503 at the edge).
         case answer(request: UInt64, Result<[ApplicationKey], Refusal>)
         /// Answer a `relayShow` with `report` and, given a salt, the keyed digest of `key` (the
@@ -307,7 +311,8 @@ public struct RelayNode: Sendable {
         }
         let id = nextKeyID()
         let keyIDs = (0..<request.number).map { _ in nextKeyID() }
-        let app = RelayApplication(master: request.master, slave: request.slave, keySize: request.size, keyIDs: keyIDs)
+        let app = RelayApplication(master: request.master, slave: request.slave, keySize: request.size, keyIDs: keyIDs,
+                                   capsule: request.capsule)
         applications[id] = (request, attempts + 1)
         counters.started += 1
         return [.log(.info, "key request relay started", ["relay.id": "\(id)", "master": request.master, "slave": request.slave,
@@ -385,7 +390,7 @@ public struct RelayNode: Sendable {
                 if path.last == node {
                     counters.received += 1
                     // Destination: stored for the slave SAE before the relay's Done leaves.
-                    out.append(.storeApplicationKeys(RelayNode.split(key, app, path: path)))
+                    out.append(.storeApplicationKeys(RelayNode.split(key, app, path: path), capsule: app.capsule))
                     out.append(.log(.info, "relayed key stored for its slave SAE", ["relay.id": "\(id)", "slave": app.slave, "keys": "\(app.keyIDs.count)"]))
                 } else {
                     counters.delivered += 1

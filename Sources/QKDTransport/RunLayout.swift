@@ -41,6 +41,8 @@ public struct RunLayout: Sendable, Equatable {
     public func bootstrapPath(_ node: NodeID, link: String) -> String { "\(bootstrapDirectory)/\(node.rawValue)/\(link).key" }
     /// The network's PKI for ETSI GS QKD 014 (created by the launcher).
     public var pkiDirectory: String { root + "/pki" }
+    /// The KMEs' ML-KEM-768 key pairs for hybrid keys (`NODE.seed`, `NODE.pub`; `KMEKeys`).
+    public var kemDirectory: String { root + "/pki/mlkem" }
     public var caCertificatePath: String { pkiDirectory + "/ca.pem" }
     public func kmeCertificatePath(_ node: NodeID) -> String { "\(pkiDirectory)/kme/\(node.rawValue).pem" }
     public func kmeKeyPath(_ node: NodeID) -> String { "\(pkiDirectory)/kme/\(node.rawValue).key" }

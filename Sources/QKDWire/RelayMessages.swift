@@ -8,13 +8,23 @@ public struct RelayApplication: Equatable, Sendable {
     public var slave: String
     public var keySize: Int
     public var keyIDs: [KeyID]
+    /// A hybrid key's ML-KEM-768 ciphertext and confirmation tag, from the master's KME to the
+    /// slave's (`KEMExchange`): the trusted nodes carry it and cannot open it. Empty: QKD alone.
+    public var capsule: [UInt8]
 
-    public init(master: String, slave: String, keySize: Int, keyIDs: [KeyID]) {
+    /// The largest capsule (a 1,088-byte ciphertext and a 32-byte tag, with room).
+    public static let maxCapsuleBytes = 2048
+
+    public init(master: String, slave: String, keySize: Int, keyIDs: [KeyID], capsule: [UInt8] = []) {
         self.master = master
         self.slave = slave
         self.keySize = keySize
         self.keyIDs = keyIDs
+        self.capsule = capsule
     }
+
+    /// `hybrid` with a capsule, `qkd` without (what `relay show` reports as the key's kind).
+    public var kind: String { capsule.isEmpty ? "qkd" : "hybrid" }
 }
 
 /// Key relay, forward, from `path[hop - 1]` to `path[hop]`: the keys of the link between them
@@ -75,7 +85,8 @@ public struct RelayForward: Equatable, Sendable {
         w.u64(macKey.high)
         w.u64(macKey.low)
         if let application {
-            w.u8(1)
+            // 1: QKD alone; 2: with an ML-KEM capsule after the key IDs.
+            w.u8(application.capsule.isEmpty ? 1 : 2)
             w.shortString(application.master)
             w.shortString(application.slave)
             w.u32(UInt32(application.keySize))
@@ -83,6 +94,10 @@ public struct RelayForward: Equatable, Sendable {
             for k in application.keyIDs {
                 w.u64(k.high)
                 w.u64(k.low)
+            }
+            if !application.capsule.isEmpty {
+                w.u32(UInt32(application.capsule.count))
+                w.raw(application.capsule)
             }
         } else {
             w.u8(0)
@@ -111,7 +126,7 @@ public struct RelayForward: Equatable, Sendable {
         switch try r.u8() {
         case 0:
             break
-        case 1:
+        case let flag where flag == 1 || flag == 2:
             let master = try r.shortString("relay \(relay): the master SAE")
             let slave = try r.shortString("relay \(relay): the slave SAE")
             let size = Int(try r.u32()), count = Int(try r.u32())
@@ -120,7 +135,15 @@ public struct RelayForward: Equatable, Sendable {
             }
             var ids: [KeyID] = []
             for _ in 0..<count { ids.append(KeyID(high: try r.u64(), low: try r.u64())) }
-            application = RelayApplication(master: master, slave: slave, keySize: size, keyIDs: ids)
+            var capsule: [UInt8] = []
+            if flag == 2 {
+                let c = Int(try r.u32())
+                guard c > 0, c <= RelayApplication.maxCapsuleBytes, c <= r.remaining else {
+                    throw WireError(.malformedPayload, "relay \(relay): an ML-KEM capsule of \(c) bytes")
+                }
+                capsule = try r.bytes(c)
+            }
+            application = RelayApplication(master: master, slave: slave, keySize: size, keyIDs: ids, capsule: capsule)
         case let flag:
             throw WireError(.malformedPayload, "relay \(relay): application flag \(flag)")
         }

@@ -3,6 +3,7 @@ import CQKDSystem
 import Foundation
 import Logging
 import QKDCore
+import QKDHybrid
 import QKDKeyPool
 import QKDAPI
 import QKDNode
@@ -111,6 +112,24 @@ struct QKDNodeCommand: AsyncParsableCommand {
         let keyRequests = KeyRequests(waker: transport.makeWaker(), maxPerSAE: topology.kme.maxRequestsPerSAE, maxTotal: topology.kme.maxRequests)
         let kme = kmeService(layout, me.id, topology, pools: pools, requests: keyRequests)
 
+        // The KME's ML-KEM-768 keys for hybrid keys: `qkdctl up` writes them for a secret run (a
+        // reproducible run derives them from the seed, in NodeRuntime). Present but unreadable:
+        // the node stops, naming the file; absent: no hybrid keys, said once.
+        var kemKeys: KMEKeys?
+        if topology.secrecy == .secret {
+            if FileManager.default.fileExists(atPath: KMEKeys.seedPath(layout.kemDirectory, me.id.rawValue)) {
+                do {
+                    kemKeys = try KMEKeys.load(directory: layout.kemDirectory, node: me.id.rawValue, nodes: topology.nodes.map(\.id.rawValue))
+                } catch {
+                    logger.critical("cannot read the KME's ML-KEM keys", metadata: ["error": "\(error)"])
+                    writeLine("qkd-node \(me.id): \(error)", to: 2)
+                    throw ExitCode(3)
+                }
+            } else {
+                logger.notice("no ML-KEM keys under the run's PKI: this KME makes no hybrid keys", metadata: ["directory": "\(layout.kemDirectory)"])
+            }
+        }
+        let kemLoaded = kemKeys
         let handOff = HandOff((transport: transport, keyRequests: keyRequests, pools: pools, topology: topology, logger: logger))
         let quantum = self.quantum
         let loop = EventLoopService(logger: logger, kmePort: kme?.port, pinTo: Int32(ioCPU)) { kmeURL in
@@ -125,7 +144,8 @@ struct QKDNodeCommand: AsyncParsableCommand {
                 try NodePools.bootstrap(node: me.id, link: link, topology: topology, layout: layout)
             }
             return NodeRuntime(core: core, transport: transport, clock: clock, logger: logger, pools: pools,
-                               quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests, readBootstrap: readBootstrap) { line in
+                               quantum: quantum == "on" ? .worker : .off, keyRequests: keyRequests, readBootstrap: readBootstrap,
+                               kem: kemLoaded) { line in
                 writeLine(line, to: 1)
             }
         }

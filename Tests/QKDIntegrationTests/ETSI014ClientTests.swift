@@ -36,6 +36,14 @@ import Testing
         #expect(tooMany?.kind == .badRequest && tooMany?.message.contains("max_key_per_request") == true, "\(String(describing: tooMany))")
         let oddName = await failure { () async throws(ETSI014Error) in _ = try await alice.status(slave: "SAE/../x") }
         #expect(oddName?.kind == .badRequest && oddName?.status == nil, "refused before it is sent: \(String(describing: oddName))")
+        // A hybrid key (ML-KEM-768 keys from `qkdctl up`, read by each node), asked for with
+        // curl as another tool would: Bob's KME gives the same bits.
+        let hybrid = try Curl.request(try #require(urls["Alice"]) + "/api/v1/keys/SAE-Bob/enc_keys",
+                                      body: #"{"number": 2, "extension_mandatory": [{"qkdnet_key_policy": "hybrid"}]}"#, ca: pki.caPath,
+                                      certificate: pki.saeCertificatePath("SAE-Alice"), key: pki.saeKeyPath("SAE-Alice"), scratch: network.layout.root)
+        #expect(hybrid.status == 200 && hybrid.keys.count == 2, "\(hybrid)")
+        let hybridAtBob = try await bob.decKeys(master: "SAE-Alice", keyIDs: hybrid.keys.map(\.id))
+        #expect(hybridAtBob.map(\.key) == hybrid.keys.map { Array($0.key) })
         for c in [alice, bob, stranger] { await c.shutdown() }
 
         // A client whose certificate file is missing: refused at once, the file named.

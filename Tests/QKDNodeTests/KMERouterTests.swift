@@ -195,7 +195,8 @@ final class FakeKeyService: KeyManagementService, @unchecked Sendable {
         let body = "{\"number\": 2, \"size\": 512, \"additional_slave_SAE_IDs\": [\"SAE-C\"], \"extension_mandatory\": [{\"b\": 1, \"a\": true}], \"extension_optional\": [{\"z\": 0}]}"
         let enc = await routes.post("/api/v1/keys/SAE-B/enc_keys", as: "SAE-A", body)
         #expect(enc.status == 200, "\(enc)")
-        #expect(fake.request == KMEKeyRequest(number: 2, size: 512, additionalSlaves: ["SAE-C"], mandatoryExtensions: ["a", "b"]))
+        #expect(fake.request == KMEKeyRequest(number: 2, size: 512, additionalSlaves: ["SAE-C"], mandatoryExtensions: ["a", "b"],
+                                              optionalExtensions: ["z"]))
         #expect(enc.keys.map(\.id) == ["k1", "k2"] && enc.keys.map(\.bytes) == [[0xDE, 0xAD], [1]])
         let get = await routes.get("/api/v1/keys/SAE-B/enc_keys?number=3", as: "SAE-A")
         #expect(get.status == 200 && fake.request == KMEKeyRequest(number: 3))

@@ -106,7 +106,7 @@ struct RelaySquare {
     }
 
     func stored(_ node: NodeID) -> [ApplicationKey] {
-        (effects[node] ?? []).flatMap { d -> [ApplicationKey] in if case .storeApplicationKeys(let k) = d { k } else { [] } }
+        (effects[node] ?? []).flatMap { d -> [ApplicationKey] in if case .storeApplicationKeys(let k, _) = d { k } else { [] } }
     }
 
     func consumed(_ link: String, at node: NodeID) -> UInt64 { keys[node]!.pools[link]!.counters.consumed }

@@ -76,8 +76,21 @@ import Testing
         var bytes = forward.encoded()
         let flagAt = 16 + 4 + (1 + 5) + (1 + 5) + (1 + 3) + 4 + 4 + 4 + 4 * 16 + 16
         #expect(bytes[flagAt] == 1)
+        bytes[flagAt] = 3
+        #expect { try RelayForward.decode(bytes) } throws: { ($0 as? WireError)?.message.contains("application flag 3") == true }
+        // A hybrid key's capsule travels after the key IDs (flag 2), inside what the tag covers.
+        var hybrid = forward
+        hybrid.application?.capsule = (0..<1120).map { UInt8(truncatingIfNeeded: $0) }
+        #expect(try RelayForward.decode(hybrid.encoded()) == hybrid)
+        #expect(hybrid.encoded()[flagAt] == 2 && hybrid.application?.kind == "hybrid" && forward.application?.kind == "qkd")
+        #expect(hybrid.authenticatedBytes.count == forward.authenticatedBytes.count + 4 + 1120)
+        var oversized = hybrid
+        oversized.application?.capsule = [UInt8](repeating: 1, count: RelayApplication.maxCapsuleBytes + 1)
+        #expect { try RelayForward.decode(oversized.encoded()) } throws: { ($0 as? WireError)?.message.contains("capsule") == true }
+        // A flag 2 without its capsule (the old encoding with the flag changed): refused.
+        bytes = forward.encoded()
         bytes[flagAt] = 2
-        #expect { try RelayForward.decode(bytes) } throws: { ($0 as? WireError)?.message.contains("application flag 2") == true }
+        #expect(throws: WireError.self) { try RelayForward.decode(bytes) }
         // Every truncation is refused, never trapped on.
         let whole = forward.encoded()
         for n in 0..<whole.count { #expect(throws: WireError.self) { try RelayForward.decode(Array(whole.prefix(n))) } }
