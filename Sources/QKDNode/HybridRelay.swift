@@ -40,7 +40,8 @@ enum HybridRelay {
         return keys.map { k in
             let context = HybridCombiner.context(master: k.master, slave: k.slave, keyID: k.id.uuidString, ciphertext: ciphertext)
             let bytes = HybridCombiner.combine(qkd: k.bits.bytes, pqc: secret, context: context, length: (k.bits.count + 7) / 8)
-            return ApplicationKey(id: k.id, master: k.master, slave: k.slave, bits: BitVector(bytes: bytes, count: k.bits.count), path: k.path)
+            return ApplicationKey(id: k.id, master: k.master, slave: k.slave, bits: BitVector(bytes: bytes, count: k.bits.count), path: k.path,
+                                  kind: "hybrid")
         }
     }
 }

@@ -366,10 +366,10 @@ public struct RelayNode: Sendable {
                 + relayed(relay.start(relay: id, path: route.nodes, bits: bits, at: now, keys: &keys), at: now, keys: &keys)
         case .relayShow(let text, let salt):
             guard let id = KeyID(uuidString: text) else { return fail("relayShow: key_ID must be a UUID") }
-            let held: (bits: BitVector, path: [String])? = delivered[id].map { ($0.key, $0.path.map(\.rawValue)) }
-                ?? waitingKey(id).map { ($0.bits, $0.path) }
+            let held: (bits: BitVector, path: [String], kind: String)? = delivered[id].map { ($0.key, $0.path.map(\.rawValue), "qkd") }
+                ?? waitingKey(id).map { ($0.bits, $0.path, $0.kind) }
             guard let held else { return fail("relayShow: no relayed key \(text) at \(node)") }
-            let report = RelayReport(keyID: text, path: held.path, ok: true, bits: held.bits.count)
+            let report = RelayReport(keyID: text, path: held.path, ok: true, bits: held.bits.count, kind: held.kind)
             return [.show(report, key: held.bits, salt: salt, to: client)]
         default:
             return fail("not a relay command")

@@ -29,11 +29,16 @@ extension KeyStore {
         """
     }
 
+    /// Each table's `kind` column (a store from before hybrid keys gains it, its rows `qkd`).
+    static let kindColumns = ApplicationKeyShelf.allCases.map { "ALTER TABLE \($0.table) ADD COLUMN kind TEXT NOT NULL DEFAULT 'qkd'" }
+
     /// The associated data of an application key's sealed bits: its shelf and every field of
-    /// its row, each length-prefixed (so no two rows' fields concatenate alike).
-    static func applicationAAD(_ id: KeyID, master: String, slave: String, path: [String], shelf: ApplicationKeyShelf) -> [UInt8] {
+    /// its row, each length-prefixed (so no two rows' fields concatenate alike); the kind when
+    /// it is not `qkd` (rows from before kinds read as they were sealed).
+    static func applicationAAD(_ id: KeyID, master: String, slave: String, path: [String], shelf: ApplicationKeyShelf,
+                               kind: String = "qkd") -> [UInt8] {
         var aad = Array(shelf.label.utf8) + id.bytes
-        for field in [master, slave, path.joined(separator: ">")] {
+        for field in [master, slave, path.joined(separator: ">")] + (kind == "qkd" ? [] : ["kind=" + kind]) {
             let bytes = Array(field.utf8)
             aad += withUnsafeBytes(of: UInt32(bytes.count).bigEndian, Array.init) + bytes
         }
@@ -46,10 +51,10 @@ extension KeyStore {
         guard !keys.isEmpty else { return }
         do {
             try db.write { db in
-                let insert = try db.cachedStatement(sql: "INSERT INTO \(shelf.table) VALUES (?, ?, ?, ?, ?)")
+                let insert = try db.cachedStatement(sql: "INSERT INTO \(shelf.table) (id, master, slave, path, sealed, kind) VALUES (?, ?, ?, ?, ?, ?)")
                 for k in keys {
-                    let sealed = try KeyStore.seal(KeyStore.encodeBits(k.bits), key: kek, aad: KeyStore.applicationAAD(k.id, master: k.master, slave: k.slave, path: k.path, shelf: shelf))
-                    try insert.execute(arguments: [Data(k.id.bytes), k.master, k.slave, k.path.joined(separator: ">"), Data(sealed)])
+                    let sealed = try KeyStore.seal(KeyStore.encodeBits(k.bits), key: kek, aad: KeyStore.applicationAAD(k.id, master: k.master, slave: k.slave, path: k.path, shelf: shelf, kind: k.kind))
+                    try insert.execute(arguments: [Data(k.id.bytes), k.master, k.slave, k.path.joined(separator: ">"), Data(sealed), k.kind])
                 }
             }
         } catch {
@@ -74,18 +79,18 @@ extension KeyStore {
     public func loadApplicationKeys(shelf: ApplicationKeyShelf = .waiting) throws(StoreError) -> [ApplicationKey] {
         do {
             return try db.read { db in
-                try Row.fetchAll(db, sql: "SELECT id, master, slave, path, sealed FROM \(shelf.table) ORDER BY rowid").map { row in
+                try Row.fetchAll(db, sql: "SELECT id, master, slave, path, sealed, kind FROM \(shelf.table) ORDER BY rowid").map { row in
                     let idData: Data = row[0], sealed: Data = row[4]
                     guard let id = idData.withUnsafeBytes({ KeyID(bytes: $0) }) else {
                         throw StoreError(.corrupt, "\(path): an application key ID is damaged")
                     }
-                    let master: String = row[1], slave: String = row[2], text: String = row[3]
+                    let master: String = row[1], slave: String = row[2], text: String = row[3], kind: String = row[5]
                     let hops = text.split(separator: ">").map(String.init)
-                    let aad = KeyStore.applicationAAD(id, master: master, slave: slave, path: hops, shelf: shelf)
+                    let aad = KeyStore.applicationAAD(id, master: master, slave: slave, path: hops, shelf: shelf, kind: kind)
                     guard let bits = try? sealed.withUnsafeBytes({ try KeyStore.openBits($0, key: kek, aad: aad) }) else {
                         throw StoreError(.corrupt, "\(path): \(shelf == .stock ? "stocked" : "application") key \(id) fails authentication (damaged, moved, or its SAEs or path edited)")
                     }
-                    return ApplicationKey(id: id, master: master, slave: slave, bits: bits, path: hops)
+                    return ApplicationKey(id: id, master: master, slave: slave, bits: bits, path: hops, kind: kind)
                 }
             }
         } catch let error as StoreError {

@@ -84,6 +84,10 @@ public final class KeyStore {
                     throw StoreError(.wrongKey, "\(path): the key-encryption key does not open this store")
                 }
                 for table in KeyStore.applicationKeysTables { try db.execute(sql: table) }
+                for (shelf, alter) in zip(ApplicationKeyShelf.allCases, KeyStore.kindColumns)
+                where try !Row.fetchAll(db, sql: "PRAGMA table_info(\(shelf.table))").contains(where: { ($0["name"] as String?) == "kind" }) {
+                    try db.execute(sql: alter)
+                }
                 try db.execute(sql: "UPDATE meta SET value = value + 1 WHERE name = 'starts'")
                 starts = try UInt64.fetchOne(db, sql: "SELECT value FROM meta WHERE name = 'starts'") ?? 0
             }

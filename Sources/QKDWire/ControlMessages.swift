@@ -215,9 +215,11 @@ public struct RelayReport: Codable, Equatable, Sendable {
     public var latencyMs: Double?
     public var bits: Int?
     public var digest: UInt64?
+    /// How the key was made: `qkd`, `hybrid` (never shown by its bits).
+    public var kind: String?
 
     public init(keyID: String, path: [String], ok: Bool, error: String? = nil, latencyMs: Double? = nil, bits: Int? = nil,
-                digest: UInt64? = nil) {
+                digest: UInt64? = nil, kind: String? = nil) {
         self.keyID = keyID
         self.path = path
         self.ok = ok
@@ -225,10 +227,11 @@ public struct RelayReport: Codable, Equatable, Sendable {
         self.latencyMs = latencyMs
         self.bits = bits
         self.digest = digest
+        self.kind = kind
     }
 
     enum CodingKeys: String, CodingKey {
-        case path, ok, error, bits, digest
+        case path, ok, error, bits, digest, kind
         case keyID = "key_ID", latencyMs = "latency_ms"
     }
 }

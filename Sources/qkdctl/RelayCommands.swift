@@ -62,6 +62,7 @@ struct RelayShow: ParsableCommand {
         if json { try printJSON(reports.mapKeys(\.rawValue)); return }
         print("key_ID  \(keyID)")
         print("path    \(any.path.joined(separator: " → "))")
+        print("kind    \(any.kind ?? "qkd")")
         print("held at \(reports.keys.map(\.rawValue).sorted().joined(separator: ", "))")
         let digests = reports.values.map(\.digest)
         if digests.contains(nil) {

@@ -29,6 +29,12 @@ import Testing
         #expect(answers[3].status == 400 && answers[3].message.contains("qkdnet_key_policy must be one of"), "\(answers[3])")
         #expect(answers[4].status == 200, "an optional policy the KME does not serve falls back: \(answers[4])")
         let taken = answers[0].keys + answers[1].keys
+        // Bob's KME holds them, their kind recorded (never told by their bits); a QKD key's is qkd.
+        let plain = try #require(net.kme("Alice") { await alice.get(enc + "?number=1", as: "SAE-Alice") })
+        for (id, kind) in [(taken[0].id, "hybrid"), (plain.keys.first?.id ?? "", "qkd")] {
+            let shown = net.control(.relayShow(keyID: id, salt: nil), to: "Bob")?.relay
+            #expect(shown?.kind == kind && shown?.path == ["Alice", "Relay", "Bob"], "\(String(describing: shown))")
+        }
         let ids = taken.map { "{\"key_ID\": \"\($0.id)\"}" }.joined(separator: ",")
         let dec = try #require(net.kme("Bob") { await bob.post("/api/v1/keys/SAE-Alice/dec_keys", as: "SAE-Bob", "{\"key_IDs\": [\(ids)]}") })
         #expect(dec.status == 200 && dec.keys.map(\.bytes) == taken.map(\.bytes), "\(dec)")

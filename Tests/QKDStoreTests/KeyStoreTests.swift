@@ -125,6 +125,43 @@ func randomKeys(_ n: Int, seed: UInt64) -> [(id: KeyID, bits: BitVector)] {
         #expect(try moved.loadApplicationKeys(shelf: .stock).count == 2)
     }
 
+    /// A key's kind is stored with it and sealed into its associated data: a hybrid key edited
+    /// to read as a QKD key fails authentication; a store from before kinds gains the column.
+    @Test func aKeysKindIsKeptAndBoundToItsRow() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let keys = randomKeys(2, seed: 10).map {
+            ApplicationKey(id: $0.id, master: "SAE-A", slave: "SAE-B", bits: $0.bits, path: ["A", "B"])
+        }
+        var hybrid = keys[1]
+        hybrid.kind = "hybrid"
+        do {
+            let store = try KeyStore.open(directory: dir, node: "B")
+            try store.saveApplicationKeys([keys[0], hybrid])
+        }
+        let store = try KeyStore.open(directory: dir, node: "B")
+        #expect(try store.loadApplicationKeys().map(\.kind) == ["qkd", "hybrid"])
+        try store.close()
+        let db = try DatabaseQueue(path: dir + "/B.sqlite")
+        try db.write { try $0.execute(sql: "UPDATE application_keys SET kind = 'qkd' WHERE kind = 'hybrid'") }
+        try db.close()
+        let edited = try KeyStore.open(directory: dir, node: "B")
+        #expect { _ = try edited.loadApplicationKeys() } throws: { ($0 as? StoreError)?.code == .corrupt }
+        try edited.close()
+        // A store whose tables have no kind column (as before): opened, its rows qkd.
+        let old = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: old) }
+        do {
+            let store = try KeyStore.open(directory: old, node: "B")
+            try store.saveApplicationKeys([keys[0]])
+        }
+        let legacy = try DatabaseQueue(path: old + "/B.sqlite")
+        try legacy.write { try $0.execute(sql: "ALTER TABLE application_keys DROP COLUMN kind") }
+        try legacy.close()
+        let reopened = try KeyStore.open(directory: old, node: "B")
+        #expect(try reopened.loadApplicationKeys() == [keys[0]])
+    }
+
     @Test func theKeyEncryptionKeyIsPrivateAndRequired() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
