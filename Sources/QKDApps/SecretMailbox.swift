@@ -70,6 +70,14 @@ public enum SecretMailbox {
                     waitedSeconds: Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18)
     }
 
+    /// Sends each of `files` in turn, all against one deadline.
+    public static func send(files: [String], mailbox: String, client: ETSI014Client, master: String, slave: String,
+                            deadline: ContinuousClock.Instant) async throws -> [Sent] {
+        var out: [Sent] = []
+        for f in files { out.append(try await send(file: f, mailbox: mailbox, client: client, master: master, slave: slave, deadline: deadline)) }
+        return out
+    }
+
     /// What receiving one envelope gave.
     public struct Received: Sendable, Equatable {
         public var name: String

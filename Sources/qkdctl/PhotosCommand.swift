@@ -80,9 +80,7 @@ struct Photos: ParsableCommand {
         let (from, to, wait) = (from, to, wait)
         let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
         let sent = try using(sender) { client in
-            var out: [SecretMailbox.Sent] = []
-            for f in photos { out.append(try await SecretMailbox.send(file: f, mailbox: mailbox, client: client, master: from, slave: to, deadline: deadline)) }
-            return out
+            try await SecretMailbox.send(files: photos, mailbox: mailbox, client: client, master: from, slave: to, deadline: deadline)
         }
         let receiver = try kmeClient(network, sae: to)
         let got = try using(receiver) { client in

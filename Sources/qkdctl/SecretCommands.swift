@@ -87,9 +87,7 @@ struct SecretSend: ParsableCommand {
         let (files, mailbox, from, to) = (files, mailbox, from, to)
         let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
         let sent = try using(client) { client in
-            var out: [SecretMailbox.Sent] = []
-            for f in files { out.append(try await SecretMailbox.send(file: f, mailbox: mailbox, client: client, master: from, slave: to, deadline: deadline)) }
-            return out
+            try await SecretMailbox.send(files: files, mailbox: mailbox, client: client, master: from, slave: to, deadline: deadline)
         }
         for s in sent {
             print("sent \(s.name): \(s.bytes) bytes, \(s.keys) keys (\(s.keyBits) bits), waited \(String(format: "%.1f", s.waitedSeconds)) s for keys")
